@@ -47,3 +47,13 @@ def titles() -> pa.Table:
 @pytest.fixture
 def catalog(titles: pa.Table) -> Catalog:
     return Catalog.from_table(titles)
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory) -> str:
+    """One SQLite MLflow DB per test session (migrations cost seconds), configured globally."""
+    from training import tracking
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    tracking.configure(uri, "tests")
+    return uri

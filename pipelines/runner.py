@@ -1,0 +1,105 @@
+"""A small resumable stage runner: each stage is a plain function of a ``RunContext``.
+
+A run lives in ``runs_dir/<run_id>/``. After a stage succeeds its outputs (a JSON-able dict)
+are written atomically to ``<stage>.done.json``; a re-run with the same run id skips stages
+that are done and hands their recorded outputs to the stages after them. A stage that fails
+leaves no marker, so the next run starts again at that stage. Nothing here publishes: the
+publish stage is the only one that touches what serving reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pathways.config import PathwaysConfig
+
+log = logging.getLogger("pathways.pipeline")
+
+
+@dataclass
+class RunContext:
+    """What every stage sees: config, the run's folder, and earlier stages' outputs."""
+
+    config: PathwaysConfig
+    run_id: str
+    run_dir: Path
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    progress: bool = True
+    cache: dict[str, Any] = field(default_factory=dict)  # in-process objects shared by stages
+
+    def stage_dir(self, stage: str) -> Path:
+        path = self.run_dir / stage
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    fn: Callable[[RunContext], dict[str, Any]]
+    description: str = ""
+
+
+@dataclass
+class StageResult:
+    name: str
+    seconds: float
+    skipped: bool
+    outputs: dict[str, Any]
+
+
+class StageFailed(RuntimeError):
+    def __init__(self, stage: str, cause: BaseException):
+        super().__init__(f"stage {stage!r} failed: {type(cause).__name__}: {cause}")
+        self.stage = stage
+
+
+def _marker(ctx: RunContext, stage: str) -> Path:
+    return ctx.run_dir / f"{stage}.done.json"
+
+
+def run_stages(
+    stages: list[Stage],
+    ctx: RunContext,
+    resume: bool = True,
+    until: str | None = None,
+    on_stage: Callable[[StageResult], None] | None = None,
+) -> list[StageResult]:
+    """Run ``stages`` in order (skipping those already done when ``resume``); stop after ``until``."""
+    names = [s.name for s in stages]
+    if until is not None and until not in names:
+        raise ValueError(f"unknown stage {until!r}; stages are {names}")
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    results: list[StageResult] = []
+    for stage in stages:
+        marker = _marker(ctx, stage.name)
+        if resume and marker.is_file():
+            recorded = json.loads(marker.read_text())
+            ctx.outputs[stage.name] = recorded["outputs"]
+            result = StageResult(stage.name, recorded["seconds"], True, recorded["outputs"])
+        else:
+            log.info("stage %s: %s", stage.name, stage.description)
+            t0 = time.perf_counter()
+            try:
+                outputs = stage.fn(ctx) or {}
+            except Exception as exc:  # noqa: BLE001 - re-raised with the stage name
+                raise StageFailed(stage.name, exc) from exc
+            seconds = time.perf_counter() - t0
+            ctx.outputs[stage.name] = outputs
+            tmp = marker.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"outputs": outputs, "seconds": seconds}, indent=2, default=str))
+            os.replace(tmp, marker)
+            result = StageResult(stage.name, seconds, False, outputs)
+        results.append(result)
+        if on_stage:
+            on_stage(result)
+        if stage.name == until:
+            break
+    return results

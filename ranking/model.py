@@ -1,0 +1,138 @@
+"""Ranker models as artifacts: what serving and the nightly job load and call.
+
+Two kinds share one interface (``predict(X) -> P(play)``, X of shape (n, n_features) with the
+columns named by ``feature_names``):
+
+- ``mlp``: a PyTorch multilayer perceptron on standardized features (the champion by default);
+- ``gbdt``: scikit-learn's HistGradientBoostingClassifier (the challenger by default).
+
+Training lives in ``training/ranker.py``; this module only defines and loads them, so that
+``ranking`` never imports training code.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+META = "ranker.json"
+WEIGHTS = "ranker.pt"
+SKLEARN = "ranker.pkl"
+
+
+class MLP(nn.Module):
+    """Standardized features -> hidden -> hidden -> logit."""
+
+    def __init__(self, n_features: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(n_features, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+@dataclass
+class RankerArtifact:
+    """A trained ranker: its kind, feature names, normalization and learned model."""
+
+    kind: Literal["mlp", "gbdt"]
+    feature_names: list[str]
+    mean: np.ndarray  # (n_features,)
+    std: np.ndarray  # (n_features,)
+    model: Any  # MLP for "mlp", a fitted sklearn estimator for "gbdt"
+    hidden: int = 0
+    metrics: dict[str, float] | None = None
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """P(play) for each row of ``X`` (n, n_features) -> (n,) float32."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != len(self.feature_names):
+            raise ValueError(f"expected (n, {len(self.feature_names)}) features, got {X.shape}")
+        X = np.nan_to_num((X - self.mean) / self.std, nan=0.0, posinf=0.0, neginf=0.0)
+        if self.kind == "mlp":
+            with torch.no_grad():
+                return torch.sigmoid(self.model(torch.from_numpy(X))).numpy().astype(np.float32)
+        return self.model.predict_proba(X)[:, 1].astype(np.float32)
+
+    def save(self, path: Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "kind": self.kind,
+            "feature_names": self.feature_names,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "hidden": self.hidden,
+            "metrics": self.metrics or {},
+        }
+        (path / META).write_text(json.dumps(meta, indent=2))
+        if self.kind == "mlp":
+            torch.save(self.model.state_dict(), path / WEIGHTS)
+        else:
+            with open(path / SKLEARN, "wb") as fh:
+                pickle.dump(self.model, fh)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> "RankerArtifact":
+        path = Path(path)
+        try:
+            meta = json.loads((path / META).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise FileNotFoundError(f"no ranker artifact at {path}: {exc}") from None
+        n = len(meta["feature_names"])
+        if meta["kind"] == "mlp":
+            model: Any = MLP(n, int(meta["hidden"]))
+            model.load_state_dict(torch.load(path / WEIGHTS, weights_only=True))
+            model.eval()
+        else:
+            with open(path / SKLEARN, "rb") as fh:
+                model = pickle.load(fh)  # noqa: S301 - our own artifact
+        return cls(
+            kind=meta["kind"],
+            feature_names=list(meta["feature_names"]),
+            mean=np.asarray(meta["mean"], np.float32),
+            std=np.asarray(meta["std"], np.float32),
+            model=model,
+            hidden=int(meta["hidden"]),
+            metrics=meta.get("metrics"),
+        )
+
+
+def _pyfunc_class():  # built lazily so importing ranking does not import mlflow
+    import mlflow.pyfunc
+
+    class RankerPyfunc(mlflow.pyfunc.PythonModel):
+        """MLflow wrapper: ``predict`` takes a DataFrame with the artifact's feature columns."""
+
+        def load_context(self, context) -> None:  # noqa: ANN001 - MLflow's signature
+            self.artifact = RankerArtifact.load(Path(context.artifacts["ranker"]))
+
+        def predict(self, context, model_input, params=None):  # noqa: ANN001
+            return self.artifact.predict(model_input[self.artifact.feature_names].to_numpy())
+
+    return RankerPyfunc
+
+
+def load_registered(model_uri: str) -> RankerArtifact:
+    """Load ``models:/ranker@champion`` (or any URI of a logged ranker) as a RankerArtifact."""
+    import mlflow.artifacts
+
+    local = Path(mlflow.artifacts.download_artifacts(model_uri))
+    found = next(local.rglob(META), None)
+    if found is None:
+        raise FileNotFoundError(f"{model_uri} holds no ranker artifact")
+    return RankerArtifact.load(found.parent)
