@@ -1,0 +1,100 @@
+"""``pathways nightly`` (the batch job) and ``pathways demo`` (what ``make run`` runs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from pathways.config import PathwaysConfig, load_config, parse_override
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML or JSON config file (default: embedded defaults)")
+    p.add_argument("--data-dir", type=Path, help="where inputs, lake, models and snapshots live (default: var)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set world.n_accounts=100 (repeatable)")
+
+
+def config_from_args(args: argparse.Namespace) -> PathwaysConfig:
+    overrides = dict(parse_override(o) for o in args.overrides)
+    if args.data_dir is not None:
+        overrides["data_dir"] = str(args.data_dir)
+    return load_config(args.config, **overrides)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from pipelines.nightly import STAGES
+
+    p = sub.add_parser("nightly", help="run (or resume) the nightly job and publish a snapshot")
+    add_config_args(p)
+    p.add_argument("--no-resume", action="store_true", help="redo every stage of this run")
+    p.add_argument("--until", choices=[s.name for s in STAGES], help="stop after this stage")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_nightly)
+
+    d = sub.add_parser("demo", help="generate the default world, run the nightly job, serve it")
+    add_config_args(d)
+    d.add_argument("--size", default="default", choices=["tiny", "small", "default"], help="world size preset")
+    d.add_argument("--no-serve", action="store_true", help="stop after publishing")
+    d.add_argument("--port", type=int, help="HTTP port (default: serving.port, 8000)")
+    d.set_defaults(handler=_demo)
+
+
+def _nightly(args: argparse.Namespace) -> int:
+    from pipelines.nightly import format_summary, run_nightly
+    from pipelines.runner import StageFailed
+
+    config = config_from_args(args)
+    try:
+        ctx, results = run_nightly(config, resume=not args.no_resume, until=args.until,
+                                   progress=not args.no_progress)
+    except StageFailed as exc:
+        print(f"pathways nightly: {exc}\nthe live snapshot is unchanged; re-run to resume from that stage",
+              file=sys.stderr)
+        return 1
+    print(format_summary(ctx, results))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pipelines.nightly import format_summary, run_nightly
+    from world.generator import generate_to_dir
+    from world.sizes import preset
+
+    config = config_from_args(args)
+    if args.port is not None:
+        config = config.with_overrides({"serving.port": args.port})
+    world_dir = config.raw_dir / "world"
+    if not (world_dir / "events.parquet").is_file():
+        t0 = time.perf_counter()
+        print(f"generating the {args.size} synthetic world into {world_dir} ...")
+        generate_to_dir(preset(args.size, base=config.world), world_dir)
+        print(f"  done in {time.perf_counter() - t0:.1f} s")
+    ctx, results = run_nightly(config)
+    print(format_summary(ctx, results))
+    if args.no_serve:
+        return 0
+    from serving.deployment import run as serve
+
+    base = f"http://{config.serving.host}:{config.serving.port}"
+    examples = _example_profiles(config)
+    print("\nServing on", base, "- try:")
+    for pid, what in examples:
+        print(f"  curl '{base}/api/v1/pathways?profile_id={pid}&row_count=5'   # {what}")
+    print(f"  curl '{base}/api/v1/pathways?profile_id=999999999&row_count=5'   # never seen: fallback page")
+    print(f"  curl -X PUT '{base}/api/v1/playback/s1/heartbeat' -H 'content-type: application/json' "
+          f"-d '{{\"profile_id\": {examples[0][0]}, \"title_id\": <a title id>, \"position_s\": 600}}'")
+    print(f"  curl '{base}/healthz'\nPress Ctrl-C to stop.")
+    serve(config, blocking=True)
+    return 0
+
+
+def _example_profiles(config: PathwaysConfig) -> list[tuple[int, str]]:
+    import pyarrow.parquet as pq
+
+    profiles = pq.read_table(config.raw_dir / "world" / "profiles.parquet").to_pylist()
+    adult = next(p for p in profiles if not p["is_kids"])
+    kid = next((p for p in profiles if p["is_kids"]), adult)
+    return [(adult["profile_id"], f"adult profile in {adult['region']}"), (kid["profile_id"], "kids profile")]

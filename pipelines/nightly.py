@@ -1,0 +1,102 @@
+"""The nightly job: ingest -> features -> materialize -> train -> candidates -> rank -> assemble -> publish.
+
+Each stage is a plain function of the ``RunContext`` (see ``pipelines/runner.py``), so the job
+resumes where it failed and re-running a finished run changes nothing. Inputs:
+
+- ``<data_dir>/raw/world/{titles,profiles,events}.parquet``: the catalog, the profiles and the
+  event log (the synthetic world, or a loader's output in the same schemas);
+- ``<data_dir>/raw/api/**.parquet``: events that arrived through ``POST /api/v1/events``.
+
+The run id is a fingerprint of those inputs and of the config: the same inputs give the same
+run, so a finished run is not redone, and an interrupted one resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from pathways.config import PathwaysConfig
+from pathways.snapshot import current_version
+from pipelines import stages
+from pipelines.runner import RunContext, Stage, StageResult, run_stages
+
+log = logging.getLogger("pathways.nightly")
+
+STAGES: list[Stage] = [
+    Stage("ingest", stages.ingest, "validate raw events into the lake; quarantine bad rows"),
+    Stage("features", stages.features, "compute point-in-time feature tables"),
+    Stage("materialize", stages.materialize, "feast apply + materialize into the online store"),
+    Stage("train_als", stages.train_als, "ALS on plays weighted by fraction watched (MLflow)"),
+    Stage("train_ranker", stages.train_ranker, "rankers on impressions with historical features (MLflow)"),
+    Stage("artwork", stages.artwork, "train, evaluate off-policy and maybe promote the artwork policy"),
+    Stage("pages", stages.pages, "candidates -> rank -> assemble a page per profile, and fallbacks"),
+    Stage("publish", stages.publish, "write the snapshot beside the live one, switch CURRENT last"),
+]
+
+
+def input_files(config: PathwaysConfig) -> list[Path]:
+    raw = config.raw_dir
+    files = [raw / "world" / name for name in ("titles.parquet", "profiles.parquet", "events.parquet")]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"nightly inputs missing: {', '.join(missing)}; generate a world first "
+            f"(pathways world generate --out {raw / 'world'})"
+        )
+    return files + sorted((raw / "api").rglob("*.parquet")) if (raw / "api").is_dir() else files
+
+
+def fingerprint(config: PathwaysConfig, files: list[Path]) -> str:
+    """A short hash of the config and of each input file's name, size and row count."""
+    h = hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode())
+    for f in files:
+        h.update(f"{f.name}:{f.stat().st_size}:{pq.ParquetFile(f).metadata.num_rows}".encode())
+    return h.hexdigest()[:12]
+
+
+def run_nightly(
+    config: PathwaysConfig,
+    resume: bool = True,
+    until: str | None = None,
+    progress: bool = True,
+    on_stage: Any = None,
+) -> tuple[RunContext, list[StageResult]]:
+    """Run (or resume) tonight's job. Returns the context and one result per stage run."""
+    files = input_files(config)
+    run_id = fingerprint(config, files)
+    ctx = RunContext(config=config, run_id=run_id, run_dir=config.runs_dir / run_id, progress=progress)
+    ctx.cache["input_files"] = files
+    started = datetime.now(UTC)
+    results = run_stages(STAGES, ctx, resume=resume, until=until, on_stage=on_stage)
+    (ctx.run_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "run_id": run_id,
+                "started": started.isoformat(),
+                "finished": datetime.now(UTC).isoformat(),
+                "live_snapshot": current_version(config.snapshots_dir),
+                "stages": {r.name: {"seconds": r.seconds, "skipped": r.skipped, **r.outputs} for r in results},
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    return ctx, results
+
+
+def format_summary(ctx: RunContext, results: list[StageResult]) -> str:
+    lines = [f"nightly run {ctx.run_id} ({ctx.run_dir})", f"{'stage':<14}{'seconds':>9}  result"]
+    for r in results:
+        shown = {k: v for k, v in r.outputs.items() if not isinstance(v, (dict, list))}
+        text = ", ".join(f"{k}={v}" for k, v in shown.items())
+        lines.append(f"{r.name:<14}{r.seconds:>9.1f}  {'(done earlier) ' if r.skipped else ''}{text}")
+    lines.append(f"total {sum(r.seconds for r in results if not r.skipped):.1f} s; live snapshot: "
+                 f"{current_version(ctx.config.snapshots_dir)} in {ctx.config.snapshots_dir}")
+    return "\n".join(lines)

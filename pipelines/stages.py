@@ -1,0 +1,261 @@
+"""The nightly job's stages: each a plain function ``(RunContext) -> outputs dict``.
+
+Outputs are small JSON-able facts (counts, paths, model versions) recorded by the runner so a
+resumed run can pick up where it stopped. Heavy objects shared in one process (the feature
+store, the catalog) go in ``ctx.cache`` and are rebuilt from disk when a run resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from experiments.allocation import assign_cell
+from features.schema import MATURITY_LEVELS, REGIONS
+from pathways.catalog import Catalog
+from pathways.snapshot import FALLBACK, PAGES, PROFILES, TITLES, SnapshotWriter, new_version, prune
+from pathways.types import Candidates, Page, ProfileContext
+from pipelines.runner import RunContext
+from ranking.page import assemble_page
+
+log = logging.getLogger("pathways.nightly")
+
+
+# ---------------------------------------------------------------- shared loaders (cached)
+def world_tables(ctx: RunContext) -> tuple[pa.Table, pa.Table]:
+    if "titles" not in ctx.cache:
+        raw = ctx.config.raw_dir / "world"
+        ctx.cache["titles"] = pq.read_table(raw / "titles.parquet")
+        ctx.cache["profiles"] = pq.read_table(raw / "profiles.parquet")
+    return ctx.cache["titles"], ctx.cache["profiles"]
+
+
+def catalog(ctx: RunContext) -> Catalog:
+    if "catalog" not in ctx.cache:
+        ctx.cache["catalog"] = Catalog.from_table(world_tables(ctx)[0])
+    return ctx.cache["catalog"]
+
+
+def lake_events(ctx: RunContext) -> pa.Table:
+    if "events" not in ctx.cache:
+        from features.ingest import read_events
+
+        ctx.cache["events"] = read_events(ctx.config.lake_dir)
+    return ctx.cache["events"]
+
+
+def feature_store(ctx: RunContext):  # -> features.store.FeatureStoreManager
+    if "store" not in ctx.cache:
+        from features.store import FeatureStoreManager
+
+        ctx.cache["store"] = FeatureStoreManager(ctx.config.features, ctx.config.feature_repo_dir)
+    return ctx.cache["store"]
+
+
+def as_of(ctx: RunContext) -> datetime:
+    return datetime.fromisoformat(ctx.outputs["features"]["as_of"])
+
+
+def configure_mlflow(ctx: RunContext) -> None:
+    from training import tracking
+
+    tracking.configure(ctx.config.mlflow_uri, ctx.config.training.experiment_name)
+
+
+# ---------------------------------------------------------------- stages
+def ingest(ctx: RunContext) -> dict[str, Any]:
+    from features.ingest import ingest as ingest_file
+
+    titles, profiles = world_tables(ctx)
+    event_files = [f for f in ctx.cache["input_files"] if f.name not in ("titles.parquet", "profiles.parquet")]
+    totals = {"rows_in": 0, "accepted": 0, "quarantined": 0, "files": 0, "already_ingested": 0}
+    by_reason: dict[str, int] = {}
+    for path in tqdm(event_files, desc="ingest", unit="file", disable=not ctx.progress):
+        report = ingest_file(path, titles, profiles, ctx.config.lake_dir)
+        log.info("%s: %s", path.name, report)
+        totals["files"] += 1
+        if report.already_ingested:
+            totals["already_ingested"] += 1
+            continue
+        totals["rows_in"] += report.rows_in
+        totals["accepted"] += report.accepted
+        totals["quarantined"] += report.quarantined
+        for reason, n in report.by_reason.items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+    if totals["rows_in"] != totals["accepted"] + totals["quarantined"]:
+        raise RuntimeError(f"event accounting does not balance: {totals}")
+    return {**totals, "by_reason": by_reason, "lake": str(ctx.config.lake_dir)}
+
+
+def features(ctx: RunContext) -> dict[str, Any]:
+    from features.compute import compute_features
+
+    titles, profiles = world_tables(ctx)
+    events = lake_events(ctx)
+    if events.num_rows == 0:
+        raise ValueError("the lake holds no accepted events: nothing to compute features from")
+    end = pc.max(events.column("ts")).as_py()  # tz-aware UTC datetime: the log's last moment
+    frames = compute_features(events, titles, profiles)
+    store = feature_store(ctx)
+    store.write_features(frames)
+    return {"as_of": end.isoformat(), "events": events.num_rows}
+
+
+def materialize(ctx: RunContext) -> dict[str, Any]:
+    store = feature_store(ctx)
+    store.apply()
+    end = as_of(ctx) + timedelta(seconds=1)
+    store.materialize(end)
+    return {"materialized_until": end.isoformat(), "repo": str(ctx.config.feature_repo_dir)}
+
+
+def train_als(ctx: RunContext) -> dict[str, Any]:
+    from training.als import train_als as fit_als
+
+    configure_mlflow(ctx)
+    out = ctx.stage_dir("train_als")
+    result = fit_als(lake_events(ctx), ctx.config.training, out)
+    return {"path": str(out), **{k: v for k, v in result.items() if isinstance(v, (int, float, str))}}
+
+
+def train_ranker(ctx: RunContext) -> dict[str, Any]:
+    from ranking.features import FEATURE_COLUMNS, training_frame
+    from training import tracking
+    from training.ranker import log_ranker, train_ranker as fit
+
+    configure_mlflow(ctx)
+    frame = training_frame(lake_events(ctx), feature_store(ctx), catalog(ctx))
+    cfg = ctx.config.training
+    out: dict[str, Any] = {"impressions": len(frame)}
+    for kind, alias in (("mlp", tracking.CHAMPION), ("gbdt", tracking.CHALLENGER)):
+        result = log_ranker(fit(frame, FEATURE_COLUMNS, cfg, kind=kind), f"ranker-{kind}-{ctx.run_id}", alias,
+                            cfg.model_dump(mode="json"))
+        out[f"{alias}_version"] = result.version
+        out[f"{alias}_auc"] = round(result.metrics["valid_auc"], 4)
+    return out
+
+
+def artwork(ctx: RunContext) -> dict[str, Any]:
+    from bandits.nightly import nightly_artwork
+
+    configure_mlflow(ctx)
+    return nightly_artwork(lake_events(ctx), world_tables(ctx)[0], ctx.config, ctx.stage_dir("artwork"))
+
+
+def _profile_contexts(ctx: RunContext) -> list[ProfileContext]:
+    from features.history import playback_states, profile_histories
+
+    titles, profiles = world_tables(ctx)
+    events = lake_events(ctx)
+    cfg = ctx.config
+    states = playback_states(events, titles, cfg.candidates.finished_fraction, cfg.candidates.continue_min_fraction)
+    histories = profile_histories(events)
+    out = []
+    for row in profiles.to_pylist():
+        pid = int(row["profile_id"])
+        state = states.get(pid)
+        out.append(
+            ProfileContext(
+                profile_id=pid,
+                account_id=int(row["account_id"]),
+                region=row["region"],
+                max_maturity_level=int(row["max_maturity_level"]),
+                is_kids=bool(row["is_kids"]),
+                cell=assign_cell(pid, cfg.experiment),
+                history=histories.get(pid, ()),
+                finished=state.finished if state else frozenset(),
+                in_progress={t: f for t, (f, _) in state.in_progress.items()} if state else {},
+                in_progress_ts={t: ts for t, (_, ts) in state.in_progress.items()} if state else {},
+            )
+        )
+    return out
+
+
+def pages(ctx: RunContext) -> dict[str, Any]:
+    from candidates.registry import build_sources, cohort_rows, generate_all
+    from ranking.features import RowScorer
+    from ranking.model import load_registered
+    from training import tracking
+    from training.als import AlsArtifacts
+
+    configure_mlflow(ctx)
+    cfg = ctx.config
+    cat = catalog(ctx)
+    events = lake_events(ctx)
+    when = as_of(ctx)
+    als = AlsArtifacts.load(Path(ctx.outputs["train_als"]["path"]))
+    sources = build_sources(als, cat, cfg.candidates, when, events, world_tables(ctx)[1])
+    scorers = {
+        "control": RowScorer(load_registered(tracking.alias_uri("ranker", tracking.CHAMPION)), feature_store(ctx), cat),
+        "challenger": RowScorer(load_registered(tracking.alias_uri("ranker", tracking.CHALLENGER)), feature_store(ctx), cat),
+    }
+    contexts = _profile_contexts(ctx)
+    out_dir = ctx.stage_dir("pages")
+    records: list[tuple[int, str, Page]] = []
+    n_rows = 0
+    for profile in tqdm(contexts, desc="pages", unit="profile", disable=not ctx.progress):
+        rows = generate_all(sources, profile)
+        scorer = scorers.get(profile.cell, scorers["control"])
+        rows = scorer.score_rows(profile, rows)
+        page = assemble_page(rows, profile, cat, cfg.page)
+        n_rows += len(page.rows)
+        records.append((profile.profile_id, profile.cell, page))
+    fallbacks = fallback_pages(ctx, cohort_rows, sources)
+    writer = SnapshotWriter(out_dir, "pages")  # reuse the writer's Parquet layout in the run dir
+    writer.write_pages(records)
+    writer.write_fallbacks(fallbacks)
+    return {
+        "profiles": len(records),
+        "rows": n_rows,
+        "personalized_pages": sum(1 for _, _, p in records if p.rows),
+        "fallback_pages": len(fallbacks),
+        "dir": str(writer.staging),
+    }
+
+
+def fallback_pages(ctx: RunContext, cohort_rows: Any, sources: Any) -> dict[tuple[str, int], Page]:
+    """One non-personalized page per (region, maturity level), from cohort sources only."""
+    cat = catalog(ctx)
+    out = {}
+    for region in REGIONS:
+        for level in MATURITY_LEVELS:
+            profile = ProfileContext(profile_id=-1, region=region, max_maturity_level=level, known=False, cell="fallback")
+            rows: list[Candidates] = cohort_rows(sources, profile)
+            out[(region, level)] = assemble_page(
+                rows, profile, cat, ctx.config.page, personalized=False,
+                reason="non-personalized fallback", fallback_rung="cohort",
+            )
+    return out
+
+
+def publish(ctx: RunContext) -> dict[str, Any]:
+    staged = Path(ctx.outputs["pages"]["dir"])
+    titles, profiles = world_tables(ctx)
+    version = new_version()
+    writer = SnapshotWriter(ctx.config.snapshots_dir, version)
+    try:
+        for name in (PAGES, FALLBACK):
+            writer.write_table(name, pq.read_table(staged / name))
+        writer.write_table(TITLES, titles)
+        writer.write_table(PROFILES, profiles)
+        live = writer.publish(
+            {
+                "run_id": ctx.run_id,
+                "as_of": ctx.outputs["features"]["as_of"],
+                "models": {k: v for k, v in ctx.outputs.get("train_ranker", {}).items() if k.endswith("version")},
+                "counts": {k: v for k, v in ctx.outputs["pages"].items() if k != "dir"},
+                "config": ctx.config.model_dump(mode="json"),
+            }
+        )
+    except BaseException:
+        writer.abort()
+        raise
+    removed = prune(ctx.config.snapshots_dir, keep=3)
+    return {"version": version, "path": str(live), "pruned": len(removed)}
