@@ -32,8 +32,8 @@ class ArtworkTruthConfig:
     """Strength of each effect. ``beta`` is the log-multiplier per standard deviation of affinity."""
 
     beta: float = 0.9
-    gamma_sd: float = 0.15
-    context_noise_sd: float = 0.35
+    gamma_sd: float = 0.1
+    context_noise_sd: float = 0.25
     base_offset: float = -2.2
     base_scale: float = 0.8
 

@@ -1,0 +1,134 @@
+"""Per-arm features: what a policy sees for each artwork variant of a title shown to a profile.
+
+The profile context is a vector of (noisy) affinities to named *slots*, ``context_names`` such as
+``"genre:Comedy"``, ``"mood:dark"`` or ``"cast:*"``. A variant's theme maps to a slot by exact
+name, else by ``"<kind>:*"`` (so every ``"cast:<name>"`` uses ``"cast:*"``); unmapped themes have
+no slot. For variant a of title t with slot s and kind k, shown to a profile with context c::
+
+    phi = [ onehot(s) * c  (S) | onehot(s)  (S) | onehot(k)  (K) ]       D = 2S + K
+
+so a linear score is ``w_s * c_s + b_s + b_k``: per-slot response to affinity, slot and kind
+main effects. Padded variants (titles with fewer than ``A_max``) are all-zero and masked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+KINDS: tuple[str, ...] = ("genre", "cast", "mood")
+NO_SLOT = -1
+
+
+@dataclass(frozen=True)
+class ArmFeaturizer:
+    """Static per-title arm layout. ``title_ids`` sorted int64 (T,); arm arrays (T, A_max)."""
+
+    context_names: tuple[str, ...]
+    title_ids: np.ndarray  # int64 (T,), sorted ascending
+    arm_slot: np.ndarray  # int32 (T, A_max), NO_SLOT where none
+    arm_kind: np.ndarray  # int32 (T, A_max), -1 where the kind is unknown
+    arm_mask: np.ndarray  # bool (T, A_max)
+
+    @classmethod
+    def build(cls, context_names: tuple[str, ...] | list[str], title_ids: np.ndarray, artwork_themes) -> "ArmFeaturizer":
+        """From the catalog: ``artwork_themes[i]`` lists the variants of ``title_ids[i]``."""
+        ids = np.asarray(title_ids, dtype=np.int64)
+        if ids.ndim != 1 or len(ids) != len(artwork_themes):
+            raise ValueError(f"title_ids {ids.shape} and artwork_themes ({len(artwork_themes)}) must align")
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("title_ids: duplicates")
+        if len(ids) == 0 or any(len(t) == 0 for t in artwork_themes):
+            raise ValueError("artwork_themes: every title needs at least one variant")
+        names = tuple(context_names)
+        slot_of = {n: i for i, n in enumerate(names)}
+        a_max = max(len(t) for t in artwork_themes)
+        slot = np.full((len(ids), a_max), NO_SLOT, dtype=np.int32)
+        kind = np.full((len(ids), a_max), -1, dtype=np.int32)
+        mask = np.zeros((len(ids), a_max), dtype=bool)
+        for i, themes in enumerate(artwork_themes):
+            for a, theme in enumerate(themes):
+                k = theme.split(":", 1)[0]
+                slot[i, a] = slot_of.get(theme, slot_of.get(f"{k}:*", NO_SLOT))
+                kind[i, a] = KINDS.index(k) if k in KINDS else -1
+                mask[i, a] = True
+        order = np.argsort(ids, kind="stable")
+        return cls(names, ids[order], slot[order], kind[order], mask[order])
+
+    @property
+    def n_context(self) -> int:
+        return len(self.context_names)
+
+    @property
+    def dim(self) -> int:
+        """D, the length of one arm's feature vector."""
+        return 2 * self.n_context + len(KINDS)
+
+    @property
+    def max_arms(self) -> int:
+        return int(self.arm_mask.shape[1])
+
+    def feature_names(self) -> list[str]:
+        return [f"{n}*ctx" for n in self.context_names] + list(self.context_names) + [f"kind:{k}" for k in KINDS]
+
+    def rows(self, title_ids: np.ndarray) -> np.ndarray:
+        """Row of each title in the layout, int64 (n,); -1 for titles the featurizer does not know."""
+        ids = np.asarray(title_ids, dtype=np.int64)
+        pos = np.searchsorted(self.title_ids, ids)
+        pos = np.minimum(pos, len(self.title_ids) - 1)
+        return np.where(self.title_ids[pos] == ids, pos, -1)
+
+    def n_arms(self, title_ids: np.ndarray) -> np.ndarray:
+        """Variants per title, int32 (n,); 0 for unknown titles."""
+        rows = self.rows(title_ids)
+        return np.where(rows >= 0, self.arm_mask[rows].sum(axis=1), 0).astype(np.int32)
+
+    def transform(self, context: np.ndarray, title_ids: np.ndarray) -> np.ndarray:
+        """Arm features float32 (n, A_max, D) for contexts (n, S), or one context (S,) for all titles."""
+        ctx = np.asarray(context, dtype=np.float32)
+        rows = self.rows(title_ids)
+        if np.any(rows < 0):
+            raise ValueError(f"title_ids: unknown to the featurizer: {np.asarray(title_ids)[rows < 0][:5].tolist()}")
+        if ctx.shape[-1] != self.n_context or ctx.ndim not in (1, 2):
+            raise ValueError(f"context: expected (n, {self.n_context}) or ({self.n_context},), got {ctx.shape}")
+        if ctx.ndim == 2 and len(ctx) != len(rows):
+            raise ValueError(f"context has {len(ctx)} rows for {len(rows)} titles")
+        s, k = self.n_context, len(KINDS)
+        slot, kind, mask = self.arm_slot[rows], self.arm_kind[rows], self.arm_mask[rows]
+        out = np.zeros((len(rows), self.max_arms, self.dim), dtype=np.float32)
+        n_idx, a_idx = np.nonzero(slot >= 0)
+        sl = slot[n_idx, a_idx]
+        out[n_idx, a_idx, sl] = ctx[sl] if ctx.ndim == 1 else ctx[n_idx, sl]
+        out[n_idx, a_idx, s + sl] = 1.0
+        n_idx, a_idx = np.nonzero(kind >= 0)
+        out[n_idx, a_idx, 2 * s + kind[n_idx, a_idx]] = 1.0
+        out[~mask] = 0.0
+        return out
+
+    def transform_chosen(self, context: np.ndarray, title_ids: np.ndarray, arms: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        """Features of the chosen arm only, float32 (n, D); chunked so logs of any size fit in memory."""
+        arms = np.asarray(arms, dtype=np.int64)
+        out = np.empty((len(arms), self.dim), dtype=np.float32)
+        for lo in range(0, len(arms), chunk):
+            sl = slice(lo, lo + chunk)
+            feats = self.transform(np.asarray(context)[sl], np.asarray(title_ids)[sl])
+            out[sl] = feats[np.arange(len(feats)), arms[sl]]
+        return out
+
+    def save(self, path: Path) -> Path:
+        np.savez(
+            path,
+            context_names=np.array(self.context_names, dtype=str),
+            title_ids=self.title_ids,
+            arm_slot=self.arm_slot,
+            arm_kind=self.arm_kind,
+            arm_mask=self.arm_mask,
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> "ArmFeaturizer":
+        with np.load(path, allow_pickle=False) as z:
+            return cls(tuple(str(n) for n in z["context_names"]), z["title_ids"], z["arm_slot"], z["arm_kind"], z["arm_mask"])
