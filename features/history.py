@@ -1,0 +1,144 @@
+"""Viewing history and playback state per profile, from the event log.
+
+- ``playback_states(events, titles)``: per profile, the titles in progress (fraction watched and
+  when it was last seen) and the titles finished.
+- ``profile_histories(events)``: per profile, the titles played, oldest first.
+- ``apply_event(state, event, runtime_s)``: one event folded into a state (the serving overlay).
+
+Semantics (the batch functions equal a fold of ``apply_event`` over events in time order):
+play, pause and complete events carry ``fraction_watched``; a heartbeat (or a pause without a
+fraction) carries ``position_s``, read as ``position_s / runtime_s``. A ``complete`` event, or a
+fraction >= ``finished_fraction``, finishes the title for good (a later re-watch does not bring
+it back to in-progress). Otherwise the latest known fraction decides: >= ``min_fraction`` puts
+the title in progress with that fraction and time, below it takes the title out. Events with no
+readable fraction (and all other event types) change nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from features.schema import EventType
+
+PROGRESS_TYPES = (EventType.PLAY, EventType.PAUSE, EventType.COMPLETE, EventType.HEARTBEAT)
+
+
+@dataclass(frozen=True)
+class PlaybackState:
+    """``in_progress``: title id -> (fraction watched, last seen as epoch seconds)."""
+
+    in_progress: dict[int, tuple[float, float]] = field(default_factory=dict)
+    finished: frozenset[int] = frozenset()
+
+
+def event_fraction(event_type: str, fraction: float | None, position_s: float | None, runtime_s: float) -> float | None:
+    """The fraction of the title an event says was watched, or None if it says nothing."""
+    if event_type == EventType.COMPLETE:
+        return 1.0 if fraction is None or np.isnan(fraction) else float(fraction)
+    if fraction is not None and not np.isnan(fraction) and event_type != EventType.HEARTBEAT:
+        return float(fraction)
+    if position_s is not None and not np.isnan(position_s) and runtime_s > 0:
+        return float(min(position_s / runtime_s, 1.0))
+    return None
+
+
+def apply_event(
+    state: PlaybackState,
+    event: Mapping[str, Any],
+    runtime_s: float,
+    finished_fraction: float = 0.9,
+    min_fraction: float = 0.05,
+) -> PlaybackState:
+    """``state`` after ``event`` (a mapping with EVENT_SCHEMA keys; ``ts`` a datetime or epoch s)."""
+    etype = str(event["event_type"])
+    title = event.get("title_id")
+    if etype not in PROGRESS_TYPES or title is None:
+        return state
+    title = int(title)
+    if title in state.finished:
+        return state
+    frac = event_fraction(etype, event.get("fraction_watched"), event.get("position_s"), runtime_s)
+    if frac is None:
+        return state
+    ts = event["ts"]
+    ts = ts.timestamp() if isinstance(ts, datetime) else float(ts)
+    in_progress = dict(state.in_progress)
+    in_progress.pop(title, None)
+    if etype == EventType.COMPLETE or frac >= finished_fraction:
+        return PlaybackState(in_progress, state.finished | {title})
+    if frac >= min_fraction:
+        in_progress[title] = (frac, ts)
+    return PlaybackState(in_progress, state.finished)
+
+
+def _progress_frame(events: pa.Table, titles: pa.Table) -> pd.DataFrame:
+    """Progress events with their fraction (NaN where unreadable), sorted by time."""
+    cols = ["event_type", "ts", "profile_id", "title_id", "fraction_watched", "position_s"]
+    df = events.select(cols).to_pandas()
+    df = df[df["event_type"].isin([t.value for t in PROGRESS_TYPES]) & df["title_id"].notna()]
+    runtime = pd.Series(
+        titles["runtime_min"].to_numpy().astype(np.float64) * 60.0,
+        index=titles["title_id"].to_numpy(),
+    )
+    runtime_s = df["title_id"].map(runtime).to_numpy(dtype=np.float64)
+    frac = df["fraction_watched"].to_numpy(dtype=np.float64)
+    from_pos = np.minimum(df["position_s"].to_numpy(dtype=np.float64) / runtime_s, 1.0)
+    is_complete = (df["event_type"] == EventType.COMPLETE).to_numpy()
+    is_heartbeat = (df["event_type"] == EventType.HEARTBEAT).to_numpy()
+    use_frac = ~np.isnan(frac) & ~is_heartbeat
+    frac = np.where(use_frac, frac, from_pos)
+    frac = np.where(is_complete & np.isnan(frac), 1.0, frac)
+    df = df.assign(frac=frac, is_complete=is_complete, epoch_s=(df["ts"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds())
+    df["title_id"] = df["title_id"].astype(np.int64)
+    return df.sort_values("ts", kind="stable")
+
+
+def playback_states(
+    events: pa.Table,
+    titles: pa.Table,
+    finished_fraction: float = 0.9,
+    min_fraction: float = 0.05,
+) -> dict[int, PlaybackState]:
+    """Playback state of every profile with progress events (see the module docstring)."""
+    df = _progress_frame(events, titles)
+    df = df[~np.isnan(df["frac"].to_numpy())]
+    finishing = df["is_complete"] | (df["frac"] >= finished_fraction)
+    finished = df.loc[finishing, ["profile_id", "title_id"]].drop_duplicates()
+    last = df.drop_duplicates(["profile_id", "title_id"], keep="last")
+    last = last[last["frac"] >= min_fraction]
+    last = last.merge(finished.assign(done=True), how="left", on=["profile_id", "title_id"])
+    last = last[last["done"].isna()]
+
+    states: dict[int, PlaybackState] = {}
+    done_by_profile = finished.groupby("profile_id")["title_id"].agg(frozenset).to_dict()
+    prog_by_profile = {
+        int(pid): {int(t): (float(f), float(s)) for t, f, s in zip(g["title_id"], g["frac"], g["epoch_s"])}
+        for pid, g in last.groupby("profile_id")
+    }
+    for pid in set(done_by_profile) | set(prog_by_profile):
+        states[int(pid)] = PlaybackState(
+            prog_by_profile.get(pid, {}), frozenset(int(t) for t in done_by_profile.get(pid, ()))
+        )
+    return states
+
+
+def profile_histories(events: pa.Table) -> dict[int, tuple[int, ...]]:
+    """Title ids each profile played, oldest first; a replayed title counts at its last play."""
+    df = events.select(["event_type", "ts", "profile_id", "title_id"]).to_pandas()
+    df = df[(df["event_type"] == EventType.PLAY) & df["title_id"].notna()]
+    df = df.sort_values(["profile_id", "ts"], kind="stable")
+    df = df.drop_duplicates(["profile_id", "title_id"], keep="last")
+    pids = df["profile_id"].to_numpy()
+    tids = df["title_id"].to_numpy().astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, pids[1:] != pids[:-1]]) if len(pids) else np.zeros(0, int)
+    return {
+        int(pids[s]): tuple(int(t) for t in chunk)
+        for s, chunk in zip(starts, np.split(tids, starts[1:]))
+    }
