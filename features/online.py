@@ -1,0 +1,122 @@
+"""Online feature reads and real-time playback state for serving, over the Feast online store.
+
+``OnlineFeatureClient(repo_dir)`` opens the feature repo written by ``FeatureStoreManager`` once
+(lazily, on first use) and keeps the ``FeatureStore``. Every failure to reach the store (no repo,
+no registry, a missing SQLite file, Redis down, any exception inside Feast) raises
+``OnlineStoreUnavailable`` with the cause chained: serving turns it into a fallback page.
+
+Playback state lives in the ``profile_playback`` feature view, fed by the
+``profile_playback_push`` PushSource: parallel arrays ``in_progress_title_ids``,
+``in_progress_fractions``, ``in_progress_updated`` (epoch s) and ``finished_title_ids``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.history import PlaybackState
+
+PROFILE_VIEW = "profile_stats"
+PLAYBACK_VIEW = "profile_playback"
+PLAYBACK_PUSH = "profile_playback_push"
+PLAYBACK_FIELDS = ("in_progress_title_ids", "in_progress_fractions", "in_progress_updated", "finished_title_ids")
+
+
+class OnlineStoreUnavailable(RuntimeError):
+    """The online feature store cannot be used; ``__cause__`` holds the underlying error."""
+
+
+class OnlineFeatureClient:
+    """Per-request online reads (profile features, playback state) and playback pushes."""
+
+    def __init__(self, repo_dir: Path | str) -> None:
+        self.repo_dir = Path(repo_dir)
+        self._store: Any = None
+        self._profile_features: list[str] = []
+        self._sqlite_path: Path | None = None
+
+    def _open(self) -> Any:
+        """The FeatureStore, checking first that its files are still there."""
+        if self._store is None:
+            try:
+                self._store = self._connect()
+            except OnlineStoreUnavailable:
+                raise
+            except Exception as exc:
+                raise OnlineStoreUnavailable(f"cannot open the feature store at {self.repo_dir}: {exc}") from exc
+        if self._sqlite_path is not None and not self._sqlite_path.exists():
+            raise OnlineStoreUnavailable(f"online store file {self._sqlite_path} is missing")
+        return self._store
+
+    def _connect(self) -> Any:
+        yaml = self.repo_dir / "feature_store.yaml"
+        if not yaml.exists():
+            raise OnlineStoreUnavailable(f"no feature_store.yaml in {self.repo_dir}")
+        from feast import FeatureStore
+
+        store = FeatureStore(repo_path=str(self.repo_dir))
+        registry = Path(str(store.config.registry.path))
+        if not registry.is_absolute():
+            registry = self.repo_dir / registry
+        if not registry.exists():
+            raise OnlineStoreUnavailable(f"feature registry {registry} is missing (run apply)")
+        online = store.config.online_store
+        if getattr(online, "type", "") == "sqlite":
+            path = Path(online.path)
+            self._sqlite_path = path if path.is_absolute() else self.repo_dir / path
+            if not self._sqlite_path.exists():
+                raise OnlineStoreUnavailable(f"online store file {self._sqlite_path} is missing")
+        view = store.get_feature_view(PROFILE_VIEW)
+        self._profile_features = [f"{PROFILE_VIEW}:{f.name}" for f in view.features]
+        return store
+
+    def _read(self, features: list[str], profile_id: int) -> dict[str, Any]:
+        store = self._open()
+        try:
+            got = store.get_online_features(features=features, entity_rows=[{"profile_id": int(profile_id)}])
+            return {k: v[0] for k, v in got.to_dict().items()}
+        except Exception as exc:
+            raise OnlineStoreUnavailable(f"online read failed: {exc}") from exc
+
+    def profile_features(self, profile_id: int) -> dict[str, Any]:
+        """profile_stats of ``profile_id`` (feature name -> value; values None if never seen)."""
+        self._open()
+        values = self._read(self._profile_features, profile_id)
+        values.pop("profile_id", None)
+        return values
+
+    def playback_state(self, profile_id: int) -> PlaybackState:
+        """The pushed playback state of ``profile_id`` (empty if none was pushed)."""
+        got = self._read([f"{PLAYBACK_VIEW}:{f}" for f in PLAYBACK_FIELDS], profile_id)
+        ids = got.get("in_progress_title_ids") or []
+        fracs = got.get("in_progress_fractions") or []
+        updated = got.get("in_progress_updated") or []
+        if not len(ids) == len(fracs) == len(updated):
+            raise OnlineStoreUnavailable(f"playback state of profile {profile_id} has ragged arrays")
+        return PlaybackState(
+            {int(t): (float(f), float(u)) for t, f, u in zip(ids, fracs, updated)},
+            frozenset(int(t) for t in got.get("finished_title_ids") or []),
+        )
+
+    def write_playback_state(self, profile_id: int, state: PlaybackState, now: datetime | None = None) -> None:
+        """Push ``state`` for ``profile_id`` to the online store (replaces the previous one)."""
+        from feast.data_source import PushMode
+
+        store = self._open()
+        titles = sorted(state.in_progress)
+        row = {
+            "profile_id": [int(profile_id)],
+            "event_timestamp": [pd.Timestamp(now or datetime.now(UTC))],
+            "in_progress_title_ids": [titles],
+            "in_progress_fractions": [[float(state.in_progress[t][0]) for t in titles]],
+            "in_progress_updated": [[int(state.in_progress[t][1]) for t in titles]],
+            "finished_title_ids": [sorted(int(t) for t in state.finished)],
+        }
+        try:
+            store.push(PLAYBACK_PUSH, pd.DataFrame(row), to=PushMode.ONLINE)
+        except Exception as exc:
+            raise OnlineStoreUnavailable(f"playback push failed: {exc}") from exc

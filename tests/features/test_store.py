@@ -1,0 +1,131 @@
+"""End to end on the real Feast stack (DuckDB offline, SQLite online), one store per module."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.compute import compute_features, day_end, impression_training_frame
+from features.history import PlaybackState
+from pathways.config import FeatureConfig
+from tests.conftest import make_titles
+from tests.features.conftest import T0, event, events_table, make_profiles
+
+pytestmark = pytest.mark.e2e
+D0 = T0.date()
+DAYS = [D0 + timedelta(days=d) for d in range(5)]
+TTL_DAYS = 2
+
+
+def _rows() -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(200):
+        kind = str(rng.choice(["play", "impression", "rating"]))
+        kw = {"play": {"fraction_watched": float(rng.uniform())}, "rating": {"rating": 4.0},
+              "impression": {"row_index": 0, "position": int(rng.integers(5))}}[kind]
+        pid = int(rng.integers(1, 5))  # profiles 5 and 6 never act
+        rows.append(event(i, kind, pid, int(rng.integers(100, 110)), float(rng.uniform(0, 24 * 5)), **kw))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from features.store import FeatureStoreManager
+
+    events = events_table(_rows())
+    titles, profiles = make_titles(), make_profiles()
+    # Profile 3 stops existing after day 0: only its day-0 snapshot is written.
+    frames = compute_features(events, titles, profiles, DAYS)
+    frames = type(frames)(
+        frames.profiles[(frames.profiles["profile_id"] != 3) | (frames.profiles["event_timestamp"] == pd.Timestamp(day_end(D0)))],
+        frames.titles, frames.title_regions, frames.genres,
+    )
+    manager = FeatureStoreManager(FeatureConfig(project="pathways_test", ttl_days=TTL_DAYS), tmp_path_factory.mktemp("repo"))
+    manager.write_features(frames)
+    manager.apply()
+    manager.materialize(day_end(DAYS[-1]))
+    return manager, frames, events
+
+
+def test_historical_is_point_in_time_and_keeps_rows_and_order(setup):
+    manager, frames, _ = setup
+    late = pd.Timestamp(day_end(DAYS[-1]))
+    entity = pd.DataFrame(
+        {
+            "profile_id": [2, 1, 3, 3, 99, 1, 2],
+            "title_id": [101, 100, 100, 100, 100, 100, 101],
+            "event_timestamp": [
+                pd.Timestamp(day_end(DAYS[1])) + pd.Timedelta(hours=5),  # sees day 1, not day 2
+                late,
+                pd.Timestamp(day_end(D0)) + pd.Timedelta(hours=1),  # profile 3 within TTL
+                late,  # profile 3 has rows, none within the TTL: nulls, row kept
+                late,  # unknown profile
+                pd.Timestamp(T0),  # before any snapshot
+                pd.Timestamp(day_end(DAYS[1])) + pd.Timedelta(hours=5),  # a duplicate row
+            ],
+        },
+        index=[10, 11, 12, 13, 14, 15, 16],
+    )
+    out = manager.historical(entity, "ranker_v1")
+    assert len(out) == len(entity) and list(out.index) == list(entity.index)
+    assert out["profile_id"].tolist() == entity["profile_id"].tolist()
+    p = frames.profiles.set_index(["profile_id", "event_timestamp"])
+    assert out.loc[10, "profile_stats__plays_28d"] == p.loc[(2, pd.Timestamp(day_end(DAYS[1]))), "plays_28d"]
+    assert out.loc[10, "profile_stats__plays_28d"] != p.loc[(2, pd.Timestamp(day_end(DAYS[2]))), "plays_28d"]
+    assert out.loc[11, "profile_stats__plays_28d"] == p.loc[(1, late), "plays_28d"]
+    assert out.loc[12, "profile_stats__plays_28d"] == p.loc[(3, pd.Timestamp(day_end(D0))), "plays_28d"]
+    assert out.loc[[13, 14, 15], "profile_stats__plays_28d"].isna().all()
+    assert out.loc[10].drop("event_timestamp").equals(out.loc[16].drop("event_timestamp"))
+
+
+def test_historical_on_the_impression_training_frame(setup):
+    manager, _, events = setup
+    rows = impression_training_frame(events)
+    out = manager.historical(rows, "ranker_v1")
+    assert len(out) == len(rows) > 20
+    assert out["label"].tolist() == rows["label"].tolist()
+    assert out["title_stats__ctr_28d"].notna().mean() > 0.5
+
+
+def test_online_equals_offline_as_of_materialization(setup):
+    manager, _, _ = setup
+    ids = [1, 2, 4, 5]
+    end = pd.Timestamp(day_end(DAYS[-1]))
+    offline = manager.historical(pd.DataFrame({"profile_id": ids, "event_timestamp": end}), [
+        "profile_stats:plays_28d", "profile_stats:days_since_last_play", "profile_stats:genre_affinity"])
+    online = manager.online_profiles(ids)
+    assert online["profile_id"].tolist() == ids
+    assert online["plays_28d"].tolist() == offline["profile_stats__plays_28d"].tolist()
+    np.testing.assert_allclose(online["days_since_last_play"], offline["profile_stats__days_since_last_play"])
+    np.testing.assert_allclose(np.stack(online["genre_affinity"]), np.stack(offline["profile_stats__genre_affinity"]))
+    titles = manager.online_titles([100, 12345])
+    assert titles["plays_7d"].notna().tolist() == [True, False]
+
+
+def test_push_then_read_playback_state_and_unavailable_without_db(setup):
+    from features.online import OnlineFeatureClient, OnlineStoreUnavailable
+
+    manager, _, _ = setup
+    client = OnlineFeatureClient(manager.repo_dir)
+    assert client.playback_state(1) == PlaybackState()
+    state = PlaybackState({100: (0.25, 1_790_000_000.0), 105: (0.5, 1_790_000_100.0)}, frozenset({101}))
+    client.write_playback_state(1, state)
+    assert client.playback_state(1) == state
+    assert client.playback_state(2) == PlaybackState()
+    assert client.profile_features(1)["plays_28d"] == manager.online_profiles([1])["plays_28d"][0]
+
+    online_db = manager.repo_dir / "online.db"
+    online_db.rename(online_db.with_suffix(".moved"))
+    try:
+        with pytest.raises(OnlineStoreUnavailable, match="online.db is missing"):
+            client.playback_state(1)
+        with pytest.raises(OnlineStoreUnavailable):
+            OnlineFeatureClient(manager.repo_dir).profile_features(1)
+    finally:
+        online_db.with_suffix(".moved").rename(online_db)
+    with pytest.raises(OnlineStoreUnavailable, match="no feature_store.yaml"):
+        OnlineFeatureClient(manager.repo_dir / "nowhere").playback_state(1)
