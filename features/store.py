@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from features.compute import FeatureFrames, impression_training_frame
 from pathways.config import FeatureConfig
 
-__all__ = ["FeatureStoreManager", "impression_training_frame", "BATCH_VIEWS", "PLAYBACK_SCHEMA"]
+__all__ = ["FeatureStoreManager", "build_feature_store", "impression_training_frame", "BATCH_VIEWS", "PLAYBACK_SCHEMA"]
 
 TEMPLATE = Path(__file__).resolve().parent / "feature_repo" / "definitions.py"
 BATCH_VIEWS = {"profiles": "profile_stats", "titles": "title_stats", "title_regions": "title_region_trending"}
@@ -174,7 +174,8 @@ class FeatureStoreManager:
         fv = self.store.get_feature_view(view)
         names = names or [f.name for f in fv.features]
         rows = [{key: i} for i in ids]
-        return self.store.get_online_features(features=[f"{view}:{n}" for n in names], entity_rows=rows).to_df()
+        got = self.store.get_online_features(features=[f"{view}:{n}" for n in names], entity_rows=rows)
+        return got.to_df()[[key, *names]]
 
     def online_profiles(self, ids: Sequence[int]) -> pd.DataFrame:
         """profile_stats from the online store: one row per id, in order (null if unknown)."""
@@ -187,6 +188,24 @@ class FeatureStoreManager:
     def online_trending(self, keys: Sequence[str]) -> pd.DataFrame:
         """title_region_trending for ``"<title_id>:<region>"`` keys, in order."""
         return self._online("title_region_trending", "title_region", list(keys))
+
+
+def build_feature_store(
+    events: pa.Table,
+    titles: pa.Table,
+    profiles: pa.Table,
+    config: FeatureConfig,
+    repo_dir: Path | str,
+) -> tuple[FeatureStoreManager, FeatureFrames]:
+    """Compute daily snapshots, write them, apply the repo and materialize up to the last day."""
+    from features.compute import compute_features
+
+    frames = compute_features(events, titles, profiles, config=config)
+    manager = FeatureStoreManager(config, repo_dir)
+    manager.write_features(frames)
+    manager.apply()
+    manager.materialize(frames.profiles["event_timestamp"].max().to_pydatetime())  # the last day's end
+    return manager, frames
 
 
 def _utc(moment: datetime) -> datetime:
