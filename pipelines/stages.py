@@ -131,7 +131,7 @@ def train_ranker(ctx: RunContext) -> dict[str, Any]:
     from training.ranker import log_ranker, train_ranker as fit
 
     configure_mlflow(ctx)
-    frame = training_frame(lake_events(ctx), feature_store(ctx), catalog(ctx))
+    frame = training_frame(lake_events(ctx), feature_store(ctx), catalog(ctx), world_tables(ctx)[1], seed=ctx.config.training.seed)
     cfg = ctx.config.training
     out: dict[str, Any] = {"impressions": len(frame)}
     for kind, alias in (("mlp", tracking.CHAMPION), ("gbdt", tracking.CHALLENGER)):
@@ -192,11 +192,14 @@ def pages(ctx: RunContext) -> dict[str, Any]:
     when = as_of(ctx)
     als = AlsArtifacts.load(Path(ctx.outputs["train_als"]["path"]))
     sources = build_sources(als, cat, cfg.candidates, when, events, world_tables(ctx)[1])
+    at_days = when.timestamp() / 86_400
     scorers = {
-        "control": RowScorer(load_registered(tracking.alias_uri("ranker", tracking.CHAMPION)), feature_store(ctx), cat),
-        "challenger": RowScorer(load_registered(tracking.alias_uri("ranker", tracking.CHALLENGER)), feature_store(ctx), cat),
+        cell: RowScorer(load_registered(tracking.alias_uri("ranker", alias)), feature_store(ctx), cat, at_days)
+        for cell, alias in (("control", tracking.CHAMPION), ("challenger", tracking.CHALLENGER))
     }
     contexts = _profile_contexts(ctx)
+    for scorer in scorers.values():
+        scorer.prefetch([p.profile_id for p in contexts])
     out_dir = ctx.stage_dir("pages")
     records: list[tuple[int, str, Page]] = []
     n_rows = 0

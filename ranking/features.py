@@ -1,0 +1,189 @@
+"""The ranker's feature vector for a (profile, title) pair, built the same way offline and online.
+
+Training rows come from ``FeatureStoreManager.historical`` (point-in-time: the features as they
+were at each impression); scoring rows come from the online store (the features as of the last
+materialization). Both go through ``feature_matrix`` so the columns cannot drift apart.
+
+Columns (``FEATURE_COLUMNS``): profile activity and engagement, title popularity and quality,
+trending of the title in the profile's region, and cross features: genre match (the profile's
+genre affinity dotted with the title's genre shares), the title's age in days and how far below
+the profile's maturity ceiling the title sits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pathways.catalog import Catalog
+from pathways.types import Candidates, ProfileContext
+from ranking.model import RankerArtifact
+
+PROFILE_FEATURES = [
+    "plays_28d", "impressions_28d", "play_through_rate_28d", "mean_fraction_watched_28d",
+    "days_since_last_play", "genre_affinity", "is_kids", "max_maturity_level",
+]
+TITLE_FEATURES = [
+    "plays_7d", "plays_28d", "impressions_28d", "completion_rate_28d", "ctr_28d", "mean_rating", "rating_count",
+]
+COUNTS = {"p_plays_28d", "p_impressions_28d", "t_plays_7d", "t_plays_28d", "t_impressions_28d", "t_rating_count"}
+FEATURE_COLUMNS = [
+    *(f"p_{f}" for f in PROFILE_FEATURES if f != "genre_affinity"),
+    *(f"t_{f}" for f in TITLE_FEATURES),
+    "r_trending_score",
+    "x_genre_match",
+    "x_title_age_days",
+    "x_maturity_gap",
+]
+PINNED = ("continue_watching",)
+SOURCE_WEIGHT = 0.5  # how much a row's own order counts next to the ranker (logit units)
+
+
+def genre_matrix(catalog: Catalog, genres: tuple[str, ...]) -> np.ndarray:
+    """(n_titles, n_genres) genre shares per catalog title (rows sum to 1 or 0)."""
+    col = {g: j for j, g in enumerate(genres)}
+    m = np.zeros((len(catalog), len(genres)), np.float32)
+    for i, gs in enumerate(catalog.genres):
+        hits = [col[g] for g in gs if g in col]
+        if hits:
+            m[i, hits] = 1.0 / len(hits)
+    return m
+
+
+def feature_matrix(
+    profile_part: pd.DataFrame,
+    title_part: pd.DataFrame,
+    trending: np.ndarray,
+    title_pos: np.ndarray,
+    at_days: np.ndarray,
+    catalog: Catalog,
+    genre_shares: np.ndarray,
+) -> np.ndarray:
+    """(n, len(FEATURE_COLUMNS)) float32 for n pairs.
+
+    ``profile_part``/``title_part``: n rows with PROFILE_FEATURES/TITLE_FEATURES columns;
+    ``trending``: (n,) trending score of the title in the profile's region; ``title_pos``: (n,)
+    catalog positions; ``at_days``: (n,) the moment of the pair, in days since the epoch.
+    """
+    n = len(title_pos)
+    cols: dict[str, np.ndarray] = {}
+    for f in PROFILE_FEATURES:
+        if f != "genre_affinity":
+            cols[f"p_{f}"] = pd.to_numeric(profile_part[f], errors="coerce").to_numpy(np.float32, na_value=np.nan)
+    for f in TITLE_FEATURES:
+        cols[f"t_{f}"] = pd.to_numeric(title_part[f], errors="coerce").to_numpy(np.float32, na_value=np.nan)
+    for c in COUNTS:
+        cols[c] = np.log1p(np.nan_to_num(cols[c]))
+    cols["r_trending_score"] = np.log1p(np.nan_to_num(np.asarray(trending, np.float32)))
+    affinity = np.zeros((n, genre_shares.shape[1]), np.float32)
+    for i, a in enumerate(profile_part["genre_affinity"].to_numpy()):
+        if a is not None and not (isinstance(a, float) and np.isnan(a)) and len(a) == genre_shares.shape[1]:
+            affinity[i] = a
+    cols["x_genre_match"] = np.einsum("ij,ij->i", affinity, genre_shares[title_pos])
+    cols["x_title_age_days"] = (np.asarray(at_days, np.float32) - catalog.release_days[title_pos]).astype(np.float32)
+    cols["x_maturity_gap"] = cols["p_max_maturity_level"] - catalog.maturity[title_pos].astype(np.float32)
+    return np.stack([cols[c] for c in FEATURE_COLUMNS], axis=1).astype(np.float32)
+
+
+def training_frame(events, store, catalog: Catalog, profiles=None, max_rows: int = 200_000, seed: int = 0) -> pd.DataFrame:
+    """Impressions labelled played/not, with FEATURE_COLUMNS joined point-in-time from ``store``."""
+    from features.compute import impression_training_frame
+
+    imps = impression_training_frame(events)
+    imps = imps[imps["title_id"].isin(catalog.index.keys())]
+    if len(imps) > max_rows:
+        imps = imps.sample(n=max_rows, random_state=seed).sort_values("event_timestamp", kind="stable")
+    imps = imps.reset_index(drop=True)
+    if profiles is not None:
+        region = dict(zip(profiles.column("profile_id").to_pylist(), profiles.column("region").to_pylist()))
+    else:
+        region = {}
+    entity = imps[["profile_id", "title_id", "event_timestamp"]].copy()
+    hist = store.historical(entity, [f"profile_stats:{f}" for f in PROFILE_FEATURES] + [f"title_stats:{f}" for f in TITLE_FEATURES])
+    entity["title_region"] = [f"{t}:{region.get(p, '')}" for p, t in zip(entity["profile_id"], entity["title_id"])]
+    trend = store.historical(entity[["title_region", "event_timestamp"]], ["title_region_trending:trending_score"])
+    pos = catalog.positions(imps["title_id"].to_numpy())
+    days = pd.to_datetime(imps["event_timestamp"], utc=True).astype("datetime64[ns, UTC]").astype("int64").to_numpy() / 86_400e9
+    X = feature_matrix(
+        hist.rename(columns=lambda c: c.removeprefix("profile_stats__")),
+        hist.rename(columns=lambda c: c.removeprefix("title_stats__")),
+        trend["title_region_trending__trending_score"].to_numpy(np.float32, na_value=np.nan),
+        pos,
+        days,
+        catalog,
+        genre_matrix(catalog, store.genres()),
+    )
+    out = imps[["profile_id", "title_id", "event_timestamp", "label"]].copy()
+    out[FEATURE_COLUMNS] = X
+    return out
+
+
+@dataclass
+class RowScorer:
+    """Re-scores a profile's candidate rows with a ranker, features from the online store.
+
+    Title and trending features are read once per scorer (the whole catalog); profile features
+    are read per profile (or prefetched with ``prefetch``).
+    """
+
+    ranker: RankerArtifact
+    store: object  # features.store.FeatureStoreManager
+    catalog: Catalog
+    as_of_days: float | None = None
+    _titles: pd.DataFrame | None = field(default=None, repr=False)
+    _trending: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _profiles: dict[int, dict] = field(default_factory=dict, repr=False)
+    _genres: np.ndarray | None = field(default=None, repr=False)
+
+    def _title_features(self) -> pd.DataFrame:
+        if self._titles is None:
+            self._titles = self.store.online_titles(self.catalog.title_ids.tolist()).reset_index(drop=True)
+            self._genres = genre_matrix(self.catalog, self.store.genres())
+        return self._titles
+
+    def _trend(self, region: str) -> np.ndarray:
+        if region not in self._trending:
+            keys = [f"{t}:{region}" for t in self.catalog.title_ids]
+            got = self.store.online_trending(keys)
+            self._trending[region] = got["trending_score"].to_numpy(np.float32, na_value=0.0)
+        return self._trending[region]
+
+    def prefetch(self, profile_ids: list[int]) -> None:
+        frame = self.store.online_profiles(profile_ids)
+        for row in frame.to_dict("records"):
+            self._profiles[int(row["profile_id"])] = row
+
+    def _profile(self, pid: int) -> dict:
+        if pid not in self._profiles:
+            self.prefetch([pid])
+        return self._profiles[pid]
+
+    def score_titles(self, profile: ProfileContext, title_ids: np.ndarray) -> np.ndarray:
+        """P(play) for each title in ``title_ids`` (all in the catalog), shape (n,)."""
+        pos = self.catalog.positions(title_ids)
+        if (pos < 0).any():
+            raise ValueError("score_titles got title ids that are not in the catalog")
+        titles = self._title_features().iloc[pos].reset_index(drop=True)
+        prof = pd.DataFrame([self._profile(profile.profile_id)] * len(pos))
+        at = self.as_of_days if self.as_of_days is not None else float(self.catalog.release_days.max())
+        X = feature_matrix(prof, titles, self._trend(profile.region)[pos], pos, np.full(len(pos), at), self.catalog, self._genres)
+        return self.ranker.predict(X)
+
+    def score_rows(self, profile: ProfileContext, rows: list[Candidates]) -> list[Candidates]:
+        """Each row re-scored: ranker logit + SOURCE_WEIGHT x the row's own rank prior; pinned rows keep their order."""
+        scorable = [r for r in rows if len(r) and r.source not in PINNED]
+        if not scorable:
+            return rows
+        union = np.unique(np.concatenate([r.title_ids for r in scorable]))
+        p = dict(zip(union.tolist(), self.score_titles(profile, union).tolist()))
+        out = []
+        for r in rows:
+            if r.source in PINNED or not len(r):
+                out.append(r)
+                continue
+            probs = np.clip(np.array([p[int(t)] for t in r.title_ids]), 1e-6, 1 - 1e-6)
+            prior = 1.0 - np.arange(len(r)) / max(len(r), 1)  # the source's own order, 1 .. ~0
+            out.append(r.with_scores(np.log(probs / (1 - probs)) + SOURCE_WEIGHT * prior))
+        return out
