@@ -7,6 +7,7 @@ arrays) and ``featurizer.npz`` (the catalog's arm layout it was trained with).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -48,18 +49,21 @@ def load_policy(path: str | Path) -> tuple[Policy, str]:
 def pyfunc_class():  # built lazily so importing bandits does not import mlflow
     import mlflow.pyfunc
 
-    class ArtworkPolicyPyfunc(mlflow.pyfunc.PythonModel):
-        """MLflow wrapper. ``predict`` takes a DataFrame with ``title_id`` and the context columns
-        (``featurizer.context_names``) and returns each row's arm probabilities as a list."""
+    with warnings.catch_warnings():  # MLflow asks for type hints on predict when the class is made
+        warnings.simplefilter("ignore", UserWarning)
 
-        def load_context(self, context) -> None:  # noqa: ANN001 - MLflow's signature
-            self.policy, self.version = load_policy(Path(context.artifacts["policy"]))
+        class ArtworkPolicyPyfunc(mlflow.pyfunc.PythonModel):
+            """MLflow wrapper. ``predict`` takes a DataFrame with ``title_id`` and the context columns
+            (``featurizer.context_names``) and returns each row's arm probabilities as a list."""
 
-        def predict(self, context, model_input, params=None):  # noqa: ANN001
-            fz = self.policy.featurizer
-            titles = model_input["title_id"].to_numpy(np.int64)
-            feats = fz.transform(model_input[list(fz.context_names)].to_numpy(np.float32), titles)
-            return self.policy.probabilities(feats, fz.n_arms(titles)).tolist()
+            def load_context(self, context) -> None:  # noqa: ANN001 - MLflow's signature
+                self.policy, self.version = load_policy(Path(context.artifacts["policy"]))
+
+            def predict(self, context, model_input, params=None):  # noqa: ANN001
+                fz = self.policy.featurizer
+                titles = model_input["title_id"].to_numpy(np.int64)
+                feats = fz.transform(model_input[list(fz.context_names)].to_numpy(np.float32), titles)
+                return self.policy.probabilities(feats, fz.n_arms(titles)).tolist()
 
     return ArtworkPolicyPyfunc
 

@@ -1,0 +1,43 @@
+"""The nightly job promotes a better candidate and keeps the champion against a worse one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bandits.estimators import BootstrapConfig
+from bandits.nightly import NightlyConfig, split_log, train_and_maybe_promote
+from bandits.serving import ArtworkSelector
+from training import tracking
+
+pytestmark = pytest.mark.filterwarnings("ignore:Add type hints:UserWarning")  # MLflow's nag about predict
+
+
+def test_promotion_rule_both_ways(world, uniform_log, mlflow_uri):
+    name = "artwork_policy_test"
+    cfg = NightlyConfig(kind="logistic", bootstrap=BootstrapConfig(100), name=name, experiment="tests")
+    first = train_and_maybe_promote(uniform_log, mlflow_uri, world.featurizer, cfg)
+    assert first.promoted and first.baseline == "logged behaviour"
+    assert first.candidate.lo > first.baseline_value == pytest.approx(uniform_log.take(np.arange(14_000, 20_000)).reward.mean())
+    assert tracking.alias_version(name) == first.candidate_version
+
+    worse = NightlyConfig(kind="uniform", bootstrap=BootstrapConfig(100), name=name, experiment="tests")
+    second = train_and_maybe_promote(uniform_log, mlflow_uri, world.featurizer, worse)
+    assert not second.promoted and second.baseline == f"champion v{first.candidate_version}"
+    assert second.candidate.lo <= second.baseline_value
+    assert tracking.alias_version(name) == first.candidate_version  # champion unchanged
+    assert tracking.alias_version(name, tracking.CHALLENGER) == second.candidate_version
+
+    served = ArtworkSelector.load(mlflow_uri, name=name, context_fn=world.truth.context)
+    arms, props = served.select_page(3, world.title_ids[:20], np.arange(20), "req")
+    assert served.version.startswith("logistic-") and np.all(props > 0)
+
+
+def test_load_without_champion_raises(mlflow_uri, world):
+    with pytest.raises(FileNotFoundError, match="no artwork policy"):
+        ArtworkSelector.load(mlflow_uri, name="never_registered", context_fn=world.truth.context)
+
+
+def test_split_needs_enough_rounds(uniform_log):
+    with pytest.raises(ValueError, match="too few"):
+        split_log(uniform_log.take(np.arange(1)), 0.3)

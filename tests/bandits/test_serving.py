@@ -1,0 +1,71 @@
+"""Serving: replayable page selection, default artwork for unknown titles, explicit fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bandits.policies import make_policy
+from bandits.serving import ArtworkSelector, DefaultArtwork, choose_artwork
+
+
+@pytest.fixture(scope="module")
+def selector(world, uniform_log):
+    policy = make_policy("linucb", world.featurizer).fit(uniform_log)
+    return ArtworkSelector(policy, context_fn=world.truth.context, version="lin-1", base_seed=9)
+
+
+def _page(world, n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.choice(world.title_ids, n), rng.integers(0, 40, n)
+
+
+def test_same_request_same_artwork(selector, world):
+    titles, positions = _page(world)
+    a1, p1 = selector.select_page(5, titles, positions, "req-1")
+    a2, p2 = selector.select_page(5, titles, positions, "req-1")
+    np.testing.assert_array_equal(a1, a2)
+    np.testing.assert_array_equal(p1, p2)
+
+
+def test_other_requests_explore_differently(selector, world):
+    titles, positions = _page(world)
+    draws = {selector.select_page(5, titles, positions, f"req-{i}")[0].tobytes() for i in range(5)}
+    assert len(draws) > 1
+
+
+def test_propensities_match_the_policy(selector, world):
+    titles, positions = _page(world)
+    arms, props = selector.select_page(5, titles, positions, "r")
+    fz = selector.policy.featurizer
+    pi = selector.policy.probabilities(fz.transform(world.truth.context(np.array([5]))[0], titles), fz.n_arms(titles))
+    np.testing.assert_allclose(props, pi[np.arange(len(arms)), arms], rtol=1e-6)
+    assert np.all((props > 0) & (props <= 1)) and np.all(arms < fz.n_arms(titles))
+
+
+def test_unknown_titles_get_default_artwork(selector, world):
+    titles = np.array([world.title_ids[0], 99_999_999])
+    arms, props = selector.select_page(1, titles, np.array([0, 1]), "r")
+    assert arms[1] == 0 and props[1] == 1.0 and 0 < props[0] < 1
+
+
+def test_default_artwork_is_arm_zero_with_certainty():
+    arms, props = DefaultArtwork().select_page(1, np.array([5, 6, 7]), np.array([0, 1, 2]), "r")
+    np.testing.assert_array_equal(arms, 0)
+    np.testing.assert_array_equal(props, 1.0)
+
+
+def test_fallback_fires_with_its_reason(selector, world):
+    titles, positions = _page(world, 10)
+    choice = choose_artwork(None, 1, titles, positions, "r")
+    assert choice.fallback_reason == "no policy loaded" and choice.policy_version == "default"
+    broken = ArtworkSelector(selector.policy, context_fn=lambda p: np.zeros((1, 3)), version="lin-1")
+    choice = choose_artwork(broken, 1, titles, positions, "r")
+    assert choice.fallback_reason.startswith("policy failed: context") and np.all(choice.arms == 0)
+    ok = choose_artwork(selector, 1, titles, positions, "r")
+    assert ok.fallback_reason is None and ok.policy_version == "lin-1"
+
+
+def test_positions_must_match_titles(selector, world):
+    with pytest.raises(ValueError, match="positions"):
+        selector.select_page(1, world.title_ids[:3], np.arange(2), "r")
