@@ -10,7 +10,7 @@ from bandits.nightly import NightlyConfig, split_log, train_and_maybe_promote
 from bandits.serving import ArtworkSelector
 from training import tracking
 
-pytestmark = pytest.mark.filterwarnings("ignore:Add type hints:UserWarning")  # MLflow's nag about predict
+pytestmark = pytest.mark.filterwarnings("ignore:.*Add type hints:UserWarning")  # MLflow's nag about predict
 
 
 def test_promotion_rule_both_ways(world, uniform_log, mlflow_uri):
