@@ -11,7 +11,7 @@ import pytest
 from features.compute import compute_features, day_end, impression_training_frame
 from pathways.config import FeatureConfig
 from tests.conftest import make_titles
-from tests.features.conftest import T0, event, events_table, make_profiles
+from tests.features.builders import T0, event, events_table, make_profiles
 
 D0 = T0.date()
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from features.history import PlaybackState, apply_event, playback_states, profile_histories
 from tests.conftest import make_titles
-from tests.features.conftest import T0, event, events_table
+from tests.features.builders import T0, event, events_table
 
 RUNTIME_S = 90 * 60.0  # every test title runs 90 minutes
 

@@ -10,7 +10,7 @@ import pytest
 
 from features.ingest import IngestError, IngestReport, ingest, read_events, read_quarantine
 from tests.conftest import make_titles
-from tests.features.conftest import T0, event, events_table, make_profiles
+from tests.features.builders import T0, event, events_table, make_profiles
 
 NOW = T0 + timedelta(days=3)
 

@@ -9,7 +9,7 @@ import pytest
 
 from features.cli import register
 from tests.conftest import make_titles
-from tests.features.conftest import event, events_table, make_profiles
+from tests.features.builders import event, events_table, make_profiles
 
 
 def _run(argv: list[str]) -> int:

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
-import pytest
 
 from features.schema import EVENT_SCHEMA, PROFILE_SCHEMA
 
@@ -48,8 +47,3 @@ def event(n: int, event_type: str, profile_id: int, title_id: int | None, hours:
 
 def events_table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
-
-
-@pytest.fixture
-def profiles() -> pa.Table:
-    return make_profiles()

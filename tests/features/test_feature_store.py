@@ -12,7 +12,7 @@ from features.compute import compute_features, day_end, impression_training_fram
 from features.history import PlaybackState
 from pathways.config import FeatureConfig
 from tests.conftest import make_titles
-from tests.features.conftest import T0, event, events_table, make_profiles
+from tests.features.builders import T0, event, events_table, make_profiles
 
 pytestmark = pytest.mark.e2e
 D0 = T0.date()
