@@ -159,16 +159,22 @@ def _genre_shares(titles: pa.Table, genres: tuple[str, ...]) -> np.ndarray:
     return shares / np.maximum(shares.sum(axis=1, keepdims=True), 1.0)
 
 
-def _index(ids: np.ndarray, values: pd.Series) -> np.ndarray:
-    """Positions of ``values`` in ``ids`` (every value must be present), shape (len(values),)."""
+def _index(ids: np.ndarray, values: pd.Series, what: str) -> np.ndarray:
+    """Positions of ``values`` in ``ids``, shape (len(values),); unknown values are an error."""
     order = np.argsort(ids)
-    return order[np.searchsorted(ids, values.to_numpy(np.int64), sorter=order)]
+    vals = values.to_numpy(np.int64)
+    pos = np.clip(np.searchsorted(ids, vals, sorter=order), 0, max(len(ids) - 1, 0))
+    found = order[pos] if len(ids) else pos
+    unknown = ~(ids[found] == vals) if len(ids) else np.ones(len(vals), bool)
+    if unknown.any():
+        raise ValueError(f"events reference unknown {what} ids, e.g. {sorted(set(vals[unknown].tolist()))[:5]}")
+    return found
 
 
 def _profile_features(ev, titles, profiles, grid, config, finished_fraction) -> dict[str, np.ndarray]:
     pids = profiles["profile_id"].to_numpy()
     n = len(pids)
-    ent = _index(pids, ev["profile_id"])
+    ent = _index(pids, ev["profile_id"], "profile_id")
     day = grid.day_index(ev["ts"])
     is_play = (ev["event_type"] == EventType.PLAY).to_numpy()
     is_imp = (ev["event_type"] == EventType.IMPRESSION).to_numpy()
@@ -177,7 +183,7 @@ def _profile_features(ev, titles, profiles, grid, config, finished_fraction) -> 
     plays = grid.daily(ent[is_play], day[is_play], n)
     imps = grid.daily(ent[is_imp], day[is_imp], n)
     first = ev[ev["session_id"].notna()].drop_duplicates("session_id")
-    sessions = grid.daily(_index(pids, first["profile_id"]), grid.day_index(first["ts"]), n)
+    sessions = grid.daily(_index(pids, first["profile_id"], "profile_id"), grid.day_index(first["ts"]), n)
     done = grid.daily(ent[is_play], day[is_play], n, (frac[is_play] >= finished_fraction).astype(float))
     watched = grid.daily(ent[is_play], day[is_play], n, frac[is_play])
 
@@ -199,7 +205,7 @@ def _profile_features(ev, titles, profiles, grid, config, finished_fraction) -> 
 
     # Genre affinity: decayed, fraction-weighted plays spread over each title's genres.
     genres = genre_vocabulary(titles)
-    tidx = _index(titles["title_id"].to_numpy(), ev["title_id"][is_play])
+    tidx = _index(titles["title_id"].to_numpy(), ev["title_id"][is_play], "title_id")
     share = _genre_shares(titles, genres)[tidx]  # (plays, genres)
     weight = frac[is_play] * 0.5 ** (grid.age_at_day_end(ev["ts"][is_play]) / config.recency_half_life_days)
     per_genre = np.stack(
@@ -223,7 +229,7 @@ def _title_features(ev, titles, events, grid, finished_fraction) -> dict[str, np
     n = len(tids)
     has_title = ev["title_id"].notna().to_numpy()
     ent = np.full(len(ev), -1)
-    ent[has_title] = _index(tids, ev["title_id"][has_title])
+    ent[has_title] = _index(tids, ev["title_id"][has_title], "title_id")
     day = grid.day_index(ev["ts"])
     etype = ev["event_type"].to_numpy()
     frac = ev["fraction_watched"].fillna(0.0).to_numpy(np.float64)
@@ -235,7 +241,7 @@ def _title_features(ev, titles, events, grid, finished_fraction) -> dict[str, np
     labels = impression_training_frame(events)
     conv = labels[labels["label"] == 1]
     conv = conv[conv["played_at"] < grid.day0 + pd.Timedelta(days=grid.n_days)]
-    clicks = grid.daily(_index(tids, conv["title_id"]), grid.day_index(conv["played_at"]), n)
+    clicks = grid.daily(_index(tids, conv["title_id"], "title_id"), grid.day_index(conv["played_at"]), n)
     rating = ev["rating"].fillna(0.0).to_numpy(np.float64)
     r_sum = np.cumsum(grid.daily(ent[is_rating], day[is_rating], n, rating[is_rating]), axis=1)
     r_cnt = np.cumsum(grid.daily(ent[is_rating], day[is_rating], n), axis=1)

@@ -267,6 +267,8 @@ def coerce_table(
     them. Raises ``IngestError`` when a column is missing (required ones), unknown, or cannot be
     read at all (a nested type, or not one non-null value castable): the file is at fault.
     """
+    pandas_index = [c for c in raw.column_names if c.startswith("__index_level_")]
+    raw = raw.drop_columns(pandas_index)  # written by pandas with a non-default index
     unknown = sorted(set(raw.column_names) - set(schema.names))
     if unknown:
         raise IngestError(f"{name}: unknown columns {unknown} (schema has {schema.names})")

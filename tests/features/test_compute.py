@@ -113,3 +113,9 @@ def test_an_event_at_midnight_belongs_to_the_next_day():
     frames = compute_features(events_table(rows), make_titles(), make_profiles(), [D0, D0 + timedelta(days=1)])
     assert _day(frames.profiles, "profile_id", 1, D0)["plays_7d"] == 0
     assert _day(frames.profiles, "profile_id", 1, D0 + timedelta(days=1))["plays_7d"] == 1
+
+
+def test_events_of_unknown_profiles_are_an_error():
+    rows = [event(1, "play", 42, 100, 1, fraction_watched=0.5)]
+    with pytest.raises(ValueError, match=r"unknown profile_id ids, e.g. \[42\]"):
+        compute_features(events_table(rows), make_titles(), make_profiles(), [D0])

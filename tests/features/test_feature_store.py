@@ -129,3 +129,20 @@ def test_push_then_read_playback_state_and_unavailable_without_db(setup):
         online_db.with_suffix(".moved").rename(online_db)
     with pytest.raises(OnlineStoreUnavailable, match="no feature_store.yaml"):
         OnlineFeatureClient(manager.repo_dir / "nowhere").playback_state(1)
+
+
+@pytest.mark.parametrize("online", ["sqlite", "redis"])
+def test_feature_store_yaml_is_valid_feast_config(tmp_path, online):
+    from feast.repo_config import load_repo_config
+
+    from features.store import feature_store_yaml
+
+    config = FeatureConfig(project="p_1", online_store=online, redis_connection="10.0.0.5:6390")
+    (tmp_path / "feature_store.yaml").write_text(feature_store_yaml(config, tmp_path))
+    repo = load_repo_config(tmp_path, tmp_path / "feature_store.yaml")
+    assert repo.project == "p_1" and repo.offline_store.type == "duckdb"
+    assert repo.online_store.type == online
+    if online == "redis":
+        assert repo.online_store.connection_string == "10.0.0.5:6390"
+    else:
+        assert repo.online_store.path == str(tmp_path / "online.db")

@@ -116,6 +116,13 @@ def test_bad_values_in_a_castable_column_are_quarantined_per_row(tmp_path, world
     assert read_events(tmp_path).column("event_id").to_pylist() == ["e1"]
 
 
+def test_a_pandas_index_column_is_ignored(tmp_path, world):
+    titles, profiles = world
+    frame = events_table(GOOD_ROWS[:3]).to_pandas().set_index("event_id", drop=False)
+    report = ingest(pa.Table.from_pandas(frame), titles, profiles, tmp_path, now=NOW)
+    assert report.accepted == 3
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
