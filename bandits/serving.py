@@ -67,19 +67,26 @@ class ArtworkSelector:
     def load(
         cls, tracking_uri: str, name: str = "artwork_policy", alias: str = "champion", context_fn: ContextFn | None = None, base_seed: int = 0
     ) -> "ArtworkSelector":
-        """The policy behind ``models:/name@alias``. Raises FileNotFoundError/ValueError if unavailable."""
+        """The policy behind ``models:/name@alias``; raises FileNotFoundError when there is none.
+
+        ``context_fn`` maps profile ids to contexts in the policy's ``context_names`` layout
+        (e.g. genre affinities from the feature store). Without one every profile gets the
+        all-zero context, the average member: artwork is then chosen by theme alone.
+        """
         import mlflow
 
         from bandits.artifact import download_policy
 
-        if context_fn is None:
-            raise ValueError("context_fn: serving needs a source of profile contexts")
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
         try:
             policy, version = download_policy(f"models:/{name}@{alias}")
         except mlflow.exceptions.MlflowException as exc:
             raise FileNotFoundError(f"no artwork policy at models:/{name}@{alias}: {exc}") from None
+        if context_fn is None:
+            width = policy.featurizer.n_context
+            log.warning("artwork selector: no context_fn, serving the average-member context")
+            context_fn = lambda ids: np.zeros((len(ids), width), dtype=np.float32)  # noqa: E731
         return cls(policy, context_fn, version, base_seed)
 
 

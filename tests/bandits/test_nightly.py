@@ -10,8 +10,6 @@ from bandits.nightly import NightlyConfig, split_log, train_and_maybe_promote
 from bandits.serving import ArtworkSelector
 from training import tracking
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*Add type hints:UserWarning")  # MLflow's nag about predict
-
 
 def test_promotion_rule_both_ways(world, uniform_log, mlflow_uri):
     name = "artwork_policy_test"
@@ -31,6 +29,8 @@ def test_promotion_rule_both_ways(world, uniform_log, mlflow_uri):
     served = ArtworkSelector.load(mlflow_uri, name=name, context_fn=world.truth.context)
     arms, props = served.select_page(3, world.title_ids[:20], np.arange(20), "req")
     assert served.version.startswith("logistic-") and np.all(props > 0)
+    average = ArtworkSelector.load(mlflow_uri, name=name)  # no context source: the average member
+    assert average.context_fn(np.array([1, 2])).shape == (2, world.featurizer.n_context)
 
 
 def test_load_without_champion_raises(mlflow_uri, world):
