@@ -252,7 +252,11 @@ class LogisticConfig:
 
 
 class LogisticGreedy(Policy):
-    """P(click | arm features) by weighted logistic regression (scikit-learn); greedy + floor."""
+    """P(click | arm features) by weighted logistic regression (scikit-learn); greedy + floor.
+
+    Logistic regression keeps no sufficient statistics: ``update`` refits on the rounds it is
+    given, so the nightly job passes the accumulated log.
+    """
 
     kind = "logistic"
     Config = LogisticConfig
