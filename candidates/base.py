@@ -1,0 +1,82 @@
+"""The one interface every candidate generator speaks, and the helpers they share.
+
+A source maps a ``ProfileContext`` to one or more ``Candidates`` rows (one per anchor title,
+genre, ...). Every row a source returns has already been through the hard rules
+(``ranking.rules.enforce``), is sorted by score (descending), holds no title twice and at most
+``CandidateConfig.per_source`` titles. ``finalize`` does all of that in one place.
+
+Sources that can answer much faster for many profiles at once (a faiss search over a batch of
+queries) also implement ``generate_batch``; ``generate_batch`` falls back to a loop otherwise.
+Sources flagged ``serves_cohorts`` do not need a viewing history: ``registry.cohort_rows`` calls
+them with a history-free profile to fill the non-personalized fallback pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from pathways.catalog import Catalog
+from pathways.types import Candidates, ProfileContext
+from ranking.rules import enforce
+
+
+@runtime_checkable
+class CandidateSource(Protocol):
+    """``generate(profile)`` -> rows of scored titles, each already through the hard rules."""
+
+    name: str
+    serves_cohorts: bool  # True: useful for a profile with no history (fallback pages)
+
+    def generate(self, profile: ProfileContext) -> list[Candidates]: ...
+
+
+def generate_batch(source: CandidateSource, profiles: list[ProfileContext]) -> list[list[Candidates]]:
+    """``source.generate_batch(profiles)`` where the source has one, else a loop over ``generate``."""
+    batch = getattr(source, "generate_batch", None)
+    if batch is not None:
+        return batch(profiles)
+    return [source.generate(p) for p in profiles]
+
+
+def finalize(
+    candidates: Candidates,
+    catalog: Catalog,
+    profile: ProfileContext,
+    k: int,
+    exclude: Iterable[int] = (),
+) -> Candidates:
+    """Hard rules, then drop ``exclude`` and duplicate ids, sort by score desc, keep the top ``k``.
+
+    Duplicates keep their highest score. Ties keep the incoming order (stable sort).
+    """
+    rows = enforce(candidates, catalog, profile)
+    excluded = np.fromiter((int(t) for t in exclude), dtype=np.int64)
+    if len(rows) and excluded.size:
+        rows = rows.mask(~np.isin(rows.title_ids, excluded))
+    rows = rows.sorted()
+    if len(rows):
+        _, first = np.unique(rows.title_ids, return_index=True)
+        if first.size != len(rows):
+            keep = np.zeros(len(rows), dtype=bool)
+            keep[first] = True  # first occurrence after sorting = the highest score
+            rows = rows.mask(keep)
+    return rows.top(k)
+
+
+def blocked_count(catalog: Catalog, region: str, max_maturity_level: int) -> int:
+    """How many catalog titles the maturity and licence rules block for this cohort."""
+    ok = (catalog.maturity <= max_maturity_level) & catalog.licensed_mask(region)
+    return int(len(catalog) - ok.sum())
+
+
+def seen_titles(profile: ProfileContext) -> frozenset[int]:
+    """Titles the profile played or finished (personal sources do not recommend them again)."""
+    return frozenset(int(t) for t in profile.history) | profile.finished
+
+
+def rank_scores(n: int) -> np.ndarray:
+    """Scores n, n-1, ..., 1 (float32, shape (n,)) for sources whose order is the score."""
+    return np.arange(n, 0, -1, dtype=np.float32)

@@ -1,0 +1,84 @@
+""""Because you watched X": titles similar to the profile's most recent distinct watches.
+
+Similarity is the cosine of ALS item factors, searched exactly with faiss over unit vectors.
+Anchors are the ``because_you_watched_rows`` most recent distinct titles of the profile's
+history that have factors and are in the catalog (one row each, key = the anchor's id). A row
+holds neither the anchor nor any other title the profile already played or finished.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from candidates.als import AlsArtifacts, FactorIndex
+from candidates.base import blocked_count, finalize, seen_titles
+from pathways.catalog import Catalog
+from pathways.config import CandidateConfig
+from pathways.types import Candidates, ProfileContext
+
+
+def recent_anchors(history: tuple[int, ...], n: int, usable: dict[int, int] | set[int]) -> list[int]:
+    """The ``n`` most recent distinct titles of ``history`` (oldest first) found in ``usable``."""
+    anchors: list[int] = []
+    for title in reversed(history):
+        title = int(title)
+        if title in usable and title not in anchors:
+            anchors.append(title)
+            if len(anchors) == n:
+                break
+    return anchors
+
+
+class BecauseYouWatchedSource:
+    """One row per recent anchor title, titles ranked by cosine similarity to the anchor."""
+
+    name = "because_you_watched"
+    serves_cohorts = False
+
+    def __init__(self, artifacts: AlsArtifacts, catalog: Catalog, config: CandidateConfig):
+        self.artifacts = artifacts
+        self.catalog = catalog
+        self.config = config
+        self.index = FactorIndex(artifacts.item_factors, normalize=True)
+        self._usable = {t: r for t, r in artifacts.title_row.items() if t in catalog.index}
+
+    def generate(self, profile: ProfileContext) -> list[Candidates]:
+        return self.generate_batch([profile])[0]
+
+    def generate_batch(self, profiles: list[ProfileContext]) -> list[list[Candidates]]:
+        """All anchors of all profiles in one faiss search."""
+        anchors = [recent_anchors(p.history, self.config.because_you_watched_rows, self._usable) for p in profiles]
+        flat = [(i, a) for i, anchor_list in enumerate(anchors) for a in anchor_list]
+        out: list[list[Candidates]] = [[] for _ in profiles]
+        if not flat:
+            return out
+        k = max(
+            self.config.per_source + 1 + len(seen_titles(p)) + blocked_count(self.catalog, p.region, p.max_maturity_level)
+            for p, a in zip(profiles, anchors) if a
+        )
+        queries = self.index.vectors[[self._usable[a] for _, a in flat]]
+        scores, rows = self.index.search(queries, k)
+        for (i, anchor), s, r in zip(flat, scores, rows):
+            profile = profiles[i]
+            valid = r >= 0
+            cands = Candidates(
+                self.name,
+                self.artifacts.title_ids[r[valid]],
+                s[valid],
+                evidence=f"Because you watched {self.catalog.name(anchor)}",
+                key=str(anchor),
+            )
+            row = finalize(cands, self.catalog, profile, self.config.per_source, exclude=seen_titles(profile) | {anchor})
+            if len(row):
+                out[i].append(row)
+        return out
+
+
+def similar_titles(index: FactorIndex, artifacts: AlsArtifacts, title_id: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` titles most similar to ``title_id`` (itself excluded): (title ids, cosines), each (k,)."""
+    row = artifacts.title_row.get(int(title_id))
+    if row is None:
+        raise KeyError(f"title_id {title_id} has no ALS factors")
+    scores, rows = index.search(index.vectors[row], k + 1)
+    keep = (rows[0] >= 0) & (rows[0] != row)
+    return artifacts.title_ids[rows[0][keep]][:k], scores[0][keep][:k]

@@ -1,0 +1,37 @@
+""""Continue watching": titles in progress, most recently watched first.
+
+A title qualifies when ``continue_min_fraction <= fraction < finished_fraction`` and the profile
+has not finished it. Scores are ranks (n for the most recent, down to 1), since epoch seconds do
+not fit float32 scores exactly.
+"""
+
+from __future__ import annotations
+
+from candidates.base import finalize, rank_scores
+from pathways.catalog import Catalog
+from pathways.config import CandidateConfig
+from pathways.types import Candidates, ProfileContext
+
+
+class ContinueWatchingSource:
+    name = "continue_watching"
+    serves_cohorts = False
+    evidence = "Continue watching"
+
+    def __init__(self, catalog: Catalog, config: CandidateConfig):
+        self.catalog = catalog
+        self.config = config
+
+    def in_progress(self, profile: ProfileContext) -> list[int]:
+        """Qualifying title ids, most recent first (ties by title id)."""
+        lo, hi = self.config.continue_min_fraction, self.config.finished_fraction
+        titles = [int(t) for t, f in profile.in_progress.items() if lo <= f < hi and int(t) not in profile.finished]
+        return sorted(titles, key=lambda t: (-profile.in_progress_ts.get(t, float("-inf")), t))
+
+    def generate(self, profile: ProfileContext) -> list[Candidates]:
+        titles = self.in_progress(profile)
+        if not titles:
+            return []
+        cands = Candidates(self.name, titles, rank_scores(len(titles)), evidence=self.evidence)
+        row = finalize(cands, self.catalog, profile, self.config.per_source)
+        return [row] if len(row) else []

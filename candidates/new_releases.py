@@ -1,0 +1,47 @@
+""""New releases": titles released within ``new_release_days`` before the snapshot date.
+
+Window: ``as_of_day - new_release_days < release_day <= as_of_day`` (days since epoch; titles
+released after the snapshot are not out yet). Order: newest release first, then popularity,
+then title id. Scores are ranks (n down to 1).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from candidates.base import finalize, rank_scores
+from pathways.catalog import Catalog
+from pathways.config import CandidateConfig
+from pathways.types import Candidates, ProfileContext
+
+SECONDS_PER_DAY = 86_400
+
+
+def release_window(catalog: Catalog, as_of: datetime, days: int) -> np.ndarray:
+    """Bool mask (n_titles,) of titles released in the ``days`` up to and including ``as_of``'s date."""
+    if as_of.tzinfo is None:
+        raise ValueError(f"as_of must be timezone-aware (UTC), got {as_of!r}")
+    today = int(as_of.timestamp() // SECONDS_PER_DAY)
+    return (catalog.release_days > today - days) & (catalog.release_days <= today)
+
+
+class NewReleasesSource:
+    name = "new_releases"
+    serves_cohorts = True
+    evidence = "New releases"
+
+    def __init__(self, catalog: Catalog, popularity: np.ndarray, config: CandidateConfig, as_of: datetime):
+        if popularity.shape != (len(catalog),):
+            raise ValueError(f"popularity must have shape ({len(catalog)},), got {popularity.shape}")
+        self.catalog = catalog
+        self.config = config
+        pos = np.flatnonzero(release_window(catalog, as_of, config.new_release_days))
+        order = np.lexsort((catalog.title_ids[pos], -popularity[pos], -catalog.release_days[pos]))
+        ids = catalog.title_ids[pos[order]]
+        self.row = Candidates(self.name, ids, rank_scores(len(ids)), evidence=self.evidence)
+
+    def generate(self, profile: ProfileContext) -> list[Candidates]:
+        row = finalize(self.row, self.catalog, profile, self.config.per_source)
+        return [row] if len(row) else []

@@ -1,0 +1,56 @@
+"""Every candidate source passes the shared conformance suite (three lines per source)."""
+
+from __future__ import annotations
+
+from candidates.als import AlsSource
+from candidates.base import CandidateSource
+from candidates.because_you_watched import BecauseYouWatchedSource
+from candidates.continue_watching import ContinueWatchingSource
+from candidates.genres import GenreSource
+from candidates.new_releases import NewReleasesSource
+from candidates.trending import PopularSource, TrendingSource, title_popularity, trending_by_region
+from tests.candidates import world
+from tests.candidates.conformance import SourceConformance
+
+
+def _trending() -> dict:
+    return trending_by_region(world.events(), world.profiles_table(), world.AS_OF, 3.0)
+
+
+def _popularity():
+    return title_popularity(world.events(), world.catalog(), world.AS_OF)
+
+
+class TestAls(SourceConformance):
+    def make_source(self) -> CandidateSource:
+        return AlsSource(world.als(), world.catalog(), world.CONFIG)
+
+
+class TestBecauseYouWatched(SourceConformance):
+    def make_source(self) -> CandidateSource:
+        return BecauseYouWatchedSource(world.als(), world.catalog(), world.CONFIG)
+
+
+class TestTrending(SourceConformance):
+    def make_source(self) -> CandidateSource:
+        return TrendingSource(_trending(), world.catalog(), world.CONFIG)
+
+
+class TestPopular(SourceConformance):
+    def make_source(self) -> CandidateSource:
+        return PopularSource(_trending(), _popularity(), world.catalog(), world.CONFIG)
+
+
+class TestGenres(SourceConformance):
+    def make_source(self) -> CandidateSource:
+        return GenreSource(world.catalog(), _popularity(), world.CONFIG)
+
+
+class TestContinueWatching(SourceConformance):
+    def make_source(self) -> CandidateSource:
+        return ContinueWatchingSource(world.catalog(), world.CONFIG)
+
+
+class TestNewReleases(SourceConformance):
+    def make_source(self) -> CandidateSource:
+        return NewReleasesSource(world.catalog(), _popularity(), world.CONFIG, world.AS_OF)
