@@ -1,0 +1,34 @@
+"""``pathways serve``: the HTTP service on Ray Serve over the live snapshot."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve home pages over HTTP (Ray Serve) from the live snapshot")
+    p.add_argument("--config", type=Path, help="TOML or JSON config file (default: embedded defaults)")
+    p.add_argument("--data-dir", type=Path, help="where snapshots, the feature repo and raw/api live (default: var)")
+    p.add_argument("--port", type=int, help="HTTP port (default: serving.port)")
+    p.add_argument("--memory-playback", action="store_true",
+                   help="keep real-time playback state in memory instead of the Feast online store")
+    p.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pathways.config import load_config
+    from serving.deployment import run
+
+    overrides: dict[str, object] = {}
+    if args.data_dir is not None:
+        overrides["data_dir"] = str(args.data_dir)
+    if args.port is not None:
+        if not 1 <= args.port <= 65535:
+            raise ValueError(f"--port must be in 1..65535, got {args.port}")
+        overrides["serving.port"] = args.port
+    config = load_config(args.config, **overrides)
+    base = f"http://{config.serving.host}:{config.serving.port}"
+    print(f"Pathways: serving {config.snapshots_dir} on {base} (Ctrl-C to stop)")
+    run(config, blocking=True, playback="memory" if args.memory_playback else "online")
+    return 0
