@@ -98,7 +98,8 @@ class OnlineFeatureClient:
         if not len(ids) == len(fracs) == len(updated):
             raise OnlineStoreUnavailable(f"playback state of profile {profile_id} has ragged arrays")
         return PlaybackState(
-            {int(t): (float(f), float(u)) for t, f, u in zip(ids, fracs, updated)},
+            # Fractions are stored as float32: round to 6 decimals so 0.4 reads back as 0.4.
+            {int(t): (round(float(f), 6), float(u)) for t, f, u in zip(ids, fracs, updated)},
             frozenset(int(t) for t in got.get("finished_title_ids") or []),
         )
 
