@@ -45,7 +45,7 @@ def _problems(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 def _only_known_params(allowed: frozenset[str]):
     def check(request: Request) -> None:
-        keys = list(request.query_params.keys())
+        keys = [k for k, _ in request.query_params.multi_items()]
         unknown = sorted(set(keys) - allowed)
         if unknown:
             raise HTTPException(400, f"unknown query parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
