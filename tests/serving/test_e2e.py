@@ -1,0 +1,52 @@
+"""End to end: the real Ray Serve app (started once for the module) over HTTP."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+from snapshot_fixtures import ADULT, RUNTIME_S, make_config, publish
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    from serving import deployment
+
+    root = tmp_path_factory.mktemp("serve")
+    cfg = make_config(root)
+    publish(cfg.snapshots_dir, "v1", cfg)
+    base = deployment.start(cfg, port=free_port(), temp_dir=root / "ray", playback="memory")
+    try:
+        with httpx.Client(base_url=base, timeout=30.0) as client:
+            yield cfg, client
+    finally:
+        deployment.stop()
+
+
+def test_ray_serve_app_serves_pages_heartbeats_and_errors(served):
+    cfg, client = served
+    health = client.get("/healthz").json()
+    assert health["snapshot"] == "v1" and health["online_store"] is True
+
+    page = client.get("/api/v1/pathways", params={"profile_id": ADULT, "row_count": 4}).json()
+    assert page["personalized"] is True and page["snapshot"] == "v1" and len(page["rows"]) == 4
+
+    beat = {"profile_id": ADULT, "title_id": 30, "position_s": 0.5 * RUNTIME_S}
+    assert client.put("/api/v1/playback/e2e/heartbeat", json=beat).status_code == 202
+    page = client.get("/api/v1/pathways", params={"profile_id": ADULT}).json()
+    assert page["rows"][0]["titles"][0]["title_id"] == 30
+    assert list((cfg.raw_dir / "api").glob("*.parquet"))
+
+    unknown = client.get("/api/v1/pathways", params={"profile_id": 424242}).json()
+    assert unknown["personalized"] is False and unknown["reason"] == "unknown profile"
+    assert client.get("/api/v1/pathways", params={"profile_id": "x"}).status_code == 422
+    assert client.get("/api/v1/pathways", params={"profile_id": 1, "nope": 1}).status_code == 400

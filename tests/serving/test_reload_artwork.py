@@ -1,0 +1,110 @@
+"""Snapshot reload (atomic swap, broken versions kept out) and artwork selection per title."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from fastapi.testclient import TestClient
+from snapshot_fixtures import ADULT, get_page, make_config, publish
+
+from serving.api import create_app
+from serving.logic import build_service
+from serving.playback import InMemoryPlaybackStore
+from serving.snapshots import SnapshotStore
+
+
+def test_new_snapshot_is_picked_up_and_a_broken_one_is_kept_out(client, config):
+    assert get_page(client, ADULT)["snapshot"] == "v1"
+    publish(config.snapshots_dir, "v2", config, with_cw=False)
+    page = get_page(client, ADULT)
+    assert page["snapshot"] == "v2" and page["personalized"] is True
+    assert page["rows"][0]["source"] != "continue_watching"  # v2's page has no such row
+    broken = config.snapshots_dir / "v3"
+    broken.mkdir()
+    (broken / "manifest.json").write_text('{"version": "v3"}')
+    (broken / "pages.parquet").write_bytes(b"not parquet")
+    (config.snapshots_dir / "CURRENT").write_text("v3\n")
+    page = get_page(client, ADULT)
+    assert page["snapshot"] == "v2" and page["personalized"] is True
+    assert client.get("/healthz").json()["snapshot"] == "v2"
+
+
+def test_background_reload_swaps_without_blocking(tmp_path):
+    cfg = make_config(tmp_path)
+    publish(cfg.snapshots_dir, "v1", cfg)
+    store = SnapshotStore(cfg.snapshots_dir, poll_s=0.001, background=True)
+    assert store.refresh().snapshot.version == "v1"
+    publish(cfg.snapshots_dir, "v2", cfg)
+    deadline = time.monotonic() + 5.0
+    seen = set()
+    while time.monotonic() < deadline:
+        state = store.state()
+        assert state.snapshot is not None and state.problem is None  # never a gap while loading
+        seen.add(state.snapshot.version)
+        if state.snapshot.version == "v2":
+            break
+        time.sleep(0.005)
+    assert "v2" in seen
+
+
+def test_polling_waits_poll_s_between_checks(tmp_path):
+    cfg = make_config(tmp_path)
+    publish(cfg.snapshots_dir, "v1", cfg)
+    now = [0.0]
+    store = SnapshotStore(cfg.snapshots_dir, poll_s=10.0, background=False, clock=lambda: now[0])
+    assert store.state().snapshot.version == "v1"
+    publish(cfg.snapshots_dir, "v2", cfg)
+    now[0] = 5.0
+    assert store.state().snapshot.version == "v1"
+    now[0] = 10.5
+    assert store.state().snapshot.version == "v2"
+
+
+class _ThirdArm:
+    version = "fake-1"
+
+    def select_page(self, profile_id, title_ids, positions, request_id):
+        ids = np.asarray(title_ids)
+        assert np.asarray(positions).shape == ids.shape and request_id == "req-7"
+        return ids % 3, np.full(len(ids), 0.25)
+
+
+class _Broken:
+    version = "broken-1"
+
+    def select_page(self, profile_id, title_ids, positions, request_id):
+        return np.zeros(1, np.int64), np.ones(1)  # wrong shape
+
+
+def _client(tmp_path, artwork):
+    cfg = make_config(tmp_path)
+    publish(cfg.snapshots_dir, "v1", cfg)
+    return TestClient(create_app(build_service(cfg, InMemoryPlaybackStore(), artwork, background_reload=False)))
+
+
+def test_artwork_policy_choice_and_propensity_are_in_the_response(tmp_path):
+    client = _client(tmp_path, _ThirdArm())
+    for pid in (ADULT, 555):  # personalized and fallback pages alike
+        r = client.get("/api/v1/pathways", params={"profile_id": pid}, headers={"x-request-id": "req-7"})
+        page = r.json()
+        assert page["artwork_policy"] == "fake-1" and page["request_id"] == "req-7"
+        cards = [t for row in page["rows"] for t in row["titles"]]
+        assert cards
+        assert all(t["artwork_id"] == 10 * t["title_id"] + t["title_id"] % 3 for t in cards)
+        assert all(t["artwork_propensity"] == 0.25 for t in cards)
+
+
+def test_a_failing_artwork_policy_gives_default_artwork(tmp_path):
+    page = get_page(_client(tmp_path, _Broken()), ADULT)
+    assert page["personalized"] is True and page["artwork_policy"] == "default"
+    cards = [t for row in page["rows"] for t in row["titles"]]
+    assert all(t["artwork_id"] == 10 * t["title_id"] and t["artwork_propensity"] == 1.0 for t in cards)
+
+
+def test_bandits_default_artwork_plugs_in(tmp_path):
+    from bandits.serving import DefaultArtwork
+
+    page = get_page(_client(tmp_path, DefaultArtwork()), ADULT)
+    assert page["artwork_policy"] == "default"
+    assert all(t["artwork_propensity"] == 1.0 for row in page["rows"] for t in row["titles"])
