@@ -120,7 +120,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     )
     print(report.table())
     if report.srm.flagged:
-        print("WARNING: sample-ratio mismatch (p < 0.001): check allocation and logging first",
+        print(f"WARNING: sample-ratio mismatch (p < {report.srm.threshold:g}): check allocation and logging first",
               file=sys.stderr)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
