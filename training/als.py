@@ -74,16 +74,16 @@ def summed_pairs(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, shape:
 
 
 def _fit(confidence: sp.csr_matrix, config: TrainingConfig, num_threads: int, losses: list[float]) -> AlternatingLeastSquares:
-    model = AlternatingLeastSquares(
-        factors=config.als_factors,
-        regularization=config.als_regularization,
-        alpha=1.0,  # the confidence matrix already holds 1 + als_alpha * fraction
-        iterations=config.als_iterations,
-        calculate_training_loss=True,
-        num_threads=num_threads,
-        random_state=config.seed,
-    )
-    with threadpool_limits(1, "blas"):
+    with threadpool_limits(1, "blas"):  # implicit checks BLAS threads when constructed, and fits faster
+        model = AlternatingLeastSquares(
+            factors=config.als_factors,
+            regularization=config.als_regularization,
+            alpha=1.0,  # the confidence matrix already holds 1 + als_alpha * fraction
+            iterations=config.als_iterations,
+            calculate_training_loss=True,
+            num_threads=num_threads,
+            random_state=config.seed,
+        )
         model.fit(confidence, show_progress=False, callback=lambda it, secs, loss: losses.append(float(loss)))
     return model
 
@@ -119,6 +119,14 @@ def fit_als(
     return AlsArtifacts(model.user_factors, model.item_factors, profile_ids, title_ids, params=params)
 
 
+def _signature():
+    """Input: a ``profile_id`` column; param ``k`` (default 10): how many title ids per profile."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(inputs=Schema([ColSpec("long", "profile_id")]), params=ParamSchema([ParamSpec("k", "long", 10)]))
+
+
 def log_als(artifacts: AlsArtifacts, run_name: str, name: str = ALS_MODEL_NAME, alias: str | None = tracking.CHAMPION) -> tuple[str, str]:
     """Log params, metrics and the factors (a pyfunc model) to MLflow; register ``name@alias``.
 
@@ -143,6 +151,7 @@ def log_als(artifacts: AlsArtifacts, run_name: str, name: str = ALS_MODEL_NAME, 
                 python_model=als_pyfunc_class()(),
                 artifacts={"als": str(path)},
                 pip_requirements=tracking.PIP_REQUIREMENTS,
+                signature=_signature(),
             )
     version = tracking.register(info.model_uri, name, alias=alias, tags={"kind": "implicit-als"})
     return info.model_uri, version
