@@ -70,6 +70,8 @@ class OnlineFeatureClient:
             self._sqlite_path = path if path.is_absolute() else self.repo_dir / path
             if not self._sqlite_path.exists():
                 raise OnlineStoreUnavailable(f"online store file {self._sqlite_path} is missing")
+        if getattr(online, "type", "") == "redis":
+            _fail_fast_on_redis(store)
         view = store.get_feature_view(PROFILE_VIEW)
         self._profile_features = [f"{PROFILE_VIEW}:{f.name}" for f in view.features]
         return store
@@ -121,3 +123,14 @@ class OnlineFeatureClient:
             store.push(PLAYBACK_PUSH, pd.DataFrame(row), to=PushMode.ONLINE)
         except Exception as exc:
             raise OnlineStoreUnavailable(f"playback push failed: {exc}") from exc
+
+
+def _fail_fast_on_redis(store: Any) -> None:
+    """Make the Redis client raise at once when Redis is down (redis-py retries with a back-off
+    of seconds by default, far beyond a page's latency budget). Uses Feast's client accessor."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    online = store.provider.online_store
+    client = online._get_client(store.config.online_store)  # Feast has no public accessor
+    client.set_retry(Retry(NoBackoff(), 0))

@@ -36,6 +36,7 @@ from pathways.config import FeatureConfig
 __all__ = ["FeatureStoreManager", "build_feature_store", "impression_training_frame", "BATCH_VIEWS", "PLAYBACK_SCHEMA"]
 
 TEMPLATE = Path(__file__).resolve().parent / "feature_repo" / "definitions.py"
+REDIS_TIMEOUT_S = 0.5
 BATCH_VIEWS = {"profiles": "profile_stats", "titles": "title_stats", "title_regions": "title_region_trending"}
 PLAYBACK_SCHEMA = pa.schema(
     [
@@ -52,7 +53,10 @@ PLAYBACK_SCHEMA = pa.schema(
 def feature_store_yaml(config: FeatureConfig, repo_dir: Path) -> str:
     """The ``feature_store.yaml`` text for ``config`` (absolute paths under ``repo_dir``)."""
     if config.online_store == "redis":
-        online = f"  type: redis\n  connection_string: \"{config.redis_connection}\"\n"
+        conn = config.redis_connection
+        if "socket_timeout" not in conn:  # without it a hung Redis blocks a request forever
+            conn += f",socket_connect_timeout={REDIS_TIMEOUT_S},socket_timeout={REDIS_TIMEOUT_S}"
+        online = f"  type: redis\n  connection_string: \"{conn}\"\n"
     else:
         online = f"  type: sqlite\n  path: {repo_dir / 'online.db'}\n"
     return (

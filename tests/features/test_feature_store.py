@@ -143,6 +143,6 @@ def test_feature_store_yaml_is_valid_feast_config(tmp_path, online):
     assert repo.project == "p_1" and repo.offline_store.type == "duckdb"
     assert repo.online_store.type == online
     if online == "redis":
-        assert repo.online_store.connection_string == "10.0.0.5:6390"
+        assert repo.online_store.connection_string.startswith("10.0.0.5:6390,socket_connect_timeout=")
     else:
         assert repo.online_store.path == str(tmp_path / "online.db")
