@@ -1,9 +1,8 @@
 """Reward models q(x, a) for the direct method and doubly robust estimators.
 
 ``LogisticRewardModel`` fits P(reward | arm features, position) by logistic regression
-(scikit-learn), with a sparse one-hot title effect so that popular titles are not mistaken for
-good artwork; ``fit_predict`` cross-fits (each round predicted by a model that never saw it), which
-keeps DR's interval honest. ``FixedRewardModel`` wraps a known q (the truth, in tests).
+(scikit-learn), optionally with a sparse one-hot title effect; ``fit_predict`` cross-fits (each
+round is predicted by a model that never saw it), which keeps DR's interval honest. ``FixedRewardModel`` wraps a known q (the truth, in tests).
 """
 
 from __future__ import annotations
@@ -42,45 +41,47 @@ class FixedRewardModel:
 @dataclass(frozen=True)
 class LogisticRewardModel:
     """Cross-fitted logistic regression on [arm features | mean features of the title's variants |
-    position buckets | title one-hot]. The mean over variants stands in for the competition
+    position buckets | (title one-hot)]. The mean over variants stands in for the competition
     between them (the truth normalises each variant's appeal by the others')."""
 
     featurizer: ArmFeaturizer
-    C: float = 100.0
+    C: float = 10.0
     n_folds: int = 2
     seed: int = 0
-    title_effects: bool = True
+    title_effects: bool = False  # per-title intercepts overfit at ~30 rounds per title
 
-    def _design(self, log: BanditLog, arms: np.ndarray) -> sp.csr_matrix:
+    def _parts(self, log: BanditLog) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
+        """Arm features (n, A, D), their mean over each title's variants (n, D), and the
+        round-level sparse block [position buckets | title one-hot]."""
         fz = self.featurizer
-        dense = fz.transform_chosen(log.context, log.title_id, arms)
-        others = np.empty_like(dense)  # the mean over the title's variants: the competition
-        for lo in range(0, len(log), 65536):
-            feats = fz.transform(log.context[lo : lo + 65536], log.title_id[lo : lo + 65536])
-            others[lo : lo + 65536] = feats.sum(axis=1) / log.n_arms[lo : lo + 65536, None]
+        feats = fz.transform(log.context, log.title_id)
+        others = feats.sum(axis=1) / log.n_arms[:, None]  # the competition between variants
+        n = len(log)
         bucket = np.searchsorted(POSITION_EDGES, log.position, side="right")
-        blocks = [sp.csr_matrix(dense), sp.csr_matrix(others), sp.csr_matrix((np.ones(len(log)), (np.arange(len(log)), bucket)), shape=(len(log), len(POSITION_EDGES) + 1))]
+        blocks = [sp.csr_matrix((np.ones(n), (np.arange(n), bucket)), shape=(n, len(POSITION_EDGES) + 1))]
         if self.title_effects:
-            rows = fz.rows(log.title_id)
-            blocks.append(sp.csr_matrix((np.ones(len(log)), (np.arange(len(log)), rows)), shape=(len(log), len(fz.title_ids))))
-        return sp.hstack(blocks, format="csr")
+            blocks.append(sp.csr_matrix((np.ones(n), (np.arange(n), fz.rows(log.title_id))), shape=(n, len(fz.title_ids))))
+        return feats, others, sp.hstack(blocks, format="csr")
 
     def _fit(self, log: BanditLog) -> LogisticRegression:
         y = (log.reward > 0).astype(np.int64)
         if len(np.unique(y)) < 2:
             raise ValueError("reward: the reward model needs both rewarded and unrewarded rounds")
+        feats, others, static = self._parts(log)
+        chosen = feats[np.arange(len(log)), log.arm]
         model = LogisticRegression(C=self.C, max_iter=300)
-        model.fit(self._design(log, log.arm), y)
+        model.fit(sp.hstack([sp.csr_matrix(chosen), sp.csr_matrix(others), static], format="csr"), y)
         return model
 
     def _predict(self, model: LogisticRegression, log: BanditLog) -> np.ndarray:
-        out = np.zeros((len(log), self.featurizer.max_arms))
-        for a in range(self.featurizer.max_arms):
-            has = log.n_arms > a
-            if has.any():
-                sub = log.take(has)
-                out[has, a] = model.predict_proba(self._design(sub, np.full(len(sub), a)))[:, 1]
-        return out
+        """The linear logit splits into an arm part and a round part: score every arm at once."""
+        feats, others, static = self._parts(log)
+        d = feats.shape[2]
+        w = model.coef_[0]
+        round_logit = others @ w[d : 2 * d] + static @ w[2 * d :] + model.intercept_[0]
+        logit = feats @ w[:d].astype(np.float32) + round_logit[:, None]
+        valid = np.arange(feats.shape[1])[None, :] < log.n_arms[:, None]
+        return np.where(valid, 1.0 / (1.0 + np.exp(-logit)), 0.0)
 
     def fit_predict(self, log: BanditLog) -> np.ndarray:
         """Out-of-fold q_hat (n, A_max): fold k is predicted by a model fitted on the other folds."""
