@@ -252,13 +252,6 @@ class LiftResult:
         return self.p_value < self.alpha
 
 
-def _ratio_delta(m1: float, v1: float, m0: float, v0: float, z: float) -> tuple[float, tuple[float, float]]:
-    """Relative lift m1/m0 - 1 and its delta-method interval (independent cells)."""
-    if m0 == 0:
-        return math.nan, (math.nan, math.nan)
-    rel = m1 / m0 - 1.0
-    se = math.sqrt(v1 / m0**2 + m1**2 * v0 / m0**4)
-    return rel, (rel - z * se, rel + z * se)
 
 
 def _mean_and_var(cols: np.ndarray, ratio: bool) -> tuple[float, float]:
@@ -274,6 +267,55 @@ def _mean_and_var(cols: np.ndarray, ratio: bool) -> tuple[float, float]:
     return r, float(max(var, 0.0))
 
 
+Interval = tuple[float, float]
+
+
+def _analytic_interval(
+    c0: np.ndarray, c1: np.ndarray, ratio: bool, alpha: float
+) -> tuple[tuple[float, float], Interval, Interval, float, str]:
+    """((m0, m1), diff CI, relative-lift CI, p-value, label) for control/treatment columns c0, c1.
+
+    Difference: Welch t (means) or normal (ratios, delta-method variances). Relative lift
+    m1/m0 - 1: delta method, Var ~ v1/m0^2 + m1^2 v0/m0^4, normal interval (NaN if m0 == 0).
+    """
+    (m0, v0), (m1, v1) = _mean_and_var(c0, ratio), _mean_and_var(c1, ratio)
+    diff, se = m1 - m0, math.sqrt(v0 + v1)
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    if ratio:
+        dist, label = stats.norm(), "delta-ratio"
+    else:
+        n0, n1 = c0.shape[1], c1.shape[1]
+        dof = (v0 + v1) ** 2 / (v0**2 / (n0 - 1) + v1**2 / (n1 - 1)) if se > 0 else math.inf
+        dist, label = stats.t(dof), "welch+delta"
+    if se > 0:
+        crit, p = float(dist.ppf(1 - alpha / 2)), 2 * float(dist.sf(abs(diff) / se))
+    else:  # every unit identical within each cell: the difference is exact
+        crit, p = 0.0, 1.0 if diff == 0 else 0.0
+    diff_ci = (diff - crit * se, diff + crit * se)
+    if m0 == 0:
+        return (m0, m1), diff_ci, (math.nan, math.nan), p, label
+    rel, rel_se = m1 / m0 - 1.0, math.sqrt(v1 / m0**2 + m1**2 * v0 / m0**4)
+    return (m0, m1), diff_ci, (rel - z * rel_se, rel + z * rel_se), p, label
+
+
+def _bootstrap_interval(
+    c0: np.ndarray, c1: np.ndarray, ratio: bool, alpha: float, n_boot: int, seed: int
+) -> tuple[Interval, Interval, float, str]:
+    """(diff CI, relative-lift CI, p-value, label): percentile intervals from resampled units."""
+    rng = np.random.default_rng(seed)
+    b0, b1 = _bootstrap(c0, ratio, n_boot, rng), _bootstrap(c1, ratio, n_boot, rng)
+    q = (alpha / 2, 1 - alpha / 2)
+    d = b1 - b0
+    diff_ci = tuple(float(v) for v in np.nanquantile(d, q))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = b1 / b0 - 1.0
+    r = r[np.isfinite(r)]
+    rel_ci = tuple(float(v) for v in np.quantile(r, q)) if len(r) else (math.nan, math.nan)
+    tail = min(int((d <= 0).sum()), int((d >= 0).sum()))
+    p = float(min(1.0, 2 * (tail + 1) / (n_boot + 1)))  # never exactly 0 from finite draws
+    return diff_ci, rel_ci, p, "bootstrap"  # type: ignore[return-value]
+
+
 def _bootstrap(cols: np.ndarray, ratio: bool, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """Bootstrap replicates of the cell estimate, shape (n_boot,); cols as in ``_mean_and_var``."""
     n = cols.shape[1]
@@ -282,7 +324,8 @@ def _bootstrap(cols: np.ndarray, ratio: bool, n_boot: int, rng: np.random.Genera
     for start in range(0, n_boot, block):
         idx = rng.integers(0, n, size=(min(block, n_boot - start), n))
         sums = cols[:, idx].sum(axis=2)  # (k, b)
-        out.append(sums[0] / sums[1] if ratio else sums[0] / n)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out.append(sums[0] / sums[1] if ratio else sums[0] / n)
     return np.concatenate(out)
 
 
@@ -314,7 +357,7 @@ def lift(
         raise ValueError(f"n_boot must be >= 100, got {n_boot}")
     ratio = isinstance(metric, RatioMetric)
     if ratio and covariate is not None:
-        raise ValueError(f"covariate adjustment is not supported for ratio metric '{metric.name}'")
+        raise ValueError(f"covariate adjustment is not supported for ratio metric '{_metric_name(metric)}'")
     columns = [*_metric_columns(metric), *([covariate] if covariate else [])]
     frame = validate_units(df, columns, required=(control, treatment))
     cell = frame[CELL].to_numpy()
@@ -326,47 +369,28 @@ def lift(
         adjusted, theta, reduction, _ = _cuped_arrays(values[0], frame[covariate].to_numpy(dtype=float)[keep])
         values = adjusted[None, :]
     cell_cols = {c: values[:, cell == c] for c in (control, treatment)}
-    if ratio:
+    if isinstance(metric, RatioMetric):
         for c, cols in cell_cols.items():
             if cols[1].sum() <= 0:
-                raise ExperimentDataError(f"ratio '{metric.name}': denominator '{metric.denominator}' sums to 0 in cell '{c}'")
-    (m0, v0), (m1, v1) = (_mean_and_var(cell_cols[c], ratio) for c in (control, treatment))
-    diff = m1 - m0
-    z = float(stats.norm.ppf(1 - alpha / 2))
+                raise ExperimentDataError(
+                    f"ratio '{metric.name}': denominator '{metric.denominator}' sums to 0 in cell '{c}'"
+                )
+    c0, c1 = cell_cols[control], cell_cols[treatment]
     if method == "bootstrap":
-        rng = np.random.default_rng(seed)
-        b0, b1 = (_bootstrap(cell_cols[c], ratio, n_boot, rng) for c in (control, treatment))
-        q = (alpha / 2, 1 - alpha / 2)
-        d = b1 - b0
-        diff_ci = tuple(float(v) for v in np.quantile(d, q))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = b1 / b0 - 1.0
-        rel = m1 / m0 - 1.0 if m0 != 0 else math.nan
-        rel_ci = tuple(float(v) for v in np.quantile(r, q)) if m0 != 0 else (math.nan, math.nan)
-        tail = min(int((d <= 0).sum()), int((d >= 0).sum()))
-        p = float(min(1.0, 2 * (tail + 1) / (n_boot + 1)))  # never exactly 0 from finite draws
-        label = "bootstrap"
+        m0, m1 = (_mean_and_var(c, ratio)[0] for c in (c0, c1))
+        diff_ci, rel_ci, p, label = _bootstrap_interval(c0, c1, ratio, alpha, n_boot, seed)
     else:
-        se = math.sqrt(v0 + v1)
-        if ratio:
-            crit, label = z, "delta-ratio"
-            p = 2 * float(stats.norm.sf(abs(diff) / se)) if se > 0 else float(diff == 0)
-        else:
-            n0, n1 = cell_cols[control].shape[1], cell_cols[treatment].shape[1]
-            dof = (v0 + v1) ** 2 / (v0**2 / (n0 - 1) + v1**2 / (n1 - 1)) if se > 0 else math.inf
-            crit, label = float(stats.t.ppf(1 - alpha / 2, dof)), "welch+delta"
-            p = 2 * float(stats.t.sf(abs(diff) / se, dof)) if se > 0 else float(diff == 0)
-        diff_ci = (diff - crit * se, diff + crit * se)
-        rel, rel_ci = _ratio_delta(m1, v1, m0, v0, z)
+        (m0, m1), diff_ci, rel_ci, p, label = _analytic_interval(c0, c1, ratio, alpha)
+    rel = m1 / m0 - 1.0 if m0 != 0 else math.nan
     return LiftResult(
         metric=_metric_name(metric),
         control=control,
         treatment=treatment,
-        n_control=int(cell_cols[control].shape[1]),
-        n_treatment=int(cell_cols[treatment].shape[1]),
+        n_control=int(c0.shape[1]),
+        n_treatment=int(c1.shape[1]),
         mean_control=m0,
         mean_treatment=m1,
-        diff=diff,
+        diff=m1 - m0,
         diff_ci=diff_ci,
         rel_lift=rel,
         rel_ci=rel_ci,
@@ -377,7 +401,6 @@ def lift(
         theta=theta,
         variance_reduction=reduction,
     )
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,7 +520,8 @@ def analyze(
     sizes = {c: int((frame[CELL] == c).sum()) for c in sorted(config.cells)}
     srm = sample_ratio_check(sizes, dict(config.cells))
     results = tuple(
-        lift(frame, m, control, t, alpha, covariate=covariates.get(_metric_name(m)), method=method, n_boot=n_boot, seed=seed)
+        lift(frame, m, control, t, alpha, covariate=covariates.get(_metric_name(m)),
+             method=method, n_boot=n_boot, seed=seed)
         for m in metrics
         for t in live
         if t != control
@@ -575,7 +599,10 @@ def _metrics_frame(
     return frame
 
 
-def _check_window(start: object, end: object, pre_start: object | None) -> tuple[pd.Timestamp, pd.Timestamp, pd.Timestamp | None]:
+def _check_window(
+    start: object, end: object, pre_start: object | None
+) -> tuple[pd.Timestamp, pd.Timestamp, pd.Timestamp | None]:
+    """(start, end, pre_start) as UTC Timestamps, checked pre_start < start < end."""
     lo, hi = to_utc(start, "start"), to_utc(end, "end")
     if lo >= hi:
         raise ValueError(f"start ({lo.isoformat()}) must be before end ({hi.isoformat()})")

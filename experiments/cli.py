@@ -70,7 +70,9 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.start is not None and args.end is not None and args.start >= args.end:
         raise ValueError(f"--start ({args.start.isoformat()}) must be before --end ({args.end.isoformat()})")
     if args.pre_start is not None and args.pre_start >= args.start:
-        raise ValueError(f"--pre-start ({args.pre_start.isoformat()}) must be before --start ({args.start.isoformat()})")
+        raise ValueError(
+            f"--pre-start ({args.pre_start.isoformat()}) must be before --start ({args.start.isoformat()})"
+        )
     if args.json is not None and args.json.is_dir():
         raise ValueError(f"--json {args.json} is a folder; give a file path")
     if args.plots is not None and args.plots.exists() and not args.plots.is_dir():
