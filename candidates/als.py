@@ -19,7 +19,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from candidates.base import blocked_count, finalize, seen_titles
+from candidates.base import CohortRules, finalize, seen_titles
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
 from pathways.types import Candidates, ProfileContext
@@ -134,16 +134,21 @@ class AlsSource:
         self.artifacts = artifacts
         self.catalog = catalog
         self.config = config
+        self.rules = CohortRules(catalog)
+        self.item_positions = catalog.positions(artifacts.title_ids)  # item row -> catalog position
         self.index = FactorIndex(artifacts.item_factors)
 
     def _fetch_k(self, profile: ProfileContext) -> int:
-        extra = blocked_count(self.catalog, profile.region, profile.max_maturity_level) + len(seen_titles(profile))
+        extra = self.rules.blocked(profile.region, profile.max_maturity_level) + len(seen_titles(profile))
         return min(len(self.index), self.config.per_source + extra)
 
     def _row(self, profile: ProfileContext, scores: np.ndarray, rows: np.ndarray) -> Candidates:
         valid = rows >= 0
-        cands = Candidates(self.name, self.artifacts.title_ids[rows[valid]], scores[valid], self.evidence)
-        return finalize(cands, self.catalog, profile, self.config.per_source, exclude=seen_titles(profile))
+        rows = rows[valid]
+        seen = seen_titles(profile)
+        cands = Candidates(self.name, self.artifacts.title_ids[rows], scores[valid], self.evidence)
+        cands = self.rules.precut(cands, self.item_positions[rows], profile, self.config.per_source + len(seen))
+        return finalize(cands, self.catalog, profile, self.config.per_source, exclude=seen)
 
     def generate(self, profile: ProfileContext) -> list[Candidates]:
         return self.generate_batch([profile])[0]
@@ -155,10 +160,10 @@ class AlsSource:
                  if p.profile_id in self.artifacts.profile_row]
         if not known:
             return out
-        k = max(self._fetch_k(profiles[i]) for i, _ in known)
-        scores, rows = self.index.search(self.artifacts.user_factors[[r for _, r in known]], k)
-        for (i, _), s, r in zip(known, scores, rows):
-            row = self._row(profiles[i], s, r)
+        ks = [self._fetch_k(profiles[i]) for i, _ in known]
+        scores, rows = self.index.search(self.artifacts.user_factors[[r for _, r in known]], max(ks))
+        for (i, _), k, s, r in zip(known, ks, scores, rows):
+            row = self._row(profiles[i], s[:k], r[:k])  # each profile looks at its own k: batch = single
             if len(row):
                 out[i] = [row]
         return out

@@ -66,10 +66,35 @@ def finalize(
     return rows.top(k)
 
 
-def blocked_count(catalog: Catalog, region: str, max_maturity_level: int) -> int:
-    """How many catalog titles the maturity and licence rules block for this cohort."""
-    ok = (catalog.maturity <= max_maturity_level) & catalog.licensed_mask(region)
-    return int(len(catalog) - ok.sum())
+class CohortRules:
+    """The maturity and licence rules per (region, max maturity), memoized as masks over catalog
+    positions: a cheap vectorized pre-cut before ``finalize`` (which still applies every rule).
+    """
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self._masks: dict[tuple[str, int], np.ndarray] = {}
+
+    def mask(self, region: str, max_maturity_level: int) -> np.ndarray:
+        """Bool (n_titles,): titles this cohort may see."""
+        key = (region, int(max_maturity_level))
+        if key not in self._masks:
+            self._masks[key] = (self.catalog.maturity <= max_maturity_level) & self.catalog.licensed_mask(region)
+        return self._masks[key]
+
+    def blocked(self, region: str, max_maturity_level: int) -> int:
+        """How many catalog titles the rules block for this cohort (the faiss over-fetch)."""
+        return int(len(self.catalog) - self.mask(region, max_maturity_level).sum())
+
+    def precut(self, candidates: Candidates, positions: np.ndarray, profile: ProfileContext, n: int) -> Candidates:
+        """The first ``n`` candidates (sorted desc) the profile's cohort may see.
+
+        ``positions`` (len(candidates),): each candidate's catalog position (-1 = unknown).
+        """
+        ok = self.mask(profile.region, profile.max_maturity_level)
+        keep = (positions >= 0) & ok[np.maximum(positions, 0)]
+        keep &= np.cumsum(keep) <= n
+        return candidates.mask(keep)
 
 
 def seen_titles(profile: ProfileContext) -> frozenset[int]:

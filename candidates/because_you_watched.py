@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from candidates.als import AlsArtifacts, FactorIndex
-from candidates.base import blocked_count, finalize, seen_titles
+from candidates.base import CohortRules, finalize, seen_titles
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
 from pathways.types import Candidates, ProfileContext
@@ -39,6 +39,8 @@ class BecauseYouWatchedSource:
         self.artifacts = artifacts
         self.catalog = catalog
         self.config = config
+        self.rules = CohortRules(catalog)
+        self.item_positions = catalog.positions(artifacts.title_ids)  # item row -> catalog position
         self.index = FactorIndex(artifacts.item_factors, normalize=True)
         self._usable = {t: r for t, r in artifacts.title_row.items() if t in catalog.index}
 
@@ -52,23 +54,27 @@ class BecauseYouWatchedSource:
         out: list[list[Candidates]] = [[] for _ in profiles]
         if not flat:
             return out
-        k = max(
-            self.config.per_source + 1 + len(seen_titles(p)) + blocked_count(self.catalog, p.region, p.max_maturity_level)
-            for p, a in zip(profiles, anchors) if a
-        )
+        ks = [
+            self.config.per_source + 1 + len(seen_titles(p)) + self.rules.blocked(p.region, p.max_maturity_level)
+            for p in profiles
+        ]
         queries = self.index.vectors[[self._usable[a] for _, a in flat]]
-        scores, rows = self.index.search(queries, k)
+        scores, rows = self.index.search(queries, max(ks[i] for i, _ in flat))
         for (i, anchor), s, r in zip(flat, scores, rows):
+            s, r = s[: ks[i]], r[: ks[i]]  # each profile looks at its own k: batch = single
             profile = profiles[i]
             valid = r >= 0
+            r = r[valid]
+            seen = seen_titles(profile) | {anchor}
             cands = Candidates(
                 self.name,
-                self.artifacts.title_ids[r[valid]],
+                self.artifacts.title_ids[r],
                 s[valid],
                 evidence=f"Because you watched {self.catalog.name(anchor)}",
                 key=str(anchor),
             )
-            row = finalize(cands, self.catalog, profile, self.config.per_source, exclude=seen_titles(profile) | {anchor})
+            cands = self.rules.precut(cands, self.item_positions[r], profile, self.config.per_source + len(seen))
+            row = finalize(cands, self.catalog, profile, self.config.per_source, exclude=seen)
             if len(row):
                 out[i].append(row)
         return out

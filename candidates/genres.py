@@ -19,7 +19,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from candidates.base import finalize, seen_titles
+from candidates.base import CohortRules, finalize, seen_titles
 from features.schema import KIDS_MAX_MATURITY
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
@@ -67,6 +67,7 @@ class GenreSource:
         self.popularity = np.asarray(popularity, dtype=np.float32)
         self.config = config
         self.kids_safe = kids_safe_genres(catalog, kids_safe_share)
+        self.rules = CohortRules(catalog)
         # Per genre: catalog positions ordered by popularity desc, then title id.
         order = np.lexsort((catalog.title_ids, -self.popularity))
         members: dict[str, list[int]] = defaultdict(list)
@@ -86,7 +87,7 @@ class GenreSource:
         liked = sorted((g for g in eligible if affinity.get(g, 0.0) > 0), key=lambda g: (-affinity[g], g))
         if liked:
             return liked[: self.config.genre_rows], True
-        allowed = (self.catalog.maturity <= profile.max_maturity_level) & self.catalog.licensed_mask(profile.region)
+        allowed = self.rules.mask(profile.region, profile.max_maturity_level)
         plays = {g: float(self.popularity[self.members[g]][allowed[self.members[g]]].sum()) for g in eligible}
         return sorted(eligible, key=lambda g: (-plays[g], g))[: self.config.genre_rows], False
 
@@ -103,6 +104,7 @@ class GenreSource:
                 evidence=f"Because you like {genre}" if personal else genre,
                 key=genre,
             )
+            cands = self.rules.precut(cands, pos, profile, self.config.per_source + len(seen))
             row = finalize(cands, self.catalog, profile, self.config.per_source, exclude=seen)
             if len(row):
                 rows.append(row)

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import numpy as np
 
-from candidates.base import finalize, rank_scores
+from candidates.base import CohortRules, finalize, rank_scores
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
 from pathways.types import Candidates, ProfileContext
@@ -39,9 +39,13 @@ class NewReleasesSource:
         self.config = config
         pos = np.flatnonzero(release_window(catalog, as_of, config.new_release_days))
         order = np.lexsort((catalog.title_ids[pos], -popularity[pos], -catalog.release_days[pos]))
-        ids = catalog.title_ids[pos[order]]
+        self.positions = pos[order]
+        ids = catalog.title_ids[self.positions]
         self.row = Candidates(self.name, ids, rank_scores(len(ids)), evidence=self.evidence)
+        self.rules = CohortRules(catalog)
 
     def generate(self, profile: ProfileContext) -> list[Candidates]:
-        row = finalize(self.row, self.catalog, profile, self.config.per_source)
+        n = self.config.per_source + len(profile.finished)
+        row = self.rules.precut(self.row, self.positions, profile, n)
+        row = finalize(row, self.catalog, profile, self.config.per_source)
         return [row] if len(row) else []

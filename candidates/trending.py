@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from candidates.base import finalize
+from candidates.base import CohortRules, finalize
 from features.schema import REGIONS, EventType
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
@@ -83,11 +83,15 @@ class TrendingSource:
         self.trending = trending
         self.catalog = catalog
         self.config = config
+        self.rules = CohortRules(catalog)
+        self.positions = {r: catalog.positions(c.title_ids) for r, c in trending.items()}
 
     def generate(self, profile: ProfileContext) -> list[Candidates]:
         region = self.trending.get(profile.region)
         if region is None:
             return []
+        n = self.config.per_source + len(profile.finished)
+        region = self.rules.precut(region, self.positions[profile.region], profile, n)
         row = finalize(region, self.catalog, profile, self.config.per_source)
         return [row] if len(row) else []
 

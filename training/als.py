@@ -96,9 +96,13 @@ def confidence_matrix(summed_fraction: sp.csr_matrix, alpha: float) -> sp.csr_ma
 
 
 def fit_als(
-    events: pa.Table, config: TrainingConfig, as_of: datetime | None = None, num_threads: int = 0
+    events: pa.Table, config: TrainingConfig, as_of: datetime | None = None, num_threads: int = 1
 ) -> AlsArtifacts:
-    """Train ALS on ``events`` (EVENT_SCHEMA) with ``config.als_*`` and ``config.seed``."""
+    """Train ALS on ``events`` (EVENT_SCHEMA) with ``config.als_*`` and ``config.seed``.
+
+    ``num_threads``: implicit's threads (0 = all cores). One is the default: on the 2-core
+    machine two threads fitted the default world ~8x slower (bench/candidates.py).
+    """
     summed, profile_ids, title_ids = interaction_matrix(events, as_of)
     if summed.nnz == 0:
         raise ValueError("no play events with a title to train ALS on")
@@ -192,7 +196,7 @@ class AlsRecommender:
 
     name = "als"
 
-    def __init__(self, config: TrainingConfig, num_threads: int = 0):
+    def __init__(self, config: TrainingConfig, num_threads: int = 1):
         self.config = config
         self.num_threads = num_threads
 

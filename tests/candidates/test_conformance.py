@@ -54,3 +54,25 @@ class TestContinueWatching(SourceConformance):
 class TestNewReleases(SourceConformance):
     def make_source(self) -> CandidateSource:
         return NewReleasesSource(world.catalog(), _popularity(), world.CONFIG, world.AS_OF)
+
+
+class _RulesSkipped(SourceConformance):
+    """A broken source (the US trending titles, hard rules never applied) under the suite."""
+
+    name = "trending"
+    serves_cohorts = True
+
+    def make_source(self) -> CandidateSource:
+        return self
+
+    def generate(self, profile):  # noqa: ANN001, ANN201
+        return [_trending()["US"].top(world.CONFIG.per_source)]
+
+
+def test_the_suite_catches_a_source_that_skips_the_rules() -> None:
+    import pytest
+
+    suite = _RulesSkipped()
+    kid = world.profiles()[3]
+    with pytest.raises(AssertionError, match="broke hard rules"):
+        suite.check_rows(suite.generate(kid), kid)
