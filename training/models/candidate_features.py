@@ -1,0 +1,145 @@
+"""Candidate union and (user, candidate) features for the ranker, all as of each user's last event.
+
+Given each generator's full-catalog scores for a batch of users:
+
+- ``union_candidates``: each generator's top ``per_generator`` (train items excluded), merged and
+  ordered by the best rank any generator gave, cut to ``budget`` -> (n_users, budget) item indices
+  padded with -1.
+- ``CandidateFeaturizer`` (fit on the train interactions) -> (n_users, budget, n_features):
+  per generator: raw score, z-score within the user's catalog, log rank in the catalog; per item,
+  as of the user's last timestamp t_u (never later, so features are point-in-time): log count of
+  interactions up to t_u, in the two windows before t_u, log days since the item's first and last
+  interaction, a flag when the item had none yet; per user: log history length, log days spanned;
+  and, when item features (e.g. genres) are given, the cosine of the item's features with the
+  mean of the user's last 50 items'.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.recommender import Interactions
+
+DAY = 86_400.0
+
+
+def _excluded_scores(scores: np.ndarray, history: list[np.ndarray]) -> np.ndarray:
+    out = scores.astype(np.float32, copy=True)
+    for row, items in enumerate(history):
+        out[row, items] = -np.inf
+    return out
+
+
+def union_candidates(
+    scores: list[np.ndarray], history: list[np.ndarray], per_generator: int, budget: int
+) -> np.ndarray:
+    """(n_users, budget) int64 candidates (-1 = none), best-ranked first. ``scores``: one
+    (n_users, n_items) array per generator; ``history``: per user, the items to exclude."""
+    n_users, n_items = scores[0].shape
+    best_rank = np.full((n_users, n_items), np.iinfo(np.int32).max, dtype=np.int64)
+    k = min(per_generator, n_items)
+    for s in scores:
+        s = _excluded_scores(s, history)
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        finite = np.isfinite(np.take_along_axis(s, top, axis=1))
+        rows = np.repeat(np.arange(n_users), k)[finite.ravel()]
+        ranks = np.tile(np.arange(k), n_users)[finite.ravel()]
+        np.minimum.at(best_rank, (rows, top.ravel()[finite.ravel()]), ranks)
+    out = np.full((n_users, budget), -1, dtype=np.int64)
+    for row in range(n_users):
+        seen = np.flatnonzero(best_rank[row] < np.iinfo(np.int32).max)
+        chosen = seen[np.argsort(best_rank[row, seen], kind="stable")][:budget]
+        out[row, : len(chosen)] = chosen
+    return out
+
+
+class CandidateFeaturizer:
+    """Point-in-time features of (user, candidate) pairs computed from train interactions."""
+
+    def __init__(self, train: Interactions, item_features: np.ndarray | None = None) -> None:
+        if item_features is not None and item_features.shape[0] != train.n_items:
+            raise ValueError(f"item_features has {item_features.shape[0]} rows, expected {train.n_items}")
+        order = np.lexsort((train.timestamps, train.items))
+        self._items_sorted = train.items[order]
+        self._ts_sorted = train.timestamps[order].astype(np.int64)
+        self._item_start = np.searchsorted(self._items_sorted, np.arange(train.n_items + 1))
+        self.sequences = train.sequences()
+        last_ts = np.full(train.n_users, train.timestamps.min() if len(train) else 0, dtype=np.int64)
+        first_ts = np.full(train.n_users, np.iinfo(np.int64).max, dtype=np.int64)
+        np.maximum.at(last_ts, train.users, train.timestamps)
+        np.minimum.at(first_ts, train.users, train.timestamps)
+        self.user_last_ts = last_ts
+        self.user_span_days = np.where(first_ts <= last_ts, (last_ts - np.minimum(first_ts, last_ts)) / DAY, 0.0)
+        span = float(train.timestamps.max() - train.timestamps.min()) if len(train) else DAY
+        self.windows = (max(span / 50.0, DAY / 24), max(span / 10.0, DAY / 24))  # seconds
+        feats = None
+        if item_features is not None:
+            feats = np.asarray(item_features, dtype=np.float32)
+            feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-8)
+        self.item_features = feats
+
+    def _counts_upto(self, items: np.ndarray, t_user: np.ndarray) -> np.ndarray:
+        """(n_users, C) interactions of each candidate at or before t_user[row] (shape (n_users,))."""
+        lo = self._item_start[items]
+        hi = self._item_start[items + 1]
+        # vectorised per-item searchsorted: binary search on the global (item, ts)-sorted array
+        left, right = lo.copy(), hi.copy()
+        target = np.broadcast_to(t_user[:, None], items.shape)
+        while True:
+            active = left < right
+            if not active.any():
+                break
+            mid = (left + right) // 2
+            go_right = active & (self._ts_sorted[np.minimum(mid, len(self._ts_sorted) - 1)] <= target)
+            left = np.where(go_right, mid + 1, left)
+            right = np.where(active & ~go_right, mid, right)
+        return (left - lo).astype(np.float64)
+
+    def features(self, users: np.ndarray, candidates: np.ndarray, scores: list[np.ndarray]) -> np.ndarray:
+        """(n_users, C, n_features) float32 for ``candidates`` (n_users, C; -1 = padding)."""
+        valid = candidates >= 0
+        cand = np.where(valid, candidates, 0)
+        cols: list[np.ndarray] = []
+        for s in scores:
+            s = s.astype(np.float32)
+            mean, std = s.mean(1, keepdims=True), s.std(1, keepdims=True) + 1e-6
+            picked = np.take_along_axis(s, cand, axis=1)
+            rank = _rank_of(s, cand)
+            cols += [picked, (picked - mean) / std, np.log1p(rank)]
+        t_u = self.user_last_ts[users]
+        total = self._counts_upto(cand, t_u)
+        cols.append(np.log1p(total))
+        for w in self.windows:
+            earlier = self._counts_upto(cand, (t_u - w).astype(np.int64))
+            cols.append(np.log1p(total - earlier))
+        first = self._ts_sorted[np.minimum(self._item_start[cand], len(self._ts_sorted) - 1)]
+        has_any = self._item_start[cand + 1] > self._item_start[cand]
+        seen_yet = has_any & (first <= t_u[:, None])
+        last_idx = np.maximum(self._item_start[cand] + total.astype(np.int64) - 1, 0)
+        last = self._ts_sorted[np.minimum(last_idx, len(self._ts_sorted) - 1)]
+        cols.append(np.where(seen_yet, np.log1p(np.maximum(t_u[:, None] - first, 0) / DAY), -1.0))
+        cols.append(np.where(seen_yet, np.log1p(np.maximum(t_u[:, None] - last, 0) / DAY), -1.0))
+        cols.append(seen_yet.astype(np.float64))
+        n_hist = np.array([len(self.sequences[u]) for u in users], dtype=np.float64)
+        cols.append(np.broadcast_to(np.log1p(n_hist)[:, None], cand.shape))
+        cols.append(np.broadcast_to(np.log1p(self.user_span_days[users])[:, None], cand.shape))
+        if self.item_features is not None:
+            profile = np.stack(
+                [self.item_features[self.sequences[u][-50:]].mean(0) if len(self.sequences[u]) else
+                 np.zeros(self.item_features.shape[1], np.float32) for u in users]
+            )
+            profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-8)
+            cols.append(np.einsum("uf,ucf->uc", profile, self.item_features[cand]))
+        out = np.stack([np.asarray(c, dtype=np.float32) for c in cols], axis=-1)
+        out[~valid] = 0.0
+        return out
+
+
+def _rank_of(scores: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Rank (0 = best) of each candidate in its row of ``scores`` (n_users, n_items)."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    inverse = np.empty_like(order)
+    np.put_along_axis(inverse, order, np.arange(scores.shape[1])[None, :].repeat(len(scores), 0), axis=1)
+    return np.take_along_axis(inverse, cand, axis=1)

@@ -1,0 +1,152 @@
+"""PathwaysFinal: the top row = candidates from several generators, re-ranked by a learned ranker.
+
+Fit, point-in-time:
+1. Carve validation from the given train: per user the last ``valid_k`` interactions (``inner`` =
+   the rest). Test data are never seen: whoever calls ``fit`` passes train only.
+2. Fit every generator on ``inner`` (SASRec and the two-tower early-stop on validation), build each
+   user's candidate union and features as of ``inner``, and label a candidate 1 when it is among the
+   user's validation items. Fit the ranker (listwise MLP by default) on those lists.
+3. Refit the generators on all of train (the neural ones for the epoch count found in step 2).
+
+``score(users)``: candidates and features from the refit generators, ranker scores on the
+candidates and ``NOT_CANDIDATE`` (very low) elsewhere, so ``recommend`` works unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+from training.models.candidate_features import CandidateFeaturizer, union_candidates
+from training.models.generators import ALS, EASE, ItemKNN, Popularity
+from training.models.holdout import leave_last_k, users_with_holdout
+from training.models.ltr import ListRanker, PointwiseGBDT, RankerConfig
+from training.models.sasrec import SASRec, SASRecConfig
+from training.models.two_tower import TwoTower, TwoTowerConfig
+from training.recommender import Interactions, Recommender
+
+NOT_CANDIDATE = -1e9
+
+
+@dataclass(frozen=True)
+class FinalConfig:
+    valid_k: int = 5
+    per_generator: int = 150  # top-N each generator contributes
+    budget: int = 400  # candidates per user after the union
+    generators: tuple[str, ...] = ("sasrec", "two_tower", "ease", "item_knn_recent", "als", "popularity")
+    ranker: Literal["listwise", "pairwise", "gbdt"] = "listwise"
+    sasrec: SASRecConfig = field(default_factory=SASRecConfig)
+    two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
+    ranker_config: RankerConfig = field(default_factory=RankerConfig)
+    user_chunk: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.generators) - set(GENERATORS)
+        if unknown:
+            raise ValueError(f"FinalConfig.generators has unknown names {sorted(unknown)}; known: {sorted(GENERATORS)}")
+        if self.ranker not in ("listwise", "pairwise", "gbdt"):
+            raise ValueError(f"FinalConfig.ranker must be 'listwise', 'pairwise' or 'gbdt', got {self.ranker!r}")
+        if self.per_generator < 1 or self.budget < 1:
+            raise ValueError("FinalConfig.per_generator and budget must be >= 1")
+
+
+GENERATORS: dict[str, Callable[["FinalConfig"], Recommender]] = {
+    "sasrec": lambda c: SASRec(replace(c.sasrec, seed=c.seed)),
+    "two_tower": lambda c: TwoTower(replace(c.two_tower, seed=c.seed)),
+    "ease": lambda c: EASE(),
+    "item_knn": lambda c: ItemKNN(),
+    "item_knn_recent": lambda c: ItemKNN(recency_half_life=10.0, name="item_knn_recent"),
+    "als": lambda c: ALS(seed=c.seed),
+    "popularity": lambda c: Popularity(),
+}
+EARLY_STOPPED = ("sasrec", "two_tower")
+
+
+class PathwaysFinal:
+    """Candidates -> ranker, behind ``Recommender``. ``fit(train, item_features=None)``."""
+
+    name = "pathways_final"
+
+    def __init__(self, config: FinalConfig | None = None, **overrides: object) -> None:
+        self.config = replace(config or FinalConfig(), **overrides)
+
+    def _fit_generators(
+        self, train: Interactions, valid: Interactions | None, epochs: dict[str, int], item_features: np.ndarray | None
+    ) -> dict[str, Recommender]:
+        fitted: dict[str, Recommender] = {}
+        for name in self.config.generators:
+            model = GENERATORS[name](self.config)
+            start = time.perf_counter()
+            if name in EARLY_STOPPED:
+                extra = {"item_features": item_features} if name == "two_tower" else {}
+                model.fit(train, valid=valid, epochs=epochs.get(name), **extra)
+            else:
+                model.fit(train)
+            self.train_seconds_by_part_[f"{name}@{'inner' if valid is not None else 'full'}"] = time.perf_counter() - start
+            fitted[name] = model
+        return fitted
+
+    def fit(self, train: Interactions, item_features: np.ndarray | None = None) -> "PathwaysFinal":
+        cfg = self.config
+        start = time.perf_counter()
+        self.train_seconds_by_part_: dict[str, float] = {}
+        inner, valid = leave_last_k(train, cfg.valid_k)
+        if len(valid) == 0:
+            raise ValueError(f"no user has more than {cfg.valid_k} interactions: cannot carve validation")
+        generators = self._fit_generators(inner, valid, {}, item_features)
+        self.epochs_ = {n: generators[n].best_epochs_ for n in EARLY_STOPPED if n in generators}
+        users = users_with_holdout(valid)
+        featurizer = CandidateFeaturizer(inner, item_features)
+        cands, feats = self._candidates_and_features(generators, featurizer, users)
+        truth = valid.matrix().tocsr()
+        labels = np.zeros(cands.shape, dtype=np.float32)
+        for row, u in enumerate(users):
+            labels[row] = np.isin(cands[row], truth.indices[truth.indptr[u] : truth.indptr[u + 1]])
+        self.valid_candidate_recall_ = float(
+            labels.sum() / sum(min(cfg.valid_k, truth.indptr[u + 1] - truth.indptr[u]) for u in users)
+        )
+        t0 = time.perf_counter()
+        if cfg.ranker == "gbdt":
+            self.ranker_ = PointwiseGBDT(seed=cfg.seed).fit(feats, cands >= 0, labels)
+        else:
+            self.ranker_ = ListRanker(replace(cfg.ranker_config, loss=cfg.ranker, seed=cfg.seed)).fit(feats, cands >= 0, labels)
+        self.train_seconds_by_part_["ranker"] = time.perf_counter() - t0
+        self.generators_ = self._fit_generators(train, None, self.epochs_, item_features)
+        self.featurizer_ = CandidateFeaturizer(train, item_features)
+        self.n_items_ = train.n_items
+        self.train_seconds_ = time.perf_counter() - start
+        return self
+
+    def _candidates_and_features(
+        self, generators: dict[str, Recommender], featurizer: CandidateFeaturizer, users: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        cands, feats = [], []
+        for s in range(0, len(users), self.config.user_chunk):
+            chunk = users[s : s + self.config.user_chunk]
+            scores = [np.asarray(generators[n].score(chunk), dtype=np.float32) for n in self.config.generators]
+            history = [featurizer.sequences[u] for u in chunk]
+            c = union_candidates(scores, history, self.config.per_generator, self.config.budget)
+            cands.append(c)
+            feats.append(featurizer.features(chunk, c, scores))
+        return np.concatenate(cands), np.concatenate(feats)
+
+    def candidates(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(items, ranker scores), each (len(users), budget), best first; item -1 = no candidate."""
+        users = np.asarray(users, dtype=np.int64)
+        cands, feats = self._candidates_and_features(self.generators_, self.featurizer_, users)
+        scores = self.ranker_.predict(feats, cands >= 0)
+        order = np.argsort(-scores, axis=1, kind="stable")
+        return np.take_along_axis(cands, order, axis=1), np.take_along_axis(scores, order, axis=1)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), n_items) float32: ranker scores on candidates, ``NOT_CANDIDATE`` elsewhere."""
+        items, scores = self.candidates(users)
+        out = np.full((len(items), self.n_items_), NOT_CANDIDATE, dtype=np.float32)
+        rows, cols = np.nonzero(items >= 0)
+        out[rows, items[rows, cols]] = scores[rows, cols]
+        return out

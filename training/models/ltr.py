@@ -1,0 +1,182 @@
+"""Learning to rank over per-user candidate lists: a small MLP with a listwise or pairwise loss.
+
+Data are padded lists: ``features`` (n_lists, n_cands, n_features), ``mask`` (n_lists, n_cands)
+true where a candidate exists, ``labels`` (n_lists, n_cands) in {0, 1}. Losses:
+
+- ``listwise``: softmax cross-entropy of each list against its labels normalised to sum 1
+  (ListNet with binary relevance; the sampled-softmax view of "which candidate was watched").
+- ``pairwise``: RankNet/BPR, mean of ``-log sigmoid(s_pos - s_neg)`` over ``pairs_per_list``
+  sampled (positive, negative) pairs per list.
+
+Features are standardised with statistics from the fitting lists (NaN -> 0 after scaling). Early
+stopping holds out ``valid_fraction`` of the lists and keeps the epoch with the best NDCG@``k``.
+``PointwiseGBDT`` (sklearn HistGradientBoosting on the same rows) is the pointwise comparison.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.ensemble import HistGradientBoostingClassifier
+from torch import nn
+
+from training.models.torch_utils import torch_threads
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    loss: Literal["listwise", "pairwise"] = "listwise"
+    hidden: tuple[int, ...] = (64, 32)
+    dropout: float = 0.1
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    batch_lists: int = 32
+    max_epochs: int = 60
+    patience: int = 8
+    valid_fraction: float = 0.2
+    pairs_per_list: int = 64
+    k: int = 20  # cut-off of the early-stopping NDCG
+    threads: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("listwise", "pairwise"):
+            raise ValueError(f"RankerConfig.loss must be 'listwise' or 'pairwise', got {self.loss!r}")
+        if not 0.0 < self.valid_fraction < 1.0:
+            raise ValueError(f"RankerConfig.valid_fraction must be in (0, 1), got {self.valid_fraction}")
+
+
+def _check(features: np.ndarray, mask: np.ndarray, labels: np.ndarray | None) -> None:
+    if features.ndim != 3:
+        raise ValueError(f"features must be (n_lists, n_cands, n_features), got shape {features.shape}")
+    if mask.shape != features.shape[:2]:
+        raise ValueError(f"mask shape {mask.shape} does not match features {features.shape[:2]}")
+    if labels is not None and labels.shape != mask.shape:
+        raise ValueError(f"labels shape {labels.shape} does not match mask {mask.shape}")
+
+
+def list_ndcg(scores: np.ndarray, labels: np.ndarray, mask: np.ndarray, k: int) -> float:
+    """Mean NDCG@k (binary) of lists ranked by ``scores``; lists without positives are skipped."""
+    scores = np.where(mask, scores, -np.inf)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    gains = np.take_along_axis(labels * mask, order, axis=1)
+    disc = 1.0 / np.log2(np.arange(2, order.shape[1] + 2))
+    n_pos = (labels * mask).sum(1)
+    ideal = np.array([disc[: int(min(n, k))].sum() for n in n_pos])
+    keep = n_pos > 0
+    return float(((gains * disc).sum(1)[keep] / ideal[keep]).mean()) if keep.any() else 0.0
+
+
+class ListRanker:
+    """MLP scorer of (user, candidate) feature rows trained with a list-aware loss."""
+
+    def __init__(self, config: RankerConfig | None = None, **overrides: object) -> None:
+        self.config = replace(config or RankerConfig(), **overrides)
+
+    def fit(self, features: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> "ListRanker":
+        _check(features, mask, labels)
+        cfg = self.config
+        start = time.perf_counter()
+        keep = (labels * mask).sum(1) > 0  # lists without a positive carry no ranking signal
+        if keep.sum() < 2:
+            raise ValueError("need at least 2 candidate lists with a positive label to fit the ranker")
+        features, mask, labels = features[keep], mask[keep], labels[keep].astype(np.float32)
+        rows = features[mask]
+        self.mean_ = np.nanmean(rows, axis=0).astype(np.float32)
+        std = np.nanstd(rows, axis=0)
+        self.std_ = np.where(np.nan_to_num(std) < 1e-6, 1.0, np.nan_to_num(std)).astype(np.float32)
+        self.mean_ = np.nan_to_num(self.mean_)
+        rng = np.random.default_rng(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        order = rng.permutation(len(features))
+        n_valid = max(1, int(round(cfg.valid_fraction * len(features))))
+        valid, fit = order[:n_valid], order[n_valid:]
+        x = torch.from_numpy(self._scale(features))
+        m, y = torch.from_numpy(mask), torch.from_numpy(labels)
+        layers: list[nn.Module] = []
+        width = features.shape[2]
+        for h in cfg.hidden:
+            layers += [nn.Linear(width, h), nn.GELU(), nn.Dropout(cfg.dropout)]
+            width = h
+        self.net_ = nn.Sequential(*layers, nn.Linear(width, 1))
+        opt = torch.optim.Adam(self.net_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        best, best_state, stale = -1.0, None, 0
+        self.history_: list[float] = []
+        with torch_threads(cfg.threads):
+            for _ in range(cfg.max_epochs):
+                self.net_.train()
+                for s in range(0, len(fit), cfg.batch_lists):
+                    b = torch.from_numpy(fit[s : s + cfg.batch_lists])
+                    scores = self.net_(x[b]).squeeze(-1)
+                    loss = self._loss(scores, y[b], m[b], rng)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                rng.shuffle(fit)
+                self.net_.eval()
+                with torch.no_grad():
+                    vs = self.net_(x[valid]).squeeze(-1).numpy()
+                ndcg = list_ndcg(vs, labels[valid], mask[valid], cfg.k)
+                self.history_.append(ndcg)
+                if ndcg > best:
+                    best, stale = ndcg, 0
+                    best_state = {k: v.clone() for k, v in self.net_.state_dict().items()}
+                else:
+                    stale += 1
+                    if stale >= cfg.patience:
+                        break
+        self.net_.load_state_dict(best_state)
+        self.net_.eval()
+        self.valid_ndcg_ = best
+        self.train_seconds_ = time.perf_counter() - start
+        return self
+
+    def _loss(self, scores: torch.Tensor, y: torch.Tensor, m: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        scores = scores.masked_fill(~m, float("-inf"))
+        if self.config.loss == "listwise":
+            target = y * m / (y * m).sum(1, keepdim=True)
+            logp = torch.log_softmax(scores, dim=1).masked_fill(~m, 0.0)
+            return -(target * logp).sum(1).mean()
+        pos_w, neg_w = (y * m), ((1 - y) * m)  # sample pairs per list, proportional to membership
+        n = self.config.pairs_per_list
+        pos = torch.multinomial(pos_w, n, replacement=True)
+        neg = torch.multinomial(neg_w + 1e-12 * (neg_w.sum(1, keepdim=True) == 0), n, replacement=True)
+        diff = scores.gather(1, pos) - scores.gather(1, neg)
+        return -F.logsigmoid(diff).mean()
+
+    def _scale(self, features: np.ndarray) -> np.ndarray:
+        return np.nan_to_num((features - self.mean_) / self.std_).astype(np.float32)
+
+    def predict(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(n_lists, n_cands) float32 scores; -inf where ``mask`` is false."""
+        _check(features, mask, None)
+        with torch.no_grad(), torch_threads(self.config.threads):
+            scores = self.net_(torch.from_numpy(self._scale(features))).squeeze(-1).numpy()
+        return np.where(mask, scores, -np.inf).astype(np.float32)
+
+
+class PointwiseGBDT:
+    """Pointwise baseline: a gradient-boosted classifier of label given the candidate's features."""
+
+    def __init__(self, max_iter: int = 200, learning_rate: float = 0.05, seed: int = 0) -> None:
+        self.max_iter, self.learning_rate, self.seed = max_iter, learning_rate, seed
+
+    def fit(self, features: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> "PointwiseGBDT":
+        _check(features, mask, labels)
+        start = time.perf_counter()
+        self.model_ = HistGradientBoostingClassifier(
+            max_iter=self.max_iter, learning_rate=self.learning_rate, early_stopping=True, random_state=self.seed
+        ).fit(features[mask], labels[mask].astype(int))
+        self.train_seconds_ = time.perf_counter() - start
+        return self
+
+    def predict(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        _check(features, mask, None)
+        out = np.full(mask.shape, -np.inf, dtype=np.float32)
+        out[mask] = self.model_.predict_proba(features[mask])[:, 1]
+        return out

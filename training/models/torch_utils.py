@@ -1,0 +1,38 @@
+"""Small PyTorch helpers shared by the neural models: thread limits, exclusion masks, top-k."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` intra-op torch threads, restoring the previous count after."""
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def top_k_excluding(scores: np.ndarray, users: np.ndarray, exclude: sp.csr_matrix | None, k: int) -> np.ndarray:
+    """Top-k item indices per row of ``scores`` (len(users), n_items) with ``exclude[users]`` masked.
+
+    Returns (len(users), min(k, n_items)) int64, best first. ``scores`` is modified in place.
+    """
+    if exclude is not None:
+        sub = exclude[users]
+        rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
+        scores[rows, sub.indices] = -np.inf
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
