@@ -87,7 +87,7 @@ def create_app(service: PathwaysService) -> FastAPI:
         row_count: int = Query(cfg.default_row_count, ge=1, le=cfg.max_row_count, description="rows wanted"),
     ) -> Response:
         served = service.pages.get_page(profile_id, row_count, _request_id(request))
-        return json_response(served.to_dict())
+        return Response(served.to_json(), media_type="application/json")
 
     @app.post("/api/v1/events", status_code=202)
     async def post_events(request: Request) -> Response:

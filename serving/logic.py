@@ -16,8 +16,10 @@ import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from experiments.allocation import assign_cell
 from features.history import PlaybackState
@@ -25,10 +27,11 @@ from features.schema import KIDS_MAX_MATURITY
 from pathways.config import PathwaysConfig
 from pathways.types import Page
 from serving.events import EventIn, EventLanding, HeartbeatIn
-from serving.fallback import fallback_page
-from serving.overlay import ArtworkPolicy, apply_artwork, overlay_playback
+from serving.fallback import fallback_rows
+from serving.overlay import ArtworkChoice, ArtworkPolicy, overlay_playback, select_artwork
 from serving.playback import OnlineStoreUnavailable, PlaybackStore, PlaybackUpdater
-from serving.snapshots import LoadedSnapshot, SnapshotStore
+from serving.rows import PageRows, TitleRenderer
+from serving.snapshots import SNAPSHOT_MISSING, LoadedSnapshot, SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +52,29 @@ class ProfileInfo:
 
 @dataclass(frozen=True)
 class ServedPage:
-    """A page as served: the ``Page``, the profile, and which artwork policy chose the images."""
+    """A page as served: who for, whether personalized and why not, its rows and artwork."""
 
-    page: Page
     profile: ProfileInfo
     request_id: str
-    artwork_policy: str
-    artwork_fallback: str | None = None
+    cell: str | None
+    personalized: bool
+    reason: str | None
+    fallback_rung: str | None
+    snapshot: str | None
+    rows: PageRows
+    artwork: ArtworkChoice
+    renderer: TitleRenderer | None
 
-    def to_dict(self) -> dict[str, Any]:
-        p = self.page
+    @property
+    def page(self) -> Page:
+        """As a ``pathways.types.Page`` (builds every ``TitleCard``: for tests and offline use)."""
+        rows = () if self.renderer is None else self.rows.to_rows(
+            self.renderer.catalog, self.artwork.artwork_ids, self.artwork.propensities
+        )
+        return Page(self.profile.profile_id, self.profile.region, self.profile.max_maturity_level, rows,
+                    self.personalized, self.reason, self.cell, self.snapshot, self.fallback_rung)
+
+    def header(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id,
             "profile": {
@@ -67,14 +83,24 @@ class ServedPage:
                 "max_maturity_level": self.profile.max_maturity_level,
                 "is_kids": self.profile.is_kids,
             },
-            "cell": p.cell,
-            "personalized": p.personalized,
-            "reason": p.reason,
-            "fallback_rung": p.fallback_rung,
-            "snapshot": p.snapshot,
-            "artwork_policy": self.artwork_policy,
-            "rows": [r.to_dict() for r in p.rows],
+            "cell": self.cell,
+            "personalized": self.personalized,
+            "reason": self.reason,
+            "fallback_rung": self.fallback_rung,
+            "snapshot": self.snapshot,
+            "artwork_policy": self.artwork.policy_version,
         }
+
+    def to_json(self) -> bytes:
+        """The response body: the header fields, then ``rows`` (rendered without building objects)."""
+        rows = "[]" if self.renderer is None else self.renderer.rows_json(
+            self.rows, self.artwork.artwork_ids, self.artwork.propensities
+        )
+        head = json.dumps(self.header(), separators=(",", ":"))
+        return f'{head[:-1]},"rows":{rows}}}'.encode()
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.to_json())
 
 
 class PageService:
@@ -107,25 +133,32 @@ class PageService:
             raise ValueError(f"row_count must be in 1..{cfg.max_row_count}, got {row_count}")
         request_id = request_id or uuid.uuid4().hex
         profile = ProfileInfo(profile_id, cfg.default_region, KIDS_MAX_MATURITY, None, False)
+        cell: str | None = None
         try:
             state = self.snapshots.state()
             snapshot = state.snapshot
             profile = self.profile_info(snapshot, profile_id)
             cell = assign_cell(profile_id, self.config.experiment)
-            page, reason = None, state.problem
+            rows, reason, rung = None, state.problem, None
             if reason is None and snapshot is not None:
                 reason = self._why_not_personalized(snapshot, profile, cell)
                 if reason is None:
-                    page, reason = self._personalize_within_budget(snapshot, profile, cell, row_count)
-            if page is None:
-                page = self._fallback(snapshot, profile, cell, reason or "snapshot missing", row_count)
-            page, art = apply_artwork(page, snapshot.catalog if snapshot else None, self.artwork, profile_id, request_id)
-            return ServedPage(page, profile, request_id, art.policy_version, art.fallback_reason)
+                    rows, reason = self._personalize_within_budget(snapshot, profile, row_count)
+            personalized = rows is not None
+            if rows is None:
+                reason = reason or SNAPSHOT_MISSING
+                rows, rung = fallback_rows(
+                    snapshot, profile.region, profile.max_maturity_level, row_count=row_count,
+                    row_length=self.config.page.row_length, dedupe_top_rows=self.config.page.dedupe_top_rows,
+                )
+            renderer = snapshot.renderer if snapshot is not None else None
+            art = select_artwork(rows, renderer, self.artwork, profile_id, request_id) if renderer else _NO_ARTWORK
+            return ServedPage(profile, request_id, cell, personalized, reason, rung,
+                              snapshot.version if snapshot else None, rows, art, renderer)
         except Exception as exc:  # noqa: BLE001 - last resort: a valid request never gets a 5xx
             log.exception("serving profile %s failed; empty page", profile_id)
-            page = Page(profile_id, profile.region, profile.max_maturity_level, (), False,
-                        reason=f"internal error: {type(exc).__name__}", fallback_rung="none")
-            return ServedPage(page, profile, request_id, "default", "internal error")
+            return ServedPage(profile, request_id, cell, False, f"internal error: {type(exc).__name__}", "none",
+                              None, PageRows.empty(), _NO_ARTWORK, None)
 
     def _why_not_personalized(self, snapshot: LoadedSnapshot, profile: ProfileInfo, cell: str) -> str | None:
         if not profile.known:
@@ -138,10 +171,10 @@ class PageService:
         return None
 
     def _personalize_within_budget(
-        self, snapshot: LoadedSnapshot, profile: ProfileInfo, cell: str, row_count: int
-    ) -> tuple[Page | None, str | None]:
+        self, snapshot: LoadedSnapshot, profile: ProfileInfo, row_count: int
+    ) -> tuple[PageRows | None, str | None]:
         budget_ms = self.config.serving.personalize_budget_ms
-        future = self._pool.submit(self._personalize, snapshot, profile, cell, row_count)
+        future = self._pool.submit(self._personalize, snapshot, profile, row_count)
         try:
             return future.result(timeout=budget_ms / 1000.0), None
         except FutureTimeout:
@@ -155,23 +188,15 @@ class PageService:
             log.exception("personalization of profile %s failed", profile.profile_id)
             return None, f"personalization failed: {type(exc).__name__}"
 
-    def _personalize(self, snapshot: LoadedSnapshot, profile: ProfileInfo, cell: str, row_count: int) -> Page:
+    def _personalize(self, snapshot: LoadedSnapshot, profile: ProfileInfo, row_count: int) -> PageRows:
         state = self.playback.get(profile.profile_id)
-        stored = Page.from_dict(json.loads(snapshot.pages[profile.profile_id][1]))
-        page = overlay_playback(
-            stored, state, snapshot.catalog, profile.region, profile.max_maturity_level,
+        return overlay_playback(
+            snapshot.pages[profile.profile_id][1], state, snapshot.catalog, profile.region, profile.max_maturity_level,
             row_length=self.config.page.row_length, dedupe_top_rows=self.config.page.dedupe_top_rows, row_count=row_count,
         )
-        return replace(
-            page, profile_id=profile.profile_id, region=profile.region, max_maturity_level=profile.max_maturity_level,
-            personalized=True, reason=None, cell=cell, snapshot=snapshot.version, fallback_rung=None,
-        )
 
-    def _fallback(self, snapshot: LoadedSnapshot | None, profile: ProfileInfo, cell: str, reason: str, row_count: int) -> Page:
-        return fallback_page(
-            snapshot, profile.profile_id, profile.region, profile.max_maturity_level, reason=reason, cell=cell,
-            row_count=row_count, row_length=self.config.page.row_length, dedupe_top_rows=self.config.page.dedupe_top_rows,
-        )
+
+_NO_ARTWORK = ArtworkChoice(np.zeros(0, np.int64), np.zeros(0), "default", "no catalog")
 
 
 @dataclass(frozen=True)

@@ -1,31 +1,32 @@
-"""Page transformations applied at request time, each a plain function of (page, inputs) -> page.
+"""Page transformations at request time, each a plain function over ``PageRows``.
 
-- ``enforce_page``: the hard rules (``ranking.rules.allowed_mask``) on every title, no duplicate
+- ``enforce_rows``: the hard rules (``ranking.rules.allowed_mask``) on every title, no duplicate
   within a row, no title repeated across the first ``dedupe_top_rows`` rows, empty rows dropped,
   at most ``row_count`` rows. Every page served passes through it (personalized and fallback).
-- ``overlay_playback``: the real-time playback state on top of a snapshot page: a fresh
-  "Continue watching" row first (most recently watched first), finished titles removed from
-  every row; then ``enforce_page``.
-- ``apply_artwork``: one artwork variant per title from an ``ArtworkPolicy``, with its propensity;
-  a policy that fails (or returns malformed arrays) gives every title its default artwork.
+- ``overlay_playback``: the real-time playback state over a snapshot page: a fresh "Continue
+  watching" row first (most recently watched first, then the snapshot row's other titles),
+  finished titles removed from every row; then ``enforce_rows``.
+- ``select_artwork``: one artwork variant per title from an ``ArtworkPolicy``, with its
+  propensity; a policy that fails (or returns malformed arrays) gives every title its default.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from features.history import PlaybackState
 from pathways.catalog import Catalog
-from pathways.types import Page, Row, TitleCard
 from ranking.rules import allowed_mask
+from serving.rows import PageRows, RowMeta, TitleRenderer
 
 log = logging.getLogger(__name__)
 
 CONTINUE_WATCHING = "continue_watching"
+CONTINUE_META = RowMeta(CONTINUE_WATCHING, "Continue watching", CONTINUE_WATCHING, "Pick up where you left off")
 
 
 class ArtworkPolicy(Protocol):
@@ -38,8 +39,8 @@ class ArtworkPolicy(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-def enforce_page(
-    page: Page,
+def enforce_rows(
+    rows: PageRows,
     catalog: Catalog,
     region: str,
     max_maturity_level: int,
@@ -47,61 +48,56 @@ def enforce_page(
     *,
     dedupe_top_rows: int = 10,
     row_count: int = 40,
-) -> Page:
-    """``page`` keeping only titles allowed for (region, maturity, finished); see module doc."""
-    rows: list[Row] = []
+) -> PageRows:
+    """``rows`` keeping only titles allowed for (region, maturity, finished); see module doc."""
+    keep = allowed_mask(catalog, rows.title_ids, region, max_maturity_level, finished)
+    meta: list[RowMeta] = []
+    ids_out: list[np.ndarray] = []
+    scores_out: list[np.ndarray] = []
     seen_top: set[int] = set()
-    for row in page.rows:
-        if len(rows) >= row_count:
+    for r, m in enumerate(rows.meta):
+        if len(meta) >= row_count:
             break
-        ids = np.fromiter((c.title_id for c in row.titles), dtype=np.int64, count=len(row.titles))
-        keep = allowed_mask(catalog, ids, region, max_maturity_level, finished) if len(ids) else np.zeros(0, bool)
-        in_top = len(rows) < dedupe_top_rows
-        kept: list[TitleCard] = []
-        in_row: set[int] = set()
-        for card, ok in zip(row.titles, keep.tolist()):
-            tid = card.title_id
-            if ok and tid not in in_row and not (in_top and tid in seen_top):
-                in_row.add(tid)
-                kept.append(card)
-        if not kept:
-            continue
-        if in_top:
+        a, b = int(rows.offsets[r]), int(rows.offsets[r + 1])
+        ok = keep[a:b]
+        ids, scores = rows.title_ids[a:b][ok], rows.scores[a:b][ok]
+        if len(meta) < dedupe_top_rows:
+            chosen, in_row = [], set()
+            for i, t in enumerate(ids.tolist()):
+                if t not in in_row and t not in seen_top:
+                    in_row.add(t)
+                    chosen.append(i)
             seen_top |= in_row
-        rows.append(row if len(kept) == len(row.titles) else replace(row, titles=tuple(kept)))
-    return replace(page, rows=tuple(rows))
+            if len(chosen) != len(ids):
+                ids, scores = ids[chosen], scores[chosen]
+        else:
+            _, first = np.unique(ids, return_index=True)
+            if len(first) != len(ids):
+                first.sort()
+                ids, scores = ids[first], scores[first]
+        if len(ids):
+            meta.append(m)
+            ids_out.append(ids)
+            scores_out.append(scores)
+    return PageRows.build(meta, ids_out, scores_out)
 
 
-def continue_watching_row(
-    state: PlaybackState, previous: Row | None, catalog: Catalog, row_length: int = 40
-) -> Row | None:
-    """The "Continue watching" row: titles in progress, most recent first, then those of the
-    snapshot's row (``previous``) the real-time state does not know, minus finished titles.
-    Rules are applied later by ``enforce_page``; unknown titles are skipped here."""
+def continue_watching(state: PlaybackState, previous: tuple[np.ndarray, np.ndarray] | None, row_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and scores (the fraction watched) of the "Continue watching" row, before the rules."""
     recent = sorted(state.in_progress.items(), key=lambda kv: (-kv[1][1], kv[0]))
-    cards: list[TitleCard] = []
-    seen: set[int] = set()
-    for tid, (fraction, _) in recent:
-        pos = catalog.index.get(int(tid))
-        if pos is None or tid in state.finished:
-            continue
-        cards.append(TitleCard(int(tid), catalog.names[pos], int(catalog.maturity[pos]), score=float(fraction)))
-        seen.add(int(tid))
+    ids = [int(t) for t, _ in recent if t not in state.finished]
+    scores = [float(f) for t, (f, _) in recent if t not in state.finished]
     if previous is not None:
-        cards.extend(c for c in previous.titles if c.title_id not in seen and c.title_id not in state.finished)
-    if not cards:
-        return None
-    return Row(
-        row_id=CONTINUE_WATCHING,
-        title="Continue watching",
-        source=CONTINUE_WATCHING,
-        evidence="Pick up where you left off",
-        titles=tuple(cards[:row_length]),
-    )
+        have = set(ids)
+        for t, s in zip(previous[0].tolist(), previous[1].tolist()):
+            if t not in have and t not in state.finished:
+                ids.append(t)
+                scores.append(s)
+    return np.array(ids[:row_length], dtype=np.int64), np.array(scores[:row_length], dtype=np.float64)
 
 
 def overlay_playback(
-    page: Page,
+    rows: PageRows,
     state: PlaybackState,
     catalog: Catalog,
     region: str,
@@ -110,58 +106,61 @@ def overlay_playback(
     row_length: int = 40,
     dedupe_top_rows: int = 10,
     row_count: int = 40,
-) -> Page:
-    """``page`` with the real-time state applied: continue watching first, finished removed."""
-    previous = next((r for r in page.rows if r.source == CONTINUE_WATCHING), None)
-    others = tuple(r for r in page.rows if r.source != CONTINUE_WATCHING)
-    cw = continue_watching_row(state, previous, catalog, row_length)
-    rows = (cw, *others) if cw is not None else others
-    return enforce_page(
-        replace(page, rows=rows), catalog, region, max_maturity_level, state.finished,
+) -> PageRows:
+    """``rows`` with the real-time state applied: continue watching first, finished removed."""
+    cw_index = next((i for i, m in enumerate(rows.meta) if m.source == CONTINUE_WATCHING), None)
+    cw_ids, cw_scores = continue_watching(state, rows.row(cw_index) if cw_index is not None else None, row_length)
+    meta, ids, scores = [], [], []
+    if len(cw_ids):
+        meta.append(CONTINUE_META)
+        ids.append(cw_ids)
+        scores.append(cw_scores)
+    for r, m in enumerate(rows.meta):
+        if r != cw_index:
+            meta.append(m)
+            i, s = rows.row(r)
+            ids.append(i)
+            scores.append(s)
+    return enforce_rows(
+        PageRows.build(meta, ids, scores), catalog, region, max_maturity_level, state.finished,
         dedupe_top_rows=dedupe_top_rows, row_count=row_count,
     )
 
 
 @dataclass(frozen=True)
-class ArtworkOutcome:
-    """Which policy chose the artwork, and why it fell back to the defaults (None if it did not)."""
+class ArtworkChoice:
+    """Artwork shown per title (variant ids, (n,)), its propensity (n,), the policy and why it fell back."""
 
+    artwork_ids: np.ndarray
+    propensities: np.ndarray
     policy_version: str
     fallback_reason: str | None = None
 
 
-def apply_artwork(
-    page: Page, catalog: Catalog | None, policy: ArtworkPolicy | None, profile_id: int | None, request_id: str
-) -> tuple[Page, ArtworkOutcome]:
-    """Set ``artwork_id``/``artwork_propensity`` of every card from ``policy`` (arm -> the
-    title's ``artwork_ids[arm]``). Titles the catalog does not know keep variant 0, propensity 1."""
-    cards = [c for r in page.rows for c in r.titles]
-    if not cards or catalog is None:
-        return page, ArtworkOutcome("default", None if catalog is not None else "no catalog")
-    ids = np.fromiter((c.title_id for c in cards), dtype=np.int64, count=len(cards))
-    positions = np.fromiter((i for r in page.rows for i in range(len(r.titles))), dtype=np.int64, count=len(cards))
-    outcome = ArtworkOutcome(getattr(policy, "version", "default"))
-    arms, props = np.zeros(len(ids), np.int64), np.ones(len(ids))
+def select_artwork(
+    rows: PageRows, renderer: TitleRenderer, policy: ArtworkPolicy | None, profile_id: int, request_id: str
+) -> ArtworkChoice:
+    """Arms from ``policy`` mapped to each title's ``artwork_ids[arm]``; variant 0 with propensity 1
+    for every title when there is no policy or it fails, and for single titles it answers badly."""
+    n = len(rows.title_ids)
+    arms, props = np.zeros(n, np.int64), np.ones(n)
+    version, reason = getattr(policy, "version", "default"), None
     if policy is None:
-        outcome = ArtworkOutcome("default", "no policy loaded")
-    else:
+        version, reason = "default", "no policy loaded"
+    elif n:
         try:
-            got_arms, got_props = policy.select_page(-1 if profile_id is None else profile_id, ids, positions, request_id)
+            got_arms, got_props = policy.select_page(profile_id, rows.title_ids, rows.positions(), request_id)
             got_arms, got_props = np.asarray(got_arms, np.int64), np.asarray(got_props, np.float64)
-            if got_arms.shape != ids.shape or got_props.shape != ids.shape:
-                raise ValueError(f"policy returned shapes {got_arms.shape}, {got_props.shape} for {ids.shape} titles")
+            if got_arms.shape != (n,) or got_props.shape != (n,):
+                raise ValueError(f"policy returned shapes {got_arms.shape}, {got_props.shape} for {n} titles")
             arms, props = got_arms, got_props
         except Exception as exc:  # noqa: BLE001 - a failing policy must never break the page
-            log.warning("artwork policy %s failed: %s", outcome.policy_version, exc)
-            outcome = ArtworkOutcome("default", f"policy failed: {type(exc).__name__}")
-    pos = catalog.positions(ids)
-    out: list[TitleCard] = []
-    for card, p, arm, prop in zip(cards, pos.tolist(), arms.tolist(), props.tolist()):
-        variants = catalog.artwork_ids[p] if p >= 0 else ()
-        if 0 <= arm < len(variants) and 0.0 < prop <= 1.0:
-            out.append(replace(card, artwork_id=int(variants[arm]), artwork_propensity=float(prop)))
-        else:
-            out.append(replace(card, artwork_id=int(variants[0]) if variants else 0, artwork_propensity=1.0))
-    it = iter(out)
-    rows = tuple(replace(r, titles=tuple(next(it) for _ in r.titles)) for r in page.rows)
-    return replace(page, rows=rows), outcome
+            log.warning("artwork policy %s failed: %s", version, exc)
+            version, reason = "default", f"policy failed: {type(exc).__name__}"
+    pos = renderer.positions(rows.title_ids)
+    safe = np.maximum(pos, 0)
+    valid = (pos >= 0) & (arms >= 0) & (arms < renderer.n_variants[safe]) & (props > 0.0) & (props <= 1.0)
+    arms = np.where(valid, arms, 0)
+    art = renderer.artwork[safe, np.minimum(arms, renderer.artwork.shape[1] - 1)]
+    art = np.where((pos >= 0) & (art >= 0), art, 0)
+    return ArtworkChoice(art.astype(np.int64), np.where(valid, props, 1.0), version, reason)

@@ -8,8 +8,9 @@ fails to load is remembered and not retried; the old snapshot stays live. When t
 the live version's files vanish, ``state()`` reports ``problem="snapshot missing"`` and keeps
 the last loaded snapshot in memory so fallback pages can still be served from it.
 
-Pages are kept as their JSON text (parsed per request): ~2,000 pages of 40 x 40 titles are
-~400 MB as text and would be several GB as Python objects.
+Pages are parsed once, at load, into columnar ``PageRows`` (~13 KB per 40 x 40 page, where the
+JSON text is ~200 KB and ``Page`` objects several hundred KB); a page that cannot be parsed makes
+the whole version fail to load (it is never half-served).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pyarrow.parquet as pq
 
 from pathways.catalog import Catalog
 from pathways.snapshot import FALLBACK, PAGES, PROFILES, TITLES, SnapshotError, current_version, read_manifest
+from serving.rows import PageRows, TitleRenderer
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +50,16 @@ class ProfileRecord:
 class LoadedSnapshot:
     """One published snapshot in memory.
 
-    ``pages``: profile id -> (cell, page JSON). ``fallbacks``: (region, maturity) -> page JSON.
+    ``pages``: profile id -> (cell, rows). ``fallbacks``: (region, maturity) -> rows.
     ``runtime_s``: title id -> runtime in seconds (for heartbeat fractions).
     """
 
     version: str
     path: Path
-    pages: dict[int, tuple[str, str]]
-    fallbacks: dict[tuple[str, int], str]
+    pages: dict[int, tuple[str, PageRows]]
+    fallbacks: dict[tuple[str, int], PageRows]
     catalog: Catalog
+    renderer: TitleRenderer
     runtime_s: dict[int, float]
     profiles: dict[int, ProfileRecord]
     manifest: dict[str, Any] = field(default_factory=dict)
@@ -86,24 +89,30 @@ def load_snapshot(path: Path) -> LoadedSnapshot:
         )
         for r in profiles.select(["profile_id", "region", "max_maturity_level", "is_kids", "account_id"]).to_pylist()
     }
-    page_map = dict(
-        zip(
-            pages.column("profile_id").to_pylist(),
-            zip(pages.column("cell").to_pylist(), pages.column("page_json").to_pylist()),
-        )
-    )
-    fallback_map = dict(
-        zip(
-            zip(fallbacks.column("region").to_pylist(), fallbacks.column("max_maturity_level").to_pylist()),
-            fallbacks.column("page_json").to_pylist(),
-        )
-    )
+    try:
+        page_map = {
+            int(pid): (str(cell), PageRows.from_json(text))
+            for pid, cell, text in zip(
+                pages.column("profile_id").to_pylist(), pages.column("cell").to_pylist(), pages.column("page_json").to_pylist()
+            )
+        }
+        fallback_map = {
+            (str(region), int(level)): PageRows.from_json(text)
+            for region, level, text in zip(
+                fallbacks.column("region").to_pylist(),
+                fallbacks.column("max_maturity_level").to_pylist(),
+                fallbacks.column("page_json").to_pylist(),
+            )
+        }
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SnapshotError(f"snapshot {path} holds an unreadable page: {exc!r}") from None
     return LoadedSnapshot(
         version=str(manifest.get("version", path.name)),
         path=path,
         pages=page_map,
         fallbacks=fallback_map,
         catalog=catalog,
+        renderer=TitleRenderer(catalog),
         runtime_s=runtime,
         profiles=records,
         manifest=manifest,

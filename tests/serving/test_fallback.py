@@ -12,7 +12,7 @@ from features.schema import KIDS_MAX_MATURITY
 from pathways.catalog import Catalog
 from ranking.rules import violations
 from serving.api import create_app
-from serving.fallback import fallback_page
+from serving.fallback import fallback_rows
 from serving.logic import build_service
 from serving.playback import InMemoryPlaybackStore
 from serving.snapshots import load_snapshot
@@ -106,30 +106,32 @@ def test_page_built_for_another_cell_is_not_served(tmp_path):
     assert page["cell"] == "treatment"
 
 
+def _ids(rows) -> list[int]:
+    return rows.title_ids.tolist()
+
+
 def test_ladder_goes_global_then_catalog(tmp_path):
     cfg = make_config(tmp_path)
     publish(cfg.snapshots_dir, "v1", cfg, fallback_keys=[("BR", 0), ("US", 2)])
     snap = load_snapshot(cfg.snapshots_dir / "v1")
     catalog = snap.catalog
     # US at level 3: no (US, 3) page; (US, 2) is the nearest lower level of the same region.
-    page = fallback_page(snap, 1, "US", 3, reason="r", cell="control", row_length=8)
-    assert page.fallback_rung == "global" and page.rows
+    rows, rung = fallback_rows(snap, "US", 3, row_length=8)
+    assert rung == "global" and len(rows)
     # Kids in US: (US, 2) is too mature, (BR, 0) is another region: still usable after the rules.
-    kids = fallback_page(snap, 2, "US", 1, reason="r", cell="control", row_length=8)
-    ids = [t.title_id for r in kids.rows for t in r.titles]
-    assert kids.fallback_rung == "global" and ids and violations(catalog, ids, "US", 1) == []
-    # A region no fallback page can serve (nothing licensed in GB): none of the pages survive.
-    gb = fallback_page(snap, 9, "GB", 4, reason="r", cell="control", row_length=8)
-    assert gb.rows == () and gb.fallback_rung == "none"
+    kids, rung = fallback_rows(snap, "US", 1, row_length=8)
+    assert rung == "global" and _ids(kids) and violations(catalog, _ids(kids), "US", 1) == []
+    # A region no fallback page and no title can serve (nothing licensed in GB): empty, rung "none".
+    gb, rung = fallback_rows(snap, "GB", 4, row_length=8)
+    assert len(gb) == 0 and rung == "none"
 
 
 def test_catalog_rung_when_no_fallback_pages(tmp_path):
     cfg = make_config(tmp_path)
     publish(cfg.snapshots_dir, "v1", cfg, fallback_keys=[])
     snap = load_snapshot(cfg.snapshots_dir / "v1")
-    page = fallback_page(snap, 2, "US", 1, reason="r", cell="control", row_length=8, row_count=3,
-                         finished=frozenset({1}))
-    ids = [t.title_id for r in page.rows for t in r.titles]
-    assert page.fallback_rung == "catalog" and ids
+    rows, rung = fallback_rows(snap, "US", 1, frozenset({1}), row_length=8, row_count=3)
+    ids = _ids(rows)
+    assert rung == "catalog" and ids
     assert violations(snap.catalog, ids, "US", 1, {1}) == []
-    assert len(page.rows) <= 3 and len(ids) == len(set(ids))
+    assert len(rows) <= 3 and len(ids) == len(set(ids))
