@@ -137,8 +137,6 @@ def simulate_block(ctx: SimContext, p0: int, p1: int, block: int) -> pa.Table:
     played &= rank_in_session < MAX_IMPRESSION_PLAYS
     i = np.flatnonzero(played)
     click_s = imp_s[i] + rng.uniform(5.0, 60.0, len(i))
-    parts.add(EventType.ARTWORK_CLICK, ctx.start_ms + np.round(click_s * 1000).astype(np.int64), prof[i], s_idx[i],
-              title=title[i], row_index=row[i], position=pos[i], artwork_id=art[i])
 
     # Searches: the member looks for the best title the page did not show (or browses a genre).
     searching = rng.random(S) < SEARCH_PROBABILITY * np.where(m.is_kids[profile], 0.4, 1.0)
@@ -150,8 +148,6 @@ def simulate_block(ctx: SimContext, p0: int, p1: int, block: int) -> pa.Table:
     query = np.where(has_target & (finds | (rng.random(S) < 0.5)), target, genre_query)
     q = np.flatnonzero(searching)
     search_s = ts[q] + 4.0 + 6.0 * rows[q] + rng.uniform(5.0, 40.0, len(q))
-    parts.add(EventType.SEARCH, ctx.start_ms + np.round(search_s * 1000).astype(np.int64), profile[q], q,
-              title=np.where(finds[q], target[q], -1), query=query[q])
 
     # Playback: page plays first (in slot order), then the searched title.
     f = np.flatnonzero(finds[q])
@@ -167,7 +163,15 @@ def simulate_block(ctx: SimContext, p0: int, p1: int, block: int) -> pa.Table:
         z=play_z,
         liking=play_z + _genre_affinity(m, cat, play_profile, play_title),
     )
-    play_out(plays, cat.runtime_s, cat.is_series, ctx.start_ms, parts, rng)
+    in_log = play_out(plays, cat.runtime_s, cat.is_series, ctx.start_ms, parts, rng) < end_s
+    # Clicks, and searches naming a title, only where the play they led to made it into the log.
+    c = np.flatnonzero(in_log[: len(i)])
+    parts.add(EventType.ARTWORK_CLICK, ctx.start_ms + np.round(click_s[c] * 1000).astype(np.int64), prof[i[c]],
+              s_idx[i[c]], title=title[i[c]], row_index=row[i[c]], position=pos[i[c]], artwork_id=art[i[c]])
+    named = np.full(S, -1)
+    named[fs[in_log[len(i):]]] = target[fs[in_log[len(i):]]]
+    parts.add(EventType.SEARCH, ctx.start_ms + np.round(search_s * 1000).astype(np.int64), profile[q], q,
+              title=named[q], query=query[q])
     return to_table(parts, keys, ctx.start_ms + int(end_s * 1000))
 
 
