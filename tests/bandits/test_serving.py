@@ -69,3 +69,30 @@ def test_fallback_fires_with_its_reason(selector, world):
 def test_positions_must_match_titles(selector, world):
     with pytest.raises(ValueError, match="positions"):
         selector.select_page(1, world.title_ids[:3], np.arange(2), "r")
+
+
+def test_served_page_round_trips_through_events(selector, world):
+    from datetime import datetime, timezone
+
+    import pyarrow as pa
+
+    from bandits.events import artwork_impression_events
+    from bandits.log import BanditLog
+    from features.schema import EVENT_SCHEMA
+
+    titles, positions = _page(world, 12, seed=3)
+    titles = np.unique(titles)
+    positions = np.arange(len(titles))
+    choice = choose_artwork(selector, 4, titles, positions, "req-9")
+    ts = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    imps = artwork_impression_events(choice, 4, titles, np.zeros(len(titles)), positions, "s1", ts, "req-9")
+    assert imps.schema.equals(EVENT_SCHEMA, check_metadata=False)
+    click = pa.Table.from_pylist(
+        [{"event_id": "c1", "event_type": "artwork_click", "ts": ts, "profile_id": 4, "title_id": int(titles[2]), "session_id": "s1"}],
+        schema=EVENT_SCHEMA,
+    )
+    log = BanditLog.from_events(pa.concat_tables([imps, click]), world.truth.context, world.featurizer.n_arms)
+    np.testing.assert_array_equal(log.arm, choice.arms)
+    np.testing.assert_allclose(log.propensity, choice.propensities, rtol=1e-6)
+    assert log.reward.tolist() == [float(i == 2) for i in range(len(titles))]
+    assert set(log.policy_version) == {"lin-1"}
