@@ -47,7 +47,7 @@ def corrupt_events(events: pa.Table, fraction: float, seed: int, profiles: pa.Ta
     if events.schema.remove_metadata() != EVENT_SCHEMA.remove_metadata():
         raise ValueError("events must have EVENT_SCHEMA")
     n_bad = int(round(fraction * events.num_rows))
-    if n_bad and events.num_rows == 0:
+    if fraction > 0 and events.num_rows == 0:
         raise ValueError("events is empty: there are no rows to corrupt")
     rng = np.random.default_rng(seed)
     kinds = list(KINDS)
