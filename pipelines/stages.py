@@ -142,11 +142,55 @@ def train_ranker(ctx: RunContext) -> dict[str, Any]:
     return out
 
 
+def artwork_context_names(genres: tuple[str, ...]) -> tuple[str, ...]:
+    """The artwork policy's context: the profile's genre affinity, one slot per genre."""
+    return tuple(f"genre:{g}" for g in genres)
+
+
 def artwork(ctx: RunContext) -> dict[str, Any]:
-    from bandits.nightly import nightly_artwork
+    """Learn the artwork policy from logged impressions (contexts point-in-time), OPE, maybe promote."""
+    import numpy as np
+    import pandas as pd
+
+    from bandits.features import ArmFeaturizer
+    from bandits.log import BanditLog
+    from bandits.nightly import train_and_maybe_promote
 
     configure_mlflow(ctx)
-    return nightly_artwork(lake_events(ctx), world_tables(ctx)[0], ctx.config, ctx.stage_dir("artwork"))
+    store = feature_store(ctx)
+    titles, _ = world_tables(ctx)
+    events = lake_events(ctx)
+    names = artwork_context_names(store.genres())
+    imp = events.filter(pc.equal(events.column("event_type"), "artwork_impression"))
+    if imp.num_rows < 200:
+        return {"skipped": f"only {imp.num_rows} artwork impressions logged (need 200)"}
+    # What the policy knew at each impression: the genre affinity as of that moment.
+    entity = pd.DataFrame({"profile_id": imp.column("profile_id").to_numpy(),
+                           "event_timestamp": imp.column("ts").to_pandas()})
+    hist = store.historical(entity, ["profile_stats:genre_affinity"])["profile_stats__genre_affinity"]
+    width = len(names)
+    contexts = np.zeros((imp.num_rows, width), np.float32)
+    for i, a in enumerate(hist.to_numpy()):
+        if a is not None and not (isinstance(a, float) and np.isnan(a)) and len(a) == width:
+            contexts[i] = a
+    order = titles.sort_by("title_id")
+    featurizer = ArmFeaturizer.build(names, order.column("title_id").to_numpy(), order.column("artwork_themes").to_pylist())
+    n_arms = dict(zip(titles.column("title_id").to_pylist(), (len(a) for a in titles.column("artwork_ids").to_pylist())))
+    # Impressions first (their order is the contexts' order), then the events that reward them.
+    log_ = BanditLog.from_events(
+        pa.concat_tables([imp, events.filter(pc.is_in(events.column("event_type"), pa.array(["artwork_click", "play"])))]),
+        context_fn=lambda pids: contexts,
+        n_arms_fn=lambda tids: np.array([n_arms[int(t)] for t in tids]),
+        context_names=names,
+    )
+    decision = train_and_maybe_promote(log_, ctx.config.mlflow_uri, featurizer)
+    return {
+        "rounds": len(log_),
+        "promoted": decision.promoted,
+        "reason": decision.reason,
+        "candidate_version": decision.candidate_version,
+        "champion_version": decision.champion_version,
+    }
 
 
 def _profile_contexts(ctx: RunContext) -> list[ProfileContext]:

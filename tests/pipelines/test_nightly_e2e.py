@@ -1,0 +1,103 @@
+"""The nightly job end to end on a tiny world: real Feast, MLflow, implicit, faiss, PyTorch.
+
+One module-scoped run (it costs tens of seconds) is shared by the checks below.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from pathways.catalog import Catalog
+from pathways.config import PathwaysConfig
+from pathways.snapshot import current_dir, current_version
+from pathways.types import Page
+from pipelines.nightly import run_nightly
+from pipelines.runner import StageFailed
+from ranking.rules import violations
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def nightly(tmp_path_factory, mlflow_uri):
+    from world.generator import generate_to_dir
+    from world.sizes import preset
+
+    data = tmp_path_factory.mktemp("nightly")
+    config = PathwaysConfig(data_dir=data).with_overrides({"training.mlflow_tracking_uri": mlflow_uri})
+    generate_to_dir(preset("tiny", base=config.world), config.raw_dir / "world")
+    ctx, results = run_nightly(config, progress=False)
+    return config, ctx, results
+
+
+def _pages(config):
+    snap = current_dir(config.snapshots_dir)
+    pages = pq.read_table(snap / "pages.parquet").to_pylist()
+    return snap, [(r["profile_id"], r["cell"], Page.from_dict(json.loads(r["page_json"]))) for r in pages]
+
+
+def test_every_stage_ran_and_events_balance(nightly):
+    config, ctx, results = nightly
+    assert [r.name for r in results][-1] == "publish"
+    ing = ctx.outputs["ingest"]
+    assert ing["rows_in"] == ing["accepted"] + ing["quarantined"] and ing["accepted"] > 0
+    assert current_version(config.snapshots_dir) == ctx.outputs["publish"]["version"]
+
+
+def test_published_pages_respect_every_hard_rule(nightly):
+    config, _, _ = nightly
+    snap, pages = _pages(config)
+    catalog = Catalog.from_table(pq.read_table(snap / "titles.parquet"))
+    profiles = {p["profile_id"]: p for p in pq.read_table(snap / "profiles.parquet").to_pylist()}
+    assert len(pages) == len(profiles)
+    personalized_rows = 0
+    for pid, cell, page in pages:
+        prof = profiles[pid]
+        ids = [t.title_id for r in page.rows for t in r.titles]
+        assert violations(catalog, ids, prof["region"], prof["max_maturity_level"]) == []
+        top = [t.title_id for r in page.rows[:10] for t in r.titles]
+        assert len(top) == len(set(top))
+        assert page.cell == cell and cell in config.experiment.cells
+        assert all(r.evidence for r in page.rows)
+        personalized_rows += len(page.rows)
+    assert personalized_rows > 0
+    fallback = pq.read_table(snap / "fallback.parquet").to_pylist()
+    assert {(r["region"], r["max_maturity_level"]) for r in fallback} >= {("US", 1), ("BR", 4)}
+    for r in fallback:
+        page = Page.from_dict(json.loads(r["page_json"]))
+        assert page.personalized is False and page.reason
+        ids = [t.title_id for row in page.rows for t in row.titles]
+        assert violations(catalog, ids, r["region"], r["max_maturity_level"]) == []
+
+
+def test_rerun_is_idempotent_and_a_failed_run_keeps_the_live_snapshot(nightly, monkeypatch):
+    config, ctx, _ = nightly
+    live = current_version(config.snapshots_dir)
+    _, again = run_nightly(config, progress=False)
+    assert all(r.skipped for r in again)  # same inputs: nothing redone, nothing republished
+    assert current_version(config.snapshots_dir) == live
+
+    # New input (events through the API) -> a new run; it dies while assembling pages.
+    api = config.raw_dir / "api"
+    api.mkdir(parents=True, exist_ok=True)
+    events = pq.read_table(config.raw_dir / "world" / "events.parquet")
+    pq.write_table(events.slice(0, 5), api / "batch-1.parquet")  # duplicates: quarantined, not lost
+
+    import pipelines.stages as stages
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("killed half-way")
+
+    monkeypatch.setattr(stages, "assemble_page", boom)
+    with pytest.raises(StageFailed, match="pages"):
+        run_nightly(config, progress=False)
+    assert current_version(config.snapshots_dir) == live
+    monkeypatch.undo()
+    ctx2, results = run_nightly(config, progress=False)
+    ran = {r.name for r in results if not r.skipped}
+    assert "ingest" not in ran and {"pages", "publish"} <= ran  # resumed where it failed
+    assert ctx2.outputs["ingest"]["quarantined"] >= 5
+    assert current_version(config.snapshots_dir) != live
