@@ -7,11 +7,11 @@ arrays) and ``featurizer.npz`` (the catalog's arm layout it was trained with).
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from bandits.features import ArmFeaturizer
 from bandits.policies import Policy, make_policy
@@ -49,21 +49,18 @@ def load_policy(path: str | Path) -> tuple[Policy, str]:
 def pyfunc_class():  # built lazily so importing bandits does not import mlflow
     import mlflow.pyfunc
 
-    with warnings.catch_warnings():  # MLflow asks for type hints on predict when the class is made
-        warnings.simplefilter("ignore", UserWarning)
+    class ArtworkPolicyPyfunc(mlflow.pyfunc.PythonModel):
+        """MLflow wrapper. ``predict`` takes a DataFrame with ``title_id`` and the context columns
+        (``featurizer.context_names``) and returns each row's arm probabilities as a list."""
 
-        class ArtworkPolicyPyfunc(mlflow.pyfunc.PythonModel):
-            """MLflow wrapper. ``predict`` takes a DataFrame with ``title_id`` and the context columns
-            (``featurizer.context_names``) and returns each row's arm probabilities as a list."""
+        def load_context(self, context) -> None:  # noqa: ANN001 - MLflow's signature
+            self.policy, self.version = load_policy(Path(context.artifacts["policy"]))
 
-            def load_context(self, context) -> None:  # noqa: ANN001 - MLflow's signature
-                self.policy, self.version = load_policy(Path(context.artifacts["policy"]))
-
-            def predict(self, context, model_input, params=None):  # noqa: ANN001
-                fz = self.policy.featurizer
-                titles = model_input["title_id"].to_numpy(np.int64)
-                feats = fz.transform(model_input[list(fz.context_names)].to_numpy(np.float32), titles)
-                return self.policy.probabilities(feats, fz.n_arms(titles)).tolist()
+        def predict(self, context, model_input: pd.DataFrame, params=None) -> list[list[float]]:  # noqa: ANN001
+            fz = self.policy.featurizer
+            titles = model_input["title_id"].to_numpy(np.int64)
+            feats = fz.transform(model_input[list(fz.context_names)].to_numpy(np.float32), titles)
+            return self.policy.probabilities(feats, fz.n_arms(titles)).tolist()
 
     return ArtworkPolicyPyfunc
 

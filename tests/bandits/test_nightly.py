@@ -29,6 +29,14 @@ def test_promotion_rule_both_ways(world, uniform_log, mlflow_uri):
     served = ArtworkSelector.load(mlflow_uri, name=name, context_fn=world.truth.context)
     arms, props = served.select_page(3, world.title_ids[:20], np.arange(20), "req")
     assert served.version.startswith("logistic-") and np.all(props > 0)
+    import mlflow.pyfunc
+    import pandas as pd
+
+    frame = pd.DataFrame(world.truth.context(np.array([3, 3])), columns=list(world.featurizer.context_names))
+    frame["title_id"] = world.title_ids[:2]
+    probs = mlflow.pyfunc.load_model(tracking.alias_uri(name)).predict(frame)  # the MLflow form agrees
+    np.testing.assert_allclose(np.asarray(probs).sum(axis=1), 1.0)
+
     average = ArtworkSelector.load(mlflow_uri, name=name)  # no context source: the average member
     assert average.context_fn(np.array([1, 2])).shape == (2, world.featurizer.n_context)
 
