@@ -4,6 +4,7 @@ truth behind them (trait vectors and popularity)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -54,6 +55,12 @@ class CatalogDraw:
     @property
     def title_ids(self) -> np.ndarray:
         return self.table.column("title_id").to_numpy()
+
+    @cached_property
+    def genre_index(self) -> np.ndarray:
+        """(T, 3) int64: each title's genre columns in ``genre_matrix``, padded with -1."""
+        order = np.argsort(~self.genre_matrix, axis=1, kind="stable")[:, :3]
+        return np.where(np.take_along_axis(self.genre_matrix, order, axis=1), order, -1)
 
 
 def draw_catalog(

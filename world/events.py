@@ -76,11 +76,9 @@ def to_table(parts: EventParts, keys: BlockKeys, end_ms: int) -> pa.Table:
     if len(parts) == 0:
         return EVENT_SCHEMA.empty_table()
     col = {k: np.concatenate(v) for k, v in parts.columns.items()}
-    keep = col["ts_ms"] < end_ms
-    seq = np.arange(len(keep))  # generation order: the id, and the tie-break
-    order = np.lexsort((seq[keep], col["ts_ms"][keep]))
-    col = {k: v[keep][order] for k, v in col.items()}
-    seq = seq[keep][order]
+    kept = np.flatnonzero(col["ts_ms"] < end_ms)  # generation order: the id, and the tie-break
+    seq = kept[np.argsort(col["ts_ms"][kept], kind="stable")]
+    col = {k: v[seq] for k, v in col.items()}
 
     def ints(values: np.ndarray, source: np.ndarray | None, dtype: pa.DataType) -> pa.Array:
         missing = values < 0

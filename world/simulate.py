@@ -207,8 +207,9 @@ def _sessions(ctx: SimContext, p0: int, p1: int, rng: np.random.Generator) -> tu
 
 def _genre_affinity(m: MemberDraw, cat: CatalogDraw, profile: np.ndarray, title: np.ndarray) -> np.ndarray:
     """Mean affinity (n,) of each profile for the genres of its paired title."""
-    g = cat.genre_matrix[title]
-    return (m.genre_affinity[profile] * g).sum(axis=1) / g.sum(axis=1)
+    g = cat.genre_index[title]  # (n, 3), -1 padded
+    aff = np.take_along_axis(m.genre_affinity[profile], np.maximum(g, 0), axis=1)
+    return (aff * (g >= 0)).sum(axis=1) / (g >= 0).sum(axis=1)
 
 
 def _taste_scores(tastes: np.ndarray, traits: np.ndarray, cand: np.ndarray, batch: int = 4096) -> np.ndarray:

@@ -12,7 +12,7 @@ SIZES: dict[str, dict[str, int]] = {
     "tiny": {"n_titles": 30, "n_accounts": 15, "days": 7},  # tests: well under a second
     "small": {"n_titles": 200, "n_accounts": 200, "days": 14},
     "default": {},  # WorldConfig's own sizes: 400 titles, 600 accounts (~1,500 profiles), 28 days
-    "large": {"n_titles": 5_000, "n_accounts": 400_000, "days": 14},  # ~1M profiles: stream to disk
+    "large": {"n_titles": 5_000, "n_accounts": 400_000, "days": 7},  # ~1M profiles: stream to disk
 }
 
 
