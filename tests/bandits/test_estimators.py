@@ -39,8 +39,12 @@ def _log(world, n, seed):
     return simulate_log(world, UniformRandom(featurizer=world.featurizer), n, seed=seed)
 
 
-def test_ips_is_unbiased_over_repeated_logs(world, target, target_value):
-    values = np.array([IPS(FAST).estimate(_log(world, 3000, 100 + s), target).value for s in range(60)])
+@pytest.mark.parametrize("logger", ["uniform", "thompson"])
+def test_ips_is_unbiased_over_repeated_logs(world, uniform_log, target, target_value, logger):
+    """Also under a non-uniform logging policy, whose propensities vary from round to round."""
+    policy = make_policy(logger, world.featurizer, epsilon=0.3) if logger != "uniform" else UniformRandom(featurizer=world.featurizer)
+    policy.fit(uniform_log.take(np.arange(2000)))
+    values = np.array([IPS(FAST).estimate(simulate_log(world, policy, 3000, seed=100 + s), target).value for s in range(60)])
     se = values.std(ddof=1) / np.sqrt(len(values))
     assert abs(values.mean() - target_value) < 3 * se
 
