@@ -1,1 +1,13 @@
-"""Pathways: serving."""
+"""Pathways serving: the home-page HTTP service over the live snapshot.
+
+Layers, outermost first (only the first two know about Ray or FastAPI):
+
+- ``deployment``: Ray Serve shell (``build_app``, ``start``, ``run``, ``stop``); ``cli``: ``pathways serve``.
+- ``api``: ``create_app(service)``, the FastAPI routes and their 4xx answers.
+- ``logic``: ``PageService.get_page`` (personalize within budget, else the fallback ladder),
+  ``EventRecorder`` (land events, then update playback state), ``build_service(config)``.
+- ``snapshots`` (live snapshot, polled and swapped), ``rows`` (columnar pages, JSON rendering),
+  ``overlay`` (rules, continue watching, artwork), ``fallback`` (the ladder), ``playback``
+  (``PlaybackStore`` protocol: in memory or the Feast online store), ``events`` (request models,
+  the Parquet landing area).
+"""

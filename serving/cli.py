@@ -13,6 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help="HTTP port (default: serving.port)")
     p.add_argument("--memory-playback", action="store_true",
                    help="keep real-time playback state in memory instead of the Feast online store")
+    p.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
     p.set_defaults(handler=_serve)
 
 
@@ -30,5 +31,5 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config, **overrides)
     base = f"http://{config.serving.host}:{config.serving.port}"
     print(f"Pathways: serving {config.snapshots_dir} on {base} (Ctrl-C to stop)")
-    run(config, blocking=True, playback="memory" if args.memory_playback else "online")
+    run(config, blocking=True, playback="memory" if args.memory_playback else "online", access_log=args.access_log)
     return 0

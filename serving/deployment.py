@@ -63,16 +63,20 @@ def build_app(config: PathwaysConfig, playback: PlaybackBackend = "online") -> s
 
 
 def start(config: PathwaysConfig, port: int | None = None, temp_dir: Path | str | None = None,
-          playback: PlaybackBackend = "online", timeout_s: float = 120.0) -> str:
-    """Start Ray, Serve and the app; returns the base URL once ``/healthz`` answers."""
+          playback: PlaybackBackend = "online", timeout_s: float = 120.0, access_log: bool = False) -> str:
+    """Start Ray, Serve and the app; returns the base URL once ``/healthz`` answers.
+
+    ``access_log=False`` (the default) drops Serve's per-request log lines, as uvicorn's
+    ``access_log=False`` does: they cost throughput and flood the driver's console."""
     import httpx
     import ray
 
     port = int(port or config.serving.port)
     temp_dir = str(temp_dir or tempfile.mkdtemp(prefix="pathways-ray-"))
     ray.init(_temp_dir=temp_dir, include_dashboard=False, ignore_reinit_error=True, configure_logging=False)
-    serve.start(http_options={"host": config.serving.host, "port": port})
-    serve.run(build_app(config, playback), name="pathways", route_prefix="/")
+    logging_config = {"enable_access_log": access_log, "log_level": "INFO" if access_log else "WARNING"}
+    serve.start(http_options={"host": config.serving.host, "port": port}, logging_config=logging_config)
+    serve.run(build_app(config, playback), name="pathways", route_prefix="/", logging_config=logging_config)
     base = f"http://{config.serving.host}:{port}"
     deadline = time.monotonic() + timeout_s
     while True:
@@ -97,9 +101,9 @@ def stop() -> None:
 
 
 def run(config: PathwaysConfig, blocking: bool = True, port: int | None = None,
-        playback: PlaybackBackend = "online") -> str:
+        playback: PlaybackBackend = "online", access_log: bool = False) -> str:
     """``start`` and, if ``blocking``, serve until interrupted (Ctrl-C), then ``stop``."""
-    base = start(config, port=port, playback=playback)
+    base = start(config, port=port, playback=playback, access_log=access_log)
     log.info("Pathways serving on %s", base)
     if not blocking:
         return base
