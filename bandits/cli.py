@@ -3,7 +3,7 @@
 ``simulate`` writes a log served by a policy in the synthetic artwork world (``log.parquet``)
 with the world's arm layout (``featurizer.npz``). ``evaluate`` trains the candidate policies on a
 random half of a log and prints every estimator's value, interval and effective sample size for
-each on the other half.
+each on the other half (with ``--tracking-uri``, the registered champion as well).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--featurizer", type=Path, default=None, help="featurizer.npz (default: beside the log)")
     ev.add_argument("--policies", default=DEFAULT_POLICIES, help=f"comma-separated kinds (default {DEFAULT_POLICIES})")
     ev.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates")
+    ev.add_argument("--tracking-uri", default=None, help="also evaluate the registered champion from this MLflow store")
+    ev.add_argument("--name", default="artwork_policy", help="registered model name of the champion")
     ev.add_argument("--seed", type=int, default=0)
     ev.set_defaults(handler=run_evaluate)
 
@@ -72,6 +74,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
     train, test = split_halves(log, args.seed)
     kinds = [k.strip() for k in args.policies.split(",") if k.strip()]
     policies = train_candidates(train, featurizer, kinds)
+    if args.tracking_uri:
+        import mlflow
+
+        from bandits.artifact import download_policy
+
+        mlflow.set_tracking_uri(args.tracking_uri)
+        mlflow.set_registry_uri(args.tracking_uri)
+        champion, version = download_policy(f"models:/{args.name}@champion")
+        if champion.featurizer.context_names != featurizer.context_names:
+            raise ValueError("champion: trained on another context layout than this log's featurizer")
+        champion.featurizer = featurizer
+        policies[f"champion:{version}"] = champion
     rows = evaluate_policies(test, policies, featurizer, BootstrapConfig(args.bootstrap, seed=args.seed))
     print(f"{len(train)} rounds to train, {len(test)} to evaluate; logged mean reward {test.reward.mean():.5f}")
     print(format_table(rows))

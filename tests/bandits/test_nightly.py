@@ -8,10 +8,11 @@ import pytest
 from bandits.estimators import BootstrapConfig
 from bandits.nightly import NightlyConfig, split_log, train_and_maybe_promote
 from bandits.serving import ArtworkSelector
+from pathways.cli import main
 from training import tracking
 
 
-def test_promotion_rule_both_ways(world, uniform_log, mlflow_uri):
+def test_promotion_rule_both_ways(world, uniform_log, mlflow_uri, tmp_path, capsys):
     name = "artwork_policy_test"
     cfg = NightlyConfig(kind="logistic", bootstrap=BootstrapConfig(100), name=name, experiment="tests")
     first = train_and_maybe_promote(uniform_log, mlflow_uri, world.featurizer, cfg)
@@ -36,6 +37,11 @@ def test_promotion_rule_both_ways(world, uniform_log, mlflow_uri):
     frame["title_id"] = world.title_ids[:2]
     probs = mlflow.pyfunc.load_model(tracking.alias_uri(name)).predict(frame)  # the MLflow form agrees
     np.testing.assert_allclose(np.asarray(probs).sum(axis=1), 1.0)
+
+    log_path = uniform_log.write_parquet(tmp_path / "log.parquet")
+    world.featurizer.save(tmp_path / "featurizer.npz")
+    assert main(["bandits", "evaluate", "--logs", str(log_path), "--policies", "uniform", "--bootstrap", "20", "--tracking-uri", mlflow_uri, "--name", name]) == 0
+    assert any(line.startswith(f"champion:{served.version}") for line in capsys.readouterr().out.splitlines())
 
     average = ArtworkSelector.load(mlflow_uri, name=name)  # no context source: the average member
     assert average.context_fn(np.array([1, 2])).shape == (2, world.featurizer.n_context)
