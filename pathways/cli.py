@@ -7,6 +7,7 @@ Each package contributes its sub-commands through a ``register(subparsers)`` fun
 from __future__ import annotations
 
 import argparse
+import os
 import importlib
 import logging
 import sys
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -53,8 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("feast", "mlflow", "alembic", "urllib3", "ray", "filelock"):
+    for noisy in ("feast", "alembic", "urllib3", "ray", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.ERROR)  # pyfunc pickling advice on every log_model
     try:
         handler = getattr(args, "handler", None) or getattr(args, "func", None)
         if handler is None:

@@ -58,6 +58,7 @@ class TrainingConfig(_Section):
     ranker_hidden: int = Field(64, ge=4)
     ranker_lr: float = Field(3e-3, gt=0.0)
     ranker_batch_size: int = Field(1024, ge=16)
+    ranker_max_rows: int = Field(60_000, ge=100)  # impressions sampled for training (seeded)
     torch_threads: int = Field(1, ge=1)
     mlflow_tracking_uri: str | None = None  # default: sqlite:///<data_dir>/mlflow.db
     experiment_name: str = "pathways"

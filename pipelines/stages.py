@@ -131,7 +131,8 @@ def train_ranker(ctx: RunContext) -> dict[str, Any]:
     from training.ranker import log_ranker, train_ranker as fit
 
     configure_mlflow(ctx)
-    frame = training_frame(lake_events(ctx), feature_store(ctx), catalog(ctx), world_tables(ctx)[1], seed=ctx.config.training.seed)
+    frame = training_frame(lake_events(ctx), feature_store(ctx), catalog(ctx), world_tables(ctx)[1],
+                           max_rows=ctx.config.training.ranker_max_rows, seed=ctx.config.training.seed)
     cfg = ctx.config.training
     out: dict[str, Any] = {"impressions": len(frame)}
     for kind, alias in (("mlp", tracking.CHAMPION), ("gbdt", tracking.CHALLENGER)):
