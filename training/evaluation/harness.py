@@ -19,7 +19,7 @@ import numpy as np
 
 from training.data import Dataset
 from training.evaluation import metrics as M
-from training.evaluation.registry import EvalContext, final_model_name, registry
+from training.evaluation.registry import EvalContext, final_model_name, model_specs
 from training.evaluation.report import ModelResult, Report
 from training.evaluation.splits import Split, SplitProtocol
 from training.evaluation.tuning import TuningConfig, tune
@@ -86,7 +86,7 @@ def run(
     seed: int = 0,
 ) -> Report:
     """Tune, fit and evaluate each named model on one split of ``data``; see the module docstring."""
-    specs = registry()
+    specs = model_specs()
     unknown = [n for n in names if n not in specs]
     if unknown:
         raise ValueError(f"unknown models {unknown}; available: {sorted(specs)}")
@@ -123,10 +123,10 @@ def run(
                 "recall": {n: report.results[n].metrics[f"recall@{budget}"] for n in members},
                 "union_recall": M.recall_at_k(M.hit_matrix(union, users, truth), np.diff(truth.indptr)[users], budget),
             }
+        tracker.finish()
     except BaseException:
         tracker.abort()
         raise
-    tracker.finish()
     return report
 
 
@@ -183,4 +183,4 @@ def _mlflow_key(key: str) -> str:
 
 def available_models() -> dict[str, Any]:
     """name -> kind of every model the harness can run."""
-    return {name: spec.kind for name, spec in registry().items()}
+    return {name: spec.kind for name, spec in model_specs().items()}

@@ -81,7 +81,7 @@ def register(spec: ModelSpec) -> None:
     _EXTRA[spec.name] = spec
 
 
-def registry() -> dict[str, ModelSpec]:
+def model_specs() -> dict[str, ModelSpec]:
     """Every available model: baselines, then ``training.models.EVAL_MODELS``, then ``register``ed ones."""
     from training.baselines import BASELINES
 
@@ -96,8 +96,8 @@ def registry() -> dict[str, ModelSpec]:
 def final_model_name() -> str | None:
     """``training.models.FINAL_MODEL`` when that module defines it and registers the model, else None."""
     name = getattr(_external_module(), "FINAL_MODEL", None)
-    return name if name and name in registry() else None
+    return name if name and name in model_specs() else None
 
 
 def baseline_names() -> list[str]:
-    return [name for name, spec in registry().items() if spec.kind == "baseline"]
+    return [name for name, spec in model_specs().items() if spec.kind == "baseline"]

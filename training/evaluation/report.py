@@ -67,8 +67,13 @@ class Report:
         return {f"tuning.{k}": v for k, v in self.tuning.items()}
 
     def best_baseline(self, metric: str = "ndcg@20") -> str | None:
+        """The baseline with the highest ``metric`` (default ndcg@20, else the first ndcg@K measured)."""
         baselines = [r for r in self.results.values() if r.kind == "baseline"]
-        return max(baselines, key=lambda r: r.metrics[metric]).name if baselines else None
+        if not baselines:
+            return None
+        if metric not in baselines[0].metrics:
+            metric = next(m for m in baselines[0].metrics if m.startswith("ndcg@"))
+        return max(baselines, key=lambda r: r.metrics[metric]).name
 
     def table(self, columns: tuple[str, ...] = TABLE_COLUMNS) -> str:
         shown = [c for c in columns if any(c in r.metrics for r in self.results.values())]
