@@ -76,7 +76,12 @@ def test_load_world_names_missing_files(tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"start": "yesterday"}, "world.start must be an ISO 8601"), ({"start": "2026-10-01T00:00:00"}, "time zone")],
+    [
+        ({"start": "yesterday"}, "world.start must be an ISO 8601"),
+        ({"start": "2026-10-01T00:00:00"}, "time zone"),
+        ({"profiles_per_account": (3, 2)}, "profiles_per_account must be"),
+        ({"profiles_per_account": (0, 2)}, "profiles_per_account must be"),
+    ],
 )
 def test_bad_start_is_a_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
