@@ -132,10 +132,11 @@ def generate_world(config: WorldConfig) -> World:
     )
 
 
-def generate_to_dir(config: WorldConfig, out_dir: Path | str, chunk_profiles: int = 32 * BLOCK_PROFILES,
+def generate_to_dir(config: WorldConfig, out_dir: Path | str, chunk_profiles: int = BLOCK_PROFILES,
                     progress: bool = False) -> dict[str, int]:
-    """Generate into ``out_dir`` (the files of ``World.write``) streaming events in chunks of about
-    ``chunk_profiles`` profiles, so memory stays bounded. Returns the row counts written."""
+    """Generate into ``out_dir`` (the files of ``World.write``), streaming the events of about
+    ``chunk_profiles`` profiles at a time (rounded up to whole blocks of ``BLOCK_PROFILES``) into
+    ``events.parquet``, so memory stays bounded by one chunk. Returns the row counts written."""
     if chunk_profiles < 1:
         raise ValueError(f"chunk_profiles must be >= 1, got {chunk_profiles}")
     out = Path(out_dir)
@@ -149,12 +150,14 @@ def generate_to_dir(config: WorldConfig, out_dir: Path | str, chunk_profiles: in
     n_events = 0
     tmp = out / "events.parquet.tmp"
     with pq.ParquetWriter(tmp, EVENT_SCHEMA) as writer:
-        for lo in range(0, max(draw.n_profiles, 1), step):
-            chunk = pa.concat_tables(list(draw.blocks(lo, min(lo + step, draw.n_profiles))) or [EVENT_SCHEMA.empty_table()])
+        for lo in range(0, draw.n_profiles, step):
+            hi = min(lo + step, draw.n_profiles)
+            chunk = pa.concat_tables(list(draw.blocks(lo, hi)))
             writer.write_table(chunk)
             n_events += chunk.num_rows
-            if progress:
-                print(f"  profiles {min(lo + step, draw.n_profiles):,}/{draw.n_profiles:,}: {n_events:,} events", flush=True)
+            del chunk
+            if progress and ((lo // step) % 16 == 15 or hi == draw.n_profiles):
+                print(f"  profiles {hi:,}/{draw.n_profiles:,}: {n_events:,} events", flush=True)
     tmp.replace(out / "events.parquet")
     return {"titles": draw.catalog.table.num_rows, "profiles": draw.n_profiles, "events": n_events}
 
