@@ -49,3 +49,81 @@ def evaluate(model, train: Interactions, test: Interactions, k: int = 20) -> dic
     users = users_with_holdout(test)
     recs = top_k_excluding(np.asarray(model.score(users), np.float32).copy(), users, train.matrix(), k)
     return ranking_metrics(recs, users, test, k)
+
+
+def genre_features(data: Interactions, movies: pd.DataFrame | None) -> np.ndarray | None:
+    """(n_items, n_genres) multi-hot of movies.csv genres, rows in dense item order."""
+    if movies is None:
+        return None
+    genres = movies.set_index("movieId").reindex(data.item_ids)["genres"].fillna("").str.get_dummies("|")
+    return genres.drop(columns=[c for c in genres.columns if c.startswith("(")]).to_numpy(np.float32)
+
+
+def tuned_baseline(name: str, grid: list[dict], train: Interactions, test: Interactions) -> dict:
+    """Pick the grid point with the best validation NDCG@20 (valid carved from train), refit on train."""
+    from training.models.generators import ALS, EASE, ItemKNN
+
+    factory = {"ease": EASE, "item_knn": ItemKNN, "als": ALS}[name]
+    inner, valid = leave_last_k(train, 5)
+    best = max(grid, key=lambda params: evaluate(factory(**params).fit(inner), inner, valid)["ndcg@20"])
+    start = time.perf_counter()
+    model = factory(**best).fit(train)
+    seconds = time.perf_counter() - start
+    return {"model": f"{name} {best}", **evaluate(model, train, test), "train_s": seconds}
+
+
+def run_model(name: str, train: Interactions, test: Interactions, item_features: np.ndarray | None) -> dict:
+    from training.models import MODELS, PathwaysFinal
+
+    start = time.perf_counter()
+    if name.startswith("pathways_final"):
+        ranker = name.split(":")[1] if ":" in name else "listwise"
+        model = PathwaysFinal(ranker=ranker).fit(train, item_features=item_features)
+    elif name == "two_tower":
+        model = MODELS[name]().fit(train, item_features=item_features)
+    else:
+        model = MODELS[name]().fit(train)
+    seconds = time.perf_counter() - start
+    row = {"model": name, **evaluate(model, train, test), "train_s": seconds}
+    if hasattr(model, "train_seconds_by_part_"):
+        row["parts"] = {k: round(v, 1) for k, v in model.train_seconds_by_part_.items()}
+        row["valid_candidate_recall"] = model.valid_candidate_recall_
+    return row
+
+
+BASELINE_GRIDS = {
+    "ease": [{"l2": v} for v in (100.0, 200.0, 500.0, 1000.0)],
+    "item_knn": [{"neighbors": n} for n in (50, 100, 200)],
+    "als": [{"factors": f, "regularization": r} for f in (32, 64) for r in (0.01, 0.1)],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--baselines", default="ease,item_knn,als")
+    parser.add_argument("--models", default="sasrec,two_tower,item_knn_recent,pathways_final")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    data, movies = load_ratings(args.data)
+    train, test = leave_last_k(data, 5)
+    features = genre_features(data, movies)
+    rows = [tuned_baseline(b, BASELINE_GRIDS[b], train, test) for b in filter(None, args.baselines.split(","))]
+    for name in filter(None, args.models.split(",")):
+        runs = [run_model(name, train, test, features) for _ in range(args.runs)]
+        med = {k: float(np.median([r[k] for r in runs])) for k in ("ndcg@20", "recall@20", "train_s")}
+        rows.append({**runs[0], **med})
+        print(rows[-1], flush=True)
+    best = max((r for r in rows if r["model"].split()[0] in BASELINE_GRIDS), key=lambda r: r["ndcg@20"], default=None)
+    print(f"\n{'model':<48} {'NDCG@20':>8} {'R@20':>7} {'xNDCG':>6} {'xR':>6} {'train s':>8}")
+    for r in rows:
+        xn = r["ndcg@20"] / best["ndcg@20"] if best else float("nan")
+        xr = r["recall@20"] / best["recall@20"] if best else float("nan")
+        print(f"{r['model'][:48]:<48} {r['ndcg@20']:8.4f} {r['recall@20']:7.4f} {xn:6.2f} {xr:6.2f} {r['train_s']:8.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"data": str(args.data), "rows": rows}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

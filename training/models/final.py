@@ -42,6 +42,7 @@ class FinalConfig:
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
     two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
     ranker_config: RankerConfig = field(default_factory=RankerConfig)
+    retrain_neural: bool = False  # False: reuse the validation-fit SASRec/two-tower on full histories
     user_chunk: int = 512
     seed: int = 0
 
@@ -82,7 +83,9 @@ class PathwaysFinal:
         for name in self.config.generators:
             model = GENERATORS[name](self.config)
             start = time.perf_counter()
-            if name in EARLY_STOPPED:
+            if name in EARLY_STOPPED and valid is None and not self.config.retrain_neural:
+                model = self.generators_inner_[name].set_history(train)
+            elif name in EARLY_STOPPED:
                 extra = {"item_features": item_features} if name == "two_tower" else {}
                 model.fit(train, valid=valid, epochs=epochs.get(name), **extra)
             else:
@@ -99,6 +102,7 @@ class PathwaysFinal:
         if len(valid) == 0:
             raise ValueError(f"no user has more than {cfg.valid_k} interactions: cannot carve validation")
         generators = self._fit_generators(inner, valid, {}, item_features)
+        self.generators_inner_ = generators
         self.epochs_ = {n: generators[n].best_epochs_ for n in EARLY_STOPPED if n in generators}
         users = users_with_holdout(valid)
         featurizer = CandidateFeaturizer(inner, item_features)
@@ -118,6 +122,7 @@ class PathwaysFinal:
         self.train_seconds_by_part_["ranker"] = time.perf_counter() - t0
         self.generators_ = self._fit_generators(train, None, self.epochs_, item_features)
         self.featurizer_ = CandidateFeaturizer(train, item_features)
+        del self.generators_inner_
         self.n_items_ = train.n_items
         self.train_seconds_ = time.perf_counter() - start
         return self

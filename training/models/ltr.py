@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from training.models.torch_utils import torch_threads
@@ -36,6 +37,7 @@ class RankerConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-5
     batch_lists: int = 32
+    min_steps_per_epoch: int = 10  # small data: an epoch still takes this many steps
     max_epochs: int = 60
     patience: int = 8
     valid_fraction: float = 0.2
@@ -110,14 +112,15 @@ class ListRanker:
         with torch_threads(cfg.threads):
             for _ in range(cfg.max_epochs):
                 self.net_.train()
-                for s in range(0, len(fit), cfg.batch_lists):
-                    b = torch.from_numpy(fit[s : s + cfg.batch_lists])
+                n_steps = max(-(-len(fit) // cfg.batch_lists), cfg.min_steps_per_epoch)
+                stream = np.concatenate([rng.permutation(fit) for _ in range(-(-n_steps * cfg.batch_lists // len(fit)))])
+                for step in range(n_steps):
+                    b = torch.from_numpy(stream[step * cfg.batch_lists : (step + 1) * cfg.batch_lists])
                     scores = self.net_(x[b]).squeeze(-1)
                     loss = self._loss(scores, y[b], m[b], rng)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
-                rng.shuffle(fit)
                 self.net_.eval()
                 with torch.no_grad():
                     vs = self.net_(x[valid]).squeeze(-1).numpy()
@@ -169,14 +172,16 @@ class PointwiseGBDT:
     def fit(self, features: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> "PointwiseGBDT":
         _check(features, mask, labels)
         start = time.perf_counter()
-        self.model_ = HistGradientBoostingClassifier(
-            max_iter=self.max_iter, learning_rate=self.learning_rate, early_stopping=True, random_state=self.seed
-        ).fit(features[mask], labels[mask].astype(int))
+        with threadpool_limits(1, "openmp"):
+            self.model_ = HistGradientBoostingClassifier(
+                max_iter=self.max_iter, learning_rate=self.learning_rate, early_stopping=True, random_state=self.seed
+            ).fit(features[mask], labels[mask].astype(int))
         self.train_seconds_ = time.perf_counter() - start
         return self
 
     def predict(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
         _check(features, mask, None)
         out = np.full(mask.shape, -np.inf, dtype=np.float32)
-        out[mask] = self.model_.predict_proba(features[mask])[:, 1]
+        with threadpool_limits(1, "openmp"):
+            out[mask] = self.model_.predict_proba(features[mask])[:, 1]
         return out

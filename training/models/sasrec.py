@@ -35,11 +35,11 @@ class SASRecConfig:
     n_heads: int = 2
     max_len: int = 200
     dropout: float = 0.2
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 0.0
     batch_tokens: int = 4096  # padded tokens per step
-    max_epochs: int = 200
-    eval_every: int = 4
+    max_epochs: int = 40
+    eval_every: int = 3
     patience: int = 3  # evaluations without improvement before stopping
     valid_k: int = 5  # held out per user from the fit data for early stopping
     refit: bool = True  # after early stopping, retrain on all the fit data for the best epoch count
@@ -162,6 +162,9 @@ class SASRec:
         self.n_items_ = train.n_items
         self.sequences_ = train.sequences()
         self.popularity_ = np.bincount(train.items, minlength=train.n_items).astype(np.float32)
+        self.sample_p_ = np.sqrt(self.popularity_ + 1.0, dtype=np.float64)  # negatives ~ sqrt(popularity)
+        self.sample_p_ /= self.sample_p_.sum()
+        self.sample_log_q_ = torch.from_numpy(np.log(self.sample_p_).astype(np.float32))
         self.net_ = SASRecNet(train.n_items, cfg)
         opt = torch.optim.Adam(self.net_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         windows = sorted(_windows(self.sequences_, cfg.max_len), key=len)
@@ -208,16 +211,28 @@ class SASRec:
         self.net_.eval()
 
     def _loss(self, hidden: torch.Tensor, targets: torch.Tensor, full: bool, rng: np.random.Generator) -> torch.Tensor:
-        """Cross-entropy of the next item: hidden (T, dim), targets (T,) in [0, n_items)."""
+        """Cross-entropy of the next item: hidden (T, dim), targets (T,) in [0, n_items).
+
+        Sampled: ``n_negatives`` shared items drawn ~ sqrt(popularity); every logit is corrected
+        by subtracting log q (the sampling probability), accidental hits are masked."""
         if full:
             return F.cross_entropy(self.net_.item_logits(hidden).float(), targets)
-        negatives = torch.from_numpy(rng.integers(0, self.n_items_, self.config.n_negatives))
+        log_q = self.sample_log_q_
+        negatives = torch.from_numpy(rng.choice(self.n_items_, self.config.n_negatives, p=self.sample_p_))
         weights = self.net_.item_emb.weight[1:]
-        pos = (hidden * weights[targets]).sum(-1, keepdim=True)
-        neg = hidden @ weights[negatives].T
+        pos = (hidden * weights[targets]).sum(-1, keepdim=True) - log_q[targets][:, None]
+        neg = hidden @ weights[negatives].T - log_q[negatives][None, :]  # logQ correction
         neg = neg.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))  # accidental hits
-        logits = torch.cat([pos, neg], dim=1).float()  # uniform sampling: logQ is a constant
+        logits = torch.cat([pos, neg], dim=1).float()
         return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long))
+
+    def set_history(self, data: Interactions) -> "SASRec":
+        """Score from ``data``'s sequences from now on, without retraining (same catalog)."""
+        if data.n_items != self.n_items_:
+            raise ValueError(f"data has n_items={data.n_items}, the model was fit with {self.n_items_}")
+        self.sequences_ = data.sequences()
+        self.popularity_ = np.bincount(data.items, minlength=data.n_items).astype(np.float32)
+        return self
 
     # ---- inference ------------------------------------------------------------------------
     def user_states(self, users: np.ndarray) -> np.ndarray:

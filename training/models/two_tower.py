@@ -212,6 +212,13 @@ class TwoTower:
         self.best_epochs_ = best_epoch
         self.net_.eval()
 
+    def set_history(self, data: Interactions) -> "TwoTower":
+        """Embed users from ``data``'s sequences from now on, without retraining (same catalog)."""
+        if data.n_items != self.n_items_:
+            raise ValueError(f"data has n_items={data.n_items}, the model was fit with {self.n_items_}")
+        self.sequences_ = data.sequences()
+        return self
+
     def user_embeddings(self, users: np.ndarray) -> np.ndarray:
         """(len(users), dim) float32 unit vectors from each user's full fit-time history."""
         users = np.asarray(users, dtype=np.int64)
