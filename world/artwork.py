@@ -25,6 +25,7 @@ import numpy as np
 
 KIND_EFFECT = {"genre": 0.0, "cast": 0.15, "mood": -0.1}  # alpha: cast-led art is a little better
 ARM_NO_SLOT = -1
+CHUNK = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -156,9 +157,14 @@ class ArtworkTruth:
         """The positive factor (n,) by which variant ``artwork_idx`` scales the chance of a play."""
         a = np.asarray(artwork_idx, dtype=np.int64)
         t = np.asarray(title_idx, dtype=np.int64)
+        p = np.asarray(profile_idx, dtype=np.int64)
         if np.any(a < 0) or np.any(a >= self.n_arms[t]):
             raise ValueError("artwork_idx: out of range for the title's variants")
-        return self.arm_multipliers(profile_idx, t)[np.arange(len(a)), a]
+        out = np.empty(len(a))
+        for lo in range(0, len(a), CHUNK):  # bounded memory for event logs of any size
+            sl = slice(lo, lo + CHUNK)
+            out[sl] = self.arm_multipliers(p[sl], t[sl])[np.arange(len(a[sl])), a[sl]]
+        return out
 
     def base_probability(self, profile_idx: np.ndarray, title_idx: np.ndarray) -> np.ndarray:
         """Chance of a play (n,) at position 0 with artwork of average appeal."""
