@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.json as pa_json
 
 from pathways.catalog import Catalog
 from pathways.types import Row, TitleCard
@@ -93,6 +95,50 @@ class PageRows:
             )
             out.append(Row(m.row_id, m.title, m.source, m.evidence, cards))
         return tuple(out)
+
+
+_STORED_ROWS = pa.schema([
+    ("rows", pa.list_(pa.struct([
+        ("row_id", pa.string()), ("title", pa.string()), ("source", pa.string()), ("evidence", pa.string()),
+        ("titles", pa.list_(pa.struct([("title_id", pa.int64()), ("score", pa.float64())]))),
+    ]))),
+])
+
+
+def parse_pages(texts: Sequence[str]) -> list[PageRows]:
+    """Many stored page JSON texts (one ``Page.to_dict()`` each) at once with pyarrow's C++ JSON
+    reader: ~2x faster than ``json.loads`` per page and no Python objects per title. Falls back to
+    ``PageRows.from_json`` per page when the batch is not one complete JSON object per line."""
+    if not texts:
+        return []
+    try:
+        table = pa_json.read_json(
+            pa.BufferReader("\n".join(texts).encode()),
+            read_options=pa_json.ReadOptions(block_size=max(len(t) for t in texts) + (1 << 16)),
+            parse_options=pa_json.ParseOptions(explicit_schema=_STORED_ROWS, unexpected_field_behavior="ignore"),
+        )
+        rows = table.column("rows").combine_chunks()
+        if table.num_rows != len(texts) or rows.null_count:
+            raise ValueError("not one page per line")
+        structs = rows.values
+        meta_cols = [structs.field(name).to_pylist() for name in RowMeta._fields]
+        titles = structs.field("titles")
+        ids_arr, scores_arr = titles.values.field("title_id"), titles.values.field("score")
+        if any(None in col for col in meta_cols) or titles.null_count or ids_arr.null_count:
+            raise ValueError("missing fields")
+    except (pa.ArrowInvalid, ValueError):
+        return [PageRows.from_json(t) for t in texts]
+    page_off = rows.offsets.to_numpy()
+    row_off = titles.offsets.to_numpy().astype(np.int64)
+    ids = ids_arr.to_numpy(zero_copy_only=False).astype(np.int64)
+    scores = np.round(scores_arr.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64), 6)
+    meta = [RowMeta(*m) for m in zip(*meta_cols)]
+    out = []
+    for p in range(len(texts)):
+        r0, r1 = int(page_off[p]), int(page_off[p + 1])
+        t0, t1 = int(row_off[r0]), int(row_off[r1])
+        out.append(PageRows(tuple(meta[r0:r1]), row_off[r0 : r1 + 1] - t0, ids[t0:t1], scores[t0:t1]))
+    return out
 
 
 class TitleRenderer:

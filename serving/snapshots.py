@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from pathways.catalog import Catalog
 from pathways.snapshot import FALLBACK, PAGES, PROFILES, TITLES, SnapshotError, current_version, read_manifest
-from serving.rows import PageRows, TitleRenderer
+from serving.rows import PageRows, TitleRenderer, parse_pages
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +90,18 @@ def load_snapshot(path: Path) -> LoadedSnapshot:
         for r in profiles.select(["profile_id", "region", "max_maturity_level", "is_kids", "account_id"]).to_pylist()
     }
     try:
-        page_map = {
-            int(pid): (str(cell), PageRows.from_json(text))
-            for pid, cell, text in zip(
-                pages.column("profile_id").to_pylist(), pages.column("cell").to_pylist(), pages.column("page_json").to_pylist()
+        page_map = dict(
+            zip(
+                pages.column("profile_id").to_pylist(),
+                zip(pages.column("cell").to_pylist(), parse_pages(pages.column("page_json").to_pylist())),
             )
-        }
-        fallback_map = {
-            (str(region), int(level)): PageRows.from_json(text)
-            for region, level, text in zip(
-                fallbacks.column("region").to_pylist(),
-                fallbacks.column("max_maturity_level").to_pylist(),
-                fallbacks.column("page_json").to_pylist(),
+        )
+        fallback_map = dict(
+            zip(
+                zip(fallbacks.column("region").to_pylist(), fallbacks.column("max_maturity_level").to_pylist()),
+                parse_pages(fallbacks.column("page_json").to_pylist()),
             )
-        }
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"snapshot {path} holds an unreadable page: {exc!r}") from None
     return LoadedSnapshot(

@@ -14,7 +14,7 @@ from pathways.catalog import Catalog
 from pathways.types import Page
 from ranking.rules import violations
 from serving.overlay import enforce_rows, overlay_playback
-from serving.rows import PageRows, RowMeta, TitleRenderer
+from serving.rows import PageRows, RowMeta, TitleRenderer, parse_pages
 
 CATALOG = Catalog.from_table(titles_table())
 RENDERER = TitleRenderer(CATALOG)
@@ -77,3 +77,14 @@ def test_overlay_puts_the_most_recent_allowed_title_first(progress, finished):
     if allowed:
         assert out.meta[0].source == "continue_watching" and out.row(0)[0][0] == allowed[0]
     assert not set(out.title_ids.tolist()) & set(finished)
+
+
+def test_batch_parse_equals_per_page_parse():
+    pages = [stored_page(ADULT, "US", 4, n_rows=5), stored_page(None, "BR", 1, n_rows=0), stored_page(KID, "US", 1, n_rows=2)]
+    texts = [json.dumps(p.to_dict()) for p in pages]
+    for texts_in in (texts, [json.dumps(p.to_dict(), indent=1) for p in pages]):  # multi-line: per-page fallback
+        for got, text in zip(parse_pages(texts_in), texts, strict=True):
+            want = PageRows.from_json(text)
+            assert got.meta == want.meta
+            assert got.offsets.tolist() == want.offsets.tolist() and got.title_ids.tolist() == want.title_ids.tolist()
+            assert got.scores.tolist() == want.scores.tolist()
