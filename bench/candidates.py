@@ -1,11 +1,12 @@
 """Candidate generation bench: ALS training time and generate_all time per profile.
 
-Usage: python bench/candidates.py [--world-dir DIR] [--titles 400] [--profiles 1500] [--runs 3]
-                                  [--sample 300] [--json PATH]
+Usage: python bench/candidates.py [--world default|synthetic|DIR] [--titles 400] [--profiles 1500]
+                                  [--runs 3] [--sample 300] [--json PATH]
 
-World: ``--world-dir`` reads a generated world (``titles.parquet``, ``profiles.parquet`` and every
-other ``*.parquet`` under it as events, EVENT_SCHEMA); otherwise a seeded synthetic world of
-``--titles`` titles and ``--profiles`` profiles (latent tastes, ~25 plays each over 28 days).
+World: ``default`` generates the default world (``world.generator.generate_world(WorldConfig())``:
+400 titles, ~1,500 profiles, 28 days); a folder reads a generated world (``titles.parquet``,
+``profiles.parquet`` and every other ``*.parquet`` under it as events); ``synthetic`` builds a
+seeded world of ``--titles`` titles and ``--profiles`` profiles (latent tastes, ~25 plays each).
 
 1. ALS fit (TrainingConfig defaults: 64 factors, 15 iterations), median seconds over ``--runs``,
    implicit on 2 threads vs 1 thread (baseline).
@@ -13,6 +14,9 @@ other ``*.parquet`` under it as events, EVENT_SCHEMA); otherwise a seeded synthe
    path (``generate_all_batch``, amortized per profile) against it (baseline = single path);
    plus each source's own median.
 3. ALS retrieval for one profile: faiss ``IndexFlatIP`` search vs numpy matmul + argsort (baseline).
+4. ALS quality: trained on all but the last 7 days, recall@20 of the titles each profile first
+   plays in those 7 days (titles played before are excluded), against most-popular (baseline),
+   with the configured regularization and with ``--tuned-regularization``.
 """
 
 from __future__ import annotations
@@ -88,6 +92,53 @@ def read_world(folder: Path) -> tuple[pa.Table, pa.Table, pa.Table]:
     return pq.read_table(folder / "titles.parquet"), pq.read_table(folder / "profiles.parquet"), events
 
 
+def load(world: str, n_titles: int, n_profiles: int) -> tuple[pa.Table, pa.Table, pa.Table]:
+    if world == "synthetic":
+        return synthetic_world(n_titles, n_profiles)
+    if world == "default":
+        from pathways.config import WorldConfig
+        from world.generator import generate_world
+
+        w = generate_world(WorldConfig())
+        return w.titles, w.profiles, w.events
+    return read_world(Path(world))
+
+
+def holdout_recall(events: pa.Table, catalog: Catalog, config: TrainingConfig, k: int = 20, days: int = 7) -> dict[str, float]:
+    """recall@k of first plays in the last ``days`` days, ALS vs most popular (seen titles excluded)."""
+    import pyarrow.compute as pc
+
+    from training.als import interaction_matrix
+
+    end = max(events.column("ts").to_pylist())
+    cut = end - timedelta(days=days)
+    train = events.filter(pc.less_equal(events.column("ts"), pa.scalar(cut, events.schema.field("ts").type)))
+    als = fit_als(train, config)
+    summed, pids, tids = interaction_matrix(train)
+    full, fp, ft = interaction_matrix(events)
+    seen = {(int(pids[r]), int(tids[c])) for r, c in zip(*summed.nonzero())}
+    coo = full.tocoo()
+    truth: dict[int, set[int]] = {}
+    for r, c in zip(coo.row, coo.col):
+        pair = (int(fp[r]), int(ft[c]))
+        if pair not in seen and pair[0] in als.profile_row and pair[1] in als.title_row:
+            truth.setdefault(pair[0], set()).add(pair[1])
+    popularity = np.asarray(summed.sum(axis=0)).ravel()
+    scores = {"als": als.user_factors @ als.item_factors.T, "popular": np.broadcast_to(popularity, (len(pids), len(tids)))}
+    out = {}
+    for name, matrix in scores.items():
+        hits = total = 0
+        for pid, titles in truth.items():
+            row = matrix[als.profile_row[pid]].astype(np.float64).copy()
+            row[summed[als.profile_row[pid]].indices] = -np.inf
+            top = set(tids[np.argsort(-row, kind="stable")[:k]].tolist())
+            hits += len(top & titles)
+            total += len(titles)
+        out[name] = hits / max(total, 1)
+    out["profiles"] = len(truth)
+    return out
+
+
 def contexts(titles: pa.Table, profiles: pa.Table, events: pa.Table, config: CandidateConfig) -> list[ProfileContext]:
     states = playback_states(events, titles, config.finished_fraction, config.continue_min_fraction)
     histories = profile_histories(events)
@@ -113,17 +164,28 @@ def median_ms(fn, items, runs: int) -> float:
     return statistics.median(times)
 
 
+def per_profile_ms(fn, n: int, runs: int) -> float:
+    """Median over ``runs`` of (wall time of ``fn()``) / n, in ms."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3 / n)
+    return statistics.median(times)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--world-dir", type=Path, default=None)
+    ap.add_argument("--world", default="default", help="default | synthetic | a world folder")
     ap.add_argument("--titles", type=int, default=400)
     ap.add_argument("--profiles", type=int, default=1500)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--sample", type=int, default=300)
+    ap.add_argument("--tuned-regularization", type=float, default=100.0)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
-    titles, profiles, events = read_world(args.world_dir) if args.world_dir else synthetic_world(args.titles, args.profiles)
+    titles, profiles, events = load(args.world, args.titles, args.profiles)
     catalog, cand_cfg, train_cfg = Catalog.from_table(titles), CandidateConfig(), TrainingConfig()
     as_of = max(events.column("ts").to_pylist())
     print(f"world: {len(catalog)} titles, {profiles.num_rows} profiles, {events.num_rows} events; as of {as_of}")
@@ -142,13 +204,10 @@ def main() -> None:
     ctx = contexts(titles, profiles, events, cand_cfg)
     rng = np.random.default_rng(0)
     sample = [ctx[i] for i in rng.choice(len(ctx), size=min(args.sample, len(ctx)), replace=False)]
-    single = median_ms(lambda p: generate_all(sources, p), sample, args.runs)
-    batch_runs = []
-    for _ in range(args.runs):
-        start = time.perf_counter()
-        generate_all_batch(sources, sample)
-        batch_runs.append((time.perf_counter() - start) * 1e3 / len(sample))
-    batch = statistics.median(batch_runs)
+    single_median = median_ms(lambda p: generate_all(sources, p), sample, args.runs)
+    # Mean per profile (total / n), median over runs: the same measure for both paths.
+    single = per_profile_ms(lambda: [generate_all(sources, p) for p in sample], len(sample), args.runs)
+    batch = per_profile_ms(lambda: generate_all_batch(sources, sample), len(sample), args.runs)
     per_source = {s.name: median_ms(s.generate, sample, args.runs) for s in sources}
     rows_per_profile = statistics.median(len(generate_all(sources, p)) for p in sample)
 
@@ -166,25 +225,36 @@ def main() -> None:
         print(f"{label:<28}{fit[label]:>10.3f}{fit[label] / fit['1 thread']:>8.2f}")
     print(f"\ngenerate_all per profile ({len(sample)} profiles x {args.runs}; {rows_per_profile:.0f} rows median; "
           f"build_sources {build_s:.2f} s)")
-    print(f"{'path':<28}{'ms (median)':>12}{'ratio':>8}")
-    print(f"{'single (baseline)':<28}{single:>12.3f}{1.0:>8.2f}")
-    print(f"{'batch (amortized)':<28}{batch:>12.3f}{batch / single:>8.2f}")
+    print(f"{'path':<28}{'ms/profile':>12}{'ratio':>8}")
+    print(f"{'single, mean (baseline)':<28}{single:>12.3f}{1.0:>8.2f}")
+    print(f"{'batch, mean':<28}{batch:>12.3f}{batch / single:>8.2f}")
+    print(f"{'single, median profile':<28}{single_median:>12.3f}{single_median / single:>8.2f}")
     for name, ms in per_source.items():
-        print(f"{'  ' + name:<28}{ms:>12.3f}{ms / single:>8.2f}")
+        print(f"{'  ' + name + ' (median)':<28}{ms:>12.3f}{ms / single:>8.2f}")
     print(f"\nALS top-{cand_cfg.per_source} retrieval for one profile over {len(catalog)} titles")
     print(f"{'numpy matmul+argsort (base)':<28}{numpy_ms:>12.4f}{1.0:>8.2f}")
     print(f"{'faiss IndexFlatIP':<28}{faiss_ms:>12.4f}{faiss_ms / numpy_ms:>8.2f}")
     print(f"{'numpy, batch of ' + str(len(users)):<28}{numpy_batch:>12.4f}{numpy_batch / numpy_ms:>8.2f}")
     print(f"{'faiss, batch of ' + str(len(users)):<28}{faiss_batch:>12.4f}{faiss_batch / numpy_ms:>8.2f}")
 
+    tuned_cfg = train_cfg.model_copy(update={"als_regularization": args.tuned_regularization})
+    quality = holdout_recall(events, catalog, train_cfg)
+    quality["als_tuned"] = holdout_recall(events, catalog, tuned_cfg)["als"]
+    print(f"\nALS quality: recall@20 of new plays in the last 7 days ({quality['profiles']} profiles)")
+    print(f"{'model':<36}{'recall@20':>12}{'ratio':>8}")
+    for name, label in (("popular", "most popular (baseline)"),
+                        ("als", f"ALS regularization {train_cfg.als_regularization}"),
+                        ("als_tuned", f"ALS regularization {args.tuned_regularization}")):
+        print(f"{label:<36}{quality[name]:>12.4f}{quality[name] / max(quality['popular'], 1e-12):>8.2f}")
+
     result = {
-        "world": {"titles": len(catalog), "profiles": profiles.num_rows, "events": events.num_rows,
-                  "source": str(args.world_dir) if args.world_dir else "synthetic"},
+        "world": {"titles": len(catalog), "profiles": profiles.num_rows, "events": events.num_rows, "source": args.world},
+        "als_recall_at_20": quality,
         "als_fit_s": fit, "build_sources_s": build_s,
-        "generate_all_ms": {"single": single, "batch_amortized": batch, "per_source": per_source},
+        "generate_all_ms": {"single_mean": single, "single_median": single_median, "batch_mean": batch,
+                            "per_source_median": per_source},
         "retrieval_ms": {"numpy": numpy_ms, "faiss": faiss_ms, "numpy_batch": numpy_batch, "faiss_batch": faiss_batch},
-        "args": vars(args) | {"json": str(args.json) if args.json else None,
-                              "world_dir": str(args.world_dir) if args.world_dir else None},
+        "args": vars(args) | {"json": str(args.json) if args.json else None},
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
