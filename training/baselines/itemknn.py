@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from training.recommender import Interactions
 
@@ -41,20 +42,21 @@ class ItemKNN:
             raise ValueError(f"ItemKNN.shrink must be >= 0, got {self.shrink}")
         x = train.matrix(binary=True)
         xt = x.T.tocsr()
-        norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())
+        norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel()).astype(np.float32)
         n = x.shape[1]
         k = min(self.k, max(n - 1, 1))
         rows, cols, vals = [], [], []
         for start in range(0, n, self.block):
             stop = min(start + self.block, n)
-            co = (xt @ x[:, start:stop]).toarray()  # (n_items, block) co-occurrence counts
-            sim = co / (norms[:, None] * norms[None, start:stop] + self.shrink + 1e-9)
-            sim[np.arange(start, stop), np.arange(stop - start)] = 0.0
-            top = np.argpartition(-sim, k - 1, axis=0)[:k] if k < n else np.tile(np.arange(n)[:, None], (1, stop - start))
-            top_vals = np.take_along_axis(sim, top, axis=0)
+            co = (xt[start:stop] @ x).toarray()  # (block, n_items) co-occurrence counts, row = target item
+            sim = co.astype(np.float32, copy=False)
+            sim /= norms[start:stop, None] * norms[None, :] + np.float32(self.shrink + 1e-9)
+            sim[np.arange(stop - start), np.arange(start, stop)] = 0.0
+            values, indices = torch.topk(torch.from_numpy(sim), k, dim=1, sorted=False)  # ~4x argpartition
+            top, top_vals = indices.numpy(), values.numpy()
             keep = top_vals > 0
-            rows.append(top[keep])
-            cols.append(np.broadcast_to(np.arange(start, stop), top.shape)[keep])
+            rows.append(top[keep])  # neighbour j ...
+            cols.append(np.broadcast_to(np.arange(start, stop)[:, None], top.shape)[keep])  # ... of target i
             vals.append(top_vals[keep])
         self.similarity_ = sp.csr_matrix(
             (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
