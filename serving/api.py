@@ -1,7 +1,8 @@
 """The HTTP layer: a FastAPI app over ``PathwaysService`` (``create_app(service)``).
 
-Endpoints (JSON in and out; responses are ``json.dumps`` bytes, not ``jsonable_encoder``, which
-costs ~10x more on a 40 x 40 page):
+Endpoints (JSON in and out; responses are bytes from ``json.dumps`` or, for pages, from
+``ServedPage.to_json`` (pre-encoded title fragments), never ``jsonable_encoder``, which costs
+~10x more on a 40 x 40 page):
 
 - ``GET /api/v1/pathways?profile_id=&row_count=``: the page; 200 for every valid request
   (fallback pages say ``personalized: false`` and why); 422 for a missing, non-integer or
@@ -87,7 +88,14 @@ def create_app(service: PathwaysService) -> FastAPI:
         row_count: int = Query(cfg.default_row_count, ge=1, le=cfg.max_row_count, description="rows wanted"),
     ) -> Response:
         served = service.pages.get_page(profile_id, row_count, _request_id(request))
-        return Response(served.to_json(), media_type="application/json")
+        try:
+            body = served.to_json()
+        except Exception as exc:  # noqa: BLE001 - a valid request never gets a 5xx: header, no rows
+            log.exception("rendering the page of profile %s failed", profile_id)
+            header = {**served.header(), "personalized": False, "reason": f"internal error: {type(exc).__name__}",
+                      "fallback_rung": "none", "rows": []}
+            body = json.dumps(header).encode()
+        return Response(body, media_type="application/json")
 
     @app.post("/api/v1/events", status_code=202)
     async def post_events(request: Request) -> Response:

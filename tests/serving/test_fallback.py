@@ -135,3 +135,23 @@ def test_catalog_rung_when_no_fallback_pages(tmp_path):
     assert rung == "catalog" and ids
     assert violations(snap.catalog, ids, "US", 1, {1}) == []
     assert len(rows) <= 3 and len(ids) == len(set(ids))
+
+
+def test_a_failing_renderer_still_answers_200(client, service, monkeypatch):
+    snapshot = service.pages.snapshots.state().snapshot
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("render bug")
+
+    monkeypatch.setattr(snapshot.renderer, "rows_json", broken)
+    page = get_page(client, ADULT)
+    assert page["personalized"] is False and page["reason"] == "internal error: RuntimeError" and page["rows"] == []
+
+
+def test_an_exception_anywhere_in_get_page_gives_an_empty_200_page(client, service, monkeypatch):
+    def broken():
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(service.pages.snapshots, "state", broken)
+    page = get_page(client, ADULT)
+    assert page["personalized"] is False and page["reason"] == "internal error: OSError" and page["rows"] == []
