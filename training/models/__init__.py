@@ -7,6 +7,9 @@ same defaults for every data set); ``FINAL_MODEL`` names the model that serves t
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 from training.models.faiss_index import FaissRetriever
 from training.models.final import FinalConfig, PathwaysFinal
@@ -24,7 +27,23 @@ MODELS: dict[str, Callable[[], Recommender]] = {
     FINAL_MODEL: PathwaysFinal,
 }
 
+
+
+def _genres(ctx: Any) -> np.ndarray | None:
+    features = ctx.genre_features() if getattr(ctx, "item_genres", None) else None
+    return features if features is not None and features.size and features.shape[1] > 0 else None
+
+
+# For the evaluation harness: factories of ``training.evaluation.EvalContext`` (item genres, seed).
+EVAL_MODELS: dict[str, Callable[[Any], Recommender]] = {
+    "sasrec": lambda ctx: SASRec(seed=ctx.seed),
+    "two_tower": lambda ctx: TwoTower(item_features=_genres(ctx), seed=ctx.seed),
+    "item_knn_recent": lambda ctx: ItemKNN(recency_half_life=10.0, name="item_knn_recent"),
+    FINAL_MODEL: lambda ctx: PathwaysFinal(item_features=_genres(ctx), seed=ctx.seed),
+}
+
 __all__ = [
+    "EVAL_MODELS",
     "ALS",
     "EASE",
     "FINAL_MODEL",

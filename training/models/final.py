@@ -73,8 +73,13 @@ class PathwaysFinal:
 
     name = "pathways_final"
 
-    def __init__(self, config: FinalConfig | None = None, **overrides: object) -> None:
+    def __init__(
+        self, config: FinalConfig | None = None, item_features: np.ndarray | None = None, **overrides: object
+    ) -> None:
+        """``item_features`` (n_items, f) side information (e.g. genre multi-hot) used by ``fit``
+        when it is not given one there."""
         self.config = replace(config or FinalConfig(), **overrides)
+        self.item_features = item_features
 
     def _fit_generators(
         self, train: Interactions, valid: Interactions | None, epochs: dict[str, int], item_features: np.ndarray | None
@@ -97,6 +102,7 @@ class PathwaysFinal:
     def fit(self, train: Interactions, item_features: np.ndarray | None = None) -> "PathwaysFinal":
         cfg = self.config
         start = time.perf_counter()
+        item_features = self.item_features if item_features is None else item_features
         self.train_seconds_by_part_: dict[str, float] = {}
         inner, valid = leave_last_k(train, cfg.valid_k)
         if len(valid) == 0:

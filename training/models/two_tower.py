@@ -95,8 +95,12 @@ class TwoTower:
 
     name = "two_tower"
 
-    def __init__(self, config: TwoTowerConfig | None = None, **overrides: object) -> None:
+    def __init__(
+        self, config: TwoTowerConfig | None = None, item_features: np.ndarray | None = None, **overrides: object
+    ) -> None:
+        """``item_features`` (n_items, f): side information used by ``fit`` when not given there."""
         self.config = replace(config or TwoTowerConfig(), **overrides)
+        self.item_features = item_features
 
     def fit(
         self,
@@ -111,6 +115,7 @@ class TwoTower:
         ``item_features`` (n_items, f) and ``user_features`` (n_users, g) are optional floats.
         """
         cfg = self.config
+        item_features = self.item_features if item_features is None else item_features
         if item_features is not None and item_features.shape[0] != train.n_items:
             raise ValueError(f"item_features has {item_features.shape[0]} rows, expected n_items={train.n_items}")
         if user_features is not None and user_features.shape[0] != train.n_users:
