@@ -117,6 +117,16 @@ class ServingConfig(_Section):
     max_ongoing_requests: int = Field(64, ge=1)
 
 
+class PipelineConfig(_Section):
+    """How the nightly job runs (``pipelines/``)."""
+
+    executor: Literal["local", "ray"] = "local"  # ray: one page builder per worker, as actors
+    ray_address: str | None = None  # None: start a local Ray; "auto" or "ray://...": join a cluster
+    workers: int = Field(2, ge=1)
+    chunk_size: int = Field(256, ge=1)  # profiles per task
+    keep_snapshots: int = Field(3, ge=1)
+
+
 class PathwaysConfig(_Section):
     """The root: every section, plus where data lives."""
 
@@ -128,6 +138,7 @@ class PathwaysConfig(_Section):
     page: PageConfig = PageConfig()
     experiment: ExperimentConfig = ExperimentConfig()
     serving: ServingConfig = ServingConfig()
+    pipeline: PipelineConfig = PipelineConfig()
 
     # Derived locations, all under data_dir.
     @property

@@ -84,6 +84,18 @@ class SnapshotWriter:
         )
         self.write_table(PAGES, table)
 
+    def write_page_json(self, records: list[tuple[int, str, str]]) -> None:
+        """``records``: (profile_id, cell, page JSON) triples, already serialized."""
+        table = pa.table(
+            {
+                "profile_id": pa.array([r[0] for r in records], pa.int64()),
+                "cell": pa.array([r[1] for r in records], pa.string()),
+                "page_json": pa.array([r[2] for r in records], pa.string()),
+            },
+            schema=PAGES_SCHEMA,
+        )
+        self.write_table(PAGES, table)
+
     def write_fallbacks(self, pages: dict[tuple[str, int], Page]) -> None:
         keys = sorted(pages)
         table = pa.table(

@@ -18,12 +18,10 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from experiments.allocation import assign_cell
-from features.schema import MATURITY_LEVELS, REGIONS
 from pathways.catalog import Catalog
 from pathways.snapshot import FALLBACK, PAGES, PROFILES, TITLES, SnapshotWriter, new_version, prune
-from pathways.types import Candidates, Page, ProfileContext
+from pathways.types import ProfileContext
 from pipelines.runner import RunContext
-from ranking.page import assemble_page
 
 log = logging.getLogger("pathways.nightly")
 
@@ -224,63 +222,21 @@ def _profile_contexts(ctx: RunContext) -> list[ProfileContext]:
 
 
 def pages(ctx: RunContext) -> dict[str, Any]:
-    from candidates.registry import build_sources, cohort_rows, generate_all
-    from ranking.features import RowScorer
-    from ranking.model import load_registered
-    from training import tracking
-    from training.als import AlsArtifacts
+    from pipelines.page_builder import PageBuildSpec, build_pages
 
-    configure_mlflow(ctx)
-    cfg = ctx.config
-    cat = catalog(ctx)
-    events = lake_events(ctx)
-    when = as_of(ctx)
-    als = AlsArtifacts.load(Path(ctx.outputs["train_als"]["path"]))
-    sources = build_sources(als, cat, cfg.candidates, when, events, world_tables(ctx)[1])
-    at_days = when.timestamp() / 86_400
-    scorers = {
-        cell: RowScorer(load_registered(tracking.alias_uri("ranker", alias)), feature_store(ctx), cat, at_days)
-        for cell, alias in (("control", tracking.CHAMPION), ("challenger", tracking.CHALLENGER))
-    }
-    contexts = _profile_contexts(ctx)
-    for scorer in scorers.values():
-        scorer.prefetch([p.profile_id for p in contexts])
-    out_dir = ctx.stage_dir("pages")
-    records: list[tuple[int, str, Page]] = []
-    n_rows = 0
-    for profile in tqdm(contexts, desc="pages", unit="profile", disable=not ctx.progress):
-        rows = generate_all(sources, profile)
-        scorer = scorers.get(profile.cell, scorers["control"])
-        rows = scorer.score_rows(profile, rows)
-        page = assemble_page(rows, profile, cat, cfg.page)
-        n_rows += len(page.rows)
-        records.append((profile.profile_id, profile.cell, page))
-    fallbacks = fallback_pages(ctx, cohort_rows, sources)
-    writer = SnapshotWriter(out_dir, "pages")  # reuse the writer's Parquet layout in the run dir
-    writer.write_pages(records)
+    spec = PageBuildSpec(ctx.config, Path(ctx.outputs["train_als"]["path"]), as_of(ctx))
+    records, fallbacks = build_pages(spec, _profile_contexts(ctx), progress=ctx.progress)
+    writer = SnapshotWriter(ctx.stage_dir("pages"), "pages")  # the snapshot's Parquet layout, in the run dir
+    writer.write_page_json([(pid, cell, page) for pid, cell, page, _ in records])
     writer.write_fallbacks(fallbacks)
     return {
         "profiles": len(records),
-        "rows": n_rows,
-        "personalized_pages": sum(1 for _, _, p in records if p.rows),
+        "rows": sum(n for *_, n in records),
+        "empty_pages": sum(1 for *_, n in records if n == 0),
         "fallback_pages": len(fallbacks),
+        "executor": ctx.config.pipeline.executor,
         "dir": str(writer.staging),
     }
-
-
-def fallback_pages(ctx: RunContext, cohort_rows: Any, sources: Any) -> dict[tuple[str, int], Page]:
-    """One non-personalized page per (region, maturity level), from cohort sources only."""
-    cat = catalog(ctx)
-    out = {}
-    for region in REGIONS:
-        for level in MATURITY_LEVELS:
-            profile = ProfileContext(profile_id=-1, region=region, max_maturity_level=level, known=False, cell="fallback")
-            rows: list[Candidates] = cohort_rows(sources, profile)
-            out[(region, level)] = assemble_page(
-                rows, profile, cat, ctx.config.page, personalized=False,
-                reason="non-personalized fallback", fallback_rung="cohort",
-            )
-    return out
 
 
 def publish(ctx: RunContext) -> dict[str, Any]:
@@ -305,5 +261,5 @@ def publish(ctx: RunContext) -> dict[str, Any]:
     except BaseException:
         writer.abort()
         raise
-    removed = prune(ctx.config.snapshots_dir, keep=3)
+    removed = prune(ctx.config.snapshots_dir, keep=ctx.config.pipeline.keep_snapshots)
     return {"version": version, "path": str(live), "pruned": len(removed)}

@@ -6,6 +6,8 @@ One module-scoped run (it costs tens of seconds) is shared by the checks below.
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -86,12 +88,12 @@ def test_rerun_is_idempotent_and_a_failed_run_keeps_the_live_snapshot(nightly, m
     events = pq.read_table(config.raw_dir / "world" / "events.parquet")
     pq.write_table(events.slice(0, 5), api / "batch-1.parquet")  # duplicates: quarantined, not lost
 
-    import pipelines.stages as stages
+    import pipelines.page_builder as page_builder
 
     def boom(*args, **kwargs):
         raise RuntimeError("killed half-way")
 
-    monkeypatch.setattr(stages, "assemble_page", boom)
+    monkeypatch.setattr(page_builder, "assemble_page", boom)
     with pytest.raises(StageFailed, match="pages"):
         run_nightly(config, progress=False)
     assert current_version(config.snapshots_dir) == live
@@ -101,3 +103,26 @@ def test_rerun_is_idempotent_and_a_failed_run_keeps_the_live_snapshot(nightly, m
     assert "ingest" not in ran and {"pages", "publish"} <= ran  # resumed where it failed
     assert ctx2.outputs["ingest"]["quarantined"] >= 5
     assert current_version(config.snapshots_dir) != live
+
+
+def test_ray_executor_builds_the_same_pages_as_the_local_one(nightly):
+    """Parity: the pages stage on Ray actors equals the in-process one, profile for profile."""
+    import ray
+
+    from pipelines.page_builder import PageBuildSpec, build_pages
+    from pipelines.stages import _profile_contexts
+
+    config, ctx, _ = nightly
+    profiles = _profile_contexts(ctx)
+    spec = PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]), datetime.fromisoformat(ctx.outputs["features"]["as_of"]))
+    local, local_fb = build_pages(spec, profiles, progress=False)
+    ray_cfg = config.with_overrides({"pipeline.executor": "ray", "pipeline.workers": 1, "pipeline.chunk_size": 7})
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
+             _temp_dir=str(config.data_dir.resolve() / "ray"))
+    try:
+        remote, remote_fb = build_pages(PageBuildSpec(ray_cfg, spec.als_dir, spec.as_of), profiles, progress=False)
+    finally:
+        ray.shutdown()
+    assert [r[:2] for r in remote] == [r[:2] for r in local]
+    assert [json.loads(r[2])["rows"] for r in remote] == [json.loads(r[2])["rows"] for r in local]
+    assert remote_fb == local_fb
