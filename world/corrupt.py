@@ -67,7 +67,7 @@ def corrupt_events(events: pa.Table, fraction: float, seed: int, profiles: pa.Ta
         if len(pool) == 0:  # no row of that type: convert titled rows (or any row) instead
             pool = np.flatnonzero(titled) if titled.any() else np.arange(events.num_rows)
         rows = events.take(rng.choice(pool, size=n, replace=n > len(pool)))
-        if converted:
+        if converted and wanted:
             rows = _set(rows, "event_type", pa.array([wanted[0]] * n, pa.string()))
         if kind != "duplicate_event_id":
             rows = _set(rows, "event_id", pa.array([f"corrupt-{seed}-{serial + i}" for i in range(n)], pa.string()))

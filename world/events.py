@@ -38,7 +38,7 @@ class EventParts:
         unknown = set(cols) - set(_INT_COLUMNS) - set(_FLOAT_COLUMNS)
         if unknown:
             raise ValueError(f"unknown event columns: {sorted(unknown)}")
-        values = {
+        values: dict[str, np.ndarray] = {
             "kind": np.full(n, EVENT_TYPES.index(kind.value), dtype=np.int8),
             "ts_ms": np.asarray(ts_ms, dtype=np.int64),
             "profile": np.asarray(profile, dtype=np.int64),

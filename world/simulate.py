@@ -88,28 +88,7 @@ def simulate_block(ctx: SimContext, p0: int, p1: int, block: int) -> pa.Table:
         return to_table(parts, keys, ctx.start_ms + int(end_s * 1000))
     session = np.arange(S)
 
-    # The page: a popularity + taste policy over sampled candidates, only eligible titles.
-    n_pop = CANDIDATES * 2 // 3
-    cand = np.concatenate([
-        np.minimum(np.searchsorted(ctx.pop_cdf, rng.random((S, n_pop))), len(cat.traits) - 1),
-        rng.integers(0, len(cat.traits), (S, CANDIDATES - n_pop)),
-    ], axis=1)
-    ok = ctx.eligible[m.region_idx[profile][:, None], m.max_maturity[profile][:, None], cand]
-    ok &= cat.release_s[cand] <= ts[:, None]
-    srt = np.argsort(cand, axis=1, kind="stable")
-    sorted_c = np.take_along_axis(cand, srt, axis=1)
-    dup = np.zeros_like(ok)
-    np.put_along_axis(dup, srt[:, 1:], sorted_c[:, 1:] == sorted_c[:, :-1], axis=1)
-    z_all = (_taste_scores(m.tastes[profile], cat.traits, cand) - ctx.taste_mean) / ctx.taste_sd
-    score = ctx.log_pop[cand] + POLICY_TASTE_WEIGHT * z_all - np.log(-np.log(rng.random(cand.shape)))
-    score[~ok | dup] = -np.inf
-    order = np.argsort(-score, axis=1)[:, : MAX_SLOTS + 1]
-    rows, cols = rng.integers(2, 6, S), rng.integers(4, 9, S)
-    slot = np.arange(MAX_SLOTS + 1)[None, :]
-    shown = np.isfinite(np.take_along_axis(score, order, axis=1)) & (slot < (rows * cols)[:, None])
-    title2d = np.take_along_axis(cand, order, axis=1)
-    z2d = np.take_along_axis(z_all, order, axis=1)
-
+    title2d, z2d, ranked, shown, rows, cols = _page(ctx, profile, ts, rng)
     s_idx, k_idx = np.nonzero(shown)  # impressions, in (session, slot) order
     title = title2d[s_idx, k_idx]
     row, pos = k_idx // cols[s_idx], k_idx % cols[s_idx]
@@ -142,7 +121,7 @@ def simulate_block(ctx: SimContext, p0: int, p1: int, block: int) -> pa.Table:
     searching = rng.random(S) < SEARCH_PROBABILITY * np.where(m.is_kids[profile], 0.4, 1.0)
     n_shown = shown.sum(axis=1)
     target = title2d[session, n_shown]
-    has_target = np.isfinite(np.take_along_axis(score, order, axis=1)[session, n_shown])
+    has_target = ranked[session, n_shown]
     finds = searching & has_target & (rng.random(S) < 0.6)
     genre_query = len(cat.traits) + rng.integers(0, len(GENRES), S)
     query = np.where(has_target & (finds | (rng.random(S) < 0.5)), target, genre_query)
@@ -173,6 +152,35 @@ def simulate_block(ctx: SimContext, p0: int, p1: int, block: int) -> pa.Table:
     parts.add(EventType.SEARCH, ctx.start_ms + np.round(search_s * 1000).astype(np.int64), profile[q], q,
               title=named[q], query=query[q])
     return to_table(parts, keys, ctx.start_ms + int(end_s * 1000))
+
+
+def _page(ctx: SimContext, profile: np.ndarray, ts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """The home page of each session (S sessions of ``profile`` at ``ts``): a popularity + taste
+    policy over sampled candidates, eligible titles only. Returns, over the MAX_SLOTS + 1 best
+    candidates in rank order: titles (S, K), their z (S, K), ranked (S, K) (an eligible title holds
+    that rank), shown (S, K) (it is on the page); and rows (S,), cols (S,) of the page layout."""
+    m, cat = ctx.members, ctx.catalog
+    S = len(profile)
+    n_pop = CANDIDATES * 2 // 3
+    cand = np.concatenate([
+        np.minimum(np.searchsorted(ctx.pop_cdf, rng.random((S, n_pop))), len(cat.traits) - 1),
+        rng.integers(0, len(cat.traits), (S, CANDIDATES - n_pop)),
+    ], axis=1)
+    ok = ctx.eligible[m.region_idx[profile][:, None], m.max_maturity[profile][:, None], cand]
+    ok &= cat.release_s[cand] <= ts[:, None]
+    srt = np.argsort(cand, axis=1, kind="stable")
+    sorted_c = np.take_along_axis(cand, srt, axis=1)
+    dup = np.zeros_like(ok)
+    np.put_along_axis(dup, srt[:, 1:], sorted_c[:, 1:] == sorted_c[:, :-1], axis=1)
+    z_all = (_taste_scores(m.tastes[profile], cat.traits, cand) - ctx.taste_mean) / ctx.taste_sd
+    score = ctx.log_pop[cand] + POLICY_TASTE_WEIGHT * z_all - np.log(-np.log(rng.random(cand.shape)))
+    score[~ok | dup] = -np.inf
+    order = np.argsort(-score, axis=1)[:, : MAX_SLOTS + 1]
+    rows, cols = rng.integers(2, 6, S), rng.integers(4, 9, S)
+    ranked = np.isfinite(np.take_along_axis(score, order, axis=1))
+    shown = ranked & (np.arange(MAX_SLOTS + 1)[None, :] < (rows * cols)[:, None])
+    title2d, z2d = np.take_along_axis(cand, order, axis=1), np.take_along_axis(z_all, order, axis=1)
+    return title2d, z2d, ranked, shown, rows, cols
 
 
 def _sessions(ctx: SimContext, p0: int, p1: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
