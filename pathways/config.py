@@ -68,8 +68,8 @@ class CandidateConfig(_Section):
     """Candidate generators (``candidates/``)."""
 
     per_source: int = Field(120, ge=1)  # titles each generator returns at most
-    because_you_watched_rows: int = Field(3, ge=0)  # anchors, one row each
-    genre_rows: int = Field(4, ge=0)
+    because_you_watched_rows: int = Field(5, ge=0)  # anchors, one row each
+    genre_rows: int = Field(8, ge=0)
     new_release_days: int = Field(120, ge=1)
     continue_min_fraction: float = Field(0.05, ge=0.0, le=1.0)
     finished_fraction: float = Field(0.9, gt=0.0, le=1.0)  # at or above: finished
