@@ -19,7 +19,7 @@ import numpy as np
 
 from training.data import Dataset
 from training.evaluation import metrics as M
-from training.evaluation.registry import EvalContext, final_model_name, model_specs
+from training.evaluation.registry import EvalContext, ModelSpec, final_model_name, model_specs
 from training.evaluation.report import ModelResult, Report
 from training.evaluation.splits import Split, SplitProtocol
 from training.evaluation.tuning import TuningConfig, tune
@@ -98,36 +98,49 @@ def run(
     try:
         lists: dict[str, np.ndarray] = {}
         for name in names:
-            spec = specs[name]
-            tuned = tune(spec, split.train, protocol, ctx, tuning)
-            model = spec.build(tuned.params, ctx)
-            start = time.perf_counter()
-            model.fit(split.train)
-            train_s = time.perf_counter() - start
-            start = time.perf_counter()
-            metrics, lists[name] = evaluate(model, split, ks, data.item_genres, budget)
-            eval_s = time.perf_counter() - start
-            params = model.get_params() if hasattr(model, "get_params") else dict(tuned.params)
-            result = ModelResult(name, spec.kind, params, metrics, train_s, eval_s, tuned.seconds, tuned.n_trials, tuned.value)
-            report.results[name] = result
-            log.info("%s: ndcg@20=%.4f train %.1fs tune %.1fs", name, metrics.get("ndcg@20", float("nan")), train_s, tuned.seconds)
-            tracker.log_model(result)
+            report.results[name], lists[name] = _tune_fit_evaluate(specs[name], split, protocol, ctx, tuning, ks, budget)
+            tracker.log_model(report.results[name])
         members = [n for n in names if n != report.final]
         if budget > 0 and members:
-            union = M.round_robin_union([lists[n] for n in members], budget)
-            users = split.test_users()
-            truth = split.test_matrix()
-            report.candidates = {
-                "budget": budget,
-                "members": members,
-                "recall": {n: report.results[n].metrics[f"recall@{budget}"] for n in members},
-                "union_recall": M.recall_at_k(M.hit_matrix(union, users, truth), np.diff(truth.indptr)[users], budget),
-            }
+            report.candidates = _candidate_stage(report, members, lists, split, budget)
         tracker.finish()
     except BaseException:
         tracker.abort()
         raise
     return report
+
+
+def _tune_fit_evaluate(
+    spec: ModelSpec, split: Split, protocol: SplitProtocol, ctx: EvalContext, tuning: TuningConfig,
+    ks: Sequence[int], budget: int,
+) -> tuple[ModelResult, np.ndarray]:  # fmt: skip
+    """Tune on validation, refit on the full train split, evaluate on test (timed)."""
+    tuned = tune(spec, split.train, protocol, ctx, tuning)
+    model = spec.build(tuned.params, ctx)
+    start = time.perf_counter()
+    model.fit(split.train)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    metrics, lists = evaluate(model, split, ks, ctx.item_genres, budget)
+    eval_s = time.perf_counter() - start
+    params = model.get_params() if hasattr(model, "get_params") else dict(tuned.params)
+    log.info("%s: %s train %.1fs tune %.1fs", spec.name, {k: round(v, 4) for k, v in metrics.items() if k.startswith("ndcg")}, train_s, tuned.seconds)
+    result = ModelResult(spec.name, spec.kind, params, metrics, train_s, eval_s, tuned.seconds, tuned.n_trials, tuned.value)
+    return result, lists
+
+
+def _candidate_stage(
+    report: Report, members: list[str], lists: dict[str, np.ndarray], split: Split, budget: int
+) -> dict[str, Any]:
+    """Recall at ``budget`` of each generator and of their round-robin union."""
+    union = M.round_robin_union([lists[n] for n in members], budget)
+    users, truth = split.test_users(), split.test_matrix()
+    return {
+        "budget": budget,
+        "members": members,
+        "recall": {n: report.results[n].metrics[f"recall@{budget}"] for n in members},
+        "union_recall": M.recall_at_k(M.hit_matrix(union, users, truth), np.diff(truth.indptr)[users], budget),
+    }
 
 
 class _Tracker:
