@@ -5,7 +5,8 @@ item factors plus the id maps. It lives here (not in ``training``) so that candi
 serving load it without importing training code. ``FactorIndex`` wraps a faiss ``IndexFlatIP``
 (exact inner product: at catalog sizes up to ~100k titles as fast as HNSW, STACK.md).
 
-``AlsSource`` scores every title by ``user_factor . item_factor``. It over-fetches exactly
+``FactorSource`` (``AlsSource`` for ALS; a two-tower model's embeddings plug into the same class)
+scores every title by ``user_vector . item_vector``. It over-fetches exactly
 enough that the top ``per_source`` allowed titles are always found in one search: the titles the
 hard rules block for the profile's cohort plus the profile's seen titles plus ``per_source``.
 """
@@ -123,14 +124,24 @@ class FactorIndex:
         return self.index.search(q, k)
 
 
-class AlsSource:
-    """"Top picks for you": titles by ALS score, seen titles and rule-breakers removed."""
+class FactorSource:
+    """Titles by ``user_vector . item_vector`` for any factor model, seen titles and rule-breakers
+    removed. ALS uses it as "Top picks for you"; a two-tower model plugs in by putting its
+    precomputed user and item embeddings in an ``AlsArtifacts`` container with its own name.
+    """
 
-    name = "als"
     serves_cohorts = False
-    evidence = "Top picks for you"
 
-    def __init__(self, artifacts: AlsArtifacts, catalog: Catalog, config: CandidateConfig):
+    def __init__(
+        self,
+        artifacts: AlsArtifacts,
+        catalog: Catalog,
+        config: CandidateConfig,
+        name: str = "als",
+        evidence: str = "Top picks for you",
+    ):
+        self.name = name
+        self.evidence = evidence
         self.artifacts = artifacts
         self.catalog = catalog
         self.config = config
@@ -167,6 +178,13 @@ class AlsSource:
             if len(row):
                 out[i] = [row]
         return out
+
+
+class AlsSource(FactorSource):
+    """"Top picks for you" from the nightly ALS model."""
+
+    def __init__(self, artifacts: AlsArtifacts, catalog: Catalog, config: CandidateConfig):
+        super().__init__(artifacts, catalog, config, name="als", evidence="Top picks for you")
 
 
 def als_pyfunc_class() -> type:  # built lazily so importing candidates does not import mlflow

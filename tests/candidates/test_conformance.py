@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from candidates.als import AlsSource
+import numpy as np
+
+from candidates.als import AlsArtifacts, AlsSource, FactorSource
 from candidates.base import CandidateSource
 from candidates.because_you_watched import BecauseYouWatchedSource
 from candidates.continue_watching import ContinueWatchingSource
@@ -10,7 +12,7 @@ from candidates.genres import GenreSource
 from candidates.new_releases import NewReleasesSource
 from candidates.trending import PopularSource, TrendingSource, title_popularity, trending_by_region
 from tests.candidates import world
-from tests.candidates.conformance import SourceConformance
+from tests.candidates.conformance import ALL_TITLES, SourceConformance
 
 
 def _trending() -> dict:
@@ -76,3 +78,15 @@ def test_the_suite_catches_a_source_that_skips_the_rules() -> None:
     kid = world.profiles()[3]
     with pytest.raises(AssertionError, match="broke hard rules"):
         suite.check_rows(suite.generate(kid), kid)
+
+
+def _two_tower_like() -> AlsArtifacts:
+    """Random unit embeddings for the world's profiles and titles (a stand-in for a two-tower)."""
+    rng = np.random.default_rng(1)
+    users, items = rng.normal(size=(4, 6)), rng.normal(size=(len(ALL_TITLES), 6))
+    return AlsArtifacts(users / np.linalg.norm(users, axis=1, keepdims=True), items, [1, 9, 20, 30], list(ALL_TITLES))
+
+
+class TestFactorSourceForOtherModels(SourceConformance):
+    def make_source(self) -> CandidateSource:
+        return FactorSource(_two_tower_like(), world.catalog(), world.CONFIG, name="two_tower", evidence="Picked for you")
