@@ -1,6 +1,7 @@
 """Quick private bench of training/models on a MovieLens-format ratings.csv under leave-last-5.
 
 Usage: python bench/models_quick.py [--data DIR] [--models sasrec,two_tower,...] [--runs N] [--json PATH]
+DIR is a MovieLens folder or a synthetic world folder (``training.data.load_dataset``).
 Prints NDCG@20 / Recall@20 / train seconds per model (median of runs) and the ratio to EASE
 measured in the same run. Validation (for early stopping / the ranker) is always carved from train.
 """
@@ -106,9 +107,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    data, movies = load_ratings(args.data)
+    from training.data import load_dataset
+    from training.evaluation.metrics import genre_matrix
+
+    dataset = load_dataset(args.data)  # a MovieLens folder or a synthetic world folder
+    data = dataset.interactions
     train, test = leave_last_k(data, 5)
-    features = genre_features(data, movies)
+    has_genres = any(dataset.item_genres)
+    features = genre_matrix(dataset.item_genres) if has_genres else None
+    print(f"{args.data}: {data.n_users} users, {data.n_items} items, {len(data)} interactions", flush=True)
     rows = [tuned_baseline(b, BASELINE_GRIDS[b], train, test) for b in filter(None, args.baselines.split(","))]
     for name in filter(None, args.models.split(",")):
         runs = [run_model(name, train, test, features) for _ in range(args.runs)]
