@@ -84,3 +84,14 @@ def test_bad_config():
         FinalConfig(generators=("sasrec", "nope"))
     with pytest.raises(ValueError, match="ranker"):
         FinalConfig(ranker="pointwise")
+
+
+def test_eval_models_take_genres_from_the_context():
+    from training.evaluation.registry import EvalContext, final_model_name, model_specs
+    from training.models import EVAL_MODELS
+
+    ctx = EvalContext(item_genres=[["Drama"], ["Comedy", "Drama"], []], seed=4)
+    final = EVAL_MODELS[FINAL_MODEL](ctx)
+    assert final.item_features.shape == (3, 2) and final.config.seed == 4
+    assert EVAL_MODELS["two_tower"](EvalContext()).item_features is None
+    assert final_model_name() == FINAL_MODEL and model_specs()[FINAL_MODEL].kind == "model"
