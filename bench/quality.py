@@ -47,6 +47,7 @@ def summarize(reports: list[Report], wall_s: float) -> dict:
         entry["fit_seconds"] = float(np.median([x.train_seconds for x in runs]))
         entry["tune_seconds"] = float(np.median([x.tune_seconds for x in runs]))
         entry["train_seconds"] = entry["fit_seconds"] + entry["tune_seconds"]
+        entry["n_trials"] = int(np.median([x.n_trials for x in runs]))
         entry["kind"] = result.kind
         entry["params"] = result.params
         models[name] = entry
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--protocol", default="leave-last-5")
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--timeout", type=float, default=120.0, help="tuning seconds per baseline")
+    parser.add_argument("--timeout", type=float, default=90.0, help="tuning seconds per baseline")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--models", default="all", help="comma-separated names or 'all'")
     parser.add_argument("--mlflow-uri", default=None)

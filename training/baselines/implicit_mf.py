@@ -4,7 +4,9 @@ Both fit the (n_users, n_items) train matrix that implicit expects (user x item 
 weighted matrix: ``weighting`` is ``none`` (binary), ``bm25`` (implicit's bm25_weight, K1=100,
 B=0.8) or ``tfidf``, scaled by ``alpha`` (confidence 1 + alpha * w for observed pairs).
 score(u) = user_factors[u] . item_factors^T. BLAS is limited to one thread during fit (implicit
-warns otherwise); ``num_threads`` is implicit's own parallelism (1 = deterministic).
+warns otherwise); ``num_threads`` is implicit's own parallelism (0 = all cores): ALS solves each
+user and item independently, so its result does not depend on it; BPR's Hogwild updates do, so
+BPR defaults to 1 thread.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class ALS(_Factorization):
         iterations: int = 15,
         weighting: str = "bm25",
         seed: int = 0,
-        num_threads: int = 1,
+        num_threads: int = 0,
     ) -> None:
         self.factors = factors
         self.regularization = regularization
@@ -80,10 +82,10 @@ class ALS(_Factorization):
     @staticmethod
     def search_space(trial: Any) -> dict[str, Any]:
         return {
-            "factors": trial.suggest_int("factors", 16, 256, log=True),
+            "factors": trial.suggest_int("factors", 16, 192, log=True),
             "regularization": trial.suggest_float("regularization", 1e-3, 10.0, log=True),
             "alpha": trial.suggest_float("alpha", 0.5, 100.0, log=True),
-            "iterations": trial.suggest_int("iterations", 5, 30),
+            "iterations": trial.suggest_int("iterations", 5, 25),
             "weighting": trial.suggest_categorical("weighting", list(WEIGHTINGS)),
         }
 
@@ -129,10 +131,10 @@ class BPR(_Factorization):
     @staticmethod
     def search_space(trial: Any) -> dict[str, Any]:
         return {
-            "factors": trial.suggest_int("factors", 16, 256, log=True),
+            "factors": trial.suggest_int("factors", 16, 192, log=True),
             "learning_rate": trial.suggest_float("learning_rate", 1e-3, 0.2, log=True),
             "regularization": trial.suggest_float("regularization", 1e-5, 0.1, log=True),
-            "iterations": trial.suggest_int("iterations", 20, 300, log=True),
+            "iterations": trial.suggest_int("iterations", 20, 200, log=True),
         }
 
     def get_params(self) -> dict[str, Any]:
