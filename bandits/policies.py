@@ -210,7 +210,8 @@ class LinUCB(_Linear):
     kind = "linucb"
 
     def probabilities(self, contexts, n_arms, rng=None):
-        width = np.einsum("nad,de,nae->na", contexts, self.A_inv_.astype(np.float32), contexts, optimize=True)
+        flat = contexts.reshape(-1, contexts.shape[2])
+        width = ((flat @ self.A_inv_.astype(np.float32)) * flat).sum(axis=1).reshape(contexts.shape[:2])
         ucb = self._mean_scores(contexts) + self.config.alpha * self.sigma_ * np.sqrt(np.maximum(width, 0.0))
         return greedy_with_floor(ucb, n_arms, self.config.epsilon)
 
@@ -232,8 +233,8 @@ class LinearThompson(_Linear):
         scores = contexts @ draws.T.astype(np.float32)  # (n, A, M)
         mask = arm_mask(n_arms, contexts.shape[1])
         best = np.argmax(np.where(mask[:, :, None], scores, -np.inf), axis=1)  # (n, M)
-        wins = np.zeros(mask.shape)
-        np.add.at(wins, (np.repeat(np.arange(len(best)), best.shape[1]), best.reshape(-1)), 1.0)
+        cells = (np.arange(len(best))[:, None] * mask.shape[1] + best).reshape(-1)
+        wins = np.bincount(cells, minlength=mask.size).reshape(mask.shape).astype(np.float64)
         eps = self.config.epsilon
         return (1 - eps) * wins / self.config.n_samples + np.where(mask, eps / np.asarray(n_arms)[:, None], 0.0)
 
