@@ -11,7 +11,7 @@ anything personal must recommend block-A items to block-A users (and block B to 
 from __future__ import annotations
 
 import numpy as np
-from eval_fixtures import two_blocks
+from .eval_fixtures import two_blocks
 
 from training.recommender import Recommender, recommend
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from eval_fixtures import make_interactions, two_blocks
-from recommender_conformance import RecommenderConformance
+from .eval_fixtures import make_interactions, two_blocks
+from .recommender_conformance import RecommenderConformance
 
 from training.baselines import ALS, BPR, EASE, ItemKNN, Popularity
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from eval_fixtures import make_interactions
+from .eval_fixtures import make_interactions
 
 from training.evaluation.splits import LeaveLastN, Temporal, protocol_from_name
 

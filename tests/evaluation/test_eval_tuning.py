@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from eval_fixtures import make_interactions
+from .eval_fixtures import make_interactions
 
 from training.baselines import EASE
 from training.evaluation.registry import EvalContext, ModelSpec

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from snapshot_fixtures import make_config, publish
+from tests.serving.snapshot_fixtures import make_config, publish
 
 from pathways.config import PathwaysConfig
 from serving.api import create_app

@@ -8,7 +8,7 @@ from experiments.allocation import assign_cell
 from pathways.catalog import Catalog
 from ranking.rules import violations
 
-from snapshot_fixtures import ADULT, BR_ADULT, BR_ONLY, KID, NO_PAGE, get_page, title_ids, titles_table
+from tests.serving.snapshot_fixtures import ADULT, BR_ADULT, BR_ONLY, KID, NO_PAGE, get_page, title_ids, titles_table
 
 
 def test_personalized_page_has_the_documented_shape(client, config):

@@ -6,7 +6,7 @@ import socket
 
 import httpx
 import pytest
-from snapshot_fixtures import ADULT, RUNTIME_S, make_config, publish
+from tests.serving.snapshot_fixtures import ADULT, RUNTIME_S, make_config, publish
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,7 @@ from serving.logic import build_service
 from serving.playback import InMemoryPlaybackStore
 from serving.snapshots import load_snapshot
 
-from snapshot_fixtures import ADULT, KID, NO_PAGE, get_page, make_config, publish, title_ids, titles_table
+from tests.serving.snapshot_fixtures import ADULT, KID, NO_PAGE, get_page, make_config, publish, title_ids, titles_table
 
 
 def assert_fallback(page: dict, reason_part: str, rung: str = "cohort") -> None:

@@ -9,7 +9,7 @@ from features.history import PlaybackState
 from features.schema import EVENT_SCHEMA
 from serving.playback import OnlinePlaybackStore, OnlineStoreUnavailable
 
-from snapshot_fixtures import ADULT, KID, RUNTIME_S, get_page, title_ids
+from tests.serving.snapshot_fixtures import ADULT, KID, RUNTIME_S, get_page, title_ids
 
 
 def heartbeat(client, profile_id: int, title_id: int, fraction: float, **extra) -> dict:

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 from fastapi.testclient import TestClient
-from snapshot_fixtures import ADULT, get_page, make_config, publish
+from tests.serving.snapshot_fixtures import ADULT, get_page, make_config, publish
 
 from serving.api import create_app
 from serving.logic import build_service

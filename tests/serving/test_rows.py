@@ -7,7 +7,7 @@ import json
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from snapshot_fixtures import ADULT, KID, N_TITLES, stored_page, titles_table
+from tests.serving.snapshot_fixtures import ADULT, KID, N_TITLES, stored_page, titles_table
 
 from features.history import PlaybackState
 from pathways.catalog import Catalog

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from world_cases import affinity, frames, small
+from tests.world.world_cases import affinity, frames, small
 
 from world.vocab import KIDS_GENRES, REGION_UTC_OFFSET_H
 

@@ -6,7 +6,7 @@ import re
 from collections import Counter
 
 import pandas as pd
-from world_cases import frames, small
+from tests.world.world_cases import frames, small
 
 from features.schema import REGIONS
 from world.vocab import GENRES, MOODS

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
-from world_cases import tiny
+from tests.world.world_cases import tiny
 
 from features.ingest import ingest
 from features.schema import EVENT_SCHEMA

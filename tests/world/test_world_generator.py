@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from world_cases import tiny
+from tests.world.world_cases import tiny
 
 import world.generator as generator
 from features.schema import EVENT_SCHEMA, PROFILE_SCHEMA, TITLE_SCHEMA

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from world_cases import frames, small
+from tests.world.world_cases import frames, small
 
 from features.ingest import ingest
 from features.schema import KIDS_MAX_MATURITY
