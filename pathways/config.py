@@ -52,7 +52,7 @@ class TrainingConfig(_Section):
     seed: int = 11
     als_factors: int = Field(64, ge=2)
     als_iterations: int = Field(15, ge=1)
-    als_regularization: float = Field(0.05, ge=0.0)
+    als_regularization: float = Field(50.0, ge=0.0)  # 30-100 best on the default world (bench/candidates.py)
     als_alpha: float = Field(20.0, gt=0.0)
     ranker_epochs: int = Field(4, ge=1)
     ranker_hidden: int = Field(64, ge=4)
