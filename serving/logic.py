@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 ONLINE_STORE_UNAVAILABLE = "online store unavailable"
 UNKNOWN_PROFILE = "unknown profile"
+NO_PAGE = "no personalized page in the snapshot"
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,9 @@ class PageService:
             personalized = rows is not None
             if rows is None:
                 reason = reason or SNAPSHOT_MISSING
+                finished = self._finished_titles(profile_id) if reason in _STORE_STILL_USABLE else frozenset()
                 rows, rung = fallback_rows(
-                    snapshot, profile.region, profile.max_maturity_level, row_count=row_count,
+                    snapshot, profile.region, profile.max_maturity_level, finished, row_count=row_count,
                     row_length=self.config.page.row_length, dedupe_top_rows=self.config.page.dedupe_top_rows,
                 )
             renderer = snapshot.renderer if snapshot is not None else None
@@ -160,12 +162,21 @@ class PageService:
             return ServedPage(profile, request_id, cell, False, f"internal error: {type(exc).__name__}", "none",
                               None, PageRows.empty(), _NO_ARTWORK, None)
 
+    def _finished_titles(self, profile_id: int) -> frozenset[int]:
+        """Titles ``profile_id`` finished per the playback store, within the budget; empty if it fails."""
+        future = self._pool.submit(self.playback.get, profile_id)
+        try:
+            return future.result(timeout=self.config.serving.personalize_budget_ms / 1000.0).finished
+        except Exception:  # noqa: BLE001 - the fallback page must not depend on the store
+            future.cancel()
+            return frozenset()
+
     def _why_not_personalized(self, snapshot: LoadedSnapshot, profile: ProfileInfo, cell: str) -> str | None:
         if not profile.known:
             return UNKNOWN_PROFILE
         stored = snapshot.pages.get(profile.profile_id)
         if stored is None:
-            return "no personalized page in the snapshot"
+            return NO_PAGE
         if stored[0] != cell:  # serving another cell's page would contaminate the experiment
             return f"page built for cell {stored[0]!r}, profile is in cell {cell!r}"
         return None
@@ -196,6 +207,8 @@ class PageService:
         )
 
 
+# Fallback reasons after which the playback store may still be asked for finished titles.
+_STORE_STILL_USABLE = frozenset({UNKNOWN_PROFILE, NO_PAGE})
 _NO_ARTWORK = ArtworkChoice(np.zeros(0, np.int64), np.zeros(0), "default", "no catalog")
 
 

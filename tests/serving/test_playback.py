@@ -9,7 +9,7 @@ from features.history import PlaybackState
 from features.schema import EVENT_SCHEMA
 from serving.playback import OnlinePlaybackStore, OnlineStoreUnavailable
 
-from tests.serving.snapshot_fixtures import ADULT, KID, RUNTIME_S, get_page, title_ids
+from tests.serving.snapshot_fixtures import ADULT, KID, NO_PAGE, RUNTIME_S, get_page, title_ids
 
 
 def heartbeat(client, profile_id: int, title_id: int, fraction: float, **extra) -> dict:
@@ -169,3 +169,11 @@ def test_online_adapter_maps_the_client_api():
     assert store.ping() is False
     with pytest.raises(OnlineStoreUnavailable):
         store.get(9)
+
+
+def test_fallback_pages_drop_titles_the_profile_finished(client):
+    before = title_ids(get_page(client, NO_PAGE))
+    target = before[0]
+    heartbeat(client, NO_PAGE, target, 1.0)
+    page = get_page(client, NO_PAGE)
+    assert page["personalized"] is False and target not in title_ids(page)
