@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
@@ -39,7 +40,7 @@ def json_response(body: Any, status_code: int = 200) -> Response:
     return Response(json.dumps(body, separators=(",", ":")).encode(), status_code=status_code, media_type="application/json")
 
 
-def _problems(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+def _problems(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     """Pydantic errors as [{"field": "query.row_count", "message": ...}]."""
     return [{"field": ".".join(str(p) for p in e.get("loc", ())) or "body", "message": str(e.get("msg", ""))} for e in errors]
 
@@ -75,7 +76,7 @@ def create_app(service: PathwaysService) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        return json_response({"error": "invalid request", "problems": _problems(list(exc.errors()))}, 422)
+        return json_response({"error": "invalid request", "problems": _problems(exc.errors())}, 422)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
@@ -111,7 +112,7 @@ def create_app(service: PathwaysService) -> FastAPI:
         try:
             events = _EVENTS.validate_python(items)
         except ValidationError as exc:
-            return json_response({"error": "invalid events", "problems": _problems(list(exc.errors()))}, 422)
+            return json_response({"error": "invalid events", "problems": _problems(exc.errors())}, 422)
         try:
             result = await run_in_threadpool(service.events.record_events, events)
         except OSError as exc:

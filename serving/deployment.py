@@ -58,7 +58,9 @@ class PathwaysDeployment:
 def build_app(config: PathwaysConfig, playback: PlaybackBackend = "online") -> serve.Application:
     """The bound Serve application for ``config`` (``data_dir`` made absolute for the replica)."""
     config = config.with_overrides({"data_dir": str(Path(config.data_dir).resolve())})
-    deployment = PathwaysDeployment.options(max_ongoing_requests=config.serving.max_ongoing_requests)
+    deployment = PathwaysDeployment.options(  # type: ignore[attr-defined]  # a serve.Deployment at run time
+        max_ongoing_requests=config.serving.max_ongoing_requests
+    )
     return deployment.bind(config.model_dump(mode="json"), playback)
 
 

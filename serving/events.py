@@ -90,7 +90,7 @@ class HeartbeatIn(BaseModel):
     def to_rows(self, session_id: str) -> list[dict[str, Any]]:
         """The heartbeat event, plus a ``complete`` event when ``completed`` is set."""
         ts = _utc(self.ts)
-        base = {name: None for name in EVENT_SCHEMA.names}
+        base: dict[str, Any] = {name: None for name in EVENT_SCHEMA.names}
         base.update(profile_id=self.profile_id, title_id=self.title_id, session_id=session_id, device=self.device, ts=ts)
         rows = [{**base, "event_id": uuid.uuid4().hex, "event_type": EventType.HEARTBEAT.value, "position_s": self.position_s}]
         if self.completed:
