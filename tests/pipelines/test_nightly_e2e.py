@@ -117,8 +117,10 @@ def test_ray_executor_builds_the_same_pages_as_the_local_one(nightly):
     spec = PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]), datetime.fromisoformat(ctx.outputs["features"]["as_of"]))
     local, local_fb = build_pages(spec, profiles, progress=False)
     ray_cfg = config.with_overrides({"pipeline.executor": "ray", "pipeline.workers": 1, "pipeline.chunk_size": 7})
+    import tempfile
+
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
-             _temp_dir=str(config.data_dir.resolve() / "ray"))
+             _temp_dir=tempfile.mkdtemp(prefix="pw-", dir="/tmp"))  # AF_UNIX socket paths <= 107 bytes
     try:
         remote, remote_fb = build_pages(PageBuildSpec(ray_cfg, spec.als_dir, spec.as_of), profiles, progress=False)
     finally:
@@ -126,3 +128,94 @@ def test_ray_executor_builds_the_same_pages_as_the_local_one(nightly):
     assert [r[:2] for r in remote] == [r[:2] for r in local]
     assert [json.loads(r[2])["rows"] for r in remote] == [json.loads(r[2])["rows"] for r in local]
     assert remote_fb == local_fb
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_served_over_http_rules_heartbeats_and_fallbacks(nightly):
+    """Nightly output served by the real Ray Serve app with the real Feast online store."""
+    import random
+
+    import httpx
+
+    from features.schema import KIDS_MAX_MATURITY
+    from serving import deployment
+
+    config, _, _ = nightly
+    snap, pages = _pages(config)
+    catalog = Catalog.from_table(pq.read_table(snap / "titles.parquet"))
+    profiles = {p["profile_id"]: p for p in pq.read_table(snap / "profiles.parquet").to_pylist()}
+    import tempfile
+
+    base = deployment.start(config, port=_free_port(), temp_dir=tempfile.mkdtemp(prefix="pw-", dir="/tmp"))  # AF_UNIX paths <= 107 bytes
+    try:
+        with httpx.Client(base_url=base, timeout=30.0) as client:
+            rng = random.Random(0)
+            known = sorted(profiles)
+            kids = [p for p in known if profiles[p]["is_kids"]]
+            ids = [rng.choice(known) for _ in range(150)] + kids[:20] + [10**9 + i for i in range(30)]
+            personalized = 0
+            for pid in ids:
+                r = client.get("/api/v1/pathways", params={"profile_id": pid, "row_count": 40})
+                assert r.status_code == 200, r.text
+                page = r.json()
+                prof = profiles.get(pid, {"region": config.serving.default_region, "max_maturity_level": KIDS_MAX_MATURITY})
+                assert page["profile"]["max_maturity_level"] <= prof["max_maturity_level"]
+                titles = [t for row in page["rows"] for t in row["titles"]]
+                assert violations(catalog, [t["title_id"] for t in titles], prof["region"], prof["max_maturity_level"]) == []
+                assert all(t["maturity_level"] <= page["profile"]["max_maturity_level"] for t in titles)
+                top = [t["title_id"] for row in page["rows"][:10] for t in row["titles"]]
+                assert len(top) == len(set(top))
+                assert page["personalized"] is (pid in profiles) or page["reason"]
+                personalized += page["personalized"]
+            assert personalized >= 100
+
+            # A heartbeat shows up first in continue watching; finishing removes the title everywhere.
+            adult = next(p for p in known if not profiles[p]["is_kids"] and profiles[p]["region"] == "US") if any(
+                not profiles[p]["is_kids"] and profiles[p]["region"] == "US" for p in known) else next(
+                p for p in known if not profiles[p]["is_kids"])
+            page = client.get("/api/v1/pathways", params={"profile_id": adult}).json()
+            shown = {t["title_id"] for row in page["rows"] for t in row["titles"]}
+            title = next(int(t) for t in catalog.title_ids if int(t) in shown)
+            runtime_s = 60 * pq.read_table(snap / "titles.parquet").to_pandas().set_index("title_id").loc[title, "runtime_min"]
+            beat = {"profile_id": adult, "title_id": title, "position_s": float(0.4 * runtime_s)}
+            assert client.put("/api/v1/playback/e2e-1/heartbeat", json=beat).status_code in (200, 202)
+            page = client.get("/api/v1/pathways", params={"profile_id": adult}).json()
+            assert page["rows"][0]["source"] == "continue_watching"
+            assert page["rows"][0]["titles"][0]["title_id"] == title
+            beat["position_s"] = float(0.99 * runtime_s)
+            assert client.put("/api/v1/playback/e2e-1/heartbeat", json=beat).status_code in (200, 202)
+            page = client.get("/api/v1/pathways", params={"profile_id": adult}).json()
+            assert title not in {t["title_id"] for row in page["rows"] for t in row["titles"]}
+            assert client.get("/api/v1/pathways", params={"profile_id": adult, "row_count": 0}).status_code in (400, 422)
+
+            # The online store goes away: the fallback page, marked, never a 5xx.
+            online_db = config.feature_repo_dir / "online.db"
+            online_db.rename(online_db.with_suffix(".gone"))
+            page = client.get("/api/v1/pathways", params={"profile_id": adult})
+            assert page.status_code == 200 and page.json()["personalized"] is False
+            assert "online store" in page.json()["reason"]
+            online_db.with_suffix(".gone").rename(online_db)
+
+            # The published snapshot goes away: still a fallback page.
+            import shutil
+
+            shutil.rmtree(snap)
+            import time
+
+            deadline = time.monotonic() + 10 * config.serving.snapshot_poll_s  # serving polls CURRENT
+            while True:
+                page = client.get("/api/v1/pathways", params={"profile_id": adult})
+                assert page.status_code == 200
+                if not page.json()["personalized"] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert page.json()["personalized"] is False and "snapshot" in page.json()["reason"]
+    finally:
+        deployment.stop()
