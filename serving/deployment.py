@@ -39,8 +39,10 @@ class PathwaysDeployment:
         from serving.playback import InMemoryPlaybackStore
 
         cfg = PathwaysConfig.model_validate(config)
+        from serving.artwork import load_artwork_policy
+
         store = InMemoryPlaybackStore() if playback == "memory" else None
-        self.service = build_service(cfg, playback=store)
+        self.service = build_service(cfg, playback=store, artwork=load_artwork_policy(cfg))
 
     def __serve_build_asgi_app__(self) -> Any:
         from serving.api import create_app

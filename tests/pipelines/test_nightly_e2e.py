@@ -147,12 +147,17 @@ def test_served_over_http_rules_heartbeats_and_fallbacks(nightly):
     from features.schema import KIDS_MAX_MATURITY
     from serving import deployment
 
-    config, _, _ = nightly
+    config, ctx, _ = nightly
     snap, pages = _pages(config)
     catalog = Catalog.from_table(pq.read_table(snap / "titles.parquet"))
     profiles = {p["profile_id"]: p for p in pq.read_table(snap / "profiles.parquet").to_pylist()}
     import tempfile
 
+    from training import tracking
+
+    # Promote tonight's artwork candidate (on a tiny log it rarely clears the OPE bar by itself).
+    tracking.configure(config.mlflow_uri)
+    tracking.set_alias("artwork_policy", tracking.CHAMPION, ctx.outputs["artwork"]["candidate_version"])
     base = deployment.start(config, port=_free_port(), temp_dir=tempfile.mkdtemp(prefix="pw-", dir="/tmp"))  # AF_UNIX paths <= 107 bytes
     try:
         with httpx.Client(base_url=base, timeout=30.0) as client:
@@ -175,6 +180,13 @@ def test_served_over_http_rules_heartbeats_and_fallbacks(nightly):
                 assert page["personalized"] is (pid in profiles) or page["reason"]
                 personalized += page["personalized"]
             assert personalized >= 100
+
+            # Artwork: the promoted policy picks a variant per title, with a propensity in (0, 1].
+            page = client.get("/api/v1/pathways", params={"profile_id": known[0]}).json()
+            cards = [t for row in page["rows"] for t in row["titles"]]
+            assert cards and all(0.0 < t["artwork_propensity"] <= 1.0 for t in cards)
+            assert page["artwork_policy"] != "default"  # the policy promoted above, not the fallback
+            assert any(t["artwork_propensity"] < 1.0 for t in cards)  # it explores
 
             # A heartbeat shows up first in continue watching; finishing removes the title everywhere.
             adult = next(p for p in known if not profiles[p]["is_kids"] and profiles[p]["region"] == "US") if any(
