@@ -45,8 +45,22 @@ class Catalog:
         return int(self.title_ids.shape[0])
 
     def positions(self, title_ids: np.ndarray) -> np.ndarray:
-        """Positions of ``title_ids`` in the catalog; -1 for unknown ids."""
-        return np.fromiter((self.index.get(int(t), -1) for t in title_ids), dtype=np.int64, count=len(title_ids))
+        """Positions of ``title_ids`` (n,) in the catalog, int64 (n,); -1 for unknown ids."""
+        ids = np.asarray(title_ids, dtype=np.int64)
+        order = self._sort_order
+        if ids.size == 0 or order.size == 0:
+            return np.full(ids.shape, -1, dtype=np.int64)
+        sorted_ids = self.title_ids[order]
+        at = np.minimum(np.searchsorted(sorted_ids, ids), order.size - 1)
+        return np.where(sorted_ids[at] == ids, order[at], -1).astype(np.int64)
+
+    @property
+    def _sort_order(self) -> np.ndarray:
+        cached = self.__dict__.get("_order")
+        if cached is None:
+            cached = np.argsort(self.title_ids, kind="stable")
+            object.__setattr__(self, "_order", cached)
+        return cached
 
     def name(self, title_id: int) -> str:
         return self.names[self.index[int(title_id)]]

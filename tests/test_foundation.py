@@ -107,3 +107,11 @@ def test_allocation_is_deterministic_and_matches_shares():
     other = ExperimentConfig(salt="another")
     assert np.mean(assign_cells(ids[:2000], other) != cells[:2000]) > 0.2  # salt re-randomizes
     assert 0.0 <= bucket(123, "s") < 1.0
+
+
+def test_catalog_positions_match_the_index_for_known_and_unknown_ids(catalog):
+    rng = np.random.default_rng(0)
+    ids = np.concatenate([rng.choice(catalog.title_ids, 50), [-1, 5, 10**12]])
+    expected = [catalog.index.get(int(t), -1) for t in ids]
+    assert catalog.positions(ids).tolist() == expected
+    assert catalog.positions(np.array([], np.int64)).tolist() == []
