@@ -95,3 +95,13 @@ def test_eval_models_take_genres_from_the_context():
     assert final.item_features.shape == (3, 2) and final.config.seed == 4
     assert EVAL_MODELS["two_tower"](EvalContext()).item_features is None
     assert final_model_name() == FINAL_MODEL and model_specs()[FINAL_MODEL].kind == "model"
+
+
+def test_save_load_parity(fitted, tmp_path):
+    data, model = fitted
+    model.save(tmp_path / "final.pkl")
+    loaded = PathwaysFinal.load(tmp_path / "final.pkl")
+    users = np.arange(data.n_users)
+    np.testing.assert_array_equal(model.score(users), loaded.score(users))
+    with pytest.raises(ValueError, match="fit before save"):
+        PathwaysFinal(TINY).save(tmp_path / "unfit.pkl")

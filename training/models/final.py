@@ -14,9 +14,11 @@ candidates and ``NOT_CANDIDATE`` (very low) elsewhere, so ``recommend`` works un
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -161,3 +163,19 @@ class PathwaysFinal:
         rows, cols = np.nonzero(items >= 0)
         out[rows, items[rows, cols]] = scores[rows, cols]
         return out
+
+    def save(self, path: str | Path) -> None:
+        """Pickle the fitted model (generators, featurizer and ranker) to ``path``."""
+        if not hasattr(self, "ranker_"):
+            raise ValueError("PathwaysFinal must be fit before save")
+        with open(path, "wb") as fh:
+            pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PathwaysFinal":
+        """Load a model written by ``save`` (trusted files only: this is pickle)."""
+        with open(path, "rb") as fh:
+            model = pickle.load(fh)
+        if not isinstance(model, cls):
+            raise ValueError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
