@@ -7,7 +7,7 @@ import pytest
 
 from training.models.sasrec import SASRec, SASRecConfig
 
-TINY = dict(dim=16, n_heads=1, lr=1e-2, max_epochs=30, eval_every=5, patience=100, valid_k=1)
+TINY = dict(dim=16, n_heads=1, lr=1e-2, max_epochs=30, eval_every=5, patience=2, valid_k=1, refit=False)
 
 
 def _next_items(data) -> np.ndarray:

@@ -42,7 +42,8 @@ class SASRecConfig:
     eval_every: int = 3
     patience: int = 3  # evaluations without improvement before stopping
     valid_k: int = 5  # held out per user from the fit data for early stopping
-    refit: bool = True  # after early stopping, retrain on all the fit data for the best epoch count
+    refit: bool = False  # True: after early stopping, retrain on all the fit data for the best epoch count;
+    # False: keep the early-stopped weights and score from the full histories (half the cost)
     full_softmax_max_items: int = 50_000
     n_negatives: int = 4096  # shared negatives per step for the sampled softmax
     bf16: bool = True
@@ -152,6 +153,8 @@ class SASRec:
                     best, history = self.best_epochs_, self.history_
                     self._train(train, None, best)
                     self.best_epochs_, self.history_ = best, history
+                else:
+                    self.set_history(train)  # score from the full histories
         self.train_seconds_ = time.perf_counter() - start
         return self
 

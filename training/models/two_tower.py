@@ -39,7 +39,7 @@ class TwoTowerConfig:
     eval_every: int = 2
     patience: int = 3
     valid_k: int = 5
-    refit: bool = True
+    refit: bool = False  # as SASRecConfig.refit
     threads: int = 1
     seed: int = 0
 
@@ -137,6 +137,8 @@ class TwoTower:
                     best, history = self.best_epochs_, self.history_
                     self._train(train, None, best)
                     self.best_epochs_, self.history_ = best, history
+                else:
+                    self.set_history(train)  # score from the full histories
         self.train_seconds_ = time.perf_counter() - start
         return self
 
