@@ -57,3 +57,21 @@ def mlflow_uri(tmp_path_factory) -> str:
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
     tracking.configure(uri, "tests")
     return uri
+
+
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001 - pytest hook
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+def pytest_unconfigure(config):  # noqa: ANN001 - pytest hook
+    """Skip interpreter teardown: duckdb's nanobind bindings (via Feast) print pages of "leaked
+    instance" reports at exit, burying pytest's summary line. Everything is flushed first."""
+    import sys
+
+    if _EXIT_STATUS and os.environ.get("PATHWAYS_FAST_EXIT", "1") == "1":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])
