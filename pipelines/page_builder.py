@@ -10,7 +10,7 @@ the chunks out with an ``ActorPool`` — the same code either way.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ class PageBuildSpec:
     config: PathwaysConfig
     als_dir: Path
     as_of: datetime
+    factor_sources: dict[str, tuple[Path, str]] = field(default_factory=dict)  # name -> (artifacts, evidence)
 
 
 class PageBuilder:
@@ -47,6 +48,7 @@ class PageBuilder:
 
     @classmethod
     def open(cls, spec: PageBuildSpec) -> "PageBuilder":
+        from candidates.als import FactorSource
         from candidates.registry import build_sources
         from features.ingest import read_events
         from features.store import FeatureStoreManager
@@ -61,8 +63,12 @@ class PageBuilder:
         profiles = pq.read_table(world / "profiles.parquet")
         events = read_events(cfg.lake_dir)
         als = AlsArtifacts.load(spec.als_dir)
+        extra = [
+            FactorSource(AlsArtifacts.load(path), catalog, cfg.candidates, name=name, evidence=evidence)
+            for name, (path, evidence) in spec.factor_sources.items()
+        ]
         sources = build_sources(als, catalog, cfg.candidates, spec.as_of, events, profiles,
-                                trending_half_life_days=cfg.features.trending_half_life_days)
+                                trending_half_life_days=cfg.features.trending_half_life_days, extra=extra)
         tracking.configure(cfg.mlflow_uri, cfg.training.experiment_name)
         store = FeatureStoreManager(cfg.features, cfg.feature_repo_dir)
         at_days = spec.as_of.timestamp() / 86_400

@@ -123,6 +123,45 @@ def train_als(ctx: RunContext) -> dict[str, Any]:
     return {"path": str(out), **{k: v for k, v in result.items() if isinstance(v, (int, float, str))}}
 
 
+RETRIEVAL_MODELS = {"two_tower": "Recommended for you", "sasrec": "Up next for you"}
+
+
+def train_retrieval(ctx: RunContext) -> dict[str, Any]:
+    """Two-tower and SASRec on the lake's interactions; their user and item vectors are saved as
+    factor artifacts so the pages stage retrieves from them through faiss like ALS (FactorSource)."""
+    import time
+    from dataclasses import asdict
+
+    import mlflow
+    import numpy as np
+
+    from candidates.als import AlsArtifacts
+    from training import tracking
+    from training.data import interactions_from_events
+    from training.models import SASRec, TwoTower
+
+    configure_mlflow(ctx)
+    inter = interactions_from_events(lake_events(ctx), item_ids=catalog(ctx).title_ids)
+    users = np.arange(inter.n_users)
+    seed = ctx.config.training.seed
+    out: dict[str, Any] = {"interactions": len(inter), "dir": str(ctx.stage_dir("train_retrieval"))}
+    for name in RETRIEVAL_MODELS:
+        with mlflow.start_run(run_name=f"{name}-{ctx.run_id}"):
+            t0 = time.perf_counter()
+            model = (TwoTower if name == "two_tower" else SASRec)(seed=seed).fit(inter)
+            seconds = time.perf_counter() - t0
+            if name == "two_tower":
+                user_vecs, item_vecs = model.user_embeddings(users), model.item_embeddings()
+            else:  # SASRec's next-item logits are its last hidden state . the item embeddings
+                user_vecs, item_vecs = model.user_states(users), model.net_.item_emb.weight[1:].detach().numpy()
+            AlsArtifacts(user_vecs, item_vecs, inter.user_ids, inter.item_ids, {"fit_seconds": seconds}).save(
+                ctx.stage_dir("train_retrieval") / name)
+            tracking.log_params_flat(asdict(model.config))
+            mlflow.log_metrics({"fit_seconds": seconds, "n_interactions": float(len(inter))})
+        out[f"{name}_seconds"] = round(seconds, 2)
+    return out
+
+
 def train_ranker(ctx: RunContext) -> dict[str, Any]:
     from ranking.features import FEATURE_COLUMNS, training_frame
     from training import tracking
@@ -224,7 +263,9 @@ def _profile_contexts(ctx: RunContext) -> list[ProfileContext]:
 def pages(ctx: RunContext) -> dict[str, Any]:
     from pipelines.page_builder import PageBuildSpec, build_pages
 
-    spec = PageBuildSpec(ctx.config, Path(ctx.outputs["train_als"]["path"]), as_of(ctx))
+    retrieval = Path(ctx.outputs["train_retrieval"]["dir"])
+    extra = {name: (retrieval / name, evidence) for name, evidence in RETRIEVAL_MODELS.items()}
+    spec = PageBuildSpec(ctx.config, Path(ctx.outputs["train_als"]["path"]), as_of(ctx), extra)
     records, fallbacks = build_pages(spec, _profile_contexts(ctx), progress=ctx.progress)
     writer = SnapshotWriter(ctx.stage_dir("pages"), "pages")  # the snapshot's Parquet layout, in the run dir
     writer.write_page_json([(pid, cell, page) for pid, cell, page, _ in records])

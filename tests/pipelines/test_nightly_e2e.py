@@ -66,6 +66,9 @@ def test_published_pages_respect_every_hard_rule(nightly):
         assert all(r.evidence for r in page.rows)
         personalized_rows += len(page.rows)
     assert personalized_rows > 0
+    sources = {r.source for _, _, page in pages for r in page.rows}
+    assert {"trending", "genre"} <= sources
+    assert sources & {"als", "two_tower", "sasrec", "because_you_watched"}, sources
     fallback = pq.read_table(snap / "fallback.parquet").to_pylist()
     assert {(r["region"], r["max_maturity_level"]) for r in fallback} >= {("US", 1), ("BR", 4)}
     for r in fallback:
@@ -114,7 +117,10 @@ def test_ray_executor_builds_the_same_pages_as_the_local_one(nightly):
 
     config, ctx, _ = nightly
     profiles = _profile_contexts(ctx)
-    spec = PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]), datetime.fromisoformat(ctx.outputs["features"]["as_of"]))
+    from pipelines.stages import RETRIEVAL_MODELS
+
+    extra = {n: (Path(ctx.outputs["train_retrieval"]["dir"]) / n, e) for n, e in RETRIEVAL_MODELS.items()}
+    spec = PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]), datetime.fromisoformat(ctx.outputs["features"]["as_of"]), extra)
     local, local_fb = build_pages(spec, profiles, progress=False)
     ray_cfg = config.with_overrides({"pipeline.executor": "ray", "pipeline.workers": 1, "pipeline.chunk_size": 7})
     import tempfile
@@ -122,7 +128,7 @@ def test_ray_executor_builds_the_same_pages_as_the_local_one(nightly):
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
              _temp_dir=tempfile.mkdtemp(prefix="pw-", dir="/tmp"))  # AF_UNIX socket paths <= 107 bytes
     try:
-        remote, remote_fb = build_pages(PageBuildSpec(ray_cfg, spec.als_dir, spec.as_of), profiles, progress=False)
+        remote, remote_fb = build_pages(PageBuildSpec(ray_cfg, spec.als_dir, spec.as_of, extra), profiles, progress=False)
     finally:
         ray.shutdown()
     assert [r[:2] for r in remote] == [r[:2] for r in local]
