@@ -37,3 +37,21 @@ def test_unknown_stage_is_rejected_by_argparse(capsys):
         main(["nightly", "--until", "nope"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_generate_corrupt_ingest_accounts_for_every_row(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    world, bad, lake = tmp_path / "world", tmp_path / "bad.parquet", tmp_path / "lake"
+    assert main(["world", "generate", "--size", "tiny", "--out", str(world)]) == 0
+    assert main(["world", "corrupt", "--world", str(world), "--fraction", "0.1", "--out", str(bad)]) == 0
+    out = capsys.readouterr().out
+    injected = {k: int(v) for k, v in (kv.split("=") for kv in out.split("bad: ")[1].strip().split(", "))}
+    assert main(["ingest", "--events", str(bad), "--world", str(world), "--lake", str(lake)]) == 0
+    summary = capsys.readouterr().out
+    clean = pq.read_metadata(world / "events.parquet").num_rows
+    rows_in = pq.read_metadata(bad).num_rows
+    assert f"{rows_in} rows in, {clean} accepted, {rows_in - clean} quarantined" in summary
+    for reason, n in injected.items():
+        assert f"{reason}={n}" in summary
+    assert main(["world", "corrupt", "--world", str(tmp_path / "nope"), "--out", str(bad)]) == 2

@@ -21,6 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--chunk-profiles", type=int, default=None, help="profiles simulated per Parquet chunk")
     gen.add_argument("--config", type=Path, default=None, help="a Pathways TOML/JSON config file")
     gen.set_defaults(handler=run_generate)
+    bad = wsub.add_parser("corrupt", help="write a copy of a world's events with invalid rows mixed in")
+    bad.add_argument("--world", type=Path, required=True, help="a generated world folder")
+    bad.add_argument("--fraction", type=float, default=0.05, help="share of bad rows to add, in (0, 1]")
+    bad.add_argument("--seed", type=int, default=0, help="random seed")
+    bad.add_argument("--out", type=Path, required=True, help="the events Parquet file to write")
+    bad.set_defaults(handler=run_corrupt)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -47,4 +53,25 @@ def run_generate(args: argparse.Namespace) -> int:
         f"world '{args.size}' (seed {config.seed}) written to {args.out} in {seconds:.1f} s: "
         f"{counts['titles']:,} titles, {counts['profiles']:,} profiles, {counts['events']:,} events"
     )
+    return 0
+
+
+def run_corrupt(args: argparse.Namespace) -> int:
+    """Mix invalid rows (one kind per validator reason) into a world's events; print the counts."""
+    import pyarrow.parquet as pq
+
+    from world.corrupt import corrupt_events
+
+    if not 0.0 < args.fraction <= 1.0:
+        raise ValueError(f"--fraction must be in (0, 1], got {args.fraction}")
+    files = {name: args.world / f"{name}.parquet" for name in ("events", "titles", "profiles")}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"not a world folder, missing: {', '.join(missing)}")
+    events, counts = corrupt_events(pq.read_table(files["events"]), args.fraction, args.seed,
+                                    pq.read_table(files["profiles"]), pq.read_table(files["titles"]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(events, args.out)
+    print(f"{events.num_rows:,} events written to {args.out}, of which bad: "
+          + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     return 0
