@@ -73,13 +73,15 @@ def tuned_baseline(name: str, grid: list[dict], train: Interactions, test: Inter
     return {"model": f"{name} {best}", **evaluate(model, train, test), "train_s": seconds}
 
 
-def run_model(name: str, train: Interactions, test: Interactions, item_features: np.ndarray | None) -> dict:
+def run_model(
+    name: str, train: Interactions, test: Interactions, item_features: np.ndarray | None, overrides: dict | None = None
+) -> dict:
     from training.models import MODELS, PathwaysFinal
 
     start = time.perf_counter()
     if name.startswith("pathways_final"):
         ranker = name.split(":")[1] if ":" in name else "listwise"
-        model = PathwaysFinal(ranker=ranker).fit(train, item_features=item_features)
+        model = PathwaysFinal(ranker=ranker, **(overrides or {})).fit(train, item_features=item_features)
     elif name == "two_tower":
         model = MODELS[name]().fit(train, item_features=item_features)
     else:
@@ -106,6 +108,7 @@ def main() -> None:
     parser.add_argument("--models", default="sasrec,two_tower,item_knn_recent,pathways_final")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--final-overrides", type=json.loads, default={}, help='e.g. {"budget": 500}')
     args = parser.parse_args()
     from training.data import load_dataset
     from training.evaluation.metrics import genre_matrix
@@ -118,7 +121,7 @@ def main() -> None:
     print(f"{args.data}: {data.n_users} users, {data.n_items} items, {len(data)} interactions", flush=True)
     rows = [tuned_baseline(b, BASELINE_GRIDS[b], train, test) for b in filter(None, args.baselines.split(","))]
     for name in filter(None, args.models.split(",")):
-        runs = [run_model(name, train, test, features) for _ in range(args.runs)]
+        runs = [run_model(name, train, test, features, args.final_overrides) for _ in range(args.runs)]
         med = {k: float(np.median([r[k] for r in runs])) for k in ("ndcg@20", "recall@20", "train_s")}
         rows.append({**runs[0], **med})
         print(rows[-1], flush=True)
