@@ -71,5 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The console script: ``main``, then exit without interpreter teardown, where duckdb's
+    nanobind bindings (loaded by Feast) print pages of "leaked instance" reports."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()
