@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.models.holdout import leave_last_k, ranking_metrics, users_with_holdout
-from training.models.torch_utils import top_k_excluding, torch_threads
+from training.models.torch_utils import EarlyStopping, top_k_excluding, torch_threads
 from training.recommender import Interactions
 
 
@@ -180,8 +180,7 @@ class SASRec:
         if current:
             batches.append(current)
         full = train.n_items <= cfg.full_softmax_max_items
-        self.history_: list[tuple[int, float]] = []
-        best_score, best_epoch, best_state, stale = -1.0, max_epochs, None, 0
+        stopper = EarlyStopping(self.net_, self.config.patience)
         exclude = train.matrix() if valid is not None else None
         valid_users = users_with_holdout(valid) if valid is not None else None
         for epoch in range(1, max_epochs + 1):
@@ -199,18 +198,11 @@ class SASRec:
             if valid is None or epoch % cfg.eval_every:
                 continue
             recs = top_k_excluding(self.score(valid_users), valid_users, exclude, 20)
-            ndcg = ranking_metrics(recs, valid_users, valid, 20)["ndcg@20"]
-            self.history_.append((epoch, ndcg))
-            if ndcg > best_score:
-                best_score, best_epoch, stale = ndcg, epoch, 0
-                best_state = {k: v.clone() for k, v in self.net_.state_dict().items()}
-            else:
-                stale += 1
-                if stale >= cfg.patience:
-                    break
-        if best_state is not None:
-            self.net_.load_state_dict(best_state)
-        self.best_epochs_ = best_epoch
+            if stopper.update(epoch, ranking_metrics(recs, valid_users, valid, 20)["ndcg@20"]):
+                break
+        stopper.restore()
+        self.history_ = stopper.history
+        self.best_epochs_ = stopper.best_epoch or max_epochs
         self.net_.eval()
 
     def _loss(self, hidden: torch.Tensor, targets: torch.Tensor, full: bool, rng: np.random.Generator) -> torch.Tensor:

@@ -36,3 +36,31 @@ def top_k_excluding(scores: np.ndarray, users: np.ndarray, exclude: sp.csr_matri
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
+
+
+class EarlyStopping:
+    """Keeps the best weights of ``module`` by a validation score; ``update`` says when to stop.
+
+    ``history`` lists (epoch, score) of every evaluation; ``best_epoch`` is None until one ran.
+    """
+
+    def __init__(self, module: torch.nn.Module, patience: int) -> None:
+        self.module, self.patience = module, patience
+        self.best_score, self.best_epoch, self.stale = -np.inf, None, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.history: list[tuple[int, float]] = []
+
+    def update(self, epoch: int, score: float) -> bool:
+        """Record ``score`` after ``epoch``; True when ``patience`` evaluations passed without gain."""
+        self.history.append((epoch, score))
+        if score > self.best_score:
+            self.best_score, self.best_epoch, self.stale = score, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+            return False
+        self.stale += 1
+        return self.stale >= self.patience
+
+    def restore(self) -> None:
+        """Load the best weights back (no-op when nothing was evaluated)."""
+        if self.best_state is not None:
+            self.module.load_state_dict(self.best_state)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.models.holdout import leave_last_k, ranking_metrics, users_with_holdout
-from training.models.torch_utils import top_k_excluding, torch_threads
+from training.models.torch_utils import EarlyStopping, top_k_excluding, torch_threads
 from training.recommender import Interactions
 
 
@@ -182,8 +182,7 @@ class TwoTower:
         hist_all, recent_all = self._histories(users, ends)
         freq = np.bincount(targets, minlength=train.n_items).astype(np.float64)
         log_q = torch.from_numpy(np.log(np.maximum(freq, 1.0) / freq.sum()).astype(np.float32))
-        self.history_: list[tuple[int, float]] = []
-        best_score, best_epoch, best_state, stale = -1.0, max_epochs, None, 0
+        stopper = EarlyStopping(self.net_, self.config.patience)
         exclude = train.matrix() if valid is not None else None
         valid_users = users_with_holdout(valid) if valid is not None else None
         for epoch in range(1, max_epochs + 1):
@@ -205,18 +204,11 @@ class TwoTower:
             if valid is None or epoch % cfg.eval_every:
                 continue
             recs = top_k_excluding(self.score(valid_users), valid_users, exclude, 20)
-            ndcg = ranking_metrics(recs, valid_users, valid, 20)["ndcg@20"]
-            self.history_.append((epoch, ndcg))
-            if ndcg > best_score:
-                best_score, best_epoch, stale = ndcg, epoch, 0
-                best_state = {k: v.clone() for k, v in self.net_.state_dict().items()}
-            else:
-                stale += 1
-                if stale >= cfg.patience:
-                    break
-        if best_state is not None:
-            self.net_.load_state_dict(best_state)
-        self.best_epochs_ = best_epoch
+            if stopper.update(epoch, ranking_metrics(recs, valid_users, valid, 20)["ndcg@20"]):
+                break
+        stopper.restore()
+        self.history_ = stopper.history
+        self.best_epochs_ = stopper.best_epoch or max_epochs
         self.net_.eval()
 
     def set_history(self, data: Interactions) -> "TwoTower":
