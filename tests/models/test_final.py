@@ -7,7 +7,7 @@ import pytest
 
 from tests.models.conftest import make_interactions
 from training.models import FINAL_MODEL, MODELS, FinalConfig, PathwaysFinal
-from training.models.candidate_features import CandidateFeaturizer, union_candidates
+from training.models.candidate_features import CandidateFeaturizer, top_n_excluding, union_candidates
 from training.models.final import NOT_CANDIDATE
 from training.models.sasrec import SASRecConfig
 from training.models.two_tower import TwoTowerConfig
@@ -16,7 +16,7 @@ from training.recommender import Recommender, recommend
 TINY = FinalConfig(
     sasrec=SASRecConfig(dim=16, n_heads=1, lr=1e-2, max_epochs=20, eval_every=5, patience=100),
     two_tower=TwoTowerConfig(dim=16, batch_size=64, max_epochs=4, eval_every=2),
-    generators=("sasrec", "item_knn_recent", "popularity"),
+    generators=("sasrec", "item_knn_recent", "als", "popularity"),
     per_generator=5,
     budget=8,
     valid_k=1,
@@ -65,10 +65,12 @@ def test_seeded_determinism(fitted):
 
 
 def test_union_orders_by_best_rank_and_excludes_history():
-    a = np.array([[5.0, 4.0, 3.0, 2.0, 1.0]])
-    b = np.array([[1.0, 2.0, 3.0, 4.0, 5.0]])
-    out = union_candidates([a, b], [np.array([0])], per_generator=2, budget=4)
-    assert out.tolist() == [[1, 4, 2, 3]]  # item 0 watched; ranks: 1->0, 4->0, 2->1, 3->1
+    a = top_n_excluding(np.array([[5.0, 4.0, 3.0, 2.0, 1.0]]), [np.array([0])], 2)
+    b = top_n_excluding(np.array([[1.0, 2.0, 3.0, 4.0, 5.0]]), [np.array([0])], 2)
+    assert a.tolist() == [[1, 2]] and b.tolist() == [[4, 3]]  # item 0 watched
+    assert union_candidates([a, b], 5, budget=4).tolist() == [[1, 4, 2, 3]]  # by best rank, then order
+    assert union_candidates([a, b], 5, budget=6).tolist() == [[1, 4, 2, 3, -1, -1]]
+    assert top_n_excluding(np.ones((1, 3)), [np.array([0, 1])], 3).tolist() == [[2, -1, -1]]
 
 
 def test_item_counts_are_point_in_time():

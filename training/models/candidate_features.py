@@ -2,9 +2,9 @@
 
 Given each generator's full-catalog scores for a batch of users:
 
-- ``union_candidates``: each generator's top ``per_generator`` (train items excluded), merged and
-  ordered by the best rank any generator gave, cut to ``budget`` -> (n_users, budget) item indices
-  padded with -1.
+- ``top_n_excluding`` / ``FaissRetriever.search``: each generator's top ``per_generator`` with the
+  user's train items excluded; ``union_candidates`` merges them, ordered by the best rank any
+  generator gave, cut to ``budget`` -> (n_users, budget) item indices padded with -1.
 - ``CandidateFeaturizer`` (fit on the train interactions) -> (n_users, budget, n_features):
   per generator: raw score, z-score within the user's catalog, log rank in the catalog; per item,
   as of the user's last timestamp t_u (never later, so features are point-in-time): log count of
@@ -30,26 +30,30 @@ def _excluded_scores(scores: np.ndarray, history: list[np.ndarray]) -> np.ndarra
     return out
 
 
-def union_candidates(
-    scores: list[np.ndarray], history: list[np.ndarray], per_generator: int, budget: int
-) -> np.ndarray:
-    """(n_users, budget) int64 candidates (-1 = none), best-ranked first. ``scores``: one
-    (n_users, n_items) array per generator; ``history``: per user, the items to exclude."""
-    n_users, n_items = scores[0].shape
-    best_rank = np.full((n_users, n_items), np.iinfo(np.int32).max, dtype=np.int64)
-    k = min(per_generator, n_items)
-    for s in scores:
-        s = _excluded_scores(s, history)
-        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        finite = np.isfinite(np.take_along_axis(s, top, axis=1))
-        rows = np.repeat(np.arange(n_users), k)[finite.ravel()]
-        ranks = np.tile(np.arange(k), n_users)[finite.ravel()]
-        np.minimum.at(best_rank, (rows, top.ravel()[finite.ravel()]), ranks)
+def top_n_excluding(scores: np.ndarray, history: list[np.ndarray], n: int) -> np.ndarray:
+    """(n_users, min(n, n_items)) best items of each row of ``scores`` (n_users, n_items) with the
+    user's ``history`` items left out; -1 where a row runs out."""
+    s = _excluded_scores(scores, history)
+    k = min(n, s.shape[1])
+    top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    top[~np.isfinite(np.take_along_axis(s, top, axis=1))] = -1
+    return top
+
+
+def union_candidates(top_lists: list[np.ndarray], n_items: int, budget: int) -> np.ndarray:
+    """(n_users, budget) int64 candidates (-1 = none): the union of each generator's ranked list
+    (n_users, N_g; -1 = padding), ordered by the best rank any generator gave, cut to ``budget``."""
+    n_users = top_lists[0].shape[0]
+    missing = np.iinfo(np.int64).max
+    best_rank = np.full((n_users, n_items), missing, dtype=np.int64)
+    for top in top_lists:
+        rows, ranks = np.nonzero(top >= 0)
+        np.minimum.at(best_rank, (rows, top[rows, ranks]), ranks)
     out = np.full((n_users, budget), -1, dtype=np.int64)
     for row in range(n_users):
-        seen = np.flatnonzero(best_rank[row] < np.iinfo(np.int32).max)
+        seen = np.flatnonzero(best_rank[row] < missing)
         chosen = seen[np.argsort(best_rank[row, seen], kind="stable")][:budget]
         out[row, : len(chosen)] = chosen
     return out
@@ -66,6 +70,7 @@ class CandidateFeaturizer:
         self._ts_sorted = train.timestamps[order].astype(np.int64)
         self._item_start = np.searchsorted(self._items_sorted, np.arange(train.n_items + 1))
         self.sequences = train.sequences()
+        self.n_items = train.n_items
         last_ts = np.full(train.n_users, train.timestamps.min() if len(train) else 0, dtype=np.int64)
         first_ts = np.full(train.n_users, np.iinfo(np.int64).max, dtype=np.int64)
         np.maximum.at(last_ts, train.users, train.timestamps)

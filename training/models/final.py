@@ -6,7 +6,11 @@ Fit, point-in-time:
 2. Fit every generator on ``inner`` (SASRec and the two-tower early-stop on validation), build each
    user's candidate union and features as of ``inner``, and label a candidate 1 when it is among the
    user's validation items. Fit the ranker (listwise MLP by default) on those lists.
-3. Refit the generators on all of train (the neural ones for the epoch count found in step 2).
+3. Refit the light generators on all of train; SASRec and the two-tower keep their step-2 weights
+   and read the full train histories (``retrain_neural=True`` retrains them for the epoch count
+   found in step 2 instead).
+
+Two-tower and ALS candidates are retrieved through faiss (exact inner product, ``FaissRetriever``).
 
 ``score(users)``: candidates and features from the refit generators, ranker scores on the
 candidates and ``NOT_CANDIDATE`` (very low) elsewhere, so ``recommend`` works unchanged.
@@ -22,8 +26,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import scipy.sparse as sp
 
-from training.models.candidate_features import CandidateFeaturizer, union_candidates
+from training.models.candidate_features import CandidateFeaturizer, top_n_excluding, union_candidates
+from training.models.faiss_index import FaissRetriever
 from training.models.generators import ALS, EASE, ItemKNN, Popularity
 from training.models.holdout import leave_last_k, users_with_holdout
 from training.models.ltr import ListRanker, PointwiseGBDT, RankerConfig
@@ -138,12 +144,29 @@ class PathwaysFinal:
     def _candidates_and_features(
         self, generators: dict[str, Recommender], featurizer: CandidateFeaturizer, users: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Factor models (two-tower, ALS) retrieve their top-N through faiss; the others rank their
+        full-catalog scores. Every generator's full scores also feed the features."""
+        cfg = self.config
+        retrievers = {n: FaissRetriever(g.item_embeddings()) for n, g in generators.items() if hasattr(g, "item_embeddings")}
         cands, feats = [], []
-        for s in range(0, len(users), self.config.user_chunk):
-            chunk = users[s : s + self.config.user_chunk]
-            scores = [np.asarray(generators[n].score(chunk), dtype=np.float32) for n in self.config.generators]
+        for s in range(0, len(users), cfg.user_chunk):
+            chunk = users[s : s + cfg.user_chunk]
             history = [featurizer.sequences[u] for u in chunk]
-            c = union_candidates(scores, history, self.config.per_generator, self.config.budget)
+            seen = sp.csr_matrix(
+                (np.ones(sum(map(len, history)), np.float32), np.concatenate([np.zeros(0, np.int64), *history]),
+                 np.concatenate([[0], np.cumsum([len(h) for h in history])])),
+                shape=(len(chunk), featurizer.n_items),
+            )
+            scores, tops = [], []
+            for name in cfg.generators:
+                model = generators[name]
+                scores.append(np.asarray(model.score(chunk), dtype=np.float32))
+                if name in retrievers:
+                    vectors = model.user_embeddings(chunk)
+                    tops.append(retrievers[name].search(vectors, cfg.per_generator, seen, np.arange(len(chunk)))[1])
+                else:
+                    tops.append(top_n_excluding(scores[-1], history, cfg.per_generator))
+            c = union_candidates(tops, featurizer.n_items, cfg.budget)
             cands.append(c)
             feats.append(featurizer.features(chunk, c, scores))
         return np.concatenate(cands), np.concatenate(feats)
