@@ -55,8 +55,13 @@ def input_files(config: PathwaysConfig) -> list[Path]:
 
 
 def fingerprint(config: PathwaysConfig, files: list[Path]) -> str:
-    """A short hash of the config and of each input file's name, size and row count."""
-    h = hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode())
+    """A short hash of the config and of each input file's name, size and row count.
+
+    Settings that cannot change what a run produces (where data lives, how pages are spread over
+    workers, serving) are left out, so that e.g. switching to the Ray executor resumes the run.
+    """
+    settings = config.model_dump(mode="json", exclude={"data_dir", "pipeline", "serving"})
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for f in files:
         h.update(f"{f.name}:{f.stat().st_size}:{pq.ParquetFile(f).metadata.num_rows}".encode())
     return h.hexdigest()[:12]

@@ -1,0 +1,86 @@
+"""Throughput of the nightly pages stage: in-process vs Ray actors, on a finished nightly run.
+
+    python bench/pages.py --data-dir var [--repeats 3] [--workers 2] [--json PATH]
+
+Needs a data dir where ``pathways nightly`` (or ``make run``) has run. Each executor builds the
+pages of every profile ``--repeats`` times; the table shows the median seconds, profiles per
+second and the ratio to the in-process baseline measured in the same run. Ray's time includes
+opening one page builder per actor (loading events, models, the feature store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pathways.config import load_config  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=Path("var"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.repeats < 1 or args.workers < 1:
+        parser.error("--repeats and --workers must be >= 1")
+
+    import ray
+
+    from pipelines.nightly import fingerprint, input_files
+    from pipelines.page_builder import PageBuildSpec, build_pages
+    from pipelines.runner import RunContext
+    from pipelines.stages import RETRIEVAL_MODELS, _profile_contexts
+
+    config = load_config(None, data_dir=str(args.data_dir.resolve()))
+    run_id = fingerprint(config, input_files(config))
+    run_dir = config.runs_dir / run_id
+    outputs = {p.name.removesuffix(".done.json"): json.loads(p.read_text())["outputs"] for p in run_dir.glob("*.done.json")}
+    if "train_retrieval" not in outputs:
+        parser.error(f"no finished nightly run for the inputs in {args.data_dir} (run `pathways nightly` first)")
+    ctx = RunContext(config, run_id, run_dir, outputs, progress=False)
+    profiles = _profile_contexts(ctx)
+    extra = {n: (Path(outputs["train_retrieval"]["dir"]) / n, e) for n, e in RETRIEVAL_MODELS.items()}
+    as_of = datetime.fromisoformat(outputs["features"]["as_of"])
+
+    results: dict[str, dict[str, float]] = {}
+    for label, overrides in (("local", {}), (f"ray x{args.workers}", {"pipeline.executor": "ray", "pipeline.workers": args.workers})):
+        cfg = config.with_overrides(overrides)
+        spec = PageBuildSpec(cfg, Path(outputs["train_als"]["path"]), as_of, extra)
+        if overrides:
+            ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
+                     _temp_dir=tempfile.mkdtemp(prefix="pw-", dir="/tmp"))
+        times = []
+        try:
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                build_pages(spec, profiles, progress=False)
+                times.append(time.perf_counter() - t0)
+        finally:
+            if overrides:
+                ray.shutdown()
+        med = statistics.median(times)
+        results[label] = {"median_s": med, "profiles_per_s": len(profiles) / med, "runs": len(times)}
+    base = results["local"]["median_s"]
+    print(f"pages stage, {len(profiles):,} profiles, median of {args.repeats}")
+    print(f"{'executor':<12}{'median s':>10}{'profiles/s':>12}{'x local':>9}")
+    for label, r in results.items():
+        r["ratio_to_local"] = base / r["median_s"]
+        print(f"{label:<12}{r['median_s']:>10.1f}{r['profiles_per_s']:>12.1f}{r['ratio_to_local']:>9.2f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"profiles": len(profiles), "executors": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
