@@ -43,8 +43,8 @@ NOT_CANDIDATE = -1e9
 @dataclass(frozen=True)
 class FinalConfig:
     valid_k: int = 5
-    per_generator: int = 150  # top-N each generator contributes
-    budget: int = 400  # candidates per user after the union
+    per_generator: int = 200  # top-N each generator contributes
+    budget: int = 500  # candidates per user after the union
     generators: tuple[str, ...] = ("sasrec", "two_tower", "ease", "item_knn_recent", "als", "popularity")
     ranker: Literal["listwise", "pairwise", "gbdt"] = "listwise"
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
