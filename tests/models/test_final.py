@@ -107,3 +107,11 @@ def test_save_load_parity(fitted, tmp_path):
     np.testing.assert_array_equal(model.score(users), loaded.score(users))
     with pytest.raises(ValueError, match="fit before save"):
         PathwaysFinal(TINY).save(tmp_path / "unfit.pkl")
+
+
+def test_genre_match_is_the_cosine_with_the_users_recent_profile():
+    data = make_interactions([0, 0, 1], [0, 1, 2], 2, 3, [1, 2, 3])
+    genres = np.array([[1, 0], [1, 0], [0, 1]], np.float32)
+    feats = CandidateFeaturizer(data, genres).features(np.array([0]), np.array([[2, 0]]), [np.zeros((1, 3), np.float32)])
+    np.testing.assert_allclose(feats[0, :, -1], [0.0, 1.0], atol=1e-6)
+    assert feats.shape == (1, 2, 3 + 8 + 1)  # per generator 3, item/user context 8, genre match 1
