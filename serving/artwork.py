@@ -51,7 +51,12 @@ def genre_context_fn(config: PathwaysConfig, context_names: tuple[str, ...]) -> 
 def load_artwork_policy(config: PathwaysConfig) -> ArtworkSelector | DefaultArtwork:
     """The champion artwork policy with online contexts, or DefaultArtwork when there is none."""
     try:
-        selector = ArtworkSelector.load(config.mlflow_uri)
+        quiet = logging.getLogger("bandits.serving")
+        level, quiet.level = quiet.level, logging.ERROR  # it warns about the context_fn given below
+        try:
+            selector = ArtworkSelector.load(config.mlflow_uri)
+        finally:
+            quiet.setLevel(level)
         context_fn = genre_context_fn(config, selector.policy.featurizer.context_names)
     except Exception as exc:  # noqa: BLE001 - no policy must never stop serving
         log.warning("artwork: serving default artwork (%s)", exc)
