@@ -35,6 +35,7 @@ STAGES: list[Stage] = [
     Stage("materialize", stages.materialize, "feast apply + materialize into the online store"),
     Stage("train_als", stages.train_als, "ALS on plays weighted by fraction watched (MLflow)"),
     Stage("train_retrieval", stages.train_retrieval, "two-tower and SASRec retrieval (faiss through FactorSource)"),
+    Stage("train_top_row", stages.train_top_row, "learning-to-rank over the union of generators: the top row"),
     Stage("train_ranker", stages.train_ranker, "rankers on impressions with historical features (MLflow)"),
     Stage("artwork", stages.artwork, "train, evaluate off-policy and maybe promote the artwork policy"),
     Stage("pages", stages.pages, "candidates -> rank -> assemble a page per profile, and fallbacks"),

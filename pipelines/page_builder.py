@@ -24,6 +24,7 @@ from pathways.config import PathwaysConfig
 from pathways.types import Page, ProfileContext
 from ranking.page import assemble_page
 
+TOP_ROW_SOURCE = "top_picks"
 CELL_ALIASES = (("control", "champion"), ("challenger", "challenger"))
 
 
@@ -35,6 +36,7 @@ class PageBuildSpec:
     als_dir: Path
     as_of: datetime
     factor_sources: dict[str, tuple[Path, str]] = field(default_factory=dict)  # name -> (artifacts, evidence)
+    top_row: Path | None = None  # the learning-to-rank top row, one ranked list per profile
 
 
 class PageBuilder:
@@ -67,6 +69,11 @@ class PageBuilder:
             FactorSource(AlsArtifacts.load(path), catalog, cfg.candidates, name=name, evidence=evidence)
             for name, (path, evidence) in spec.factor_sources.items()
         ]
+        if spec.top_row is not None:
+            from candidates.precomputed import PrecomputedSource, read_lists
+
+            extra.append(PrecomputedSource(read_lists(spec.top_row), catalog, cfg.candidates, TOP_ROW_SOURCE,
+                                           "Your top picks"))
         sources = build_sources(als, catalog, cfg.candidates, spec.as_of, events, profiles,
                                 trending_half_life_days=cfg.features.trending_half_life_days, extra=extra)
         tracking.configure(cfg.mlflow_uri, cfg.training.experiment_name)

@@ -162,6 +162,19 @@ def train_retrieval(ctx: RunContext) -> dict[str, Any]:
     return out
 
 
+def train_top_row(ctx: RunContext) -> dict[str, Any]:
+    """The learning-to-rank top row (PathwaysFinal), registered as top_row@champion."""
+    from training.top_row import train_top_row as fit
+
+    configure_mlflow(ctx)
+    try:
+        return fit(lake_events(ctx), catalog(ctx), ctx.stage_dir("train_top_row"), ctx.config.training.seed,
+                   ctx.config.candidates.per_source, f"top_row-{ctx.run_id}")
+    except ValueError as exc:  # too little history to carve a validation split and train on it
+        log.warning("top row not trained: %s", exc)
+        return {"path": None, "skipped": str(exc)}
+
+
 def train_ranker(ctx: RunContext) -> dict[str, Any]:
     from ranking.features import FEATURE_COLUMNS, training_frame
     from training import tracking
@@ -265,7 +278,9 @@ def pages(ctx: RunContext) -> dict[str, Any]:
 
     retrieval = Path(ctx.outputs["train_retrieval"]["dir"])
     extra = {name: (retrieval / name, evidence) for name, evidence in RETRIEVAL_MODELS.items()}
-    spec = PageBuildSpec(ctx.config, Path(ctx.outputs["train_als"]["path"]), as_of(ctx), extra)
+    top_row = ctx.outputs["train_top_row"].get("path")
+    spec = PageBuildSpec(ctx.config, Path(ctx.outputs["train_als"]["path"]), as_of(ctx), extra,
+                         Path(top_row) if top_row else None)
     records, fallbacks = build_pages(spec, _profile_contexts(ctx), progress=ctx.progress)
     writer = SnapshotWriter(ctx.stage_dir("pages"), "pages")  # the snapshot's Parquet layout, in the run dir
     writer.write_page_json([(pid, cell, page) for pid, cell, page, _ in records])

@@ -37,7 +37,7 @@ FEATURE_COLUMNS = [
     "x_title_age_days",
     "x_maturity_gap",
 ]
-PINNED = ("continue_watching",)
+PINNED = ("continue_watching", "top_picks")  # rows whose order is final (recency; the LTR top row)
 SOURCE_WEIGHT = 0.5  # how much a row's own order counts next to the ranker (logit units)
 
 

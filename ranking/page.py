@@ -25,7 +25,7 @@ from pathways.config import PageConfig
 from pathways.types import Candidates, Page, ProfileContext, Row, TitleCard
 from ranking.rules import allowed_mask
 
-PINNED_SOURCES = ("continue_watching",)
+PINNED_SOURCES = ("continue_watching", "top_picks")  # first, in this order, when present
 _POSITION_DISCOUNT = 1.0 / np.log2(np.arange(2, 202))  # DCG-style discount for up to 200 slots
 
 
@@ -91,7 +91,7 @@ def assemble_page(
             if len(view) < min(min_len, len(cands)) or len(view) == 0:
                 continue
             if cands.source in PINNED_SOURCES:
-                value = np.inf
+                value = 1e18 - PINNED_SOURCES.index(cands.source)  # before any scored row, in pinned order
             else:
                 value = _row_value(view.scores, length)
                 value /= 1.0 + config.diversity_weight * taken_per_source.get(cands.source, 0)

@@ -30,7 +30,8 @@ def nightly(tmp_path_factory, mlflow_uri):
 
     data = tmp_path_factory.mktemp("nightly")
     config = PathwaysConfig(data_dir=data).with_overrides({"training.mlflow_tracking_uri": mlflow_uri})
-    generate_to_dir(preset("tiny", base=config.world), config.raw_dir / "world")
+    world = preset("tiny", base=config.world).model_copy(update={"n_accounts": 30, "days": 21, "n_titles": 80})  # enough history for the LTR top row
+    generate_to_dir(world, config.raw_dir / "world")
     ctx, results = run_nightly(config, progress=False)
     return config, ctx, results
 
@@ -69,6 +70,12 @@ def test_published_pages_respect_every_hard_rule(nightly):
     sources = {r.source for _, _, page in pages for r in page.rows}
     assert {"trending", "genre"} <= sources
     assert sources & {"als", "two_tower", "sasrec", "because_you_watched"}, sources
+    # The learning-to-rank top row leads every page that has one (after continue watching).
+    with_top = [page for _, _, page in pages if any(r.source == "top_picks" for r in page.rows)]
+    assert with_top
+    for page in with_top:
+        lead = [r.source for r in page.rows if r.source in ("continue_watching", "top_picks")]
+        assert [r.source for r in page.rows[: len(lead)]] == lead and lead[-1] == "top_picks"
     fallback = pq.read_table(snap / "fallback.parquet").to_pylist()
     assert {(r["region"], r["max_maturity_level"]) for r in fallback} >= {("US", 1), ("BR", 4)}
     for r in fallback:
@@ -120,7 +127,8 @@ def test_ray_executor_builds_the_same_pages_as_the_local_one(nightly):
     from pipelines.stages import RETRIEVAL_MODELS
 
     extra = {n: (Path(ctx.outputs["train_retrieval"]["dir"]) / n, e) for n, e in RETRIEVAL_MODELS.items()}
-    spec = PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]), datetime.fromisoformat(ctx.outputs["features"]["as_of"]), extra)
+    spec = PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]), datetime.fromisoformat(ctx.outputs["features"]["as_of"]), extra,
+                         Path(ctx.outputs["train_top_row"]["path"]))
     local, local_fb = build_pages(spec, profiles, progress=False)
     ray_cfg = config.with_overrides({"pipeline.executor": "ray", "pipeline.workers": 1, "pipeline.chunk_size": 7})
     import tempfile
@@ -128,7 +136,7 @@ def test_ray_executor_builds_the_same_pages_as_the_local_one(nightly):
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
              _temp_dir=tempfile.mkdtemp(prefix="pw-", dir="/tmp"))  # AF_UNIX socket paths <= 107 bytes
     try:
-        remote, remote_fb = build_pages(PageBuildSpec(ray_cfg, spec.als_dir, spec.as_of, extra), profiles, progress=False)
+        remote, remote_fb = build_pages(PageBuildSpec(ray_cfg, spec.als_dir, spec.as_of, extra, spec.top_row), profiles, progress=False)
     finally:
         ray.shutdown()
     assert [r[:2] for r in remote] == [r[:2] for r in local]
