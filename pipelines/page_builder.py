@@ -69,18 +69,22 @@ class PageBuilder:
             FactorSource(AlsArtifacts.load(path), catalog, cfg.candidates, name=name, evidence=evidence)
             for name, (path, evidence) in spec.factor_sources.items()
         ]
+        top_lists = None
         if spec.top_row is not None:
             from candidates.precomputed import PrecomputedSource, read_lists
 
-            extra.append(PrecomputedSource(read_lists(spec.top_row), catalog, cfg.candidates, TOP_ROW_SOURCE,
-                                           "Your top picks"))
+            top_lists = read_lists(spec.top_row)
+            extra.append(PrecomputedSource(top_lists, catalog, cfg.candidates, TOP_ROW_SOURCE, "Your top picks"))
         sources = build_sources(als, catalog, cfg.candidates, spec.as_of, events, profiles,
                                 trending_half_life_days=cfg.features.trending_half_life_days, extra=extra)
         tracking.configure(cfg.mlflow_uri, cfg.training.experiment_name)
         store = FeatureStoreManager(cfg.features, cfg.feature_repo_dir)
         at_days = spec.as_of.timestamp() / 86_400
+        # Control (the champion) orders rows by the learning-to-rank model where it has a list;
+        # the challenger cell keeps the impression-trained ranker behind ranker@challenger.
         scorers = {
-            cell: RowScorer(load_registered(tracking.alias_uri("ranker", alias)), store, catalog, at_days)
+            cell: RowScorer(load_registered(tracking.alias_uri("ranker", alias)), store, catalog, at_days,
+                            ltr=top_lists if cell == "control" else None)
             for cell, alias in CELL_ALIASES
         }
         return cls(spec, catalog, sources, scorers)

@@ -169,7 +169,7 @@ def train_top_row(ctx: RunContext) -> dict[str, Any]:
     configure_mlflow(ctx)
     try:
         return fit(lake_events(ctx), catalog(ctx), ctx.stage_dir("train_top_row"), ctx.config.training.seed,
-                   ctx.config.candidates.per_source, f"top_row-{ctx.run_id}")
+                   None, f"top_row-{ctx.run_id}")
     except ValueError as exc:  # too little history to carve a validation split and train on it
         log.warning("top row not trained: %s", exc)
         return {"path": None, "skipped": str(exc)}

@@ -132,6 +132,9 @@ class RowScorer:
     store: object  # features.store.FeatureStoreManager
     catalog: Catalog
     as_of_days: float | None = None
+    # The learning-to-rank model's ranked list per profile (title ids, scores). When a profile has
+    # one, its standardized scores order the rows; ``ranker`` only breaks ties below the list.
+    ltr: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
     _titles: pd.DataFrame | None = field(default=None, repr=False)
     _trending: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _profiles: dict[int, dict] = field(default_factory=dict, repr=False)
@@ -177,13 +180,20 @@ class RowScorer:
         if not scorable:
             return rows
         union = np.unique(np.concatenate([r.title_ids for r in scorable]))
-        p = dict(zip(union.tolist(), self.score_titles(profile, union).tolist()))
+        probs = np.clip(self.score_titles(profile, union), 1e-6, 1 - 1e-6)
+        logit = dict(zip(union.tolist(), np.log(probs / (1 - probs)).tolist()))
+        listed = self.ltr.get(int(profile.profile_id)) if self.ltr else None
+        if listed is not None and len(listed[0]):
+            z = (listed[1] - listed[1].mean()) / (listed[1].std() + 1e-6)
+            ltr = dict(zip(listed[0].tolist(), z.tolist()))
+            below = float(z.min()) - 1.0  # titles outside the list rank below it, in the ranker's order
+            logit = {t: ltr.get(t, below + 0.01 * v) for t, v in logit.items()}
         out = []
         for r in rows:
             if r.source in PINNED or not len(r):
                 out.append(r)
                 continue
-            probs = np.clip(np.array([p[int(t)] for t in r.title_ids]), 1e-6, 1 - 1e-6)
+            base = np.array([logit[int(t)] for t in r.title_ids])
             prior = 1.0 - np.arange(len(r)) / max(len(r), 1)  # the source's own order, 1 .. ~0
-            out.append(r.with_scores(np.log(probs / (1 - probs)) + SOURCE_WEIGHT * prior))
+            out.append(r.with_scores(base + SOURCE_WEIGHT * prior))
         return out

@@ -51,8 +51,9 @@ def genre_features(catalog: Catalog, item_ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def train_top_row(events: pa.Table, catalog: Catalog, out_dir: Path, seed: int, keep: int, run_name: str) -> dict[str, Any]:
-    """Fit, write ``top_row.parquet`` (``keep`` titles per profile), log and register. Returns facts."""
+def train_top_row(events: pa.Table, catalog: Catalog, out_dir: Path, seed: int, keep: int | None, run_name: str) -> dict[str, Any]:
+    """Fit, write ``top_row.parquet`` (``keep`` titles per profile, default all candidates: the pages
+    stage also orders other rows by these scores), log and register. Returns facts."""
     inter = interactions_from_events(events, item_ids=catalog.title_ids)
     t0 = time.perf_counter()
     model = PathwaysFinal(item_features=genre_features(catalog, inter.item_ids), seed=seed).fit(inter)
