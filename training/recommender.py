@@ -60,9 +60,11 @@ class Recommender(Protocol):
         ...
 
 
-def recommend(model: Recommender, users: np.ndarray, k: int, exclude: sp.csr_matrix | None) -> np.ndarray:
-    """Top-k dense item indices per user, shape (len(users), k), train items excluded."""
-    scores = np.asarray(model.score(users), dtype=np.float32).copy()
+def top_k_excluding(scores: np.ndarray, users: np.ndarray, exclude: sp.csr_matrix | None, k: int) -> np.ndarray:
+    """Top-k item indices per row of ``scores`` (len(users), n_items) with ``exclude[users]`` masked.
+
+    Returns (len(users), min(k, n_items)) int64, best first. ``scores`` is modified in place.
+    """
     if exclude is not None:
         sub = exclude[users]
         rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
@@ -71,3 +73,8 @@ def recommend(model: Recommender, users: np.ndarray, k: int, exclude: sp.csr_mat
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
+
+
+def recommend(model: Recommender, users: np.ndarray, k: int, exclude: sp.csr_matrix | None) -> np.ndarray:
+    """Top-k dense item indices per user, shape (len(users), k), train items excluded."""
+    return top_k_excluding(np.asarray(model.score(users), dtype=np.float32).copy(), users, exclude, k)

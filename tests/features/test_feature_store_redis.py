@@ -22,7 +22,7 @@ from tests.features.builders import T0, event, events_table, make_profiles
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed: apt-get install redis-server (.ci/run installs it) lifts this"),
 ]
 
 

@@ -9,6 +9,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from training.recommender import top_k_excluding  # noqa: F401 - re-exported for the models
+
 
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
@@ -21,21 +23,6 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def top_k_excluding(scores: np.ndarray, users: np.ndarray, exclude: sp.csr_matrix | None, k: int) -> np.ndarray:
-    """Top-k item indices per row of ``scores`` (len(users), n_items) with ``exclude[users]`` masked.
-
-    Returns (len(users), min(k, n_items)) int64, best first. ``scores`` is modified in place.
-    """
-    if exclude is not None:
-        sub = exclude[users]
-        rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
-        scores[rows, sub.indices] = -np.inf
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
 
 
 class EarlyStopping:
