@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from training.recommender import top_k_excluding  # noqa: F401 - re-exported for the models
