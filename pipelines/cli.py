@@ -76,18 +76,25 @@ def _demo(args: argparse.Namespace) -> int:
     print(format_summary(ctx, results))
     if args.no_serve:
         return 0
-    from serving.deployment import run as serve
+    from serving import deployment
 
-    base = f"http://{config.serving.host}:{config.serving.port}"
+    base = deployment.start(config)
     examples = _example_profiles(config)
     print("\nServing on", base, "- try:")
     for pid, what in examples:
         print(f"  curl '{base}/api/v1/pathways?profile_id={pid}&row_count=5'   # {what}")
     print(f"  curl '{base}/api/v1/pathways?profile_id=999999999&row_count=5'   # never seen: fallback page")
     print(f"  curl -X PUT '{base}/api/v1/playback/s1/heartbeat' -H 'content-type: application/json' "
-          f"-d '{{\"profile_id\": {examples[0][0]}, \"title_id\": <a title id>, \"position_s\": 600}}'")
+          f"-d '{{\"profile_id\": {examples[0][0]}, \"title_id\": {_example_title(config, examples[0][0])}, "
+          f"\"position_s\": 600}}'   # then the first call again: continue watching leads")
     print(f"  curl '{base}/healthz'\nPress Ctrl-C to stop.")
-    serve(config, blocking=True)
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        print("stopping ...")
+    finally:
+        deployment.stop()
     return 0
 
 
@@ -98,3 +105,14 @@ def _example_profiles(config: PathwaysConfig) -> list[tuple[int, str]]:
     adult = next(p for p in profiles if not p["is_kids"])
     kid = next((p for p in profiles if p["is_kids"]), adult)
     return [(adult["profile_id"], f"adult profile in {adult['region']}"), (kid["profile_id"], "kids profile")]
+
+
+def _example_title(config: PathwaysConfig, profile_id: int) -> int:
+    """A title that ``profile_id`` may see (licensed in its region, within its maturity)."""
+    import pyarrow.parquet as pq
+
+    world = config.raw_dir / "world"
+    prof = next(p for p in pq.read_table(world / "profiles.parquet").to_pylist() if p["profile_id"] == profile_id)
+    titles = pq.read_table(world / "titles.parquet").to_pylist()
+    return next(t["title_id"] for t in titles
+                if prof["region"] in t["regions"] and t["maturity_level"] <= prof["max_maturity_level"])
