@@ -9,7 +9,7 @@ with a user's train items excluded. Randomness comes from the ``seed`` hyperpara
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -31,6 +31,16 @@ class Interactions:
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
+
+    def subset(self, mask: np.ndarray) -> "Interactions":
+        """The rows where ``mask`` (shape (n,)) is True, in the same index space."""
+        return replace(
+            self,
+            users=self.users[mask],
+            items=self.items[mask],
+            timestamps=self.timestamps[mask],
+            weights=None if self.weights is None else self.weights[mask],
+        )
 
     def matrix(self, binary: bool = True) -> sp.csr_matrix:
         """User x item CSR (duplicates summed; binary=True clips values to 1)."""

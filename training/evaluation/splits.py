@@ -14,7 +14,6 @@ and test. ``protocol.validation(train)`` carves a validation split from train th
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,13 +54,7 @@ class SplitProtocol(Protocol):
 
 def subset(data: Interactions, mask: np.ndarray) -> Interactions:
     """The rows of ``data`` where ``mask`` (shape (n,)) is True, same index space."""
-    return dataclasses.replace(
-        data,
-        users=data.users[mask],
-        items=data.items[mask],
-        timestamps=data.timestamps[mask],
-        weights=None if data.weights is None else data.weights[mask],
-    )
+    return data.subset(mask)
 
 
 def _group(users: np.ndarray, items: np.ndarray, n_users: int) -> dict[int, np.ndarray]:

@@ -8,21 +8,10 @@ at least ``min_train`` earlier ones (users with fewer interactions keep everythi
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 
 from training.recommender import Interactions
-
-
-def _subset(data: Interactions, mask: np.ndarray) -> Interactions:
-    return dataclasses.replace(
-        data,
-        users=data.users[mask],
-        items=data.items[mask],
-        timestamps=data.timestamps[mask],
-        weights=None if data.weights is None else data.weights[mask],
-    )
 
 
 def leave_last_k(data: Interactions, k: int = 5, min_train: int = 1) -> tuple[Interactions, Interactions]:
@@ -43,7 +32,7 @@ def leave_last_k(data: Interactions, k: int = 5, min_train: int = 1) -> tuple[In
     held = (rank_from_end < k) & (counts[users] >= k + min_train)
     mask = np.zeros(len(data), dtype=bool)
     mask[order[held]] = True
-    return _subset(data, ~mask), _subset(data, mask)
+    return data.subset(~mask), data.subset(mask)
 
 
 def ranking_metrics(topk: np.ndarray, users: np.ndarray, holdout: Interactions, k: int) -> dict[str, float]:
