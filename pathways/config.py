@@ -127,6 +127,35 @@ class PipelineConfig(_Section):
     keep_snapshots: int = Field(3, ge=1)
 
 
+class AuthConfig(_Section):
+    """Access control for the API (``serving/auth.py``): signed bearer tokens, scopes, rate limits.
+
+    The signing key is read from the environment variable ``secret_env`` or, failing that, from
+    ``secret_file``; it never appears in a config file, a snapshot or a log.
+    """
+
+    enabled: bool = True
+    algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    secret_env: str = "PATHWAYS_JWT_SECRET"
+    secret_file: Path | None = None  # e.g. <data_dir>/secrets/jwt_secret, written by `pathways demo`
+    issuer: str = "pathways"
+    audience: str = "pathways-api"
+    token_ttl_s: int = Field(3600, ge=60, le=30 * 86400)
+    leeway_s: int = Field(30, ge=0, le=600)
+    service_subjects: tuple[str, ...] = ()  # subjects of service tokens (the app backend): any profile
+    rate_limit: str = "200/second"  # per token subject, `limits` notation ("N/second", "N/minute")
+
+    @model_validator(mode="after")
+    def _rate_limit_parses(self) -> "AuthConfig":
+        from limits import parse
+
+        try:
+            parse(self.rate_limit)
+        except ValueError as exc:
+            raise ValueError(f"auth.rate_limit {self.rate_limit!r} is not 'N/second|minute|hour': {exc}") from None
+        return self
+
+
 class PathwaysConfig(_Section):
     """The root: every section, plus where data lives."""
 
@@ -138,6 +167,7 @@ class PathwaysConfig(_Section):
     page: PageConfig = PageConfig()
     experiment: ExperimentConfig = ExperimentConfig()
     serving: ServingConfig = ServingConfig()
+    auth: AuthConfig = AuthConfig()
     pipeline: PipelineConfig = PipelineConfig()
 
     # Derived locations, all under data_dir.

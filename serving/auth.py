@@ -1,0 +1,182 @@
+"""Access control for the API: signed bearer tokens (JWT) with scopes, account binding and rate limits.
+
+A token is a JWT signed with the configured algorithm (HS256 by default; the key comes from an
+environment variable or a file named in ``AuthConfig``, never from the snapshot or a log line).
+Its claims:
+
+| claim | meaning |
+| --- | --- |
+| ``sub`` | the subject: ``account:<id>`` for a member's token, or a configured service name |
+| ``scope`` | space-separated scopes from ``SCOPES`` (``pages:read``, ``events:write``, ``admin``) |
+| ``account_id`` | for account tokens: the only account whose profiles the token may read or write |
+| ``exp``, ``iat``, ``iss``, ``aud`` | checked by PyJWT (expiry required; issuer/audience when configured) |
+
+A service token (for the app backend) is one whose ``sub`` is listed in ``AuthConfig.service_subjects``:
+it may act on any profile within its scopes. ``admin`` implies every scope. Rate limits are per
+subject (``limits``' moving window), so one noisy caller cannot starve the others.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from pathways.config import AuthConfig
+
+PAGES_READ = "pages:read"
+EVENTS_WRITE = "events:write"
+ADMIN = "admin"
+SCOPES = frozenset({PAGES_READ, EVENTS_WRITE, ADMIN})
+MAX_TOKEN_CHARS = 4096
+
+
+class AuthError(Exception):
+    """A request the caller may not make: ``status`` is 401 (who are you), 403 (not yours) or 429."""
+
+    def __init__(self, status: int, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's subject, its scopes and, for a member's token, the account."""
+
+    subject: str
+    scopes: frozenset[str]
+    account_id: int | None
+    service: bool
+
+    def require(self, scope: str) -> None:
+        """Raise 403 unless the token carries ``scope`` (or ``admin``)."""
+        if scope not in self.scopes and ADMIN not in self.scopes:
+            raise AuthError(403, f"token lacks the '{scope}' scope")
+
+    def may_act_for(self, account_ids: Iterable[int | None]) -> None:
+        """Raise 403 unless every account in ``account_ids`` is this token's (services and admins: any)."""
+        if self.service or ADMIN in self.scopes:
+            return
+        foreign = {a for a in account_ids if a != self.account_id}
+        if foreign:
+            raise AuthError(403, "token may act only on profiles of its own account")
+
+
+def load_secret(config: AuthConfig) -> str:
+    """The signing key: the environment variable ``config.secret_env``, else ``config.secret_file``."""
+    value = os.environ.get(config.secret_env, "")
+    if not value and config.secret_file is not None and Path(config.secret_file).is_file():
+        value = Path(config.secret_file).read_text().strip()
+    if len(value) < 32:
+        where = f"${config.secret_env}" + (f" or {config.secret_file}" if config.secret_file else "")
+        raise ValueError(f"auth is enabled but no signing key of at least 32 characters is set in {where}")
+    return value
+
+
+def ensure_dev_secret(path: Path) -> str:
+    """Create (mode 0600) or read a random development signing key at ``path``."""
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return value
+
+
+def issue_token(
+    config: AuthConfig,
+    secret: str,
+    subject: str,
+    scopes: Iterable[str],
+    account_id: int | None = None,
+    ttl_s: int | None = None,
+    now: float | None = None,
+) -> str:
+    """A signed token for ``subject`` with ``scopes`` (unknown scopes are an error)."""
+    scopes = sorted(set(scopes))
+    unknown = set(scopes) - SCOPES
+    if unknown:
+        raise ValueError(f"unknown scopes {sorted(unknown)}; known: {sorted(SCOPES)}")
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, object] = {"sub": subject, "scope": " ".join(scopes), "iat": issued,
+                                 "exp": issued + (config.token_ttl_s if ttl_s is None else ttl_s)}
+    if account_id is not None:
+        claims["account_id"] = int(account_id)
+    if config.issuer:
+        claims["iss"] = config.issuer
+    if config.audience:
+        claims["aud"] = config.audience
+    return jwt.encode(claims, secret, algorithm=config.algorithm)
+
+
+class TokenVerifier:
+    """Turns an ``Authorization`` header into a ``Principal``, or raises ``AuthError`` (401)."""
+
+    def __init__(self, config: AuthConfig, secret: str) -> None:
+        self.config = config
+        self._secret = secret
+        self._services = frozenset(config.service_subjects)
+
+    def verify(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise AuthError(401, "missing bearer token (Authorization: Bearer <token>)")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError(401, "the Authorization header must be 'Bearer <token>'")
+        token = token.strip()
+        if len(token) > MAX_TOKEN_CHARS:
+            raise AuthError(401, f"token longer than {MAX_TOKEN_CHARS} characters")
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=[self.config.algorithm],
+                audience=self.config.audience or None, issuer=self.config.issuer or None,
+                leeway=self.config.leeway_s, options={"require": ["exp", "sub", "iat"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError(401, "token expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(401, f"invalid token: {exc}") from None
+        return self._principal(claims)
+
+    def _principal(self, claims: dict[str, object]) -> Principal:
+        subject, scope = claims.get("sub"), claims.get("scope", "")
+        if not isinstance(subject, str) or not subject or not isinstance(scope, str):
+            raise AuthError(401, "invalid token: 'sub' and 'scope' must be strings")
+        scopes = frozenset(scope.split())
+        if scopes - SCOPES:
+            raise AuthError(401, f"invalid token: unknown scopes {sorted(scopes - SCOPES)}")
+        service = subject in self._services
+        account = claims.get("account_id")
+        if account is not None and (isinstance(account, bool) or not isinstance(account, int)):
+            raise AuthError(401, "invalid token: 'account_id' must be an integer")
+        if not service and account is None and ADMIN not in scopes:
+            raise AuthError(401, "invalid token: a member token needs 'account_id' (or the subject must be a configured service)")
+        return Principal(subject, scopes, account, service)
+
+
+class RateLimiter:
+    """Requests per token subject in a moving window (``AuthConfig.rate_limit``, e.g. ``"50/second"``)."""
+
+    def __init__(self, rate: str) -> None:
+        self._item = parse(rate)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def hit(self, subject: str) -> None:
+        """Count one request for ``subject``; raise 429 with ``retry_after_s`` when over the limit."""
+        if self._limiter.hit(self._item, subject):
+            return
+        reset = self._limiter.get_window_stats(self._item, subject).reset_time
+        raise AuthError(429, f"rate limit of {self._item} exceeded for this token",
+                        retry_after_s=max(1, int(reset - time.time() + 0.999)))

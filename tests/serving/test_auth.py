@@ -1,0 +1,123 @@
+"""Bearer tokens: a table of bad tokens with their exact status and message, scopes, accounts, rate limits."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from pathways.config import AuthConfig
+from serving.auth import (
+    ADMIN,
+    EVENTS_WRITE,
+    PAGES_READ,
+    AuthError,
+    RateLimiter,
+    TokenVerifier,
+    ensure_dev_secret,
+    issue_token,
+    load_secret,
+)
+
+SECRET = "s" * 40
+CFG = AuthConfig(service_subjects=("app-backend",))
+
+
+def verifier() -> TokenVerifier:
+    return TokenVerifier(CFG, SECRET)
+
+
+def token(**claims: object) -> str:
+    base: dict[str, object] = {"sub": "account:7", "scope": PAGES_READ, "account_id": 7, "iat": int(time.time()),
+                               "exp": int(time.time()) + 600, "iss": CFG.issuer, "aud": CFG.audience}
+    base.update(claims)
+    return jwt.encode({k: v for k, v in base.items() if v is not None}, SECRET, algorithm="HS256")
+
+
+BAD = [
+    (None, "missing bearer token (Authorization: Bearer <token>)"),
+    ("", "missing bearer token (Authorization: Bearer <token>)"),
+    ("Basic dXNlcjpwdw==", "the Authorization header must be 'Bearer <token>'"),
+    ("Bearer ", "the Authorization header must be 'Bearer <token>'"),
+    ("Bearer " + "a" * 5000, "token longer than 4096 characters"),
+    ("Bearer not.a.jwt", "invalid token: Invalid header padding"),
+    ("Bearer " + token(exp=int(time.time()) - 3600), "token expired"),
+    ("Bearer " + jwt.encode({"sub": "account:7", "exp": 2**40}, "x" * 40, algorithm="HS256"),
+     "invalid token: Signature verification failed"),
+    ("Bearer " + jwt.encode({"sub": "account:7", "exp": 2**40, "iat": 1}, None, algorithm="none"),
+     "invalid token: The specified alg value is not allowed"),
+    ("Bearer " + token(aud="someone-else"), "invalid token: Audience doesn't match"),
+    ("Bearer " + token(iss="evil"), "invalid token: Invalid issuer"),
+    ("Bearer " + token(sub=None), 'invalid token: Token is missing the "sub" claim'),
+    ("Bearer " + token(scope="pages:read root"), "invalid token: unknown scopes ['root']"),
+    ("Bearer " + token(account_id=None), "invalid token: a member token needs 'account_id' (or the subject must "
+                                         "be a configured service)"),
+    ("Bearer " + token(account_id="7"), "invalid token: 'account_id' must be an integer"),
+]
+
+
+@pytest.mark.parametrize(("header", "message"), BAD)
+def test_bad_tokens_are_401_with_a_clear_message(header: str | None, message: str) -> None:
+    with pytest.raises(AuthError) as err:
+        verifier().verify(header)
+    assert (err.value.status, err.value.message) == (401, message)
+
+
+def test_member_token_reads_only_its_account() -> None:
+    p = verifier().verify("Bearer " + issue_token(CFG, SECRET, "account:7", [PAGES_READ], account_id=7))
+    assert (p.subject, p.account_id, p.service) == ("account:7", 7, False)
+    p.require(PAGES_READ)
+    p.may_act_for([7, 7])
+    with pytest.raises(AuthError) as err:
+        p.may_act_for([7, 8])
+    assert (err.value.status, err.value.message) == (403, "token may act only on profiles of its own account")
+    with pytest.raises(AuthError) as err:
+        p.require(EVENTS_WRITE)
+    assert (err.value.status, err.value.message) == (403, "token lacks the 'events:write' scope")
+
+
+def test_service_and_admin_tokens_act_for_any_account() -> None:
+    service = verifier().verify("Bearer " + issue_token(CFG, SECRET, "app-backend", [PAGES_READ, EVENTS_WRITE]))
+    assert service.service and service.account_id is None
+    service.may_act_for([1, 2, None])
+    admin = verifier().verify("Bearer " + issue_token(CFG, SECRET, "oncall", [ADMIN]))
+    admin.require(EVENTS_WRITE)  # admin implies every scope
+    admin.may_act_for([3])
+    # the same subject, not configured as a service, is a member token without an account: refused
+    other = TokenVerifier(AuthConfig(), SECRET)
+    with pytest.raises(AuthError):
+        other.verify("Bearer " + issue_token(CFG, SECRET, "app-backend", [PAGES_READ]))
+
+
+def test_issue_token_refuses_unknown_scopes() -> None:
+    with pytest.raises(ValueError, match="unknown scopes"):
+        issue_token(CFG, SECRET, "account:1", ["pages:write"], account_id=1)
+
+
+def test_rate_limit_per_subject_with_retry_after() -> None:
+    limiter = RateLimiter("3/minute")
+    for _ in range(3):
+        limiter.hit("a")
+    with pytest.raises(AuthError) as err:
+        limiter.hit("a")
+    assert err.value.status == 429 and err.value.retry_after_s is not None and 1 <= err.value.retry_after_s <= 60
+    limiter.hit("b")  # another subject is not affected
+
+
+def test_secret_from_env_or_file_and_never_short(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "secrets" / "jwt"
+    cfg = AuthConfig(secret_env="PW_TEST_SECRET", secret_file=path)
+    monkeypatch.delenv("PW_TEST_SECRET", raising=False)
+    with pytest.raises(ValueError, match="no signing key of at least 32 characters"):
+        load_secret(cfg)
+    made = ensure_dev_secret(path)
+    assert load_secret(cfg) == made and (path.stat().st_mode & 0o777) == 0o600
+    assert ensure_dev_secret(path) == made  # idempotent
+    monkeypatch.setenv("PW_TEST_SECRET", "e" * 32)
+    assert load_secret(cfg) == "e" * 32
+
+
+def test_config_rejects_a_bad_rate_limit() -> None:
+    with pytest.raises(ValueError, match="auth.rate_limit"):
+        AuthConfig(rate_limit="lots")
