@@ -1,0 +1,79 @@
+"""Serving metrics in Prometheus format: requests, latency, page outcomes, degraded rows, event intake.
+
+Every replica records into prometheus-client's collectors; with ``PROMETHEUS_MULTIPROC_DIR`` set
+(several replica processes on one machine) ``render()`` aggregates all of them, so a scrape of any
+replica sees the whole app. ``MetricsMiddleware`` times each HTTP request by its route template
+(``/api/v1/pathways``, never the raw path, so labels stay few).
+
+| metric | type | labels |
+| --- | --- | --- |
+| ``pathways_http_requests_total`` | counter | route, method, status |
+| ``pathways_http_request_seconds`` | histogram | route |
+| ``pathways_pages_total`` | counter | personalized (``true``/``false``), reason |
+| ``pathways_degraded_rows_total`` | counter | reason |
+| ``pathways_events_total`` | counter | outcome (``accepted``, ``rejected``) |
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+from serving.guards import ASGIApp, Message, Receive, Scope, Send
+
+REQUESTS = Counter("pathways_http_requests_total", "HTTP requests answered", ["route", "method", "status"])
+LATENCY = Histogram(
+    "pathways_http_request_seconds", "HTTP request latency (seconds)", ["route"],
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.5),
+)
+PAGES = Counter("pathways_pages_total", "Pages served", ["personalized", "reason"])
+DEGRADED_ROWS = Counter("pathways_degraded_rows_total", "Rows served from a lower fallback rung", ["reason"])
+EVENTS = Counter("pathways_events_total", "Events received through the API", ["outcome"])
+
+
+def record_page(personalized: bool, reason: str | None, degraded_rows: dict[str, int] | None = None) -> None:
+    """Count one served page and its degraded rows by reason."""
+    PAGES.labels("true" if personalized else "false", reason or "").inc()
+    for why, n in (degraded_rows or {}).items():
+        DEGRADED_ROWS.labels(why).inc(n)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text of this process, or of every process when multiprocess mode is on."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by route template, method and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def capture(msg: Message) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = int(msg["status"])
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route: Any = scope.get("route")
+            name = getattr(route, "path", None) or "unmatched"
+            REQUESTS.labels(name, scope.get("method", ""), str(status)).inc()
+            LATENCY.labels(name).observe(time.perf_counter() - start)
