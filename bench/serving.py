@@ -219,16 +219,15 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, dict[int, list[dict]]] = {}
     port = free_port()
-    child_log = open(data_dir / "uvicorn.log", "w")
-    child = subprocess.Popen([sys.executable, __file__, "--data-dir", str(data_dir), "--_uvicorn", str(port)],
-                             stdout=child_log, stderr=subprocess.STDOUT)
-    try:
-        _wait(f"http://127.0.0.1:{port}")
-        results["uvicorn"] = measure(f"http://127.0.0.1:{port}", levels, args.runs, args.seconds, args.profiles)
-    finally:
-        child.terminate()
-        child.wait(30)
-        child_log.close()
+    with open(data_dir / "uvicorn.log", "w") as child_log:
+        child = subprocess.Popen([sys.executable, __file__, "--data-dir", str(data_dir), "--_uvicorn", str(port)],
+                                 stdout=child_log, stderr=subprocess.STDOUT)
+        try:
+            _wait(f"http://127.0.0.1:{port}")
+            results["uvicorn"] = measure(f"http://127.0.0.1:{port}", levels, args.runs, args.seconds, args.profiles)
+        finally:
+            child.terminate()
+            child.wait(30)
     if not args.skip_ray:
         from serving import deployment
 

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def _iso_time(text: str) -> datetime:
@@ -18,7 +22,7 @@ def _iso_time(text: str) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2026-10-01T00:00:00Z)") from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _alpha(text: str) -> float:
@@ -31,7 +35,7 @@ def _alpha(text: str) -> float:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``experiments analyze`` to the pathways command line."""
     exp = subparsers.add_parser("experiments", help="A/B test analysis")
     esub = exp.add_subparsers(dest="experiments_command", metavar="ACTION")
@@ -81,7 +85,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"--config: not found: {args.config}")
 
 
-def read_events(path: Path):
+def read_events(path: Path) -> pa.Table:
     """Events from a Parquet file, a lake folder (``events/part-*.parquet``) or a Parquet folder."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -98,7 +102,7 @@ def read_events(path: Path):
     return pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")
 
 
-def read_profiles(path: Path):
+def read_profiles(path: Path) -> pa.Table:
     """Profiles from a Parquet file or a world folder's ``profiles.parquet``."""
     import pyarrow.parquet as pq
 
@@ -111,7 +115,7 @@ def read_profiles(path: Path):
 def run_analyze(args: argparse.Namespace) -> int:
     """Print the report; write JSON/PNGs when asked. Exit 0 (a sample-ratio mismatch is warned)."""
     _check_args(args)
-    from experiments.analysis import analyze_events
+    from experiments.event_metrics import analyze_events
     from pathways.config import load_config
 
     config = load_config(args.config).experiment

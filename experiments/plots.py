@@ -15,7 +15,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from experiments.analysis import LiftResult, Report
+from experiments.lift import LiftResult
+from experiments.report import Report
 
 _SIG, _NOT_SIG = "tab:green", "tab:gray"
 
@@ -57,7 +58,7 @@ def plot_lift(results: Sequence[LiftResult], relative: bool = True) -> Figure:
 def plot_cumulative_lift(cumulative: pd.DataFrame, metric: str, relative: bool = True) -> Figure:
     """Lift of ``metric`` on the data through each day, one line and interval band per treatment.
 
-    ``cumulative``: the frame from ``analysis.cumulative_lift`` (columns day, metric, treatment,
+    ``cumulative``: the frame from ``event_metrics.cumulative_lift`` (columns day, metric, treatment,
     diff, diff_lo, diff_hi, rel_lift, rel_lo, rel_hi).
     """
     rows = cumulative[cumulative["metric"] == metric]

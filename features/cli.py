@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 WORLD_FILES = ("titles.parquet", "profiles.parquet")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``ingest`` and ``features`` (with ``materialize``) to the pathways command line."""
     ingest = subparsers.add_parser("ingest", help="validate an event file and add it to the lake")
     ingest.add_argument("--events", type=Path, required=True, help="a Parquet file of events")
@@ -30,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mat.set_defaults(handler=run_materialize)
 
 
-def read_world(world_dir: Path):
+def read_world(world_dir: Path) -> tuple[pa.Table, pa.Table]:
     """(titles, profiles) tables from ``world_dir``; clear errors when something is missing."""
     import pyarrow.parquet as pq
 

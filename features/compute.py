@@ -72,12 +72,14 @@ class _Grid:
         self.n_days = n_days
 
     def day_index(self, ts: pd.Series) -> np.ndarray:
-        return ((ts.dt.floor("D") - self.day0) // pd.Timedelta(days=1)).to_numpy(np.int64)
+        index: np.ndarray = ((ts.dt.floor("D") - self.day0) // pd.Timedelta(days=1)).to_numpy(np.int64)
+        return index
 
     def age_at_day_end(self, ts: pd.Series) -> np.ndarray:
         """Days from each event to the end of its day, in (0, 1]."""
         end = ts.dt.floor("D") + pd.Timedelta(days=1)
-        return ((end - ts) / pd.Timedelta(days=1)).to_numpy(np.float64)
+        age: np.ndarray = ((end - ts) / pd.Timedelta(days=1)).to_numpy(np.float64)
+        return age
 
     def daily(self, ent: np.ndarray, day: np.ndarray, n_ent: int, weights: np.ndarray | None = None) -> np.ndarray:
         """Per-cell sums of ``weights`` (or counts), shape (n_ent, n_days)."""
@@ -156,7 +158,8 @@ def _genre_shares(titles: pa.Table, genres: tuple[str, ...]) -> np.ndarray:
     g = np.searchsorted(np.asarray(genres, dtype=object), flat) if len(flat) else np.zeros(0, int)
     shares = np.zeros((titles.num_rows, len(genres)))
     np.add.at(shares, (owner, g), 1.0)
-    return shares / np.maximum(shares.sum(axis=1, keepdims=True), 1.0)
+    normalized: np.ndarray = shares / np.maximum(shares.sum(axis=1, keepdims=True), 1.0)
+    return normalized
 
 
 def _index(ids: np.ndarray, values: pd.Series, what: str) -> np.ndarray:
@@ -164,14 +167,16 @@ def _index(ids: np.ndarray, values: pd.Series, what: str) -> np.ndarray:
     order = np.argsort(ids)
     vals = values.to_numpy(np.int64)
     pos = np.clip(np.searchsorted(ids, vals, sorter=order), 0, max(len(ids) - 1, 0))
-    found = order[pos] if len(ids) else pos
+    found: np.ndarray = order[pos] if len(ids) else pos
     unknown = ~(ids[found] == vals) if len(ids) else np.ones(len(vals), bool)
     if unknown.any():
         raise ValueError(f"events reference unknown {what} ids, e.g. {sorted(set(vals[unknown].tolist()))[:5]}")
     return found
 
 
-def _profile_features(ev, titles, profiles, grid, config, finished_fraction) -> dict[str, np.ndarray]:
+def _profile_features(
+    ev: pd.DataFrame, titles: pa.Table, profiles: pa.Table, grid: _Grid, config: FeatureConfig, finished_fraction: float
+) -> dict[str, np.ndarray]:
     pids = profiles["profile_id"].to_numpy()
     n = len(pids)
     ent = _index(pids, ev["profile_id"], "profile_id")
@@ -224,7 +229,9 @@ def _profile_features(ev, titles, profiles, grid, config, finished_fraction) -> 
     return out
 
 
-def _title_features(ev, titles, events, grid, finished_fraction) -> dict[str, np.ndarray]:
+def _title_features(
+    ev: pd.DataFrame, titles: pa.Table, events: pa.Table, grid: _Grid, finished_fraction: float
+) -> dict[str, np.ndarray]:
     tids = titles["title_id"].to_numpy()
     n = len(tids)
     has_title = ev["title_id"].notna().to_numpy()
@@ -259,7 +266,7 @@ def _title_features(ev, titles, events, grid, finished_fraction) -> dict[str, np
     }
 
 
-def _title_region_features(ev, profiles, grid, config) -> dict[str, np.ndarray]:
+def _title_region_features(ev: pd.DataFrame, profiles: pa.Table, grid: _Grid, config: FeatureConfig) -> dict[str, np.ndarray]:
     plays = ev[ev["event_type"] == EventType.PLAY]
     region_of = pd.Series(profiles["region"].to_pylist(), index=profiles["profile_id"].to_numpy())
     keys = plays["title_id"].astype(np.int64).astype(str) + ":" + plays["profile_id"].map(region_of)
@@ -275,7 +282,9 @@ def _title_region_features(ev, profiles, grid, config) -> dict[str, np.ndarray]:
     }
 
 
-def _to_frame(key: str, ids: np.ndarray, feats: dict[str, np.ndarray], keep: np.ndarray, stamps) -> pd.DataFrame:
+def _to_frame(
+    key: str, ids: np.ndarray, feats: dict[str, np.ndarray], keep: np.ndarray, stamps: pd.DatetimeIndex
+) -> pd.DataFrame:
     """Long frame of the kept days: one row per (entity, day) where ``_valid``."""
     n = len(ids)
     valid = feats["_valid"][:, keep].reshape(-1)
@@ -296,7 +305,7 @@ def _to_frame(key: str, ids: np.ndarray, feats: dict[str, np.ndarray], keep: np.
     return frame.reset_index(drop=True)
 
 
-def _title_region_frame(feats: dict[str, np.ndarray], keep: np.ndarray, stamps) -> pd.DataFrame:
+def _title_region_frame(feats: dict[str, np.ndarray], keep: np.ndarray, stamps: pd.DatetimeIndex) -> pd.DataFrame:
     keys = feats["_keys"]
     frame = _to_frame("title_region", keys.astype(object), feats, keep, stamps)
     parts = frame["title_region"].str.split(":", n=1, expand=True)

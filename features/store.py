@@ -110,6 +110,8 @@ class FeatureStoreManager:
 
         name = f"_pathways_feature_defs_{abs(hash(self.repo_dir))}"
         spec = importlib.util.spec_from_file_location(name, self.repo_dir / "definitions.py")
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load feature definitions from {self.repo_dir / 'definitions.py'}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)

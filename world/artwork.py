@@ -70,7 +70,7 @@ class ArtworkTruth:
         genres: list[list[str]],
         seed: int,
         config: ArtworkTruthConfig | None = None,
-    ) -> "ArtworkTruth":
+    ) -> ArtworkTruth:
         """Draw the truth. ``profile_tastes`` (P, d), ``title_traits`` (T, d); ``artwork_themes[t]``
         lists title t's variants; ``genres[t]`` its genres (used to place genre slots in taste space)."""
         cfg = config or ArtworkTruthConfig()
@@ -132,7 +132,8 @@ class ArtworkTruth:
     @property
     def n_arms(self) -> np.ndarray:
         """Variants per title, int (T,)."""
-        return self.arm_mask.sum(axis=1)
+        n_arms: np.ndarray = self.arm_mask.sum(axis=1)
+        return n_arms
 
     def context(self, profile_idx: np.ndarray) -> np.ndarray:
         """Observable context (n, S) float32: noisy slot affinities in ``context_names`` order."""
@@ -151,7 +152,10 @@ class ArtworkTruth:
         """Play multiplier of every variant: (n, A_max), mean 1 over each title's variants, 0 where padded."""
         u = self.arm_logits(profile_idx, title_idx)
         e = np.exp(u - u.max(axis=1, keepdims=True))
-        return e * self.arm_mask[np.asarray(title_idx)].sum(axis=1, keepdims=True) / e.sum(axis=1, keepdims=True)
+        multipliers: np.ndarray = e * self.arm_mask[np.asarray(title_idx)].sum(axis=1, keepdims=True) / e.sum(
+            axis=1, keepdims=True
+        )
+        return multipliers
 
     def play_multiplier(self, profile_idx: np.ndarray, title_idx: np.ndarray, artwork_idx: np.ndarray) -> np.ndarray:
         """The positive factor (n,) by which variant ``artwork_idx`` scales the chance of a play."""
@@ -171,7 +175,8 @@ class ArtworkTruth:
         p = np.asarray(profile_idx, dtype=np.int64)
         t = np.asarray(title_idx, dtype=np.int64)
         z = ((self.tastes[p] * self.traits[t]).sum(axis=1) - self.taste_mean) / self.taste_sd
-        return 1.0 / (1.0 + np.exp(-(self.config.base_offset + self.config.base_scale * z)))
+        prob: np.ndarray = 1.0 / (1.0 + np.exp(-(self.config.base_offset + self.config.base_scale * z)))
+        return prob
 
     @staticmethod
     def position_bias(position: np.ndarray) -> np.ndarray:
@@ -182,12 +187,13 @@ class ArtworkTruth:
         self, profile_idx: np.ndarray, title_idx: np.ndarray, artwork_idx: np.ndarray, position: np.ndarray
     ) -> np.ndarray:
         """The full truth (n,) in (0, 1): base x artwork multiplier x position bias."""
-        prob = (
+        prob: np.ndarray = (
             self.base_probability(profile_idx, title_idx)
             * self.play_multiplier(profile_idx, title_idx, artwork_idx)
             * self.position_bias(position)
         )
-        return np.clip(prob, 1e-6, 0.95)
+        clipped: np.ndarray = np.clip(prob, 1e-6, 0.95)
+        return clipped
 
     def arm_play_probabilities(self, profile_idx: np.ndarray, title_idx: np.ndarray, position: np.ndarray) -> np.ndarray:
         """P(play) for every variant, (n, A_max), 0 where padded: what the oracle and OPE truth use."""

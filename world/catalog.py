@@ -1,11 +1,14 @@
-"""The synthetic catalog: titles with genres, cast, licences, maturity and artwork, plus the latent
-truth behind them (trait vectors and popularity)."""
+"""The synthetic catalog: titles with their attributes and the latent truth behind them.
+
+Titles carry genres, cast, licences, maturity and artwork; the truth is their trait vectors and
+popularity.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import cached_property
-from datetime import date, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -54,7 +57,9 @@ class CatalogDraw:
 
     @property
     def title_ids(self) -> np.ndarray:
-        return self.table.column("title_id").to_numpy()
+        """Title ids, int64 (T,)."""
+        ids: np.ndarray = self.table.column("title_id").to_numpy()
+        return ids
 
     @cached_property
     def genre_index(self) -> np.ndarray:
@@ -175,7 +180,8 @@ def _zipf_popularity(T: int, rng: np.random.Generator) -> np.ndarray:
     """(T,) Zipf-like popularity over a random order of titles, with lognormal jitter; sums to 1."""
     rank = rng.permutation(T)
     weight = (1.0 + rank) ** -ZIPF_EXPONENT * rng.lognormal(0.0, 0.3, T)
-    return weight / weight.sum()
+    popularity: np.ndarray = weight / weight.sum()
+    return popularity
 
 
 def _casts(T: int, rng: np.random.Generator) -> list[list[str]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from world.sizes import SIZES
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``world`` (with ``generate``) to the pathways command line."""
     world = subparsers.add_parser("world", help="the synthetic world: catalog, members, event log")
     wsub = world.add_subparsers(dest="world_command", metavar="ACTION")

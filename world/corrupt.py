@@ -1,5 +1,6 @@
-"""Bad rows for ingestion tests: ``corrupt_events`` mixes rows a validator must reject into a clean
-event log, and says how many of each kind it added.
+"""Bad rows for ingestion tests: ``corrupt_events`` mixes rejectable rows into a clean event log.
+
+It says how many rows of each kind it added.
 
 Each bad row is a copy of a clean row with exactly one thing broken, so it fails exactly one rule;
 the kinds are named after the reasons ``features.ingest`` reports. Every row still has

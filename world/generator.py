@@ -1,5 +1,6 @@
-"""The public entry points: ``generate_world(config) -> World``, ``generate_to_dir(config, out)``
-and ``load_world(dir)``.
+"""The world's public entry points: ``generate_world``, ``generate_to_dir`` and ``load_world``.
+
+``generate_world(config) -> World``, ``generate_to_dir(config, out)`` and ``load_world(dir)``.
 
 Everything is deterministic from ``config.seed``. Events are simulated per block of
 ``BLOCK_PROFILES`` profiles, each with its own random stream, so ``generate_to_dir`` can stream a
@@ -10,11 +11,12 @@ Events are sorted by time within each block (one block up to ``BLOCK_PROFILES`` 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -22,10 +24,13 @@ import pyarrow.parquet as pq
 
 from features.schema import EVENT_SCHEMA, PROFILE_SCHEMA, TITLE_SCHEMA
 from pathways.config import WorldConfig
-from world.catalog import draw_catalog
+from world.catalog import CatalogDraw, draw_catalog
 from world.members import draw_members
 from world.simulate import SimContext, simulate_block
 from world.vocab import GENRES
+
+if TYPE_CHECKING:
+    from world.artwork import ArtworkTruth
 
 BLOCK_PROFILES = 2048
 FILES = ("titles.parquet", "profiles.parquet", "events.parquet", "truth.npz")
@@ -53,11 +58,15 @@ class World:
 
     @property
     def profile_ids(self) -> np.ndarray:
-        return self.profiles.column("profile_id").to_numpy()
+        """Profile ids, int64 (P,)."""
+        ids: np.ndarray = self.profiles.column("profile_id").to_numpy()
+        return ids
 
     @property
     def title_ids(self) -> np.ndarray:
-        return self.titles.column("title_id").to_numpy()
+        """Title ids, int64 (T,)."""
+        ids: np.ndarray = self.titles.column("title_id").to_numpy()
+        return ids
 
     @cached_property
     def profile_index(self) -> dict[int, int]:
@@ -69,7 +78,7 @@ class World:
         """title_id -> row position."""
         return {int(t): i for i, t in enumerate(self.title_ids)}
 
-    def artwork_truth(self):
+    def artwork_truth(self) -> ArtworkTruth:
         """The ``world.artwork.ArtworkTruth`` that shaped this world's artwork clicks."""
         from world.artwork import ArtworkTruth
 
@@ -197,7 +206,9 @@ def _write_truth(out: Path, config: WorldConfig, tastes: np.ndarray, traits: np.
     )
 
 
-def _artwork_multiplier(tastes: np.ndarray, catalog, seed: int):
+def _artwork_multiplier(
+    tastes: np.ndarray, catalog: CatalogDraw, seed: int
+) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None:
     """``ArtworkTruth.play_multiplier`` when ``world/artwork.py`` exists, else None (no effect)."""
     try:
         from world.artwork import ArtworkTruth

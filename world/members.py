@@ -1,5 +1,7 @@
-"""The synthetic members: accounts with 1-4 profiles, kids profiles, regions, devices, and the latent
-tastes that drive their behaviour."""
+"""The synthetic members: accounts, their profiles, and the latent tastes that drive behaviour.
+
+Accounts hold 1-4 profiles (some kids profiles), each with a region and devices.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +43,9 @@ class MemberDraw:
 
     @property
     def profile_ids(self) -> np.ndarray:
-        return self.table.column("profile_id").to_numpy()
+        """Profile ids, int64 (P,)."""
+        ids: np.ndarray = self.table.column("profile_id").to_numpy()
+        return ids
 
 
 def draw_members(

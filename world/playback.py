@@ -1,5 +1,7 @@
-"""Playback of the plays a session decided on: binge runs of episodes, pauses, heartbeats,
-completions and ratings, all vectorized over plays (one loop over the few play ranks)."""
+"""Playback of the plays a session decided on: binges, pauses, heartbeats, completions, ratings.
+
+All vectorized over plays (one loop over the few play ranks).
+"""
 
 from __future__ import annotations
 

@@ -61,7 +61,8 @@ class SimContext:
 
     @classmethod
     def build(cls, catalog: CatalogDraw, members: MemberDraw, start_ms: int, days: int, sessions_per_week: float,
-              seed: int, artwork_multiplier: Callable | None) -> "SimContext":
+              seed: int, artwork_multiplier: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None,
+              ) -> SimContext:
         mat_ok = catalog.maturity[None, :] <= np.arange(MAX_MATURITY + 1)[:, None]  # (M+1, T)
         eligible = catalog.licensed[:, None, :] & mat_ok[None, :, :]
         rng = np.random.default_rng(np.random.SeedSequence([seed, 99]))
@@ -217,7 +218,8 @@ def _genre_affinity(m: MemberDraw, cat: CatalogDraw, profile: np.ndarray, title:
     """Mean affinity (n,) of each profile for the genres of its paired title."""
     g = cat.genre_index[title]  # (n, 3), -1 padded
     aff = np.take_along_axis(m.genre_affinity[profile], np.maximum(g, 0), axis=1)
-    return (aff * (g >= 0)).sum(axis=1) / (g >= 0).sum(axis=1)
+    mean: np.ndarray = (aff * (g >= 0)).sum(axis=1) / (g >= 0).sum(axis=1)
+    return mean
 
 
 def _taste_scores(tastes: np.ndarray, traits: np.ndarray, cand: np.ndarray, batch: int = 4096) -> np.ndarray:

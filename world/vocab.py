@@ -1,5 +1,8 @@
-"""Fixed vocabularies of the synthetic world: genres, moods, devices, regions' clocks, and the word
-lists that readable title and cast names are built from."""
+"""Fixed vocabularies of the synthetic world: genres, moods, devices, clocks and name word lists.
+
+The word lists are what readable title and cast names are built from; the clocks are each
+region's UTC offset.
+"""
 
 from __future__ import annotations
 
@@ -93,7 +96,7 @@ def title_names(n: int, rng: np.random.Generator) -> list[str]:
 
 def cast_pool(n: int, rng: np.random.Generator) -> list[str]:
     """``n`` distinct person names (first + last; a middle initial once combinations run out)."""
-    combos = [f"{f} {l}" for f in _FIRST for l in _LAST]
+    combos = [f"{first} {last}" for first in _FIRST for last in _LAST]
     order = rng.permutation(len(combos))
     pool = [combos[i] for i in order[: min(n, len(combos))]]
     letters = "ABCDEFGHJKLMNPRSTW"

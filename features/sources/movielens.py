@@ -107,7 +107,9 @@ def _read_ratings(directory: Path, layout: str) -> tuple[np.ndarray, np.ndarray,
     return users.astype(np.int64), movies.astype(np.int64), ratings.astype(np.float32), ts.astype(np.int64)
 
 
-def _first_per_pair(users, movies, ratings, ts):
+def _first_per_pair(
+    users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, ts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Keep the earliest rating of each (user, movie) pair (ties: the first in file order)."""
     order = np.lexsort((np.arange(len(users)), ts, movies, users))
     u, m = users[order], movies[order]
@@ -216,7 +218,9 @@ def _events_table(users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, ts
     def ids(prefix: str) -> pa.Array:
         return pc.binary_join_element_wise(pa.array([prefix] * n, pa.string()), u, m, "-")
 
-    both = lambda a: np.concatenate([a, a])  # noqa: E731
+    def both(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, a])
+
     columns = {
         "event_id": pa.concat_arrays([ids("ml-r"), ids("ml-p")]) if n else pa.array([], pa.string()),
         "event_type": pa.array([EventType.RATING.value] * n + [EventType.PLAY.value] * n, pa.string()),

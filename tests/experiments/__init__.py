@@ -1,0 +1,1 @@
+"""Tests of the A/B analysis: validation, SRM, CUPED, lifts, reports, figures and the CLI."""

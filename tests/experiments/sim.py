@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -12,7 +12,7 @@ from experiments.allocation import assign_cells
 from features.schema import EVENT_SCHEMA, PROFILE_SCHEMA
 from pathways.config import ExperimentConfig
 
-T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 1, tzinfo=UTC)
 
 
 def units(

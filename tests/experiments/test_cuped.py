@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.analysis import cuped, lift
+from experiments.cuped import cuped
+from experiments.lift import lift
 from tests.experiments import sim
 
 

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
 from experiments.allocation import assign_cell
-from experiments.analysis import (
-    DEFAULT_METRICS,
-    ExperimentDataError,
-    analyze,
-    analyze_events,
-    cumulative_lift,
-    metrics_from_events,
-)
+from experiments.event_metrics import DEFAULT_METRICS, analyze_events, cumulative_lift, metrics_from_events
+from experiments.report import analyze
+from experiments.units import ExperimentDataError
 from features.schema import EVENT_SCHEMA, PROFILE_SCHEMA
 from pathways.config import ExperimentConfig
 from tests.experiments import sim

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from experiments.analysis import RatioMetric, lift
+from experiments.lift import lift
+from experiments.units import RatioMetric
 from tests.experiments import sim
 
 PPI = RatioMetric("plays_per_impression", "plays", "impressions")

@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments.analysis import RatioMetric, analyze, lift
+from experiments.lift import lift
+from experiments.report import analyze
+from experiments.units import RatioMetric
 from pathways.config import ExperimentConfig
 from tests.experiments import sim
 

@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from experiments.analysis import RatioMetric, analyze, analyze_events
+from experiments.event_metrics import analyze_events
 from experiments.plots import plot_cumulative_lift, plot_lift, save_report_plots
+from experiments.report import analyze
+from experiments.units import RatioMetric
 from pathways.config import ExperimentConfig
 from tests.experiments import sim
 

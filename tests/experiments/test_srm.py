@@ -7,7 +7,8 @@ import pytest
 from scipy import stats
 
 from experiments.allocation import assign_cells
-from experiments.analysis import ExperimentDataError, sample_ratio_check
+from experiments.srm import sample_ratio_check
+from experiments.units import ExperimentDataError
 from pathways.config import ExperimentConfig
 
 

@@ -7,7 +7,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from experiments.analysis import ExperimentDataError, RatioMetric, analyze, cuped, lift
+from experiments.cuped import cuped
+from experiments.lift import lift
+from experiments.report import analyze
+from experiments.units import ExperimentDataError, RatioMetric
 from pathways.config import ExperimentConfig
 from tests.experiments import sim
 

@@ -1,0 +1,1 @@
+"""Tests of the synthetic world: catalog, members, behaviour, determinism, the CLI."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from tests.world.world_cases import affinity, frames, small
 
+from tests.world.world_cases import affinity, frames, small
 from world.vocab import KIDS_GENRES, REGION_UTC_OFFSET_H
 
 

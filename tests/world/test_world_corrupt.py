@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
-from tests.world.world_cases import tiny
 
 from features.ingest import ingest
 from features.schema import EVENT_SCHEMA
+from tests.world.world_cases import tiny
 from world.corrupt import KINDS, corrupt_events
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from tests.world.world_cases import tiny
 
 import world.generator as generator
 from features.schema import EVENT_SCHEMA, PROFILE_SCHEMA, TITLE_SCHEMA
 from pathways.config import WorldConfig
+from tests.world.world_cases import tiny
 from world.generator import generate_to_dir, generate_world, load_world
 from world.sizes import SIZES, preset
 

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from tests.world.world_cases import frames, small
 
 from features.ingest import ingest
 from features.schema import KIDS_MAX_MATURITY
+from tests.world.world_cases import frames, small
 
 
 def _events_with(cols: list[str]) -> pd.DataFrame:
