@@ -1,76 +1,68 @@
-"""Saving and loading a trained artwork policy (config, learned arrays, featurizer) and its MLflow form.
+"""A trained artwork policy <-> its neutral artifact (``pathways/artifacts/artwork.py``), and its MLflow form.
 
-On disk a policy is a folder: ``policy.json`` (kind, config, version), ``state.npz`` (learned
-arrays) and ``featurizer.npz`` (the catalog's arm layout it was trained with).
+The artifact holds plain data (kind, config, version, learned arrays, the arm layout's arrays);
+this module turns it into a policy object (``bandits/policies.py``) and back, gives the MLflow
+pyfunc its ``predict`` (each row's arm probabilities) and loads a registered policy through the
+one registry loader (``pathways/artifacts/registry.py``). On disk::
+
+    to_artifact(policy, version).save(path)
+    policy, version = from_artifact(ArtworkPolicyArtifact.load(path))
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
-from pathlib import Path
+from dataclasses import asdict, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from bandits.features import ArmFeaturizer
 from bandits.policies import Policy, make_policy
+from pathways.artifacts.artwork import ArtworkPolicyArtifact
 
-META, STATE, FEATURIZER = "policy.json", "state.npz", "featurizer.npz"
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pathways.artifacts.registry import Predict
 
 
-def save_policy(policy: Policy, path: str | Path, version: str) -> Path:
-    """Write ``policy`` to the folder ``path``; returns it."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    if policy.featurizer is None:
+def to_artifact(policy: Policy, version: str) -> ArtworkPolicyArtifact:
+    """The policy's saveable form; it must carry the featurizer it was trained with."""
+    fz = policy.featurizer
+    if fz is None:
         raise ValueError(f"{policy.kind}: a saved policy needs its featurizer")
-    (path / META).write_text(json.dumps({"kind": policy.kind, "config": asdict(policy.config), "version": version}))
-    np.savez(path / STATE, **policy.get_state())
-    policy.featurizer.save(path / FEATURIZER)
-    return path
+    arrays = {f.name: np.asarray(getattr(fz, f.name)) for f in fields(fz)}
+    arrays["context_names"] = np.array(fz.context_names, dtype=str)
+    return ArtworkPolicyArtifact(policy.kind, asdict(policy.config), version, arrays, policy.get_state())
 
 
-def load_policy(path: str | Path) -> tuple[Policy, str]:
-    """The policy saved at ``path`` and its version string."""
-    path = Path(path)
-    try:
-        meta = json.loads((path / META).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FileNotFoundError(f"no artwork policy at {path}: {exc}") from None
-    policy = make_policy(meta["kind"], ArmFeaturizer.load(path / FEATURIZER), **meta["config"])
-    with np.load(path / STATE, allow_pickle=False) as z:
-        state = {k: z[k] for k in z.files}
-    if state:
-        policy.set_state(state)
-    return policy, str(meta["version"])
+def from_artifact(artifact: ArtworkPolicyArtifact) -> tuple[Policy, str]:
+    """The policy (with its featurizer and learned state) and its version string."""
+    arrays = dict(artifact.featurizer)
+    context_names = tuple(str(n) for n in arrays.pop("context_names"))
+    policy = make_policy(artifact.kind, ArmFeaturizer(context_names, **arrays), **artifact.config)
+    if artifact.state:
+        policy.set_state(dict(artifact.state))
+    return policy, artifact.version
 
 
-def pyfunc_class():  # built lazily so importing bandits does not import mlflow
-    import mlflow.pyfunc
+def policy_probabilities(artifact: ArtworkPolicyArtifact) -> Predict:
+    """The MLflow ``predict``: a DataFrame with ``title_id`` and the context columns
+    (``featurizer.context_names``) -> each row's arm probabilities as a list."""
+    policy, _ = from_artifact(artifact)
 
-    class ArtworkPolicyPyfunc(mlflow.pyfunc.PythonModel):
-        """MLflow wrapper. ``predict`` takes a DataFrame with ``title_id`` and the context columns
-        (``featurizer.context_names``) and returns each row's arm probabilities as a list."""
+    def predict(model_input: pd.DataFrame, params: dict[str, Any] | None) -> list[list[float]]:
+        fz = policy.featurizer
+        assert fz is not None  # from_artifact always sets it
+        titles = model_input["title_id"].to_numpy(np.int64)
+        feats = fz.transform(model_input[list(fz.context_names)].to_numpy(np.float32), titles)
+        return policy.probabilities(feats, fz.n_arms(titles)).tolist()  # type: ignore[no-any-return]
 
-        def load_context(self, context) -> None:  # noqa: ANN001 - MLflow's signature
-            self.policy, self.version = load_policy(Path(context.artifacts["policy"]))
-
-        def predict(self, context, model_input: pd.DataFrame, params=None) -> list[list[float]]:  # noqa: ANN001
-            fz = self.policy.featurizer
-            titles = model_input["title_id"].to_numpy(np.int64)
-            feats = fz.transform(model_input[list(fz.context_names)].to_numpy(np.float32), titles)
-            return self.policy.probabilities(feats, fz.n_arms(titles)).tolist()
-
-    return ArtworkPolicyPyfunc
+    return predict
 
 
 def download_policy(model_uri: str) -> tuple[Policy, str]:
     """Load ``models:/artwork_policy@champion`` (or any logged policy URI)."""
-    import mlflow.artifacts
+    from pathways.artifacts.registry import load_registered
 
-    local = Path(mlflow.artifacts.download_artifacts(model_uri))
-    found = next(local.rglob(META), None)
-    if found is None:
-        raise FileNotFoundError(f"{model_uri} holds no artwork policy")
-    return load_policy(found.parent)
+    return from_artifact(load_registered(model_uri, "artwork_policy"))

@@ -8,8 +8,8 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa
 
-from bandits.serving import ArtworkChoice
 from features.schema import EVENT_SCHEMA, EventType
+from pathways.types import ArtworkChoice
 
 
 def artwork_impression_events(

@@ -9,17 +9,46 @@ no slot. For variant a of title t with slot s and kind k, shown to a profile wit
 
 so a linear score is ``w_s * c_s + b_s + b_k``: per-slot response to affinity, slot and kind
 main effects. Padded variants (titles with fewer than ``A_max``) are all-zero and masked.
+
+The context the artwork policy is trained and served with is the profile's genre affinity, one
+slot per genre (``artwork_context_names``); ``genre_contexts`` builds it, for the nightly job
+(affinities as of each logged impression) and for serving (the online store's) alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 KINDS: tuple[str, ...] = ("genre", "cast", "mood")
 NO_SLOT = -1
+
+
+def artwork_context_names(genres: Sequence[str]) -> tuple[str, ...]:
+    """The artwork policy's context layout: the profile's genre affinity, one slot ``genre:<name>`` per genre."""
+    return tuple(f"genre:{g}" for g in genres)
+
+
+def genre_contexts(affinities: Sequence[Any], genres: Sequence[str], context_names: Sequence[str]) -> np.ndarray:
+    """Contexts float32 (n, S) in the ``context_names`` layout from n profiles' genre affinities.
+
+    ``affinities[i]`` is a (G,) vector in ``genres`` order (the feature store's ``genre_affinity``),
+    or None / NaN when the profile has none. A missing or misshapen affinity gives the all-zero
+    context (the average member: the policy still picks by theme); slots naming no genre stay 0.
+    """
+    slot = {name: i for i, name in enumerate(context_names)}
+    cols = np.array([slot.get(f"genre:{g}", NO_SLOT) for g in genres], dtype=np.int64)
+    keep = cols != NO_SLOT
+    out = np.zeros((len(affinities), len(context_names)), np.float32)
+    for i, a in enumerate(affinities):
+        if a is None or (isinstance(a, float) and np.isnan(a)) or len(a) != len(cols):
+            continue
+        out[i, cols[keep]] = np.asarray(a, np.float32)[keep]
+    return out
 
 
 @dataclass(frozen=True)
@@ -33,7 +62,7 @@ class ArmFeaturizer:
     arm_mask: np.ndarray  # bool (T, A_max)
 
     @classmethod
-    def build(cls, context_names: tuple[str, ...] | list[str], title_ids: np.ndarray, artwork_themes) -> "ArmFeaturizer":
+    def build(cls, context_names: tuple[str, ...] | list[str], title_ids: np.ndarray, artwork_themes) -> ArmFeaturizer:
         """From the catalog: ``artwork_themes[i]`` lists the variants of ``title_ids[i]``."""
         ids = np.asarray(title_ids, dtype=np.int64)
         if ids.ndim != 1 or len(ids) != len(artwork_themes):
@@ -95,7 +124,7 @@ class ArmFeaturizer:
             raise ValueError(f"context: expected (n, {self.n_context}) or ({self.n_context},), got {ctx.shape}")
         if ctx.ndim == 2 and len(ctx) != len(rows):
             raise ValueError(f"context has {len(ctx)} rows for {len(rows)} titles")
-        s, k = self.n_context, len(KINDS)
+        s = self.n_context
         slot, kind, mask = self.arm_slot[rows], self.arm_kind[rows], self.arm_mask[rows]
         out = np.zeros((len(rows), self.max_arms, self.dim), dtype=np.float32)
         n_idx, a_idx = np.nonzero(slot >= 0)
@@ -129,6 +158,6 @@ class ArmFeaturizer:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> "ArmFeaturizer":
+    def load(cls, path: Path) -> ArmFeaturizer:
         with np.load(path, allow_pickle=False) as z:
             return cls(tuple(str(n) for n in z["context_names"]), z["title_ids"], z["arm_slot"], z["arm_kind"], z["arm_mask"])

@@ -5,47 +5,30 @@ the rounds and both it and the current champion are estimated by doubly robust O
 (one cross-fitted reward model shared by both). The candidate is logged and registered in MLflow
 as a new version of ``name`` (alias ``challenger``); it becomes ``champion`` only when its DR
 lower bound beats the champion's DR estimate. Without a champion, the bar is the value the
-logging policy actually achieved on the held-out rounds (their mean reward).
+logging policy actually achieved on the held-out rounds (their mean reward). Every setting is in
+``PathwaysConfig.bandits`` (``BanditConfig``).
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import mlflow
 import numpy as np
 
-from bandits.artifact import download_policy, pyfunc_class, save_policy
+from bandits.artifact import download_policy, policy_probabilities, to_artifact
 from bandits.estimators import BootstrapConfig, DoublyRobust, Estimate
 from bandits.features import ArmFeaturizer
 from bandits.log import BanditLog
 from bandits.policies import make_policy
 from bandits.reward_model import LogisticRewardModel
-from training import tracking
+from pathways import tracking
+from pathways.artifacts.registry import log_artifact_model
+from pathways.config import BanditConfig
 
 log = logging.getLogger(__name__)
-POLICY_NAME = "artwork_policy"
-
-
-@dataclass(frozen=True)
-class NightlyConfig:
-    """Which candidate to train (``kind`` and config overrides), how much to hold out, the bootstrap."""
-
-    kind: str = "logistic"
-    params: dict[str, Any] = field(default_factory=dict)
-    holdout_fraction: float = 0.3
-    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
-    name: str = POLICY_NAME
-    experiment: str = "artwork"
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.holdout_fraction < 1.0:
-            raise ValueError(f"holdout_fraction: must be in (0, 1), got {self.holdout_fraction}")
 
 
 @dataclass(frozen=True)
@@ -71,20 +54,20 @@ def split_log(log_: BanditLog, holdout_fraction: float) -> tuple[BanditLog, Band
 
 
 def train_and_maybe_promote(
-    log_: BanditLog, tracking_uri: str, featurizer: ArmFeaturizer, config: NightlyConfig | None = None
+    log_: BanditLog, tracking_uri: str, featurizer: ArmFeaturizer, config: BanditConfig | None = None
 ) -> PromotionDecision:
     """Train, evaluate offline against the champion, log and register; promote on a clear win."""
-    cfg = config or NightlyConfig()
+    cfg = config or BanditConfig()
     tracking.configure(tracking_uri, cfg.experiment)
     train, holdout = split_log(log_, cfg.holdout_fraction)
     candidate = make_policy(cfg.kind, featurizer, **cfg.params).fit(train)
 
     q_hat = LogisticRewardModel(featurizer).fit_predict(holdout)
-    dr = DoublyRobust(cfg.bootstrap)
+    dr = DoublyRobust(BootstrapConfig(cfg.n_bootstrap, cfg.alpha, cfg.bootstrap_seed))
     cand_est = dr.estimate(holdout, candidate, q_hat=q_hat)
     champion_version = tracking.alias_version(cfg.name, tracking.CHAMPION)
     champion = download_policy(tracking.alias_uri(cfg.name, tracking.CHAMPION))[0] if champion_version else None
-    if champion is not None and champion.featurizer.context_names == featurizer.context_names:
+    if champion is not None and champion.featurizer is not None and champion.featurizer.context_names == featurizer.context_names:
         champion.featurizer = featurizer  # score the champion on today's catalog layout
         base_value = dr.estimate(holdout, champion, q_hat=q_hat).value
         baseline = f"champion v{champion_version}"
@@ -109,15 +92,11 @@ def train_and_maybe_promote(
                 "promoted": float(promoted),
             }
         )
-        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # MLflow asks for predict type hints
-            path = save_policy(candidate, Path(tmp) / "policy", version=f"{cfg.kind}-{run.info.run_id[:8]}")
-            info = mlflow.pyfunc.log_model(
-                name="artwork_policy",
-                python_model=pyfunc_class()(),
-                artifacts={"policy": str(path)},
-                pip_requirements=tracking.PIP_REQUIREMENTS + ["scikit-learn==1.9.1"],
-            )
+            artifact = to_artifact(candidate, version=f"{cfg.kind}-{run.info.run_id[:8]}")
+            info = log_artifact_model("artwork_policy", artifact, "artwork_policy",
+                                      tracking.PIP_REQUIREMENTS + ["scikit-learn==1.9.1"], predictor=policy_probabilities)
     version = tracking.register(info.model_uri, cfg.name, alias=tracking.CHALLENGER, tags={"kind": cfg.kind})
     if promoted:
         tracking.set_alias(cfg.name, tracking.CHAMPION, version)

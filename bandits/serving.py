@@ -3,23 +3,39 @@
 ``ArtworkSelector`` wraps the promoted policy. Its exploration is replayable: the generator for a
 page is ``decision_rng(base_seed, profile_id, request_id)``, so the same request gets the same
 artwork. Titles the policy's featurizer does not know get their default artwork (arm 0,
-propensity 1). ``choose_artwork`` is the explicit fallback step: no selector, or a selector that
-fails, gives ``DefaultArtwork`` for the page and says why.
+propensity 1). ``choose_artwork`` is the explicit fallback step: no policy, or a policy that fails
+or answers with arrays of the wrong shape, gives ``DefaultArtwork`` for the page and says why
+(``pathways.types.ArtworkChoice``, the one type serving and the event log share).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from bandits.policies import Policy
 from bandits.rng import decision_rng
+from pathways.types import ArtworkChoice
+
+if TYPE_CHECKING:
+    from bandits.features import ArmFeaturizer
+    from bandits.policies import Policy
 
 log = logging.getLogger(__name__)
 ContextFn = Callable[[np.ndarray], np.ndarray]  # profile ids (n,) -> context (n, S)
+
+
+class ArtworkPolicy(Protocol):
+    """What serves artwork for a page (``ArtworkSelector``, ``DefaultArtwork``): arms and propensities (n,)."""
+
+    version: str
+
+    def select_page(
+        self, profile_id: int, title_ids: np.ndarray, positions: np.ndarray, request_id: str
+    ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,11 @@ class ArtworkSelector:
     version: str
     base_seed: int = 0
 
+    @property
+    def featurizer(self) -> ArmFeaturizer:
+        """The policy's arm layout; a policy without one cannot serve (ValueError)."""
+        return _featurizer(self.policy)
+
     def select_page(self, profile_id: int, title_ids: np.ndarray, positions: np.ndarray, request_id: str) -> tuple[np.ndarray, np.ndarray]:
         """Arms int64 (n,) and propensities (n,) for the page's titles (any order, e.g. 40 x 40 flattened).
 
@@ -51,7 +72,7 @@ class ArtworkSelector:
         titles = np.asarray(title_ids, dtype=np.int64)
         if np.asarray(positions).shape != titles.shape:
             raise ValueError(f"positions {np.asarray(positions).shape} must match title_ids {titles.shape}")
-        fz = self.policy.featurizer
+        fz = self.featurizer
         arms, props = np.zeros(len(titles), dtype=np.int64), np.ones(len(titles))
         rows = fz.rows(titles)
         known = rows >= 0
@@ -66,7 +87,7 @@ class ArtworkSelector:
     @classmethod
     def load(
         cls, tracking_uri: str, name: str = "artwork_policy", alias: str = "champion", context_fn: ContextFn | None = None, base_seed: int = 0
-    ) -> "ArtworkSelector":
+    ) -> ArtworkSelector:
         """The policy behind ``models:/name@alias``; raises FileNotFoundError when there is none.
 
         ``context_fn`` maps profile ids to contexts in the policy's ``context_names`` layout
@@ -84,32 +105,35 @@ class ArtworkSelector:
         except mlflow.exceptions.MlflowException as exc:
             raise FileNotFoundError(f"no artwork policy at models:/{name}@{alias}: {exc}") from None
         if context_fn is None:
-            width = policy.featurizer.n_context
+            width = _featurizer(policy).n_context
             log.warning("artwork selector: no context_fn, serving the average-member context")
             context_fn = lambda ids: np.zeros((len(ids), width), dtype=np.float32)  # noqa: E731
         return cls(policy, context_fn, version, base_seed)
 
 
-@dataclass(frozen=True)
-class ArtworkChoice:
-    """What the page gets: arms and propensities (n,), the policy version, and why it fell back."""
-
-    arms: np.ndarray
-    propensities: np.ndarray
-    policy_version: str
-    fallback_reason: str | None = None
+def _featurizer(policy: Policy) -> ArmFeaturizer:
+    if policy.featurizer is None:
+        raise ValueError(f"artwork policy {type(policy).__name__} has no featurizer: it was never fitted")
+    return policy.featurizer
 
 
 def choose_artwork(
-    selector: ArtworkSelector | None, profile_id: int, title_ids: np.ndarray, positions: np.ndarray, request_id: str
+    policy: ArtworkPolicy | None, profile_id: int, title_ids: np.ndarray, positions: np.ndarray, request_id: str
 ) -> ArtworkChoice:
-    """The promoted policy's artwork, or every title's default artwork when it is unavailable."""
+    """The policy's artwork (arms int64, propensities float64, (n,)), or every title's default
+    artwork when there is no policy or it fails; a page without titles never asks the policy."""
     default = DefaultArtwork()
-    if selector is None:
+    if policy is None:
         return ArtworkChoice(*default.select_page(profile_id, title_ids, positions, request_id), default.version, "no policy loaded")
+    n = len(np.asarray(title_ids))
+    if n == 0:
+        return ArtworkChoice(np.zeros(0, np.int64), np.zeros(0), policy.version)
     try:
-        arms, props = selector.select_page(profile_id, title_ids, positions, request_id)
+        arms, props = policy.select_page(profile_id, title_ids, positions, request_id)
+        arms, props = np.asarray(arms, np.int64), np.asarray(props, np.float64)
+        if arms.shape != (n,) or props.shape != (n,):
+            raise ValueError(f"policy returned shapes {arms.shape}, {props.shape} for {n} titles")
     except Exception as exc:  # noqa: BLE001 - any failure of the policy must not break the page
-        log.warning("artwork policy %s failed: %s", selector.version, exc)
+        log.warning("artwork policy %s failed: %s", policy.version, exc)
         return ArtworkChoice(*default.select_page(profile_id, title_ids, positions, request_id), default.version, f"policy failed: {exc}")
-    return ArtworkChoice(arms, props, selector.version)
+    return ArtworkChoice(arms, props, policy.version)

@@ -40,10 +40,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from candidates.als import FactorIndex
 from candidates.registry import build_sources, generate_all, generate_all_batch
 from features.history import playback_states, profile_histories
 from features.schema import EVENT_SCHEMA, PROFILE_SCHEMA, REGIONS, TITLE_SCHEMA
+from pathways.artifacts.factor_index import FactorIndex
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig, TrainingConfig
 from pathways.types import ProfileContext

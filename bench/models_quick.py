@@ -11,19 +11,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "1073741824")
 os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", "4294967296")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's packages before bench/*.py (features)
 
-import numpy as np
-import pandas as pd
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
-from training.models.holdout import leave_last_k, ranking_metrics, users_with_holdout
-from training.models.torch_utils import top_k_excluding
-from training.recommender import Interactions
+from training.evaluation.metrics import ndcg_recall  # noqa: E402
+from training.evaluation.splits import leave_last_k  # noqa: E402
+from training.recommender import Interactions, top_k_excluding  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
 
@@ -47,9 +49,9 @@ def load_ratings(data_dir: Path) -> tuple[Interactions, pd.DataFrame | None]:
 
 
 def evaluate(model, train: Interactions, test: Interactions, k: int = 20) -> dict[str, float]:
-    users = users_with_holdout(test)
+    users = np.unique(test.users)
     recs = top_k_excluding(np.asarray(model.score(users), np.float32).copy(), users, train.matrix(), k)
-    return ranking_metrics(recs, users, test, k)
+    return ndcg_recall(recs, users, test.matrix(binary=True).tocsr(), k)
 
 
 def genre_features(data: Interactions, movies: pd.DataFrame | None) -> np.ndarray | None:
@@ -61,10 +63,19 @@ def genre_features(data: Interactions, movies: pd.DataFrame | None) -> np.ndarra
 
 
 def tuned_baseline(name: str, grid: list[dict], train: Interactions, test: Interactions) -> dict:
-    """Pick the grid point with the best validation NDCG@20 (valid carved from train), refit on train."""
-    from training.models.generators import ALS, EASE, ItemKNN
+    """Pick the grid point with the best validation NDCG@20 (valid carved from train), refit on train.
 
-    factory = {"ease": EASE, "item_knn": ItemKNN, "als": ALS}[name]
+    The models are configured as PathwaysFinal's generators (``models.final.<name>`` where it has one)."""
+    from pathways.models_config import ModelsConfig
+    from training.models import ALS, EASE, ItemKNN
+
+    models = ModelsConfig()
+    cls, section = {"ease": (EASE, models.final.ease), "item_knn": (ItemKNN, models.item_knn),
+                    "als": (ALS, models.final.als)}[name]
+
+    def factory(**params):
+        return cls(section, **params)
+
     inner, valid = leave_last_k(train, 5)
     best = max(grid, key=lambda params: evaluate(factory(**params).fit(inner), inner, valid)["ndcg@20"])
     start = time.perf_counter()
@@ -76,16 +87,15 @@ def tuned_baseline(name: str, grid: list[dict], train: Interactions, test: Inter
 def run_model(
     name: str, train: Interactions, test: Interactions, item_features: np.ndarray | None, overrides: dict | None = None
 ) -> dict:
-    from training.models import MODELS, PathwaysFinal
+    from training.models import PathwaysFinal
+    from training.registry import BuildContext, build
 
     start = time.perf_counter()
     if name.startswith("pathways_final"):
         ranker = name.split(":")[1] if ":" in name else "listwise"
         model = PathwaysFinal(ranker=ranker, **(overrides or {})).fit(train, item_features=item_features)
-    elif name == "two_tower":
-        model = MODELS[name]().fit(train, item_features=item_features)
-    else:
-        model = MODELS[name]().fit(train)
+    else:  # models that use no item features ignore them
+        model = build(name, BuildContext()).fit(train, item_features=item_features)
     seconds = time.perf_counter() - start
     row = {"model": name, **evaluate(model, train, test), "train_s": seconds}
     if hasattr(model, "train_seconds_by_part_"):
@@ -96,7 +106,7 @@ def run_model(
 
 BASELINE_GRIDS = {
     "ease": [{"l2": v} for v in (100.0, 200.0, 500.0, 1000.0)],
-    "item_knn": [{"neighbors": n} for n in (50, 100, 200)],
+    "item_knn": [{"k": n} for n in (50, 100, 200)],
     "als": [{"factors": f, "regularization": r} for f in (32, 64) for r in (0.01, 0.1)],
 }
 

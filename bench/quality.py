@@ -4,9 +4,9 @@ Usage:
     python bench/quality.py --data ../shared/data/ml-latest-small [--json PATH] [--protocol leave-last-5]
         [--trials N] [--timeout S] [--repeats R] [--models LIST] [--no-mlflow]
 
-Baselines (pop, itemknn, ease, als, bpr) are tuned with Optuna on a validation split carved from
-train; models registered by ``training.models`` (``EVAL_MODELS``) run with their defaults. The
-final model (``training.models.FINAL_MODEL``: candidates -> ranker, what Pathways serves as its
+Baselines (popularity, item_knn, ease, als, bpr) are tuned with Optuna on a validation split carved
+from train; the other models of ``training.registry`` run with their ``models`` settings. The
+final model (``training.registry.FINAL_MODEL``: candidates -> ranker, what Pathways serves as its
 top row) is compared with the best baseline on each metric. With ``--repeats R`` the whole run is
 repeated with seeds 0..R-1 and medians are reported. ``train_seconds`` is tuning plus the final
 fit (what it costs to produce the model); ``fit_seconds`` and ``tune_seconds`` are given apart.
@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from training.data import load_dataset  # noqa: E402
-from training.evaluation import Report, TuningConfig, final_model_name, protocol_from_name, run  # noqa: E402
-from training.evaluation.harness import available_models  # noqa: E402
+from training.evaluation import Report, TuningConfig, protocol_from_name, run  # noqa: E402
+from training.registry import FINAL_MODEL, kinds  # noqa: E402
 
 TRAIN_BUDGET_S = 20 * 60
 METRICS = ("ndcg@20", "recall@20", "map@20", "coverage@20", "novelty@20", "diversity@20")
@@ -116,10 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--data folder not found: {args.data}")
     from training.cli import configure_mlflow, parse_models
 
-    names = parse_models(args.models, available_models())
-    final = final_model_name()
-    if final in names:  # the final model runs last, after every baseline
-        names = [n for n in names if n != final] + [final]
+    names = parse_models(args.models, kinds())
+    if FINAL_MODEL in names:  # the final model runs last, after every baseline
+        names = [n for n in names if n != FINAL_MODEL] + [FINAL_MODEL]
     protocol = protocol_from_name(args.protocol)
     data = load_dataset(args.data)
     if not args.no_mlflow:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from candidates.als import AlsArtifacts, FactorIndex
 from candidates.base import CohortRules, finalize, seen_titles
+from pathways.artifacts.factor_index import FactorIndex
+from pathways.artifacts.factors import FactorArtifacts
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
 from pathways.types import Candidates, ProfileContext
@@ -35,7 +36,7 @@ class BecauseYouWatchedSource:
     name = "because_you_watched"
     serves_cohorts = False
 
-    def __init__(self, artifacts: AlsArtifacts, catalog: Catalog, config: CandidateConfig):
+    def __init__(self, artifacts: FactorArtifacts, catalog: Catalog, config: CandidateConfig):
         self.artifacts = artifacts
         self.catalog = catalog
         self.config = config
@@ -80,7 +81,7 @@ class BecauseYouWatchedSource:
         return out
 
 
-def similar_titles(index: FactorIndex, artifacts: AlsArtifacts, title_id: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+def similar_titles(index: FactorIndex, artifacts: FactorArtifacts, title_id: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` titles most similar to ``title_id`` (itself excluded): (title ids, cosines), each (k,)."""
     row = artifacts.title_row.get(int(title_id))
     if row is None:

@@ -17,13 +17,14 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from candidates.als import AlsArtifacts, AlsSource
+from candidates.als import AlsSource
 from candidates.base import CandidateSource, generate_batch
 from candidates.because_you_watched import BecauseYouWatchedSource
 from candidates.continue_watching import ContinueWatchingSource
 from candidates.genres import GenreSource
 from candidates.new_releases import NewReleasesSource
 from candidates.trending import PopularSource, TrendingSource, title_popularity, trending_by_region
+from pathways.artifacts.factors import FactorArtifacts
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
 from pathways.types import Candidates, ProfileContext
@@ -32,7 +33,7 @@ DEFAULT_TRENDING_HALF_LIFE_DAYS = 3.0  # FeatureConfig.trending_half_life_days' 
 
 
 def build_sources(
-    als: AlsArtifacts | None,
+    als: FactorArtifacts | None,
     catalog: Catalog,
     config: CandidateConfig,
     as_of: datetime,

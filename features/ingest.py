@@ -3,7 +3,8 @@
 ``ingest(source, titles, profiles, lake_dir)`` reads a batch (an Arrow table or a Parquet file),
 coerces it to ``EVENT_SCHEMA``, checks every row against the rules below and writes
 
-- accepted rows to ``lake_dir/events/part-<batch_id>.parquet`` (``EVENT_SCHEMA``),
+- accepted rows to ``lake_dir/events/date=<day>/part-<batch_id>.parquet`` (``EVENT_SCHEMA``, one
+  file per day of ``ts``: ``features/lake_index.py``),
 - rejected rows to ``lake_dir/quarantine/part-<batch_id>.parquet`` (the original columns as they
   arrived, plus ``reason``: the first rule the row failed),
 - the report to ``lake_dir/batches/<batch_id>.json`` (written last: a batch is ingested once
@@ -21,8 +22,14 @@ Rules, in the order they are checked (a row's ``reason`` is the first that fails
 ``missing_rating`` (a rating event without one), ``rating_out_of_range`` (outside [0.5, 5]),
 ``propensity_out_of_range`` (artwork impressions: null or outside (0, 1]),
 ``unknown_artwork_id`` (artwork events: not one of the title's variants),
-``duplicate_in_lake`` (the event id is already in the lake) and ``duplicate_event_id`` (an
-earlier valid row of the batch has the same id; the first one is kept).
+``duplicate_in_lake`` (the event id is already in the lake, on the event's day or
+``dedupe_days`` before: a bounded ``EventIdIndex``, not the whole lake) and
+``duplicate_event_id`` (an earlier valid row of the batch has the same id; the first one is kept).
+
+``land(raw, ...)`` is the same validation and landing for a table that is not a file (the stream
+consumer's flushes, named by their stream positions); ``validate_events`` gives the per-row
+reasons without writing (the API checks each posted event with it). ``ingest_new(files, ...)``
+is the nightly's incremental ingest (``features/ingest_nightly.py``).
 
 All checks are vectorized (pyarrow.compute / numpy / pandas): no Python loop over rows.
 """
@@ -37,11 +44,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pandas as pd
 import pyarrow.parquet as pq
 
+from features.lake_index import EventIdIndex, event_files, write_partitioned
 from features.schema import EVENT_SCHEMA, EVENT_TYPES, EventType, empty_events
 
 MIN_TS = datetime(2000, 1, 1, tzinfo=UTC)
@@ -89,6 +97,7 @@ def ingest(
     profiles: pa.Table,
     lake_dir: Path | str,
     now: datetime | None = None,
+    index: EventIdIndex | None = None,
 ) -> IngestReport:
     """Validate ``source`` and write accepted and quarantined rows under ``lake_dir``."""
     lake_dir = Path(lake_dir)
@@ -99,16 +108,50 @@ def ingest(
     manifest = lake_dir / "batches" / f"{batch_id}.json"
     if manifest.exists():
         return _load_report(manifest)
+    return land(raw, titles, profiles, lake_dir, batch_id, now, name=name, index=index)
 
+
+def validate_events(
+    raw: pa.Table,
+    titles: pa.Table,
+    profiles: pa.Table,
+    now: datetime,
+    known_ids: pa.Array | None = None,
+    name: str = "<table>",
+) -> tuple[pa.Table, np.ndarray]:
+    """``raw`` cast to ``EVENT_SCHEMA`` and the first failing rule per row ('' if valid, shape (n,)).
+    ``known_ids``: ids already in the lake (None: not checked). Raises ``IngestError`` as ``ingest``."""
     events, bad_type = coerce_table(raw, EVENT_SCHEMA, name, required=REQUIRED)
-    lake_ids = _lake_event_ids(lake_dir, exclude=f"part-{batch_id}.parquet")
+    lake_ids = known_ids if known_ids is not None else pa.array([], pa.string())
+    return events, _reasons(events, bad_type, titles, profiles, now, lake_ids)
+
+
+def land(
+    raw: pa.Table,
+    titles: pa.Table,
+    profiles: pa.Table,
+    lake_dir: Path | str,
+    batch_id: str,
+    now: datetime,
+    *,
+    name: str = "<table>",
+    index: EventIdIndex | None = None,
+) -> IngestReport:
+    """Validate ``raw`` and write it as batch ``batch_id`` (idempotent: the same batch rewrites the
+    same files). ``index`` checks ids against the lake (a fresh one per call if None)."""
+    lake_dir = Path(lake_dir)
+    index = index or EventIdIndex(lake_dir)
+    part_name = f"part-{batch_id}.parquet"
+    events, bad_type = coerce_table(raw, EVENT_SCHEMA, name, required=REQUIRED)
+    lake_ids = index.known_ids(events["ts"], exclude=part_name)
     reasons = _reasons(events, bad_type, titles, profiles, now, lake_ids)
     bad = reasons != ""
 
     paths: list[str] = []
     accepted = events.filter(pa.array(~bad))
     if accepted.num_rows:
-        paths.append(_write_atomic(accepted, lake_dir / "events" / f"part-{batch_id}.parquet"))
+        paths += write_partitioned(accepted, lake_dir, batch_id)
+        index.add(accepted, part_name)
     if bad.any():
         rejected = raw.filter(pa.array(bad)).append_column("reason", pa.array(reasons[bad]))
         paths.append(_write_atomic(rejected, lake_dir / "quarantine" / f"part-{batch_id}.parquet"))
@@ -121,6 +164,7 @@ def ingest(
         paths=tuple(paths),
         batch_id=batch_id,
     )
+    manifest = lake_dir / "batches" / f"{batch_id}.json"
     manifest.parent.mkdir(parents=True, exist_ok=True)
     tmp = manifest.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(report), indent=1))
@@ -130,7 +174,7 @@ def ingest(
 
 def read_events(lake_dir: Path | str) -> pa.Table:
     """Every accepted event in the lake, as one table with ``EVENT_SCHEMA`` (oldest part first)."""
-    parts = sorted((Path(lake_dir) / "events").glob("part-*.parquet"))
+    parts = event_files(Path(lake_dir))
     if not parts:
         return empty_events()
     return pa.concat_tables(pq.read_table(p, schema=EVENT_SCHEMA) for p in parts)
@@ -168,14 +212,6 @@ def _load_report(manifest: Path) -> IngestReport:
     data["paths"] = tuple(data["paths"])
     data["already_ingested"] = True
     return IngestReport(**data)
-
-
-def _lake_event_ids(lake_dir: Path, exclude: str) -> pa.Array:
-    parts = [p for p in sorted((lake_dir / "events").glob("part-*.parquet")) if p.name != exclude]
-    if not parts:
-        return pa.array([], pa.string())
-    ids = [pq.read_table(p, columns=["event_id"])["event_id"] for p in parts]
-    return pa.chunked_array([c for col in ids for c in col.chunks], pa.string()).combine_chunks()
 
 
 def _mask(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -246,7 +282,10 @@ def _known_artwork(ev: pa.Table, titles: pa.Table) -> np.ndarray:
     known = titles["title_id"].to_numpy()[owners].astype(np.int64) * (1 << 32) + variants
     tid = pc.fill_null(ev["title_id"], -1).to_numpy().astype(np.int64)
     art = pc.fill_null(ev["artwork_id"], -1).to_numpy().astype(np.int64)
-    ok = np.isin(tid * (1 << 32) + art, known)
+    known = np.sort(known)  # membership by binary search: np.isin hashes both sides on every call
+    keys = tid * (1 << 32) + art
+    at = np.minimum(np.searchsorted(known, keys), max(len(known) - 1, 0))
+    ok = known[at] == keys if len(known) else np.zeros(len(keys), bool)
     return ok & ~_mask(pc.is_null(ev["artwork_id"]))
 
 

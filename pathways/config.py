@@ -13,7 +13,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pathways.models_config import ModelsConfig
 
 
 class _Section(BaseModel):
@@ -59,6 +61,9 @@ class TrainingConfig(_Section):
     ranker_lr: float = Field(3e-3, gt=0.0)
     ranker_batch_size: int = Field(1024, ge=16)
     ranker_max_rows: int = Field(60_000, ge=100)  # impressions sampled for training (seeded)
+    ranker_valid_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # the latest impressions, held out for metrics
+    ranker_gbdt_max_iter: int = Field(150, ge=1)  # the challenger's boosting rounds
+    ranker_gbdt_learning_rate: float = Field(0.1, gt=0.0)
     torch_threads: int = Field(1, ge=1)
     mlflow_tracking_uri: str | None = None  # default: sqlite:///<data_dir>/mlflow.db
     experiment_name: str = "pathways"
@@ -83,6 +88,21 @@ class PageConfig(_Section):
     dedupe_top_rows: int = Field(10, ge=0)  # no title repeats across the first N rows
     min_row_length: int = Field(5, ge=1)
     diversity_weight: float = Field(0.3, ge=0.0)  # penalty for rows of the same source
+    # Rows placed first, in this order, whenever present; their own order is final (not re-scored).
+    pinned_sources: tuple[str, ...] = ("continue_watching", "top_picks")
+    source_weight: float = Field(0.5, ge=0.0)  # how much a row's own order counts next to the ranker (logit units)
+
+    @field_validator("pinned_sources")
+    @classmethod
+    def _known_sources(cls, sources: tuple[str, ...]) -> tuple[str, ...]:
+        from pathways.types import ROW_SOURCES
+
+        unknown = sorted(set(sources) - ROW_SOURCES)
+        if unknown:
+            raise ValueError(f"unknown row source(s) {unknown}; known: {sorted(ROW_SOURCES)}")
+        if len(set(sources)) != len(sources):
+            raise ValueError(f"pinned_sources repeats a source: {list(sources)}")
+        return sources
 
 
 class ExperimentConfig(_Section):
@@ -111,10 +131,27 @@ class ServingConfig(_Section):
     port: int = Field(8000, ge=1, le=65535)
     default_row_count: int = Field(40, ge=1, le=100)
     max_row_count: int = Field(100, ge=1, le=1000)
-    personalize_budget_ms: float = Field(150.0, gt=0.0)  # over it: the fallback page
+    personalize_budget_ms: float = Field(20.0, gt=0.0)  # the real-time overlay stage; over it: the precomputed page, degraded
     default_region: str = "US"  # for profiles never seen
     snapshot_poll_s: float = Field(2.0, gt=0.0)
     max_ongoing_requests: int = Field(64, ge=1)
+    # Replicas and overload (serving/deployment.py, serving/api.py).
+    num_replicas: int | None = Field(None, ge=1)  # None: 2 where the machine allows (>= 2 cores, redis stream), else 1
+    max_queued_requests: int = Field(512, ge=-1)  # Serve's queue beyond the replicas' ongoing requests (-1: unbounded)
+    request_timeout_s: float = Field(10.0, gt=0.0)  # Serve's proxy gives up on a request after this
+    overload_inflight: int = Field(24, ge=1)  # requests in one replica beyond which pages are the precomputed fallback
+    max_inflight: int = Field(56, ge=1)  # requests in one replica past which: 503 with Retry-After (below max_ongoing_requests)
+    retry_after_s: int = Field(1, ge=1)
+    # One deadline per page request, split into stage budgets (serving/logic.py).
+    deadline_ms: float = Field(45.0, gt=0.0)  # the whole page; each stage gets min(its budget, what is left)
+    snapshot_read_budget_ms: float = Field(15.0, gt=0.0)  # the profile's precomputed page (page store read)
+    artwork_budget_ms: float = Field(15.0, gt=0.0)  # the artwork policy (online context read); over it: default artwork
+    serialize_budget_ms: float = Field(10.0, gt=0.0)  # encoding the response (measured, reported in metrics)
+    # Hostile input (serving/guards.py, serving/api.py).
+    max_body_bytes: int = Field(2**20, ge=1024)  # checked before the body is read
+    max_events_per_request: int = Field(1000, ge=1)
+    max_profiles_per_request: int = Field(10, ge=1)  # distinct profiles one request may touch
+    impression_rows_logged: int = Field(3, ge=0)  # artwork impressions the server logs per page (first rows)
 
 
 class PipelineConfig(_Section):
@@ -156,6 +193,57 @@ class AuthConfig(_Section):
         return self
 
 
+class StreamConfig(_Section):
+    """The durable event stream: API -> stream -> lake and real-time state (``features/stream/``)."""
+
+    backend: Literal["log", "redis"] = "log"  # log: embedded fsynced segment log, no server
+    log_dir: Path | None = None  # default: <data_dir>/stream
+    segment_bytes: int = Field(64 * 2**20, ge=4096)  # a new segment file past this size
+    redis_url: str = "redis://127.0.0.1:6379/0"  # the same Redis as the online store in production
+    redis_key: str = "pathways:events"
+    max_backlog_events: int = Field(5_000_000, ge=1)  # unconsumed by the slowest group: 503, Retry-After
+    retention_hours: float = Field(72.0, gt=0.0)  # consumed segments / entries older than this are dropped
+    dedupe_window_events: int = Field(500_000, ge=0)  # recent event ids the stream recognises on retry
+    retry_after_s: int = Field(1, ge=1)
+    lake_group: str = Field("lake", min_length=1)
+    realtime_group: str = Field("realtime", min_length=1)
+    realtime: Literal["inline", "external"] = "inline"  # inline: the API process applies before answering
+    realtime_commit_s: float = Field(1.0, ge=0.0)  # real-time group commits at most this often (re-applying is idempotent)
+    flush_events: int = Field(20_000, ge=1)  # lake consumer: flush at this many events ...
+    flush_interval_s: float = Field(5.0, gt=0.0)  # ... or this long after the first unflushed one
+    claim_idle_s: float = Field(30.0, gt=0.0)  # redis: pending entries idle this long are claimed
+    dedupe_days: int = Field(1, ge=0)  # lake: an id is checked against its date's partition and N days before
+    recent_plays: int = Field(5, ge=1)  # "Because you watched" seed: plays kept per profile
+
+
+class BanditConfig(_Section):
+    """The nightly artwork job (``bandits/nightly.py``): the candidate policy, its offline evaluation, its name."""
+
+    kind: Literal["uniform", "epsilon_greedy", "linucb", "thompson", "logistic"] = "logistic"  # bandits.policies
+    params: dict[str, float | int | bool] = Field(default_factory=dict)  # the policy's config overrides (e.g. C)
+    holdout_fraction: float = Field(0.3, gt=0.0, lt=1.0)  # the latest rounds, kept for doubly robust OPE
+    n_bootstrap: int = Field(200, ge=10)  # bootstrap resamples for the DR interval
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)  # the interval's miscoverage: promote on its lower bound
+    bootstrap_seed: int = 0
+    min_impressions: int = Field(200, ge=1)  # fewer logged artwork impressions: the stage skips
+    name: str = "artwork_policy"  # registered model name
+    experiment: str = "artwork"  # MLflow experiment
+
+
+class PublishConfig(_Section):
+    """Publishing snapshots (``pipelines/publish.py``): the page store, the checks before a switch, retention."""
+
+    page_store: Literal["auto", "sqlite", "redis"] = "auto"  # auto: redis when features.online_store is redis
+    redis_url: str | None = None  # default: features.redis_connection
+    redis_prefix: str = "pathways:pages"
+    redis_timeout_s: float = Field(0.05, gt=0.0)  # serving's socket timeout per page read
+    write_block: int = Field(2000, ge=1)  # pages per write batch (SQLite transaction, Redis pipeline)
+    max_page_count_change: float = Field(0.5, ge=0.0)  # refuse when |pages/previous - 1| exceeds it
+    max_empty_share_increase: float = Field(0.05, ge=0.0, le=1.0)  # refuse when the empty-page share rises more
+    retention_days: float = Field(7.0, ge=0.0)  # Redis page versions beyond pipeline.keep_snapshots older than this go
+    keep_runs: int = Field(5, ge=1)  # run folders (runs/<run id>) kept, newest first; the running one always
+
+
 class PathwaysConfig(_Section):
     """The root: every section, plus where data lives."""
 
@@ -169,6 +257,10 @@ class PathwaysConfig(_Section):
     serving: ServingConfig = ServingConfig()
     auth: AuthConfig = AuthConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    bandits: BanditConfig = BanditConfig()
+    models: ModelsConfig = ModelsConfig()
+    stream: StreamConfig = StreamConfig()
+    publish: PublishConfig = PublishConfig()
 
     # Derived locations, all under data_dir.
     @property

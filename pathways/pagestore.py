@@ -52,31 +52,50 @@ class PageReader(Protocol):
 class SqlitePageStore:
     """Pages of one snapshot in ``<snapshot_dir>/pages.sqlite`` (``profile_id INTEGER PRIMARY KEY``)."""
 
-    def writer(self, snapshot_dir: Path) -> SqlitePageWriter:
-        return SqlitePageWriter(Path(snapshot_dir) / PAGES_SQLITE)
+    def writer(self, snapshot_dir: Path, resumable: bool = False) -> SqlitePageWriter:
+        return SqlitePageWriter(Path(snapshot_dir) / PAGES_SQLITE, resumable)
 
     def reader(self, snapshot_dir: Path, version: str) -> SqlitePageReader:
         return SqlitePageReader(Path(snapshot_dir) / PAGES_SQLITE, version)
 
 
 class SqlitePageWriter:
-    """Writes one snapshot's pages; ``close()`` commits and returns the count."""
+    """Writes one snapshot's pages; ``close()`` commits and returns the count.
 
-    def __init__(self, path: Path) -> None:
-        path.unlink(missing_ok=True)  # a half-written file from an interrupted run
+    ``resumable=False`` (a snapshot being staged): a half-written file is replaced, one
+    transaction, no journal. ``resumable=True`` (the nightly's work file): an existing file is
+    kept, each ``put_many`` block is its own durable transaction (WAL), and ``profile_ids()``
+    says which profiles are done, so a killed run resumes at the first missing block.
+    """
+
+    def __init__(self, path: Path, resumable: bool = False) -> None:
+        if not resumable:
+            path.unlink(missing_ok=True)  # a half-written file from an interrupted run
         self.path = path
+        self.resumable = resumable
         self._db = sqlite3.connect(path)
+        pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" if resumable else (
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
         self._db.executescript(
-            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
-            "CREATE TABLE pages (profile_id INTEGER PRIMARY KEY, page BLOB NOT NULL) WITHOUT ROWID;"
+            pragmas + "CREATE TABLE IF NOT EXISTS pages "
+            "(profile_id INTEGER PRIMARY KEY, page BLOB NOT NULL) WITHOUT ROWID;"
         )
 
     def put_many(self, pages: Iterable[tuple[int, bytes]]) -> None:
         self._db.executemany("INSERT INTO pages VALUES (?, ?)", ((int(p), bytes(b)) for p, b in pages))
+        if self.resumable:
+            self._db.commit()
+
+    def profile_ids(self) -> set[int]:
+        """Profiles already written (committed blocks)."""
+        return {int(p) for (p,) in self._db.execute("SELECT profile_id FROM pages")}
 
     def close(self) -> int:
         self._db.commit()
         (count,) = self._db.execute("SELECT count(*) FROM pages").fetchone()
+        if self.resumable:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("PRAGMA journal_mode=DELETE")
         self._db.close()
         with open(self.path, "rb+") as f:  # durable before the snapshot is published
             os.fsync(f.fileno())
@@ -108,7 +127,18 @@ class SqlitePageReader:
         return None if row is None else bytes(row[0])
 
     def __len__(self) -> int:
-        return int(self._conn().execute("SELECT count(*) FROM pages").fetchone()[0])
+        try:
+            return int(self._conn().execute("SELECT count(*) FROM pages").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise PageStoreUnavailable(f"reading {self.path}: {exc}") from exc
+
+    def sample(self) -> bytes | None:
+        """Any one page (None when there are none): a format check at open."""
+        try:
+            row = self._conn().execute("SELECT page FROM pages LIMIT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise PageStoreUnavailable(f"reading {self.path}: {exc}") from exc
+        return None if row is None else bytes(row[0])
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -3,21 +3,28 @@
 Layout under ``snapshots_dir``::
 
     CURRENT                  one line: the live version (switched last, with os.replace)
-    <version>/manifest.json  version, created_at, counts, model URIs, config
-    <version>/pages.parquet      profile_id:int64, cell:string, page_json:string
+    <version>/manifest.json  version, created_at, counts, checksums, models, data window, code version
+    <version>/pages.sqlite       profile_id -> one page as compact bytes (``pathways.pageblob``), the
+                                 embedded page store serving reads one profile at a time
     <version>/fallback.parquet   region:string, max_maturity_level:int8, page_json:string
     <version>/titles.parquet     the catalog as served (TITLE_SCHEMA)
     <version>/profiles.parquet   the profiles known at build time (PROFILE_SCHEMA)
     .staging-<version>/      a snapshot being written; never read, removed on the next publish
 
-A failed or interrupted run never touches ``CURRENT``, so the previous version stays live.
+Older snapshots hold ``pages.parquet`` (profile_id, cell, page_json) instead of ``pages.sqlite``;
+serving still reads them. With the Redis page store the manifest's ``page_store`` names the Redis
+version holding the pages. A failed or interrupted run never touches ``CURRENT``, so the previous
+version stays live; ``switch_current`` moves it back (rollback) the same atomic way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,11 +33,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pathways.pageblob import StoredPage, decode_page, encode_page
+from pathways.pagestore import PAGES_SQLITE, SqlitePageStore, SqlitePageWriter
 from pathways.types import Page
 
 CURRENT = "CURRENT"
 STAGING_PREFIX = ".staging-"
-PAGES = "pages.parquet"
+PAGES = "pages.parquet"  # the layout before the page store (still readable by serving)
 FALLBACK = "fallback.parquet"
 TITLES = "titles.parquet"
 PROFILES = "profiles.parquet"
@@ -72,45 +81,28 @@ class SnapshotWriter:
         pq.write_table(table, path)
         return path
 
-    def write_pages(self, pages: list[tuple[int, str, Page]]) -> None:
-        """``pages``: (profile_id, cell, page) triples."""
-        table = pa.table(
-            {
-                "profile_id": pa.array([p for p, _, _ in pages], pa.int64()),
-                "cell": pa.array([c for _, c, _ in pages], pa.string()),
-                "page_json": pa.array([json.dumps(pg.to_dict()) for _, _, pg in pages]),
-            },
-            schema=PAGES_SCHEMA,
-        )
-        self.write_table(PAGES, table)
+    def page_writer(self) -> SqlitePageWriter:
+        """A writer of ``pages.sqlite`` in the staging dir: ``put_many`` blocks of (profile_id, blob)."""
+        return SqlitePageStore().writer(self.staging)
 
-    def write_page_json(self, records: list[tuple[int, str, str]]) -> None:
-        """``records``: (profile_id, cell, page JSON) triples, already serialized."""
-        table = pa.table(
-            {
-                "profile_id": pa.array([r[0] for r in records], pa.int64()),
-                "cell": pa.array([r[1] for r in records], pa.string()),
-                "page_json": pa.array([r[2] for r in records], pa.string()),
-            },
-            schema=PAGES_SCHEMA,
-        )
-        self.write_table(PAGES, table)
+    def write_pages(self, pages: list[tuple[int, str, Page]]) -> int:
+        """``pages``: (profile_id, cell, page) triples, written to ``pages.sqlite``."""
+        writer = self.page_writer()
+        writer.put_many((pid, encode_page(cell, page)) for pid, cell, page in pages)
+        return writer.close()
+
+    def copy_pages(self, pages_sqlite: Path) -> None:
+        """Take a complete ``pages.sqlite`` built elsewhere (the nightly's run dir)."""
+        shutil.copyfile(pages_sqlite, self.staging / PAGES_SQLITE)
 
     def write_fallbacks(self, pages: dict[tuple[str, int], Page]) -> None:
-        keys = sorted(pages)
-        table = pa.table(
-            {
-                "region": pa.array([r for r, _ in keys], pa.string()),
-                "max_maturity_level": pa.array([m for _, m in keys], pa.int8()),
-                "page_json": pa.array([json.dumps(pages[k].to_dict()) for k in keys]),
-            },
-            schema=FALLBACK_SCHEMA,
-        )
-        self.write_table(FALLBACK, table)
+        self.write_table(FALLBACK, fallback_table(pages))
 
     def publish(self, manifest: dict[str, Any]) -> Path:
         """Move the staged files into place and switch ``CURRENT`` last. Returns the live dir."""
-        for required in (PAGES, FALLBACK, TITLES, PROFILES):
+        if not any((self.staging / name).is_file() for name in (PAGES_SQLITE, PAGES)):
+            raise SnapshotError(f"cannot publish {self.version}: {PAGES_SQLITE} was not written")
+        for required in (FALLBACK, TITLES, PROFILES):
             if not (self.staging / required).is_file():
                 raise SnapshotError(f"cannot publish {self.version}: {required} was not written")
         manifest = {"version": self.version, "published_at": datetime.now(UTC).isoformat(), **manifest}
@@ -120,17 +112,24 @@ class SnapshotWriter:
             raise SnapshotError(f"snapshot {self.version} already exists")
         os.replace(self.staging, final)
         _fsync_dir(self.root)
-        pointer_tmp = self.root / f".{CURRENT}.tmp"
-        with open(pointer_tmp, "w") as fh:
-            fh.write(self.version + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(pointer_tmp, self.root / CURRENT)
-        _fsync_dir(self.root)
+        switch_current(self.root, self.version)
         return final
 
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def fallback_table(pages: dict[tuple[str, int], Page]) -> pa.Table:
+    """The fallback pages as ``FALLBACK_SCHEMA`` rows, sorted by (region, maturity)."""
+    keys = sorted(pages)
+    return pa.table(
+        {
+            "region": pa.array([r for r, _ in keys], pa.string()),
+            "max_maturity_level": pa.array([m for _, m in keys], pa.int8()),
+            "page_json": pa.array([json.dumps(pages[k].to_dict()) for k in keys], pa.string()),
+        },
+        schema=FALLBACK_SCHEMA,
+    )
 
 
 def _fsync_dir(path: Path) -> None:
@@ -139,6 +138,20 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def switch_current(root: Path, version: str) -> None:
+    """Point ``CURRENT`` at ``version`` (one atomic rename); the version must be published."""
+    root = Path(root)
+    if not (root / version / MANIFEST).is_file():
+        raise SnapshotError(f"snapshot {version} is not published under {root}")
+    pointer_tmp = root / f".{CURRENT}.tmp"
+    with open(pointer_tmp, "w") as fh:
+        fh.write(version + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(pointer_tmp, root / CURRENT)
+    _fsync_dir(root)
 
 
 def current_version(root: Path) -> str | None:
@@ -173,6 +186,33 @@ def list_versions(root: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("v"))
+
+
+def iter_page_blobs(pages_sqlite: Path, batch: int = 1000) -> Iterator[list[tuple[int, bytes]]]:
+    """Blocks of (profile_id, page bytes) from a ``pages.sqlite``, in profile id order."""
+    db = sqlite3.connect(f"file:{pages_sqlite}?mode=ro", uri=True)
+    try:
+        cursor = db.execute("SELECT profile_id, page FROM pages ORDER BY profile_id")
+        while block := cursor.fetchmany(batch):
+            yield [(int(p), bytes(b)) for p, b in block]
+    finally:
+        db.close()
+
+
+def read_pages(snapshot_dir: Path) -> Iterator[tuple[int, StoredPage]]:
+    """Every (profile_id, page) of a published snapshot, in profile id order (tests, tools)."""
+    for block in iter_page_blobs(Path(snapshot_dir) / PAGES_SQLITE):
+        for pid, blob in block:
+            yield pid, decode_page(blob)
+
+
+def pages_checksum(pages_sqlite: Path) -> str:
+    """sha256 over (profile_id, page bytes) in profile id order: equal pages, equal checksum."""
+    h = hashlib.sha256()
+    for block in iter_page_blobs(pages_sqlite):
+        for pid, blob in block:
+            h.update(pid.to_bytes(8, "little", signed=True) + len(blob).to_bytes(4, "little") + blob)
+    return h.hexdigest()
 
 
 def prune(root: Path, keep: int = 3) -> list[str]:

@@ -34,6 +34,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=_nightly)
 
+    s = sub.add_parser("snapshots", help="published snapshots: list them, roll serving back")
+    snap_sub = s.add_subparsers(dest="snapshots_command", metavar="ACTION")
+    snap_sub.required = True
+    ls = snap_sub.add_parser("list", help="every published snapshot with its counts, models and code version")
+    add_config_args(ls)
+    ls.add_argument("--json", action="store_true", help="print the manifests' summaries as JSON")
+    ls.set_defaults(handler=_snapshots_list)
+    rb = snap_sub.add_parser("rollback", help="switch serving back to VERSION (default: the previous snapshot)")
+    add_config_args(rb)
+    rb.add_argument("version", nargs="?", help="a published version (see `pathways snapshots list`)")
+    rb.set_defaults(handler=_snapshots_rollback)
+
     d = sub.add_parser("demo", help="generate the default world, run the nightly job, serve it")
     add_config_args(d)
     d.add_argument("--size", default="default", choices=["tiny", "small", "default"], help="world size preset")
@@ -43,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _nightly(args: argparse.Namespace) -> int:
-    from pipelines.nightly import format_summary, run_nightly
+    from pipelines.nightly import NightlyLocked, format_summary, run_nightly
     from pipelines.runner import StageFailed
 
     config = config_from_args(args)
@@ -54,7 +66,42 @@ def _nightly(args: argparse.Namespace) -> int:
         print(f"pathways nightly: {exc}\nthe live snapshot is unchanged; re-run to resume from that stage",
               file=sys.stderr)
         return 1
+    except NightlyLocked as exc:
+        print(f"pathways nightly: {exc}", file=sys.stderr)
+        return 3
     print(format_summary(ctx, results))
+    return 0
+
+
+def _snapshots_list(args: argparse.Namespace) -> int:
+    import json
+
+    from pipelines.publish import list_snapshots
+
+    rows = list_snapshots(config_from_args(args))
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    print(f"{'':2}{'version':<26}{'profiles':>10}{'empty':>7}  {'store':<7}{'code':<10}{'run':<14}data window")
+    for r in rows:
+        counts, window = r.get("counts", {}), r.get("data_window") or {}
+        sha = (r.get("code", {}).get("git_sha") or "")[:8]
+        print(f"{'*' if r['live'] else '':2}{r['version']:<26}{counts.get('profiles', '?'):>10}"
+              f"{counts.get('empty_pages', '?'):>7}  {r.get('page_store', '?'):<7}{sha:<10}{r.get('run_id') or '':<14}"
+              f"{window.get('start') or '?'} .. {window.get('end') or '?'}")
+    return 0
+
+
+def _snapshots_rollback(args: argparse.Namespace) -> int:
+    from pathways.snapshot import SnapshotError
+    from pipelines.publish import rollback
+
+    try:
+        version = rollback(config_from_args(args), args.version)
+    except SnapshotError as exc:
+        print(f"pathways snapshots rollback: {exc}", file=sys.stderr)
+        return 1
+    print(f"serving now points at {version}")
     return 0
 
 

@@ -5,7 +5,9 @@ resumes where it failed and re-running a finished run changes nothing. Inputs:
 
 - ``<data_dir>/raw/world/{titles,profiles,events}.parquet``: the catalog, the profiles and the
   event log (the synthetic world, or a loader's output in the same schemas);
-- ``<data_dir>/raw/api/**.parquet``: events that arrived through ``POST /api/v1/events``.
+- ``<data_dir>/raw/api/**.parquet``: event files dropped for ingest (older servers wrote API events here);
+- events landed in the lake by the stream consumer (``features/stream/lake.py``): already validated,
+  they count in the fingerprint so that new ones start a new run.
 
 The run id is a fingerprint of those inputs and of the config: the same inputs give the same
 run, so a finished run is not redone, and an interrupted one resumes.
@@ -13,9 +15,13 @@ run, so a finished run is not redone, and an interrupted one resumes.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,11 +67,41 @@ def fingerprint(config: PathwaysConfig, files: list[Path]) -> str:
     Settings that cannot change what a run produces (where data lives, how pages are spread over
     workers, serving) are left out, so that e.g. switching to the Ray executor resumes the run.
     """
-    settings = config.model_dump(mode="json", exclude={"data_dir", "pipeline", "serving"})
+    settings = config.model_dump(mode="json", exclude={"data_dir", "pipeline", "serving", "publish"})
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for f in files:
-        h.update(f"{f.name}:{f.stat().st_size}:{pq.ParquetFile(f).metadata.num_rows}".encode())
+        try:
+            rows = pq.ParquetFile(f).metadata.num_rows
+        except Exception:  # noqa: BLE001 - a malformed file: the ingest stage sets it aside
+            rows = -1
+        h.update(f"{f.name}:{f.stat().st_size}:{rows}".encode())
+    for batch in sorted((config.lake_dir / "batches").glob("stream-*.json")):  # landed by the stream consumer
+        h.update(batch.name.encode())
     return h.hexdigest()[:12]
+
+
+class NightlyLocked(RuntimeError):
+    """Another nightly run holds this data dir."""
+
+
+@contextmanager
+def nightly_lock(config: PathwaysConfig) -> Iterator[Path]:
+    """Hold ``<data_dir>/nightly.lock`` (an exclusive, non-blocking ``flock``) for one run. The
+    kernel releases it when the process dies, so a killed run never leaves a stale lock."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    path = config.data_dir / "nightly.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = path.read_text().strip() or "another process"
+            raise NightlyLocked(f"a nightly run already holds {path} (pid {holder}); try again when it ends") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield path
+    finally:
+        os.close(fd)
 
 
 def run_nightly(
@@ -76,12 +112,13 @@ def run_nightly(
     on_stage: Any = None,
 ) -> tuple[RunContext, list[StageResult]]:
     """Run (or resume) tonight's job. Returns the context and one result per stage run."""
-    files = input_files(config)
-    run_id = fingerprint(config, files)
-    ctx = RunContext(config=config, run_id=run_id, run_dir=config.runs_dir / run_id, progress=progress)
-    ctx.cache["input_files"] = files
-    started = datetime.now(UTC)
-    results = run_stages(STAGES, ctx, resume=resume, until=until, on_stage=on_stage)
+    with nightly_lock(config):
+        files = input_files(config)
+        run_id = fingerprint(config, files)
+        ctx = RunContext(config=config, run_id=run_id, run_dir=config.runs_dir / run_id, progress=progress)
+        ctx.cache["input_files"] = files
+        started = datetime.now(UTC)
+        results = run_stages(STAGES, ctx, resume=resume, until=until, on_stage=on_stage)
     (ctx.run_dir / "summary.json").write_text(
         json.dumps(
             {

@@ -1,31 +1,45 @@
-"""Building pages for many profiles, on this machine or across a Ray cluster.
+"""Building pages for blocks of profiles, on this machine or across a Ray cluster, streamed to a sink.
 
 A ``PageBuilder`` is opened from a small, picklable ``PageBuildSpec`` (paths and the config):
-it loads the catalog, the events, the ALS artifacts, the rankers of both A/B cells and the
-feature store once, then turns chunks of ``ProfileContext`` into pages. The local executor runs
-one builder in-process; the Ray executor runs one builder per worker as a Ray actor and farms
-the chunks out with an ``ActorPool`` — the same code either way.
+it loads the catalog, the play events the sources aggregate (trending, popularity: a Parquet
+file the pages stage writes once, never the whole lake), the ALS and retrieval artifacts, the
+rankers of both A/B cells and the feature store once, then turns blocks of ``ProfileContext``
+into ``BuiltPage`` records: the page as the page store holds it (``pathways.pageblob``). The
+local executor runs one builder in-process; the Ray executor runs one builder per worker as a
+Ray actor and farms the blocks out with an ``ActorPool`` — the same code either way. Either way
+each finished block goes to ``sink`` at once, so no stage holds every profile's page in memory.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from features.schema import MATURITY_LEVELS, REGIONS
 from pathways.catalog import Catalog
 from pathways.config import PathwaysConfig
+from pathways.pageblob import encode_page
 from pathways.types import Page, ProfileContext
 from ranking.page import assemble_page
 
 TOP_ROW_SOURCE = "top_picks"
 CELL_ALIASES = (("control", "champion"), ("challenger", "challenger"))
+
+
+class BuiltPage(NamedTuple):
+    """One profile's page as the page store holds it, with its row count (for the run's checks)."""
+
+    profile_id: int
+    cell: str
+    blob: bytes
+    n_rows: int
 
 
 @dataclass(frozen=True)
@@ -37,45 +51,54 @@ class PageBuildSpec:
     as_of: datetime
     factor_sources: dict[str, tuple[Path, str]] = field(default_factory=dict)  # name -> (artifacts, evidence)
     top_row: Path | None = None  # the learning-to-rank top row, one ranked list per profile
+    plays: Path | None = None  # the play events (EVENT_SCHEMA) the sources aggregate; None: the whole lake
+
+
+def read_plays(spec: PageBuildSpec) -> pa.Table:
+    """The events the candidate sources aggregate: ``spec.plays``, or the lake when it is not given."""
+    if spec.plays is not None:
+        return pq.read_table(spec.plays)
+    from features.ingest import read_events
+
+    return read_events(spec.config.lake_dir)
 
 
 class PageBuilder:
-    """Candidates -> ranker of the profile's cell -> page assembler, for chunks of profiles."""
+    """Candidates -> ranker of the profile's cell -> page assembler, for blocks of profiles."""
 
-    def __init__(self, spec: PageBuildSpec, catalog: Catalog, sources: list, scorers: dict) -> None:
+    def __init__(self, spec: PageBuildSpec, catalog: Catalog, sources: list[Any], scorers: dict[str, Any]) -> None:
         self.spec = spec
         self.catalog = catalog
         self.sources = sources
         self.scorers = scorers
 
     @classmethod
-    def open(cls, spec: PageBuildSpec) -> "PageBuilder":
+    def open(cls, spec: PageBuildSpec) -> PageBuilder:
         from candidates.als import FactorSource
         from candidates.registry import build_sources
-        from features.ingest import read_events
         from features.store import FeatureStoreManager
+        from pathways import tracking
+        from pathways.artifacts.factors import FactorArtifacts
+        from pathways.artifacts.registry import load_registered
         from ranking.features import RowScorer
-        from ranking.model import load_registered
-        from training import tracking
-        from training.als import AlsArtifacts
 
         cfg = spec.config
         world = cfg.raw_dir / "world"
         catalog = Catalog.from_table(pq.read_table(world / "titles.parquet"))
-        profiles = pq.read_table(world / "profiles.parquet")
-        events = read_events(cfg.lake_dir)
-        als = AlsArtifacts.load(spec.als_dir)
-        extra = [
-            FactorSource(AlsArtifacts.load(path), catalog, cfg.candidates, name=name, evidence=evidence)
+        profiles = pq.read_table(world / "profiles.parquet", columns=["profile_id", "region"])
+        als = FactorArtifacts.load(spec.als_dir)
+        extra: list[Any] = [
+            FactorSource(FactorArtifacts.load(path), catalog, cfg.candidates, name=name, evidence=evidence)
             for name, (path, evidence) in spec.factor_sources.items()
         ]
         top_lists = None
         if spec.top_row is not None:
-            from candidates.precomputed import PrecomputedSource, read_lists
+            from candidates.precomputed import PrecomputedSource
+            from pathways.artifacts.top_lists import TopLists
 
-            top_lists = read_lists(spec.top_row)
+            top_lists = TopLists.load(spec.top_row).lists
             extra.append(PrecomputedSource(top_lists, catalog, cfg.candidates, TOP_ROW_SOURCE, "Your top picks"))
-        sources = build_sources(als, catalog, cfg.candidates, spec.as_of, events, profiles,
+        sources = build_sources(als, catalog, cfg.candidates, spec.as_of, read_plays(spec), profiles,
                                 trending_half_life_days=cfg.features.trending_half_life_days, extra=extra)
         tracking.configure(cfg.mlflow_uri, cfg.training.experiment_name)
         store = FeatureStoreManager(cfg.features, cfg.feature_repo_dir)
@@ -83,14 +106,14 @@ class PageBuilder:
         # Control (the champion) orders rows by the learning-to-rank model where it has a list;
         # the challenger cell keeps the impression-trained ranker behind ranker@challenger.
         scorers = {
-            cell: RowScorer(load_registered(tracking.alias_uri("ranker", alias)), store, catalog, at_days,
-                            ltr=top_lists if cell == "control" else None)
+            cell: RowScorer(load_registered(tracking.alias_uri("ranker", alias), "ranker"), store, catalog, at_days,
+                            ltr=top_lists if cell == "control" else None, page=cfg.page)
             for cell, alias in CELL_ALIASES
         }
         return cls(spec, catalog, sources, scorers)
 
-    def build(self, profiles: list[ProfileContext]) -> list[tuple[int, str, str, int]]:
-        """(profile_id, cell, page JSON, number of rows) for each profile of the chunk."""
+    def build(self, profiles: list[ProfileContext]) -> list[BuiltPage]:
+        """The page of each profile of the block, encoded for the page store."""
         from candidates.registry import generate_all
 
         for scorer in self.scorers.values():
@@ -100,7 +123,7 @@ class PageBuilder:
             rows = generate_all(self.sources, profile)
             scorer = self.scorers.get(profile.cell, self.scorers["control"])
             page = assemble_page(scorer.score_rows(profile, rows), profile, self.catalog, self.spec.config.page)
-            out.append((profile.profile_id, profile.cell, json.dumps(page.to_dict()), len(page.rows)))
+            out.append(BuiltPage(profile.profile_id, profile.cell, encode_page(profile.cell, page), len(page.rows)))
         return out
 
     def fallbacks(self) -> dict[tuple[str, int], Page]:
@@ -119,30 +142,34 @@ class PageBuilder:
         return out
 
 
+Sink = Callable[[list[BuiltPage]], None]
+
+
 def build_pages(
-    spec: PageBuildSpec, profiles: list[ProfileContext], progress: bool = True
-) -> tuple[list[tuple[int, str, str, int]], dict[tuple[str, int], Page]]:
-    """Pages for every profile and the fallback pages, with the configured executor."""
-    pcfg = spec.config.pipeline
-    chunks = [profiles[i : i + pcfg.chunk_size] for i in range(0, len(profiles), pcfg.chunk_size)]
-    bar = tqdm(total=len(profiles), desc="pages", unit="profile", disable=not progress)
-    records: list[tuple[int, str, str, int]] = []
-    if pcfg.executor == "local":
-        builder = PageBuilder.open(spec)
-        for chunk in chunks:
-            records.extend(builder.build(chunk))
-            bar.update(len(chunk))
-        fallbacks = builder.fallbacks()
-    else:
-        records, fallbacks = _build_on_ray(spec, chunks, bar)
-    bar.close()
-    records.sort(key=lambda r: r[0])  # deterministic output whatever the order chunks finished in
-    return records, fallbacks
+    spec: PageBuildSpec,
+    blocks: Iterable[list[ProfileContext]],
+    sink: Sink,
+    *,
+    total: int | None = None,
+    progress: bool = True,
+) -> dict[tuple[str, int], Page]:
+    """Pages for every block of profiles, each block handed to ``sink`` as soon as it is built (in
+    block order in-process, in completion order on Ray); returns the fallback pages."""
+    bar = tqdm(total=total, desc="pages", unit="profile", disable=not progress)
+    try:
+        if spec.config.pipeline.executor == "local":
+            builder = PageBuilder.open(spec)
+            for block in blocks:
+                sink(builder.build(block))
+                bar.update(len(block))
+            return builder.fallbacks()
+        return _build_on_ray(spec, blocks, sink, bar)
+    finally:
+        bar.close()
 
 
-def _build_on_ray(spec: PageBuildSpec, chunks: list, bar: Any) -> tuple[list, dict]:
+def _build_on_ray(spec: PageBuildSpec, blocks: Iterable[list[ProfileContext]], sink: Sink, bar: Any) -> dict[tuple[str, int], Page]:
     import ray
-    from ray.util import ActorPool
 
     pcfg = spec.config.pipeline
     started_here = not ray.is_initialized()
@@ -152,13 +179,23 @@ def _build_on_ray(spec: PageBuildSpec, chunks: list, bar: Any) -> tuple[list, di
     try:
         actor_cls = ray.remote(num_cpus=1)(_RayPageBuilder)
         actors = [actor_cls.remote(spec) for _ in range(pcfg.workers)]
-        pool = ActorPool(actors)
-        records: list = []
-        for part in pool.map_unordered(lambda a, chunk: a.build.remote(chunk), chunks):
-            records.extend(part)
+        todo = iter(blocks)
+        pending: dict[Any, Any] = {}  # at most two blocks in flight per actor: memory stays O(block)
+        for actor in actors * 2:
+            block = next(todo, None)
+            if block is not None:
+                pending[actor.build.remote(block)] = actor
+        while pending:
+            (done,), _ = ray.wait(list(pending), num_returns=1)
+            actor = pending.pop(done)
+            part = ray.get(done)
+            sink(part)
             bar.update(len(part))
-        fallbacks = ray.get(actors[0].fallbacks.remote())
-        return records, fallbacks
+            block = next(todo, None)
+            if block is not None:
+                pending[actor.build.remote(block)] = actor
+        fallbacks: dict[tuple[str, int], Page] = ray.get(actors[0].fallbacks.remote())
+        return fallbacks
     finally:
         if started_here:
             ray.shutdown()
@@ -170,7 +207,7 @@ class _RayPageBuilder:
     def __init__(self, spec: PageBuildSpec) -> None:
         self.builder = PageBuilder.open(spec)
 
-    def build(self, profiles: list[ProfileContext]) -> list[tuple[int, str, str, int]]:
+    def build(self, profiles: list[ProfileContext]) -> list[BuiltPage]:
         return self.builder.build(profiles)
 
     def fallbacks(self) -> dict[tuple[str, int], Page]:

@@ -33,6 +33,7 @@ class RunContext:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     progress: bool = True
     cache: dict[str, Any] = field(default_factory=dict)  # in-process objects shared by stages
+    resume: bool = True  # False: stages redo their work from scratch (no partial results kept)
 
     def stage_dir(self, stage: str) -> Path:
         path = self.run_dir / stage
@@ -77,6 +78,7 @@ def run_stages(
     if until is not None and until not in names:
         raise ValueError(f"unknown stage {until!r}; stages are {names}")
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    ctx.resume = resume
     results: list[StageResult] = []
     for stage in stages:
         marker = _marker(ctx, stage.name)

@@ -8,6 +8,7 @@ store, the catalog) go in ``ctx.cache`` and are rebuilt from disk when a run res
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from experiments.allocation import assign_cell
 from pathways.catalog import Catalog
-from pathways.snapshot import FALLBACK, PAGES, PROFILES, TITLES, SnapshotWriter, new_version, prune
+from pathways.snapshot import FALLBACK, fallback_table
 from pathways.types import ProfileContext
 from pipelines.runner import RunContext
 
@@ -62,34 +62,22 @@ def as_of(ctx: RunContext) -> datetime:
 
 
 def configure_mlflow(ctx: RunContext) -> None:
-    from training import tracking
+    from pathways import tracking
 
     tracking.configure(ctx.config.mlflow_uri, ctx.config.training.experiment_name)
 
 
 # ---------------------------------------------------------------- stages
 def ingest(ctx: RunContext) -> dict[str, Any]:
-    from features.ingest import ingest as ingest_file
+    from features.ingest_nightly import ingest_new
 
     titles, profiles = world_tables(ctx)
     event_files = [f for f in ctx.cache["input_files"] if f.name not in ("titles.parquet", "profiles.parquet")]
-    totals = {"rows_in": 0, "accepted": 0, "quarantined": 0, "files": 0, "already_ingested": 0}
-    by_reason: dict[str, int] = {}
-    for path in tqdm(event_files, desc="ingest", unit="file", disable=not ctx.progress):
-        report = ingest_file(path, titles, profiles, ctx.config.lake_dir)
-        log.info("%s: %s", path.name, report)
-        totals["files"] += 1
-        if report.already_ingested:
-            totals["already_ingested"] += 1
-            continue
-        totals["rows_in"] += report.rows_in
-        totals["accepted"] += report.accepted
-        totals["quarantined"] += report.quarantined
-        for reason, n in report.by_reason.items():
-            by_reason[reason] = by_reason.get(reason, 0) + n
-    if totals["rows_in"] != totals["accepted"] + totals["quarantined"]:
-        raise RuntimeError(f"event accounting does not balance: {totals}")
-    return {**totals, "by_reason": by_reason, "lake": str(ctx.config.lake_dir)}
+    totals = ingest_new(event_files, titles, profiles, ctx.config.lake_dir, dedupe_days=ctx.config.stream.dedupe_days)
+    for moved in totals["rejected"]:
+        log.warning("malformed event file set aside: %s (see its .report.json)", moved)
+    log.info("ingest: %s", {k: v for k, v in totals.items() if k != "rejected"})
+    return {**totals, "lake": str(ctx.config.lake_dir)}
 
 
 def features(ctx: RunContext) -> dict[str, Any]:
@@ -123,43 +111,17 @@ def train_als(ctx: RunContext) -> dict[str, Any]:
     return {"path": str(out), **{k: v for k, v in result.items() if isinstance(v, (int, float, str))}}
 
 
-RETRIEVAL_MODELS = {"two_tower": "Recommended for you", "sasrec": "Up next for you"}
+RETRIEVAL_MODELS = {"two_tower": "Recommended for you", "sasrec": "Up next for you"}  # registry name -> row title
 
 
 def train_retrieval(ctx: RunContext) -> dict[str, Any]:
-    """Two-tower and SASRec on the lake's interactions; their user and item vectors are saved as
-    factor artifacts so the pages stage retrieves from them through faiss like ALS (FactorSource)."""
-    import time
-    from dataclasses import asdict
-
-    import mlflow
-    import numpy as np
-
-    from candidates.als import AlsArtifacts
-    from training import tracking
-    from training.data import interactions_from_events
-    from training.models import SASRec, TwoTower
+    """The retrieval models of ``RETRIEVAL_MODELS`` on the lake's interactions, saved as factor
+    artifacts so the pages stage retrieves from them through faiss like ALS (FactorSource)."""
+    from training.retrieval import train_retrieval as fit
 
     configure_mlflow(ctx)
-    inter = interactions_from_events(lake_events(ctx), item_ids=catalog(ctx).title_ids)
-    users = np.arange(inter.n_users)
-    seed = ctx.config.training.seed
-    out: dict[str, Any] = {"interactions": len(inter), "dir": str(ctx.stage_dir("train_retrieval"))}
-    for name in RETRIEVAL_MODELS:
-        with mlflow.start_run(run_name=f"{name}-{ctx.run_id}"):
-            t0 = time.perf_counter()
-            model = (TwoTower if name == "two_tower" else SASRec)(seed=seed).fit(inter)
-            seconds = time.perf_counter() - t0
-            if name == "two_tower":
-                user_vecs, item_vecs = model.user_embeddings(users), model.item_embeddings()
-            else:  # SASRec's next-item logits are its last hidden state . the item embeddings
-                user_vecs, item_vecs = model.user_states(users), model.net_.item_emb.weight[1:].detach().numpy()
-            AlsArtifacts(user_vecs, item_vecs, inter.user_ids, inter.item_ids, {"fit_seconds": seconds}).save(
-                ctx.stage_dir("train_retrieval") / name)
-            tracking.log_params_flat(asdict(model.config))
-            mlflow.log_metrics({"fit_seconds": seconds, "n_interactions": float(len(inter))})
-        out[f"{name}_seconds"] = round(seconds, 2)
-    return out
+    return fit(lake_events(ctx), catalog(ctx).title_ids, ctx.stage_dir("train_retrieval"), tuple(RETRIEVAL_MODELS),
+               ctx.config.models, ctx.config.training.seed, ctx.run_id)
 
 
 def train_top_row(ctx: RunContext) -> dict[str, Any]:
@@ -169,16 +131,17 @@ def train_top_row(ctx: RunContext) -> dict[str, Any]:
     configure_mlflow(ctx)
     try:
         return fit(lake_events(ctx), catalog(ctx), ctx.stage_dir("train_top_row"), ctx.config.training.seed,
-                   None, f"top_row-{ctx.run_id}")
+                   None, f"top_row-{ctx.run_id}", ctx.config.models)
     except ValueError as exc:  # too little history to carve a validation split and train on it
         log.warning("top row not trained: %s", exc)
         return {"path": None, "skipped": str(exc)}
 
 
 def train_ranker(ctx: RunContext) -> dict[str, Any]:
+    from pathways import tracking
     from ranking.features import FEATURE_COLUMNS, training_frame
-    from training import tracking
-    from training.ranker import log_ranker, train_ranker as fit
+    from training.ranker import log_ranker
+    from training.ranker import train_ranker as fit
 
     configure_mlflow(ctx)
     frame = training_frame(lake_events(ctx), feature_store(ctx), catalog(ctx), world_tables(ctx)[1],
@@ -193,17 +156,12 @@ def train_ranker(ctx: RunContext) -> dict[str, Any]:
     return out
 
 
-def artwork_context_names(genres: tuple[str, ...]) -> tuple[str, ...]:
-    """The artwork policy's context: the profile's genre affinity, one slot per genre."""
-    return tuple(f"genre:{g}" for g in genres)
-
-
 def artwork(ctx: RunContext) -> dict[str, Any]:
     """Learn the artwork policy from logged impressions (contexts point-in-time), OPE, maybe promote."""
     import numpy as np
     import pandas as pd
 
-    from bandits.features import ArmFeaturizer
+    from bandits.features import ArmFeaturizer, artwork_context_names, genre_contexts
     from bandits.log import BanditLog
     from bandits.nightly import train_and_maybe_promote
 
@@ -213,17 +171,13 @@ def artwork(ctx: RunContext) -> dict[str, Any]:
     events = lake_events(ctx)
     names = artwork_context_names(store.genres())
     imp = events.filter(pc.equal(events.column("event_type"), "artwork_impression"))
-    if imp.num_rows < 200:
-        return {"skipped": f"only {imp.num_rows} artwork impressions logged (need 200)"}
+    if imp.num_rows < ctx.config.bandits.min_impressions:
+        return {"skipped": f"only {imp.num_rows} artwork impressions logged (need {ctx.config.bandits.min_impressions})"}
     # What the policy knew at each impression: the genre affinity as of that moment.
     entity = pd.DataFrame({"profile_id": imp.column("profile_id").to_numpy(),
                            "event_timestamp": imp.column("ts").to_pandas()})
     hist = store.historical(entity, ["profile_stats:genre_affinity"])["profile_stats__genre_affinity"]
-    width = len(names)
-    contexts = np.zeros((imp.num_rows, width), np.float32)
-    for i, a in enumerate(hist.to_numpy()):
-        if a is not None and not (isinstance(a, float) and np.isnan(a)) and len(a) == width:
-            contexts[i] = a
+    contexts = genre_contexts(hist.to_numpy(), store.genres(), names)  # the same function serving uses
     order = titles.sort_by("title_id")
     featurizer = ArmFeaturizer.build(names, order.column("title_id").to_numpy(), order.column("artwork_themes").to_pylist())
     n_arms = dict(zip(titles.column("title_id").to_pylist(), (len(a) for a in titles.column("artwork_ids").to_pylist())))
@@ -234,7 +188,7 @@ def artwork(ctx: RunContext) -> dict[str, Any]:
         n_arms_fn=lambda tids: np.array([n_arms[int(t)] for t in tids]),
         context_names=names,
     )
-    decision = train_and_maybe_promote(log_, ctx.config.mlflow_uri, featurizer)
+    decision = train_and_maybe_promote(log_, ctx.config.mlflow_uri, featurizer, ctx.config.bandits)
     return {
         "rounds": len(log_),
         "promoted": decision.promoted,
@@ -244,7 +198,10 @@ def artwork(ctx: RunContext) -> dict[str, Any]:
     }
 
 
-def _profile_contexts(ctx: RunContext) -> list[ProfileContext]:
+def profile_blocks(ctx: RunContext, skip: set[int] | None = None) -> tuple[int, Iterator[list[ProfileContext]]]:
+    """(profiles to build, blocks of ``pipeline.chunk_size`` contexts in profile id order), skipping
+    the profiles in ``skip`` (done before a resume). Contexts are made one block at a time from
+    per-profile features (history, finished, in progress) computed once from the lake."""
     from features.history import playback_states, profile_histories
 
     titles, profiles = world_tables(ctx)
@@ -252,70 +209,87 @@ def _profile_contexts(ctx: RunContext) -> list[ProfileContext]:
     cfg = ctx.config
     states = playback_states(events, titles, cfg.candidates.finished_fraction, cfg.candidates.continue_min_fraction)
     histories = profile_histories(events)
-    out = []
-    for row in profiles.to_pylist():
+    table = profiles.select(["profile_id", "account_id", "region", "max_maturity_level", "is_kids"]).sort_by("profile_id")
+    if skip:
+        table = table.filter(pc.invert(pc.is_in(table.column("profile_id"), pa.array(sorted(skip), pa.int64()))))
+
+    def context(row: dict[str, Any]) -> ProfileContext:
         pid = int(row["profile_id"])
         state = states.get(pid)
-        out.append(
-            ProfileContext(
-                profile_id=pid,
-                account_id=int(row["account_id"]),
-                region=row["region"],
-                max_maturity_level=int(row["max_maturity_level"]),
-                is_kids=bool(row["is_kids"]),
-                cell=assign_cell(pid, cfg.experiment),
-                history=histories.get(pid, ()),
-                finished=state.finished if state else frozenset(),
-                in_progress={t: f for t, (f, _) in state.in_progress.items()} if state else {},
-                in_progress_ts={t: ts for t, (_, ts) in state.in_progress.items()} if state else {},
-            )
+        return ProfileContext(
+            profile_id=pid,
+            account_id=int(row["account_id"]),
+            region=row["region"],
+            max_maturity_level=int(row["max_maturity_level"]),
+            is_kids=bool(row["is_kids"]),
+            cell=assign_cell(pid, cfg.experiment),
+            history=histories.get(pid, ()),
+            finished=state.finished if state else frozenset(),
+            in_progress={t: f for t, (f, _) in state.in_progress.items()} if state else {},
+            in_progress_ts={t: ts for t, (_, ts) in state.in_progress.items()} if state else {},
         )
-    return out
+
+    size = cfg.pipeline.chunk_size
+    blocks = ([context(r) for r in table.slice(i, size).to_pylist()] for i in range(0, table.num_rows, size))
+    return table.num_rows, blocks
+
+
+def _profile_contexts(ctx: RunContext) -> list[ProfileContext]:
+    """Every profile's context, in profile id order (tests and benchmarks; the stage uses blocks)."""
+    return [p for block in profile_blocks(ctx)[1] for p in block]
 
 
 def pages(ctx: RunContext) -> dict[str, Any]:
+    """Pages for every profile, block by block into the run's ``pages.sqlite`` (resumable: a killed
+    run keeps its committed blocks), and the fallback pages."""
+    from pathways.pagestore import PAGES_SQLITE, SqlitePageStore
     from pipelines.page_builder import PageBuildSpec, build_pages
+    from pipelines.publish import page_counts
 
+    work = ctx.stage_dir("pages")
+    if not ctx.resume:
+        (work / PAGES_SQLITE).unlink(missing_ok=True)
+    plays = work / "plays.parquet"
+    window = _write_plays(ctx, plays)
     retrieval = Path(ctx.outputs["train_retrieval"]["dir"])
     extra = {name: (retrieval / name, evidence) for name, evidence in RETRIEVAL_MODELS.items()}
     top_row = ctx.outputs["train_top_row"].get("path")
     spec = PageBuildSpec(ctx.config, Path(ctx.outputs["train_als"]["path"]), as_of(ctx), extra,
-                         Path(top_row) if top_row else None)
-    records, fallbacks = build_pages(spec, _profile_contexts(ctx), progress=ctx.progress)
-    writer = SnapshotWriter(ctx.stage_dir("pages"), "pages")  # the snapshot's Parquet layout, in the run dir
-    writer.write_page_json([(pid, cell, page) for pid, cell, page, _ in records])
-    writer.write_fallbacks(fallbacks)
+                         Path(top_row) if top_row else None, plays)
+    writer = SqlitePageStore().writer(work, resumable=True)
+    done = writer.profile_ids()
+    total, blocks = profile_blocks(ctx, skip=done)
+    fallbacks = build_pages(spec, blocks, lambda part: writer.put_many((b.profile_id, b.blob) for b in part),
+                            total=total, progress=ctx.progress)
+    writer.close()
+    pq.write_table(fallback_table(fallbacks), work / FALLBACK)
     return {
-        "profiles": len(records),
-        "rows": sum(n for *_, n in records),
-        "empty_pages": sum(1 for *_, n in records if n == 0),
+        **page_counts(work / PAGES_SQLITE),
         "fallback_pages": len(fallbacks),
+        "resumed_profiles": len(done),
         "executor": ctx.config.pipeline.executor,
-        "dir": str(writer.staging),
+        "dir": str(work),
+        **window,
     }
 
 
+def _write_plays(ctx: RunContext, path: Path) -> dict[str, str]:
+    """The play events the candidate sources aggregate, once per run (atomically); returns the
+    data window (first and last event in the lake)."""
+    events = lake_events(ctx)
+    window = {"window_start": pc.min(events.column("ts")).as_py().isoformat(),
+              "window_end": pc.max(events.column("ts")).as_py().isoformat()}
+    if not path.is_file():
+        from features.schema import EventType
+
+        plays = events.filter(pc.equal(events.column("event_type"), EventType.PLAY.value))
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(plays, tmp)
+        tmp.replace(path)
+    return window
+
+
 def publish(ctx: RunContext) -> dict[str, Any]:
-    staged = Path(ctx.outputs["pages"]["dir"])
-    titles, profiles = world_tables(ctx)
-    version = new_version()
-    writer = SnapshotWriter(ctx.config.snapshots_dir, version)
-    try:
-        for name in (PAGES, FALLBACK):
-            writer.write_table(name, pq.read_table(staged / name))
-        writer.write_table(TITLES, titles)
-        writer.write_table(PROFILES, profiles)
-        live = writer.publish(
-            {
-                "run_id": ctx.run_id,
-                "as_of": ctx.outputs["features"]["as_of"],
-                "models": {k: v for k, v in ctx.outputs.get("train_ranker", {}).items() if k.endswith("version")},
-                "counts": {k: v for k, v in ctx.outputs["pages"].items() if k != "dir"},
-                "config": ctx.config.model_dump(mode="json"),
-            }
-        )
-    except BaseException:
-        writer.abort()
-        raise
-    removed = prune(ctx.config.snapshots_dir, keep=ctx.config.pipeline.keep_snapshots)
-    return {"version": version, "path": str(live), "pruned": len(removed)}
+    from pipelines.publish import publish_run
+
+    return publish_run(ctx, world_tables(ctx))

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from pathways.artifacts.ranker import RankerArtifact
 from pathways.catalog import Catalog
+from pathways.config import PageConfig
 from pathways.types import Candidates, ProfileContext
-from ranking.model import RankerArtifact
 
 PROFILE_FEATURES = [
     "plays_28d", "impressions_28d", "play_through_rate_28d", "mean_fraction_watched_28d",
@@ -37,8 +38,6 @@ FEATURE_COLUMNS = [
     "x_title_age_days",
     "x_maturity_gap",
 ]
-PINNED = ("continue_watching", "top_picks")  # rows whose order is final (recency; the LTR top row)
-SOURCE_WEIGHT = 0.5  # how much a row's own order counts next to the ranker (logit units)
 
 
 def genre_matrix(catalog: Catalog, genres: tuple[str, ...]) -> np.ndarray:
@@ -135,6 +134,8 @@ class RowScorer:
     # The learning-to-rank model's ranked list per profile (title ids, scores). When a profile has
     # one, its standardized scores order the rows; ``ranker`` only breaks ties below the list.
     ltr: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
+    # ``pinned_sources`` keep their own order; ``source_weight``: how much the rest keep of theirs.
+    page: PageConfig = field(default_factory=PageConfig)
     _titles: pd.DataFrame | None = field(default=None, repr=False)
     _trending: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _profiles: dict[int, dict] = field(default_factory=dict, repr=False)
@@ -175,8 +176,10 @@ class RowScorer:
         return self.ranker.predict(X)
 
     def score_rows(self, profile: ProfileContext, rows: list[Candidates]) -> list[Candidates]:
-        """Each row re-scored: ranker logit + SOURCE_WEIGHT x the row's own rank prior; pinned rows keep their order."""
-        scorable = [r for r in rows if len(r) and r.source not in PINNED]
+        """Each row re-scored: ranker logit + ``page.source_weight`` x the row's own rank prior; rows of
+        ``page.pinned_sources`` keep their order."""
+        pinned = self.page.pinned_sources
+        scorable = [r for r in rows if len(r) and r.source not in pinned]
         if not scorable:
             return rows
         union = np.unique(np.concatenate([r.title_ids for r in scorable]))
@@ -190,10 +193,10 @@ class RowScorer:
             logit = {t: ltr.get(t, below + 0.01 * v) for t, v in logit.items()}
         out = []
         for r in rows:
-            if r.source in PINNED or not len(r):
+            if r.source in pinned or not len(r):
                 out.append(r)
                 continue
             base = np.array([logit[int(t)] for t in r.title_ids])
             prior = 1.0 - np.arange(len(r)) / max(len(r), 1)  # the source's own order, 1 .. ~0
-            out.append(r.with_scores(base + SOURCE_WEIGHT * prior))
+            out.append(r.with_scores(base + self.page.source_weight * prior))
         return out

@@ -8,33 +8,23 @@ The optimizer is greedy over rows: at each step it takes the row with the highes
 value, where a row's value is the discounted sum of the scores of the titles it would still
 show (titles already placed in the first ``dedupe_top_rows`` rows are removed from it), times
 a diversity factor ``1 / (1 + diversity_weight * rows_already_taken_from_its_source)``.
-Pinned sources (continue watching) go first when present. Rows left with fewer than
-``min_row_length`` titles are dropped. No title repeats within a row, nor across the first
-``dedupe_top_rows`` rows. The hard rules are re-checked on every title placed (defence in
-depth: a bug upstream can never put a forbidden title on a page).
+The ``pinned_sources`` (continue watching, the top picks) go first when present, in that order.
+Rows left with fewer than ``min_row_length`` titles are dropped. The hard rules and the
+de-duplication (no title twice within a row, nor across the first ``dedupe_top_rows`` rows) are
+``ranking.filtering.RowFilter``'s, the same filter serving applies: the rules are re-checked on
+every title placed (defence in depth: a bug upstream can never put a forbidden title on a page).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
 from pathways.catalog import Catalog
 from pathways.config import PageConfig
 from pathways.types import Candidates, Page, ProfileContext, Row, TitleCard
-from ranking.rules import allowed_mask
+from ranking.filtering import RowFilter
 
-PINNED_SOURCES = ("continue_watching", "top_picks")  # first, in this order, when present
-_POSITION_DISCOUNT = 1.0 / np.log2(np.arange(2, 202))  # DCG-style discount for up to 200 slots
-
-
-@dataclass(frozen=True)
-class ArtworkChoice:
-    """Artwork picked for the titles of a row: arrays parallel to the row's titles."""
-
-    artwork_ids: np.ndarray
-    propensities: np.ndarray
+_POSITION_DISCOUNT = 1.0 / np.log2(np.arange(2, 202))  # DCG-style discount for up to 200 slots (row_length <= 100)
 
 
 def _row_value(scores: np.ndarray, length: int) -> float:
@@ -63,35 +53,25 @@ def assemble_page(
     if row_count < 1:
         raise ValueError(f"row_count must be >= 1, got {row_count}")
     length = config.row_length
-    pool: list[Candidates] = []
-    for cands in rows:
-        if len(cands) == 0:
-            continue
-        keep = allowed_mask(catalog, cands.title_ids, profile.region, profile.max_maturity_level, profile.finished)
-        cands = cands.mask(keep)
-        _, first = np.unique(cands.title_ids, return_index=True)  # no duplicates within a row
-        if first.shape[0] != len(cands):
-            cands = cands.mask(np.sort(first))
-        if len(cands) >= 1:
-            pool.append(cands)
+    pinned = config.pinned_sources
+    rules = RowFilter(catalog, profile, config.dedupe_top_rows)
+    rows = [cands for cands in rows if len(cands)]
+    pool = [c.mask(keep) for c, keep in zip(rows, rules.admit([c.title_ids for c in rows])) if len(keep)]
 
-    used_top: set[int] = set()
     taken_per_source: dict[str, int] = {}
     chosen: list[Row] = []
     remaining = list(range(len(pool)))
     while remaining and len(chosen) < row_count:
-        dedupe = len(chosen) < config.dedupe_top_rows
         best, best_value, best_ids = -1, -np.inf, None
         for i in remaining:
             cands = pool[i]
-            ids = cands.title_ids
-            keep = ~np.isin(ids, np.fromiter(used_top, np.int64, len(used_top))) if (dedupe and used_top) else None
-            view = cands.mask(keep) if keep is not None else cands
-            min_len = 1 if cands.source in PINNED_SOURCES else config.min_row_length
+            keep = rules.unseen(cands.title_ids)
+            view = cands if keep.all() else cands.mask(keep)
+            min_len = 1 if cands.source in pinned else config.min_row_length
             if len(view) < min(min_len, len(cands)) or len(view) == 0:
                 continue
-            if cands.source in PINNED_SOURCES:
-                value = 1e18 - PINNED_SOURCES.index(cands.source)  # before any scored row, in pinned order
+            if cands.source in pinned:
+                value = 1e18 * (len(pinned) - pinned.index(cands.source))  # before any scored row, in pinned order
             else:
                 value = _row_value(view.scores, length)
                 value /= 1.0 + config.diversity_weight * taken_per_source.get(cands.source, 0)
@@ -101,8 +81,7 @@ def assemble_page(
             break
         remaining.remove(best)
         cands = best_ids.top(length)
-        if dedupe:
-            used_top.update(int(t) for t in cands.title_ids)
+        rules.place(cands.title_ids)
         taken_per_source[cands.source] = taken_per_source.get(cands.source, 0) + 1
         chosen.append(_to_row(cands, catalog))
 

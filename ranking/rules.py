@@ -6,6 +6,9 @@ personalized rows, fallback pages and the real-time overlay in serving.
 3. Finished: a title the profile finished is not recommended again (except continue watching,
    which never holds finished titles either: finishing removes it from that row).
 4. Unknown titles (not in the catalog) are never shown.
+
+Candidate sources call ``enforce``; whole pages (the assembler, serving's overlay and fallback
+ladder) get these rules together with the de-duplication from ``ranking.filtering.RowFilter``.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ def enforce(candidates: Candidates, catalog: Catalog, profile: ProfileContext) -
 
 
 def violations(
-    catalog: Catalog, title_ids: list[int], region: str, max_maturity_level: int, finished: set[int] = frozenset()
+    catalog: Catalog, title_ids: list[int], region: str, max_maturity_level: int,
+    finished: frozenset[int] | set[int] = frozenset(),
 ) -> list[tuple[int, str]]:
     """(title_id, which rule) for every title that breaks a rule: for tests and audits."""
     out: list[tuple[int, str]] = []

@@ -7,9 +7,11 @@ Endpoints (JSON in and out; responses are bytes from ``json.dumps`` or, for page
 - ``GET /api/v1/pathways?profile_id=&row_count=``: the page; 200 for every valid request
   (fallback pages say ``personalized: false`` and why); 422 for a missing, non-integer or
   out-of-range parameter, 400 for an unknown or repeated one.
-- ``POST /api/v1/events``: one event or a list (``EventIn``); 202 once they are on disk;
-  422 for invalid events (nothing of the request is landed), 400 for a body that is not JSON,
-  413 for more than ``MAX_EVENTS_PER_REQUEST``, 503 when the landing area cannot be written.
+- ``POST /api/v1/events``: one event or a list (``EventIn``); 202 once the event stream has them,
+  with a result per event (accepted, duplicate, or rejected with the ingest rule it failed; 422
+  when every event is rejected); 422 for events that do not parse (nothing of the request is
+  appended), 400 for a body that is not JSON, 413 for more than ``MAX_EVENTS_PER_REQUEST``, 503
+  with ``Retry-After`` when the stream is full or its broker is down.
 - ``PUT /api/v1/playback/{session_id}/heartbeat``: ``HeartbeatIn``; 202 with the title's status.
 - ``GET /healthz``: the live snapshot version and whether the online store answers.
 """
@@ -27,8 +29,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.responses import Response
 
-from serving.events import INT64_MAX, MAX_EVENTS_PER_REQUEST, EventIn, HeartbeatIn
-from serving.logic import PathwaysService, RecordResult
+from features.stream import StreamUnavailable
+from serving.events import INT64_MAX, MAX_EVENTS_PER_REQUEST, EventIn, HeartbeatIn, RecordResult
+from serving.logic import PathwaysService
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +67,20 @@ def _request_id(request: Request) -> str | None:
 
 
 def _record_body(result: RecordResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    body = {"accepted": result.accepted, "file": result.file, "state_updated": result.state_error is None,
-            "reason": result.state_error}
-    return {**body, **(extra or {})}
+    return {**result.to_body(), **(extra or {})}
+
+
+def _unavailable(what: str, exc: Exception, retry_after_s: int) -> Response:
+    """503 with Retry-After: the stream is full or its broker is down; nothing was appended."""
+    log.error("cannot append %s: %s", what, exc)
+    body = json.dumps({"error": f"{what} could not be stored ({type(exc).__name__}); retry"}).encode()
+    return Response(body, status_code=503, media_type="application/json", headers={"Retry-After": str(retry_after_s)})
 
 
 def create_app(service: PathwaysService) -> FastAPI:
     """The FastAPI app serving ``service`` (no Ray here: ``serving.deployment`` wraps it)."""
     cfg = service.pages.config.serving
+    retry_after_s = service.pages.config.stream.retry_after_s
     app = FastAPI(title="Pathways", description="Personalized home pages", version="1")
 
     @app.exception_handler(RequestValidationError)
@@ -115,18 +124,16 @@ def create_app(service: PathwaysService) -> FastAPI:
             return json_response({"error": "invalid events", "problems": _problems(exc.errors())}, 422)
         try:
             result = await run_in_threadpool(service.events.record_events, events)
-        except OSError as exc:
-            log.error("cannot land %d events: %s", len(events), exc)
-            raise HTTPException(503, "events could not be stored; retry") from None
-        return json_response(_record_body(result), 202)
+        except (StreamUnavailable, OSError) as exc:
+            return _unavailable("events", exc, retry_after_s)
+        return json_response(_record_body(result), 202 if len(result.results) > result.count("rejected") else 422)
 
     @app.put("/api/v1/playback/{session_id}/heartbeat", status_code=202)
     def put_heartbeat(beat: HeartbeatIn, session_id: str = Path(..., min_length=1, max_length=128)) -> Response:
         try:
             result = service.events.heartbeat(session_id, beat)
-        except OSError as exc:
-            log.error("cannot land heartbeat: %s", exc)
-            raise HTTPException(503, "heartbeat could not be stored; retry") from None
+        except (StreamUnavailable, OSError) as exc:
+            return _unavailable("heartbeat", exc, retry_after_s)
         state = result.states.get(beat.profile_id)
         if state is None:
             status = "unknown"
@@ -136,7 +143,8 @@ def create_app(service: PathwaysService) -> FastAPI:
             status = "in_progress"
         else:
             status = "not_in_progress"  # below the continue-watching threshold, or runtime unknown
-        return json_response(_record_body(result, {"session_id": session_id, "title_status": status}), 202)
+        body = _record_body(result, {"session_id": session_id, "title_status": status})
+        return json_response(body, 202 if len(result.results) > result.count("rejected") else 422)
 
     @app.get("/healthz")
     def healthz() -> Response:

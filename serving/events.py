@@ -1,31 +1,58 @@
-"""Events arriving over HTTP: validated request models and the durable Parquet landing area.
+"""Events arriving over HTTP: request models, per-event checks, and the append to the event stream.
 
 ``EventIn`` mirrors ``features.schema.EVENT_SCHEMA`` (unknown fields are an error; ``event_id``
-and ``ts`` may be left out and are filled in). ``HeartbeatIn`` is the body of
-``PUT /api/v1/playback/{session_id}/heartbeat``. ``EventLanding.append(rows)`` writes one small
-Parquet file in ``EVENT_SCHEMA`` per accepted request under ``data_dir/raw/api/``: written to a
-``.tmp`` name, fsynced, then renamed, so the nightly ingest never reads a partial file and an
-accepted event is on disk before the response says so.
+and ``ts`` may be left out: the server assigns them and returns the id). ``HeartbeatIn`` is the
+body of ``PUT /api/v1/playback/{session_id}/heartbeat``.
+
+``EventRecorder.record(rows)``:
+
+1. checks each event as ingest would (``features.ingest.validate_events``: timestamps, known
+   profile and title from the live snapshot, types); a failing event is ``rejected`` with its
+   reason and not appended;
+2. appends the others to the event stream (``features.stream``) and returns once the stream has
+   them; an id the stream already has comes back ``duplicate`` (a retried request counts once);
+   a full stream or a down broker raises ``StreamUnavailable`` (the API answers 503 with
+   ``Retry-After``), nothing is silently dropped;
+3. with ``stream.realtime = "inline"``, runs the real-time consumer group up to the events just
+   appended (``features.stream.realtime``: playback state through ``PlaybackUpdater``, and the
+   "Because you watched" seed), so the next page shows them. A failed state write is reported
+   (``state_updated: false``) and retried by the next request; the events are in the stream.
+
+The lake consumer (``python -m features.stream lake``) lands the stream in the lake.
 """
 
 from __future__ import annotations
 
-import os
+import logging
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from features.history import PlaybackState
+from features.ingest import validate_events
+from features.online import OnlineStoreUnavailable
 from features.schema import EVENT_SCHEMA, EventType
+from features.stream import EventStream, open_stream
+from features.stream.realtime import RealtimeConsumer, RecentPlays
+from pathways.config import PathwaysConfig
+from pathways.snapshot import PROFILES, TITLES
+
+log = logging.getLogger(__name__)
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 MAX_EVENTS_PER_REQUEST = 10_000
+ONLINE_STORE_UNAVAILABLE = "online store unavailable"
+# Rules that need the catalog: not checked while no snapshot is loaded (the lake consumer checks them).
+CATALOG_RULES = frozenset({"unknown_profile_id", "unknown_title_id", "unknown_artwork_id"})
 
 
 def _utc(ts: datetime | None) -> datetime:
@@ -57,7 +84,7 @@ class EventIn(BaseModel):
     policy_version: str | None = Field(None, max_length=128)
 
     @model_validator(mode="after")
-    def _required_by_type(self) -> "EventIn":
+    def _required_by_type(self) -> EventIn:
         if self.event_type != EventType.SEARCH and self.title_id is None:
             raise ValueError(f"title_id is required for event_type {self.event_type.value!r}")
         if self.event_type == EventType.RATING and self.rating is None:
@@ -101,36 +128,164 @@ class HeartbeatIn(BaseModel):
         return rows
 
 
-class EventLanding:
-    """Append-only landing area of Parquet files in ``EVENT_SCHEMA`` (one file per call)."""
+@dataclass(frozen=True)
+class EventResult:
+    """What became of one posted event: ``accepted``, ``duplicate`` (already in the stream) or
+    ``rejected`` (with the ingest rule it failed)."""
 
-    def __init__(self, directory: Path | str) -> None:
-        self.directory = Path(directory)
+    event_id: str
+    status: str
+    reason: str | None = None
 
-    def append(self, rows: Sequence[dict[str, Any]]) -> Path:
-        """Write ``rows`` durably; returns the file. Raises ``OSError`` if the disk refuses."""
-        if not rows:
-            raise ValueError("rows: nothing to land")
+    def to_dict(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "status": self.status, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """Per-event results, and the playback state of the profiles the real-time consumer moved."""
+
+    results: tuple[EventResult, ...]
+    states: dict[int, PlaybackState] = field(default_factory=dict)
+    state_error: str | None = None
+    state_applied: bool = True  # False when the real-time consumer runs elsewhere
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def accepted(self) -> int:
+        return self.count("accepted")
+
+    def to_body(self) -> dict[str, Any]:
+        updated = None if not self.state_applied else self.state_error is None
+        return {"accepted": self.accepted, "duplicates": self.count("duplicate"), "rejected": self.count("rejected"),
+                "events": [r.to_dict() for r in self.results], "state_updated": updated, "reason": self.state_error}
+
+
+class EventChecker:
+    """Ingest's rules over posted rows, with titles and profiles of the live snapshot."""
+
+    def __init__(self, snapshot_fn: Callable[[], Any]) -> None:
+        self.snapshot_fn = snapshot_fn
+        self._tables: tuple[str, pa.Table, pa.Table] | None = None
+        self._lock = threading.Lock()
+
+    def _catalog(self) -> tuple[pa.Table, pa.Table] | None:
+        snapshot = self.snapshot_fn()
+        if snapshot is None:
+            return None
+        with self._lock:
+            if self._tables is None or self._tables[0] != snapshot.version:
+                titles = pq.read_table(snapshot.path / TITLES, columns=["title_id", "artwork_ids"])
+                profiles = pq.read_table(snapshot.path / PROFILES, columns=["profile_id"])
+                self._tables = (snapshot.version, titles, profiles)
+            return self._tables[1], self._tables[2]
+
+    def reasons(self, rows: Sequence[dict[str, Any]], now: datetime) -> np.ndarray:
+        """The first failing ingest rule per row ('' when valid), shape (n,)."""
         table = pa.Table.from_pylist(list(rows), schema=EVENT_SCHEMA)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        final = self.directory / f"events-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
-        tmp = final.with_name(final.name + ".tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                pq.write_table(table, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return final
+        catalog = self._catalog()
+        if catalog is None:
+            titles = pa.table({"title_id": pa.array([], pa.int64()), "artwork_ids": pa.array([], pa.list_(pa.int32()))})
+            reasons = validate_events(table, titles, pa.table({"profile_id": pa.array([], pa.int64())}), now)[1]
+            return np.where(np.isin(reasons, list(CATALOG_RULES)), "", reasons).astype(object)
+        return validate_events(table, catalog[0], catalog[1], now)[1]
 
-    def files(self) -> list[Path]:
-        return sorted(self.directory.glob("events-*.parquet"))
+
+class EventRecorder:
+    """Checks, appends to the stream, then (inline) runs the real-time consumer; see the module doc."""
+
+    def __init__(self, stream: EventStream, checker: EventChecker, realtime: RealtimeConsumer | None) -> None:
+        self.stream = stream
+        self.checker = checker
+        self.realtime = realtime
+
+    def record(self, rows: list[dict[str, Any]]) -> RecordResult:
+        """Raises ``features.stream.StreamUnavailable`` (and ``StreamFull``) when nothing could be appended."""
+        reasons = self.checker.reasons(rows, datetime.now(UTC))
+        results: list[EventResult | None] = [None] * len(rows)
+        good: list[int] = []
+        for i, (row, reason) in enumerate(zip(rows, reasons)):
+            if reason == "duplicate_event_id":
+                results[i] = EventResult(str(row["event_id"]), "duplicate")
+            elif reason:
+                results[i] = EventResult(str(row["event_id"]), "rejected", str(reason))
+            else:
+                good.append(i)
+        appended = self.stream.append([rows[i] for i in good]) if good else []
+        for i, done in zip(good, appended):
+            results[i] = EventResult(done.event_id, "duplicate" if done.duplicate else "accepted")
+        final = tuple(r for r in results if r is not None)
+        if self.realtime is None:
+            return RecordResult(final, state_applied=False)
+        try:
+            self.realtime.catch_up()
+        except OnlineStoreUnavailable as exc:
+            log.warning("playback state not updated (retried with the next events): %s", exc)
+            return RecordResult(final, state_error=ONLINE_STORE_UNAVAILABLE)
+        pids = {int(rows[i]["profile_id"]) for i in good}
+        states = {pid: self.realtime.last_states[pid] for pid in pids if pid in self.realtime.last_states}
+        return RecordResult(final, states)
+
+    def record_events(self, events: list[EventIn]) -> RecordResult:
+        return self.record([e.to_row() for e in events])
+
+    def heartbeat(self, session_id: str, beat: HeartbeatIn) -> RecordResult:
+        return self.record(beat.to_rows(session_id))
+
+    @property
+    def seeds(self) -> RecentPlays | None:
+        """The "Because you watched" seed per profile (inline real-time consumer only)."""
+        return self.realtime.seeds if self.realtime is not None else None
+
+
+def build_recorder(config: PathwaysConfig, updater: Any, snapshot_fn: Callable[[], Any]) -> EventRecorder:
+    """The recorder over ``open_stream(config)``; ``updater`` is a ``PlaybackUpdater`` and
+    ``snapshot_fn`` returns the live ``LoadedSnapshot`` (or None)."""
+    cfg = config.stream
+    stream = open_stream(config)
+    realtime = None
+    if cfg.realtime == "inline":
+        def apply(profile_id: int, events: list[dict[str, Any]]) -> PlaybackState:
+            snapshot = snapshot_fn()
+            return updater.apply(profile_id, events, snapshot.runtime_s if snapshot is not None else {})
+
+        realtime = RealtimeConsumer(stream, apply, seeds=RecentPlays(cfg.recent_plays), group=cfg.realtime_group,
+                                    consumer=f"api-{uuid.uuid4().hex[:8]}", commit_interval_s=cfg.realtime_commit_s)
+    return EventRecorder(stream, EventChecker(snapshot_fn), realtime)
+
+
+def run_realtime(config: PathwaysConfig, stop: threading.Event) -> None:
+    """The real-time consumer group as its own process (``stream.realtime = "external"``): events
+    into the Feast online store's playback state, until ``stop`` is set."""
+    from serving.playback import OnlinePlaybackStore, PlaybackUpdater
+    from serving.snapshots import SnapshotStore
+
+    snapshots = SnapshotStore(config.snapshots_dir, config.serving.snapshot_poll_s, background=False)
+    snapshots.refresh()
+    updater = PlaybackUpdater(OnlinePlaybackStore(config.feature_repo_dir), config.candidates.finished_fraction,
+                              config.candidates.continue_min_fraction)
+
+    def apply(profile_id: int, events: list[dict[str, Any]]) -> PlaybackState:
+        snapshot = snapshots.state().snapshot
+        return updater.apply(profile_id, events, snapshot.runtime_s if snapshot is not None else {})
+
+    consumer = RealtimeConsumer(open_stream(config), apply, seeds=RecentPlays(config.stream.recent_plays),
+                                group=config.stream.realtime_group, commit_interval_s=config.stream.realtime_commit_s)
+    consumer.run(stop)
+
+
+if __name__ == "__main__":  # python -m serving.events [--config F] [--set k=v ...]
+    import argparse
+    import signal
+
+    from pathways.config import load_config, parse_override
+
+    parser = argparse.ArgumentParser(prog="python -m serving.events", description=run_realtime.__doc__)
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    stop_event = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
+    run_realtime(load_config(args.config, **dict(parse_override(o) for o in args.set)), stop_event)

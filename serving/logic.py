@@ -1,79 +1,105 @@
-"""Serving's plain logic (no Ray, no FastAPI): pages, events, heartbeats and health.
+"""Serving's plain logic (no Ray, no FastAPI): pages within one deadline, events, health.
 
-``PageService.get_page(profile_id, row_count, request_id)`` serves the live snapshot's page for a
-known profile with the real-time playback overlay, inside ``personalize_budget_ms``; anything
-that stops it (unknown profile, snapshot missing, online store down, an exception, the budget)
-gives the fallback page (``serving.fallback``) with ``personalized=False`` and the reason.
-It never raises for a valid request. ``EventRecorder`` lands events durably, then folds them
-into the playback state. ``PathwaysService`` bundles both for the HTTP layer.
+``PageService.get_page(profile_id, row_count, request_id)`` builds a page in stages, each within
+its budget and the request's deadline (``serving.stages``, budgets in ``ServingConfig``):
+
+1. ``snapshot_read``: the profile's precomputed page (``LoadedSnapshot.page``, the page store);
+   over budget or failed, or no page: the fallback ladder (``serving.fallback``: cohort row for
+   region and maturity, then global, then catalog) with ``personalized=False`` and the reason;
+2. ``overlay``: the real-time playback state (online store), read in parallel with stage 1;
+   over budget or failed (store down): the precomputed page is still served, rules applied,
+   every row marked degraded with the reason (``personalized`` stays true);
+3. ``artwork``: the artwork policy (online context read); over budget or failed: every title's
+   default artwork, marked degraded;
+4. ``serialize``: ``ServedPage.to_json`` (orjson header, pre-encoded title fragments).
+
+Overloaded (the HTTP layer says so): the cohort fallback at once, ``reason="overloaded"``, from a
+cache of encoded fallback rows. A valid request never raises. ``PathwaysService`` bundles pages,
+events and health for the HTTP layer.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 import uuid
-from collections import defaultdict
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import orjson
 
+from bandits.serving import ArtworkPolicy
 from experiments.allocation import assign_cell
-from features.history import PlaybackState
 from features.schema import KIDS_MAX_MATURITY
 from pathways.config import PathwaysConfig
-from pathways.types import Page
-from serving.events import EventIn, EventLanding, HeartbeatIn
+from pathways.types import ArtworkChoice, CompactRows, Page, ProfileContext
+from serving.artwork import select_artwork
+from serving.events import EventRecorder, build_recorder
 from serving.fallback import fallback_rows
-from serving.overlay import ArtworkChoice, ArtworkPolicy, overlay_playback, select_artwork
+from serving.impressions import ImpressionLog
+from serving.overlay import enforce_rows, overlay_playback
 from serving.playback import OnlineStoreUnavailable, PlaybackStore, PlaybackUpdater
-from serving.rows import PageRows, TitleRenderer
+from serving.rows import TitleRenderer
 from serving.snapshots import SNAPSHOT_MISSING, LoadedSnapshot, SnapshotStore
+from serving.stages import ARTWORK, OVERLAY, SERIALIZE, SNAPSHOT_READ, Deadline, StageTimes, run_stage, wait_stage
 
 log = logging.getLogger(__name__)
 
 ONLINE_STORE_UNAVAILABLE = "online store unavailable"
 UNKNOWN_PROFILE = "unknown profile"
 NO_PAGE = "no personalized page in the snapshot"
-
-
-@dataclass(frozen=True)
-class ProfileInfo:
-    """Who the page is for; ``is_kids`` is None for a profile never seen."""
-
-    profile_id: int
-    region: str
-    max_maturity_level: int
-    is_kids: bool | None
-    known: bool
+OVERLOADED = "overloaded"
+PERSONALIZED = "personalized"
+FALLBACK_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True)
 class ServedPage:
-    """A page as served: who for, whether personalized and why not, its rows and artwork."""
+    """A page as served: who for, whether personalized and why not, its rows and artwork.
 
-    profile: ProfileInfo
+    ``profile`` is the snapshot's record of the profile (``known=False`` for one never seen, with
+    the default region and the kids-safe ceiling); ``cell`` is None when allocation never ran.
+    ``reason``: why the page is not the full personalized page (None when it is). ``degraded``:
+    (stage, reason) of each stage that degraded every row; ``rows_json``: the rows pre-encoded.
+    """
+
+    profile: ProfileContext
     request_id: str
     cell: str | None
     personalized: bool
     reason: str | None
     fallback_rung: str | None
     snapshot: str | None
-    rows: PageRows
+    rows: CompactRows
     artwork: ArtworkChoice
     renderer: TitleRenderer | None
+    degraded: tuple[tuple[str, str], ...] = ()
+    rows_json: str | None = None
+    times: StageTimes = field(default_factory=StageTimes)
 
     @property
     def page(self) -> Page:
         """As a ``pathways.types.Page`` (builds every ``TitleCard``: for tests and offline use)."""
         rows = () if self.renderer is None else self.rows.to_rows(
-            self.renderer.catalog, self.artwork.artwork_ids, self.artwork.propensities
+            self.renderer.catalog, self._artwork_ids(), self.artwork.propensities
         )
         return Page(self.profile.profile_id, self.profile.region, self.profile.max_maturity_level, rows,
                     self.personalized, self.reason, self.cell, self.snapshot, self.fallback_rung)
+
+    @property
+    def rung(self) -> str:
+        return PERSONALIZED if self.personalized else (self.fallback_rung or "none")
+
+    def degraded_rows(self) -> list[dict[str, str]]:
+        """One entry per row that is not a fresh personalized row: its id, rung and why."""
+        reasons = [r for _, r in self.degraded] if self.personalized else [self.reason or "", *(r for _, r in self.degraded)]
+        if not reasons:
+            return []
+        why = "; ".join(reasons)
+        return [{"row_id": h.row_id, "rung": self.rung, "reason": why} for h in self.rows.headers]
 
     def header(self) -> dict[str, Any]:
         return {
@@ -82,7 +108,7 @@ class ServedPage:
                 "profile_id": self.profile.profile_id,
                 "region": self.profile.region,
                 "max_maturity_level": self.profile.max_maturity_level,
-                "is_kids": self.profile.is_kids,
+                "is_kids": self.profile.is_kids if self.profile.known else None,
             },
             "cell": self.cell,
             "personalized": self.personalized,
@@ -90,18 +116,31 @@ class ServedPage:
             "fallback_rung": self.fallback_rung,
             "snapshot": self.snapshot,
             "artwork_policy": self.artwork.policy_version,
+            "degraded": self.degraded_rows(),
         }
+
+    def render_rows(self) -> str:
+        if self.rows_json is not None:
+            return self.rows_json
+        if self.renderer is None:
+            return "[]"
+        return self.renderer.rows_json(self.rows, self._artwork_ids(), self.artwork.propensities)
 
     def to_json(self) -> bytes:
         """The response body: the header fields, then ``rows`` (rendered without building objects)."""
-        rows = "[]" if self.renderer is None else self.renderer.rows_json(
-            self.rows, self.artwork.artwork_ids, self.artwork.propensities
-        )
-        head = json.dumps(self.header(), separators=(",", ":"))
-        return f'{head[:-1]},"rows":{rows}}}'.encode()
+        t0 = time.perf_counter()
+        rows = self.render_rows()
+        head = orjson.dumps(self.header())
+        body = head[:-1] + b',"rows":' + rows.encode() + b"}"
+        self.times.add(SERIALIZE, t0)
+        return body
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(self.to_json())
+        return dict(orjson.loads(self.to_json()))
+
+    def _artwork_ids(self) -> np.ndarray:
+        ids = self.artwork.artwork_ids
+        return ids if ids is not None else np.zeros(len(self.rows.title_ids), np.int64)
 
 
 class PageService:
@@ -113,146 +152,148 @@ class PageService:
         snapshots: SnapshotStore,
         playback: PlaybackStore,
         artwork: ArtworkPolicy | None = None,
+        impressions: ImpressionLog | None = None,
     ) -> None:
         self.config = config
         self.snapshots = snapshots
         self.playback = playback
         self.artwork = artwork
-        self._pool = ThreadPoolExecutor(max_workers=config.serving.max_ongoing_requests, thread_name_prefix="personalize")
+        self.impressions = impressions
+        self._pool = ThreadPoolExecutor(max_workers=2 * config.serving.max_ongoing_requests, thread_name_prefix="stage")
+        self._fallback_cache: OrderedDict[tuple[Any, ...], tuple[CompactRows, str, str]] = OrderedDict()
 
-    def profile_info(self, snapshot: LoadedSnapshot | None, profile_id: int) -> ProfileInfo:
-        record = snapshot.profiles.get(profile_id) if snapshot is not None else None
-        if record is None:  # never seen: the default region and the kids-safe ceiling
-            return ProfileInfo(profile_id, self.config.serving.default_region, KIDS_MAX_MATURITY, None, False)
-        return ProfileInfo(profile_id, record.region, record.max_maturity_level, record.is_kids, True)
+    def profile_context(self, snapshot: LoadedSnapshot | None, profile_id: int) -> ProfileContext:
+        """The snapshot's record of ``profile_id``, or the default region and the kids-safe ceiling."""
+        record = snapshot.profile(profile_id) if snapshot is not None else None
+        return record if record is not None else self._unknown(profile_id)
 
-    def get_page(self, profile_id: int, row_count: int | None = None, request_id: str | None = None) -> ServedPage:
+    def account_of(self, profile_id: int) -> int | None:
+        """The account of ``profile_id`` per the live snapshot (None: profile unknown)."""
+        snapshot = self.snapshots.state().snapshot
+        record = snapshot.profile(profile_id) if snapshot is not None else None
+        return record.account_id if record is not None else None
+
+    def _unknown(self, profile_id: int) -> ProfileContext:
+        return ProfileContext(profile_id, self.config.serving.default_region, KIDS_MAX_MATURITY, known=False)
+
+    def get_page(self, profile_id: int, row_count: int | None = None, request_id: str | None = None,
+                 *, overloaded: bool = False) -> ServedPage:
         """The page for ``profile_id`` (see the module docstring). Raises ValueError only for bad arguments."""
         cfg = self.config.serving
         row_count = cfg.default_row_count if row_count is None else int(row_count)
         if not 1 <= row_count <= cfg.max_row_count:
             raise ValueError(f"row_count must be in 1..{cfg.max_row_count}, got {row_count}")
         request_id = request_id or uuid.uuid4().hex
-        profile = ProfileInfo(profile_id, cfg.default_region, KIDS_MAX_MATURITY, None, False)
+        deadline, times = Deadline(cfg.deadline_ms), StageTimes()
+        profile = self._unknown(profile_id)
         cell: str | None = None
         try:
             state = self.snapshots.state()
             snapshot = state.snapshot
-            profile = self.profile_info(snapshot, profile_id)
             cell = assign_cell(profile_id, self.config.experiment)
-            rows, reason, rung = None, state.problem, None
-            if reason is None and snapshot is not None:
-                reason = self._why_not_personalized(snapshot, profile, cell)
-                if reason is None:
-                    rows, reason = self._personalize_within_budget(snapshot, profile, row_count)
-            personalized = rows is not None
-            if rows is None:
-                reason = reason or SNAPSHOT_MISSING
-                finished = self._finished_titles(profile_id) if reason in _STORE_STILL_USABLE else frozenset()
-                rows, rung = fallback_rows(
-                    snapshot, profile.region, profile.max_maturity_level, finished, row_count=row_count,
-                    row_length=self.config.page.row_length, dedupe_top_rows=self.config.page.dedupe_top_rows,
-                )
-            renderer = snapshot.renderer if snapshot is not None else None
-            art = select_artwork(rows, renderer, self.artwork, profile_id, request_id) if renderer else _NO_ARTWORK
-            return ServedPage(profile, request_id, cell, personalized, reason, rung,
-                              snapshot.version if snapshot else None, rows, art, renderer)
+            profile = replace(self.profile_context(snapshot, profile_id), cell=cell)
+            if overloaded:
+                return self._fallback(snapshot, profile, request_id, row_count, OVERLOADED, times, None, deadline)
+            reason = state.problem or (SNAPSHOT_MISSING if snapshot is None else None)
+            if reason is not None or snapshot is None:
+                return self._fallback(snapshot, profile, request_id, row_count, reason or SNAPSHOT_MISSING, times, None, deadline)
+            playback = self._pool.submit(self.playback.get, profile_id)  # the overlay's read, beside the page read
+            if not profile.known:
+                return self._fallback(snapshot, profile, request_id, row_count, UNKNOWN_PROFILE, times, playback, deadline)
+            t0 = time.perf_counter()
+            stored, why = run_stage(self._pool, lambda: snapshot.page(profile_id),
+                                    deadline.budget_s(cfg.snapshot_read_budget_ms), "snapshot read")
+            times.add(SNAPSHOT_READ, t0)
+            if stored is None:
+                if why is None:
+                    return self._fallback(snapshot, profile, request_id, row_count, NO_PAGE, times, playback, deadline)
+                playback.cancel()
+                return self._fallback(snapshot, profile, request_id, row_count, why, times, None, deadline)
+            if stored.cell != cell:  # serving another cell's page would contaminate the experiment
+                playback.cancel()
+                why = f"page built for cell {stored.cell!r}, profile is in cell {cell!r}"
+                return self._fallback(snapshot, profile, request_id, row_count, why, times, None, deadline)
+            return self._personalized(snapshot, profile, stored.rows, request_id, row_count, times, playback, deadline)
         except Exception as exc:  # noqa: BLE001 - last resort: a valid request never gets a 5xx
             log.exception("serving profile %s failed; empty page", profile_id)
             return ServedPage(profile, request_id, cell, False, f"internal error: {type(exc).__name__}", "none",
-                              None, PageRows.empty(), _NO_ARTWORK, None)
+                              None, CompactRows.empty(), _NO_ARTWORK, None, times=times)
 
-    def _finished_titles(self, profile_id: int) -> frozenset[int]:
-        """Titles ``profile_id`` finished per the playback store, within the budget; empty if it fails."""
-        future = self._pool.submit(self.playback.get, profile_id)
-        try:
-            return future.result(timeout=self.config.serving.personalize_budget_ms / 1000.0).finished
-        except Exception:  # noqa: BLE001 - the fallback page must not depend on the store
-            future.cancel()
-            return frozenset()
+    def _personalized(self, snapshot: LoadedSnapshot, profile: ProfileContext, stored: CompactRows, request_id: str,
+                      row_count: int, times: StageTimes, playback: Any, deadline: Deadline) -> ServedPage:
+        cfg, page = self.config.serving, self.config.page
+        degraded: list[tuple[str, str]] = []
+        t0 = time.perf_counter()
+        state, why = wait_stage(playback, deadline.budget_s(cfg.personalize_budget_ms), "real-time overlay",
+                                known={OnlineStoreUnavailable: ONLINE_STORE_UNAVAILABLE})
+        if state is None:
+            log.warning("profile %s: %s; serving the precomputed page", profile.profile_id, why)
+            degraded.append((OVERLAY, why or "real-time overlay failed"))
+            rows = enforce_rows(stored, snapshot.catalog, profile, dedupe_top_rows=page.dedupe_top_rows, row_count=row_count)
+        else:
+            rows = overlay_playback(stored, state, snapshot.catalog, profile, row_length=page.row_length,
+                                    dedupe_top_rows=page.dedupe_top_rows, row_count=row_count)
+        times.add(OVERLAY, t0)
+        art = self._artwork(rows, snapshot.renderer, profile.profile_id, request_id, deadline, times, degraded)
+        reason = "; ".join(r for _, r in degraded) or None
+        return ServedPage(profile, request_id, profile.cell, True, reason, None, snapshot.version, rows, art,
+                          snapshot.renderer, tuple(degraded), times=times)
 
-    def _why_not_personalized(self, snapshot: LoadedSnapshot, profile: ProfileInfo, cell: str) -> str | None:
-        if not profile.known:
-            return UNKNOWN_PROFILE
-        stored = snapshot.pages.get(profile.profile_id)
-        if stored is None:
-            return NO_PAGE
-        if stored[0] != cell:  # serving another cell's page would contaminate the experiment
-            return f"page built for cell {stored[0]!r}, profile is in cell {cell!r}"
-        return None
+    def _artwork(self, rows: CompactRows, renderer: TitleRenderer, profile_id: int, request_id: str, deadline: Deadline,
+                 times: StageTimes, degraded: list[tuple[str, str]]) -> ArtworkChoice:
+        """The policy's artwork within the artwork budget; else the default artwork, marked degraded."""
+        t0 = time.perf_counter()
+        art: ArtworkChoice | None = None
+        if self.artwork is not None and len(rows.title_ids):
+            art, why = run_stage(self._pool, lambda: select_artwork(rows, renderer, self.artwork, profile_id, request_id),
+                                 deadline.budget_s(self.config.serving.artwork_budget_ms), "artwork")
+            if art is None:
+                degraded.append((ARTWORK, why or "artwork failed"))
+            elif self.impressions is not None:
+                self.impressions.log(rows, art, profile_id, request_id)
+        if art is None:
+            art = select_artwork(rows, renderer, None, profile_id, request_id)
+        times.add(ARTWORK, t0)
+        return art
 
-    def _personalize_within_budget(
-        self, snapshot: LoadedSnapshot, profile: ProfileInfo, row_count: int
-    ) -> tuple[PageRows | None, str | None]:
-        budget_ms = self.config.serving.personalize_budget_ms
-        future = self._pool.submit(self._personalize, snapshot, profile, row_count)
-        try:
-            return future.result(timeout=budget_ms / 1000.0), None
-        except FutureTimeout:
-            future.cancel()
-            log.warning("personalization of profile %s over budget (%.0f ms)", profile.profile_id, budget_ms)
-            return None, f"personalization over budget ({budget_ms:g} ms)"
-        except OnlineStoreUnavailable as exc:
-            log.warning("online store unavailable: %s", exc)
-            return None, ONLINE_STORE_UNAVAILABLE
-        except Exception as exc:  # noqa: BLE001 - any failure of personalization -> fallback
-            log.exception("personalization of profile %s failed", profile.profile_id)
-            return None, f"personalization failed: {type(exc).__name__}"
-
-    def _personalize(self, snapshot: LoadedSnapshot, profile: ProfileInfo, row_count: int) -> PageRows:
-        state = self.playback.get(profile.profile_id)
-        return overlay_playback(
-            snapshot.pages[profile.profile_id][1], state, snapshot.catalog, profile.region, profile.max_maturity_level,
-            row_length=self.config.page.row_length, dedupe_top_rows=self.config.page.dedupe_top_rows, row_count=row_count,
-        )
-
-
-# Fallback reasons after which the playback store may still be asked for finished titles.
-_STORE_STILL_USABLE = frozenset({UNKNOWN_PROFILE, NO_PAGE})
-_NO_ARTWORK = ArtworkChoice(np.zeros(0, np.int64), np.zeros(0), "default", "no catalog")
-
-
-@dataclass(frozen=True)
-class RecordResult:
-    """What happened to posted events: how many landed (and where), how many profiles' state moved."""
-
-    accepted: int
-    file: str
-    states: dict[int, PlaybackState]  # profile id -> its state after the events (updated ones only)
-    state_error: str | None = None
+    def _fallback(self, snapshot: LoadedSnapshot | None, profile: ProfileContext, request_id: str, row_count: int,
+                  reason: str, times: StageTimes, playback: Any, deadline: Deadline) -> ServedPage:
+        """The fallback ladder for ``profile``; finished titles from ``playback`` when it answers in time."""
+        cfg = self.config
+        finished: frozenset[int] = frozenset()
+        if playback is not None:
+            t0 = time.perf_counter()
+            state, _ = wait_stage(playback, deadline.budget_s(cfg.serving.personalize_budget_ms), "real-time overlay")
+            finished = state.finished if state is not None else frozenset()
+            times.add(OVERLAY, t0)
+        version = snapshot.version if snapshot is not None else None
+        renderer = snapshot.renderer if snapshot is not None else None
+        use_policy = self.artwork is not None and reason != OVERLOADED
+        key = (version, profile.region, profile.max_maturity_level, row_count)
+        cached = self._fallback_cache.get(key) if not finished else None
+        if cached is None:
+            rows, rung = fallback_rows(snapshot, replace(profile, finished=finished), row_count=row_count,
+                                       row_length=cfg.page.row_length, dedupe_top_rows=cfg.page.dedupe_top_rows)
+            default_art = select_artwork(rows, renderer, None, profile.profile_id, request_id) if renderer else _NO_ARTWORK
+            encoded = renderer.rows_json(rows, default_art.artwork_ids, default_art.propensities) if renderer else "[]"
+            cached = (rows, rung, encoded)
+            if not finished:
+                self._fallback_cache[key] = cached
+                while len(self._fallback_cache) > FALLBACK_CACHE_SIZE:
+                    self._fallback_cache.popitem(last=False)
+        rows, rung, encoded = cached
+        degraded: list[tuple[str, str]] = []
+        if use_policy and renderer is not None:
+            art = self._artwork(rows, renderer, profile.profile_id, request_id, deadline, times, degraded)
+            encoded_rows = None
+        else:
+            art = select_artwork(rows, renderer, None, profile.profile_id, request_id) if renderer else _NO_ARTWORK
+            encoded_rows = encoded
+        return ServedPage(profile, request_id, profile.cell, False, reason, rung, version, rows, art, renderer,
+                          tuple(degraded), encoded_rows, times)
 
 
-class EventRecorder:
-    """Lands events durably in ``landing``, then applies them to the playback state."""
-
-    def __init__(self, landing: EventLanding, updater: PlaybackUpdater, snapshots: SnapshotStore) -> None:
-        self.landing = landing
-        self.updater = updater
-        self.snapshots = snapshots
-
-    def record(self, rows: list[dict[str, Any]]) -> RecordResult:
-        """Land ``rows`` (EVENT_SCHEMA dicts) first (OSError propagates: nothing accepted), then update state."""
-        path = self.landing.append(rows)
-        snapshot = self.snapshots.state().snapshot
-        runtime = snapshot.runtime_s if snapshot is not None else {}
-        by_profile: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for row in rows:
-            by_profile[int(row["profile_id"])].append(row)
-        states: dict[int, PlaybackState] = {}
-        error = None
-        for pid, events in by_profile.items():
-            try:
-                states[pid] = self.updater.apply(pid, events, runtime)
-            except OnlineStoreUnavailable as exc:
-                log.warning("playback state of profile %s not updated: %s", pid, exc)
-                error = ONLINE_STORE_UNAVAILABLE
-        return RecordResult(len(rows), path.name, states, error)
-
-    def record_events(self, events: list[EventIn]) -> RecordResult:
-        return self.record([e.to_row() for e in events])
-
-    def heartbeat(self, session_id: str, beat: HeartbeatIn) -> RecordResult:
-        return self.record(beat.to_rows(session_id))
+_NO_ARTWORK = ArtworkChoice(np.zeros(0, np.int64), np.zeros(0), "default", "no catalog", np.zeros(0, np.int64))
 
 
 @dataclass
@@ -262,14 +303,27 @@ class PathwaysService:
     pages: PageService
     events: EventRecorder
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body): 200 ``ok`` or ``degraded`` (still serving something useful), 503
+        ``unavailable`` while no snapshot is loaded or the loaded one holds no page at all."""
         state = self.pages.snapshots.state()
+        snapshot = state.snapshot
         try:
             online = bool(self.pages.playback.ping())
         except Exception:  # noqa: BLE001 - health must answer
             online = False
-        return {"status": "ok", "snapshot": state.snapshot.version if state.snapshot else None,
-                "snapshot_problem": state.problem, "online_store": online}
+        problems = [p for p in (state.problem, None if online else ONLINE_STORE_UNAVAILABLE) if p]
+        pages = len(snapshot.pages) if snapshot is not None else 0
+        fallbacks = len(snapshot.fallbacks) if snapshot is not None else 0
+        if snapshot is not None and pages == 0:
+            problems.append("the snapshot holds no personalized page")
+        status = "ok" if not problems else "degraded"
+        if snapshot is None or (pages == 0 and fallbacks == 0):
+            status = "unavailable"
+        body = {"status": status, "snapshot": snapshot.version if snapshot else None,
+                "snapshot_problem": state.problem, "online_store": online, "problems": problems,
+                "pages": pages, "fallback_pages": fallbacks}
+        return (503 if status == "unavailable" else 200), body
 
 
 def build_service(
@@ -280,13 +334,14 @@ def build_service(
     background_reload: bool = True,
 ) -> PathwaysService:
     """The service over ``config.data_dir``: snapshots, the Feast online store unless ``playback``
-    is given, landing under ``data_dir/raw/api``. The first snapshot is loaded before returning."""
+    is given, events into ``open_stream(config)``. The first snapshot is loaded before returning."""
     from serving.playback import OnlinePlaybackStore
 
     snapshots = SnapshotStore(config.snapshots_dir, config.serving.snapshot_poll_s, background=background_reload)
     snapshots.refresh()
     playback = playback if playback is not None else OnlinePlaybackStore(config.feature_repo_dir)
     updater = PlaybackUpdater(playback, config.candidates.finished_fraction, config.candidates.continue_min_fraction)
-    pages = PageService(config, snapshots, playback, artwork)
-    events = EventRecorder(EventLanding(config.raw_dir / "api"), updater, snapshots)
+    events = build_recorder(config, updater, lambda: snapshots.state().snapshot)
+    impressions = ImpressionLog(events.stream, config.serving.impression_rows_logged)
+    pages = PageService(config, snapshots, playback, artwork, impressions)
     return PathwaysService(pages, events)

@@ -12,6 +12,12 @@ replica sees the whole app. ``MetricsMiddleware`` times each HTTP request by its
 | ``pathways_pages_total`` | counter | personalized (``true``/``false``), reason |
 | ``pathways_degraded_rows_total`` | counter | reason |
 | ``pathways_events_total`` | counter | outcome (``accepted``, ``rejected``) |
+| ``pathways_stage_seconds`` | histogram | stage (``snapshot_read``, ``overlay``, ``artwork``, ``serialize``) |
+| ``pathways_cells_total`` | counter | cell (pages served per experiment cell) |
+| ``pathways_online_store_errors_total`` | counter | stage |
+| ``pathways_refused_total`` | counter | status (401, 403, 413, 429, 503 ...), reason (auth, rate_limit, body, overload) |
+| ``pathways_snapshot_info`` | gauge | version (1 for the live one) |
+| ``pathways_snapshot_age_seconds`` | gauge | (since the snapshot was published) |
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import os
 import time
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
 
 from serving.guards import ASGIApp, Message, Receive, Scope, Send
@@ -33,6 +39,15 @@ LATENCY = Histogram(
 PAGES = Counter("pathways_pages_total", "Pages served", ["personalized", "reason"])
 DEGRADED_ROWS = Counter("pathways_degraded_rows_total", "Rows served from a lower fallback rung", ["reason"])
 EVENTS = Counter("pathways_events_total", "Events received through the API", ["outcome"])
+STAGES = Histogram(
+    "pathways_stage_seconds", "Time per page stage (seconds)", ["stage"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.1, 0.25),
+)
+CELLS = Counter("pathways_cells_total", "Pages served per experiment cell", ["cell"])
+ONLINE_STORE_ERRORS = Counter("pathways_online_store_errors_total", "Online store reads that failed or overran", ["stage"])
+REFUSED = Counter("pathways_refused_total", "Requests refused before any work", ["status", "reason"])
+SNAPSHOT_INFO = Gauge("pathways_snapshot_info", "The live snapshot version (value 1)", ["version"], multiprocess_mode="max")
+SNAPSHOT_AGE = Gauge("pathways_snapshot_age_seconds", "Seconds since the live snapshot was published", multiprocess_mode="max")
 
 
 def record_page(personalized: bool, reason: str | None, degraded_rows: dict[str, int] | None = None) -> None:
@@ -40,6 +55,28 @@ def record_page(personalized: bool, reason: str | None, degraded_rows: dict[str,
     PAGES.labels("true" if personalized else "false", reason or "").inc()
     for why, n in (degraded_rows or {}).items():
         DEGRADED_ROWS.labels(why).inc(n)
+
+
+def record_stages(cell: str | None, stage_ms: dict[str, float], online_store_failed: str | None = None) -> None:
+    """Stage latencies of one page, its cell, and an online-store failure in ``online_store_failed`` (a stage)."""
+    for stage, ms in stage_ms.items():
+        STAGES.labels(stage).observe(ms / 1000.0)
+    if cell is not None:
+        CELLS.labels(cell).inc()
+    if online_store_failed is not None:
+        ONLINE_STORE_ERRORS.labels(online_store_failed).inc()
+
+
+def record_refused(status: int, reason: str) -> None:
+    REFUSED.labels(str(status), reason).inc()
+
+
+def set_snapshot(version: str | None, published_at: float | None) -> None:
+    """The live snapshot (``published_at``: epoch seconds, None when unknown)."""
+    SNAPSHOT_INFO.clear()
+    if version is not None:
+        SNAPSHOT_INFO.labels(version).set(1)
+    SNAPSHOT_AGE.set(time.time() - published_at if published_at else float("nan"))
 
 
 def render() -> tuple[bytes, str]:

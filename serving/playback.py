@@ -97,7 +97,7 @@ class PlaybackUpdater:
     """Applies events to playback states in ``store`` (read, fold, write back)."""
 
     def __init__(
-        self, store: PlaybackStore, finished_fraction: float = 0.9, min_fraction: float = 0.05, n_locks: int = 64
+        self, store: PlaybackStore, finished_fraction: float, min_fraction: float, n_locks: int = 64
     ) -> None:
         self.store = store
         self.finished_fraction = finished_fraction

@@ -1,101 +1,24 @@
-"""Pages in columnar form for the request path: parse once at load, render JSON without objects.
+"""Stored pages to ``CompactRows`` at load (``parse_pages``), and back to JSON per request (``TitleRenderer``).
 
 A stored page of 40 x 40 titles is ~200 KB of JSON; as ``Page``/``TitleCard`` objects it costs
-~50 ms per request to parse, edit and re-encode on this machine. ``PageRows`` keeps the rows as
-parallel arrays (title ids, scores, row offsets) plus one small tuple per row; names, maturity and
-artwork come from the catalog (the authority) when the page is rendered. ``TitleRenderer``
-pre-encodes each title's constant JSON prefix so rendering a page is string joins.
-``PageRows.to_rows`` gives the same rows as ``pathways.types.Row`` (tests check both agree).
+~50 ms per request to parse, edit and re-encode on this machine. Serving keeps each page's rows
+as ``pathways.types.CompactRows`` (parallel arrays); names, maturity and artwork come from the
+catalog (the authority) when the page is rendered. ``TitleRenderer`` pre-encodes each title's
+constant JSON prefix so rendering a page is string joins, byte for byte what ``Row.to_dict``
+gives (tests check both agree).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.json as pa_json
 
 from pathways.catalog import Catalog
-from pathways.types import Row, TitleCard
-
-
-class RowMeta(NamedTuple):
-    row_id: str
-    title: str
-    source: str
-    evidence: str
-
-
-@dataclass(frozen=True)
-class PageRows:
-    """Row r holds ``title_ids[offsets[r]:offsets[r + 1]]`` (int64) with ``scores`` (float64,
-    rounded to 6 decimals as ``TitleCard.to_dict`` serves them)."""
-
-    meta: tuple[RowMeta, ...]
-    offsets: np.ndarray  # int64 (R + 1,)
-    title_ids: np.ndarray  # int64 (n,)
-    scores: np.ndarray  # float64 (n,)
-
-    @classmethod
-    def empty(cls) -> "PageRows":
-        return cls((), np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
-
-    @classmethod
-    def build(cls, meta: Sequence[RowMeta], ids: Sequence[np.ndarray], scores: Sequence[np.ndarray]) -> "PageRows":
-        if not meta:
-            return cls.empty()
-        lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        flat_scores = np.round(np.concatenate(scores).astype(np.float64), 6)  # as served (TitleCard.to_dict)
-        return cls(tuple(meta), offsets, np.concatenate(ids).astype(np.int64), flat_scores)
-
-    @classmethod
-    def from_json(cls, page_json: str) -> "PageRows":
-        """From a stored ``Page.to_dict()`` JSON text (only the rows are kept)."""
-        return cls.from_dicts(json.loads(page_json)["rows"])
-
-    @classmethod
-    def from_dicts(cls, rows: list[dict[str, Any]]) -> "PageRows":
-        meta = [RowMeta(str(r["row_id"]), str(r["title"]), str(r["source"]), str(r["evidence"])) for r in rows]
-        ids = [np.array([t["title_id"] for t in r["titles"]], dtype=np.int64) for r in rows]
-        scores = [np.array([t.get("score", 0.0) for t in r["titles"]], dtype=np.float64) for r in rows]
-        return cls.build(meta, ids, scores)
-
-    @classmethod
-    def from_rows(cls, rows: Sequence[Row]) -> "PageRows":
-        meta = [RowMeta(r.row_id, r.title, r.source, r.evidence) for r in rows]
-        ids = [np.array([t.title_id for t in r.titles], dtype=np.int64) for r in rows]
-        scores = [np.array([t.score for t in r.titles], dtype=np.float64) for r in rows]
-        return cls.build(meta, ids, scores)
-
-    def __len__(self) -> int:
-        return len(self.meta)
-
-    def row(self, r: int) -> tuple[np.ndarray, np.ndarray]:
-        a, b = int(self.offsets[r]), int(self.offsets[r + 1])
-        return self.title_ids[a:b], self.scores[a:b]
-
-    def positions(self) -> np.ndarray:
-        """Column of each title within its row, int64 (n,)."""
-        starts = np.repeat(self.offsets[:-1], np.diff(self.offsets))
-        return np.arange(len(self.title_ids), dtype=np.int64) - starts
-
-    def to_rows(self, catalog: Catalog, artwork_ids: np.ndarray, propensities: np.ndarray) -> tuple[Row, ...]:
-        """As ``Row`` objects (names and maturity from ``catalog``); every title must be in it."""
-        out = []
-        for r, m in enumerate(self.meta):
-            a, b = int(self.offsets[r]), int(self.offsets[r + 1])
-            cards = tuple(
-                TitleCard(int(t), catalog.name(int(t)), int(catalog.maturity[catalog.index[int(t)]]), float(s), int(art), float(p))
-                for t, s, art, p in zip(self.title_ids[a:b], self.scores[a:b], artwork_ids[a:b], propensities[a:b])
-            )
-            out.append(Row(m.row_id, m.title, m.source, m.evidence, cards))
-        return tuple(out)
-
+from pathways.types import CompactRows, RowHeader
 
 _STORED_ROWS = pa.schema([
     ("rows", pa.list_(pa.struct([
@@ -105,10 +28,10 @@ _STORED_ROWS = pa.schema([
 ])
 
 
-def parse_pages(texts: Sequence[str]) -> list[PageRows]:
+def parse_pages(texts: Sequence[str]) -> list[CompactRows]:
     """Many stored page JSON texts (one ``Page.to_dict()`` each) at once with pyarrow's C++ JSON
     reader: ~2x faster than ``json.loads`` per page and no Python objects per title. Falls back to
-    ``PageRows.from_json`` per page when the batch is not one complete JSON object per line."""
+    ``CompactRows.from_json`` per page when the batch is not one complete JSON object per line."""
     if not texts:
         return []
     try:
@@ -121,23 +44,23 @@ def parse_pages(texts: Sequence[str]) -> list[PageRows]:
         if table.num_rows != len(texts) or rows.null_count:
             raise ValueError("not one page per line")
         structs = rows.values
-        meta_cols = [structs.field(name).to_pylist() for name in RowMeta._fields]
+        meta_cols = [structs.field(name).to_pylist() for name in RowHeader._fields]
         titles = structs.field("titles")
         ids_arr, scores_arr = titles.values.field("title_id"), titles.values.field("score")
         if any(None in col for col in meta_cols) or titles.null_count or ids_arr.null_count:
             raise ValueError("missing fields")
     except (pa.ArrowInvalid, ValueError):
-        return [PageRows.from_json(t) for t in texts]
+        return [CompactRows.from_json(t) for t in texts]
     page_off = rows.offsets.to_numpy()
     row_off = titles.offsets.to_numpy().astype(np.int64)
     ids = ids_arr.to_numpy(zero_copy_only=False).astype(np.int64)
     scores = np.round(scores_arr.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64), 6)
-    meta = [RowMeta(*m) for m in zip(*meta_cols)]
+    headers = [RowHeader(*m) for m in zip(*meta_cols)]
     out = []
     for p in range(len(texts)):
         r0, r1 = int(page_off[p]), int(page_off[p + 1])
         t0, t1 = int(row_off[r0]), int(row_off[r1])
-        out.append(PageRows(tuple(meta[r0:r1]), row_off[r0 : r1 + 1] - t0, ids[t0:t1], scores[t0:t1]))
+        out.append(CompactRows(tuple(headers[r0:r1]), row_off[r0 : r1 + 1] - t0, ids[t0:t1], scores[t0:t1]))
     return out
 
 
@@ -169,9 +92,9 @@ class TitleRenderer:
         at = np.minimum(np.searchsorted(self._sorted_ids, ids), len(self._sorted_ids) - 1)
         return np.where(self._sorted_ids[at] == ids, self._order[at], -1).astype(np.int64)
 
-    def rows_json(self, rows: PageRows, artwork_ids: np.ndarray, propensities: np.ndarray) -> str:
+    def rows_json(self, rows: CompactRows, artwork_ids: np.ndarray, propensities: np.ndarray) -> str:
         """The ``"rows"`` JSON array, byte-for-byte what ``json.dumps([r.to_dict() ...])`` would give
-        with compact separators. Every title must be in the catalog (``enforce_rows`` sees to it)."""
+        with compact separators. Every title must be in the catalog (the rules see to it)."""
         pos = self.positions(rows.title_ids).tolist()
         prefix = self.prefix
         cards = [
@@ -179,7 +102,7 @@ class TitleRenderer:
             for p, s, a, q in zip(pos, rows.scores.tolist(), artwork_ids.tolist(), np.round(propensities, 6).tolist())
         ]
         parts = []
-        for r, m in enumerate(rows.meta):
+        for r, m in enumerate(rows.headers):
             a, b = int(rows.offsets[r]), int(rows.offsets[r + 1])
             parts.append(
                 f'{{"row_id":{json.dumps(m.row_id)},"title":{json.dumps(m.title)},"source":{json.dumps(m.source)},'

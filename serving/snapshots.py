@@ -1,16 +1,21 @@
-"""The live snapshot, held in memory and swapped atomically when ``CURRENT`` moves.
+"""The live snapshot, swapped atomically when ``CURRENT`` moves; pages read one profile at a time.
 
 ``SnapshotStore(root, poll_s)`` reads ``root/CURRENT`` at most once per ``poll_s`` seconds (from
 the request path: one small file read, no background thread to manage). When the pointer names
-a new version, the new snapshot is loaded (in a background thread by default, so requests keep
+a new version, the new snapshot is opened (in a background thread by default, so requests keep
 being served from the old one) and swapped in with one reference assignment. A version that
-fails to load is remembered and not retried; the old snapshot stays live. When the pointer or
+fails to open is remembered and not retried; the old snapshot stays live. When the pointer or
 the live version's files vanish, ``state()`` reports ``problem="snapshot missing"`` and keeps
-the last loaded snapshot in memory so fallback pages can still be served from it.
+the last loaded snapshot so fallback pages can still be served from it.
 
-Pages are parsed once, at load, into columnar ``PageRows`` (~13 KB per 40 x 40 page, where the
-JSON text is ~200 KB and ``Page`` objects several hundred KB); a page that cannot be parsed makes
-the whole version fail to load (it is never half-served).
+The read API (stable): ``LoadedSnapshot.page(profile_id) -> StoredPage | None`` (the cell the
+page was built for and its ``CompactRows``) reads one profile's page from the page store per call
+(``pages.sqlite``: one indexed lookup, ~0.1 ms; Redis: one round trip), so a replica's memory does
+not grow with the number of profiles; ``LoadedSnapshot.profile(profile_id) -> ProfileContext | None``
+reads the build-time record (region, maturity ceiling, kids, account) from columnar arrays
+(~20 bytes a profile). ``pages`` and ``profiles`` are the same reads as read-only mappings.
+Fallback pages, the catalog and runtimes stay in memory. Snapshots of the older layout
+(``pages.parquet``) are parsed whole at load, as before.
 """
 
 from __future__ import annotations
@@ -18,64 +23,157 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pathways.catalog import Catalog
+from pathways.pageblob import StoredPage, decode_page
+from pathways.pagestore import PAGES_SQLITE, PageReader, PageStoreUnavailable, RedisPageStore, SqlitePageStore
 from pathways.snapshot import FALLBACK, PAGES, PROFILES, TITLES, SnapshotError, current_version, read_manifest
-from serving.rows import PageRows, TitleRenderer, parse_pages
+from pathways.types import CompactRows, ProfileContext
+from serving.rows import TitleRenderer, parse_pages
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_MISSING = "snapshot missing"
 
 
-@dataclass(frozen=True)
-class ProfileRecord:
-    """What serving needs to know about a profile seen at build time."""
+class StorePages(Mapping[int, StoredPage]):
+    """Profile id -> ``StoredPage``, read from a page store on each lookup (nothing cached)."""
 
-    profile_id: int
-    region: str
-    max_maturity_level: int
-    is_kids: bool
-    account_id: int | None = None
+    def __init__(self, reader: PageReader, count: int) -> None:
+        self.reader = reader
+        self.count = count
+
+    def get(self, profile_id: int, default: Any = None) -> Any:  # type: ignore[override]
+        blob = self.reader.get(int(profile_id))
+        return default if blob is None else decode_page(blob)
+
+    def __getitem__(self, profile_id: int) -> StoredPage:
+        page = self.get(profile_id)
+        if page is None:
+            raise KeyError(profile_id)
+        return page
+
+    def __contains__(self, profile_id: object) -> bool:
+        return isinstance(profile_id, int) and self.reader.get(profile_id) is not None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[int]:
+        raise TypeError("a page store is read one profile at a time; it is not iterated")
+
+
+class ProfileIndex(Mapping[int, ProfileContext]):
+    """The profiles seen at build time as sorted columnar arrays; ``get`` builds one ``ProfileContext``."""
+
+    def __init__(self, table: pa.Table) -> None:
+        table = table.select(["profile_id", "region", "max_maturity_level", "is_kids", "account_id"]).sort_by("profile_id")
+        self.ids = table.column("profile_id").to_numpy().astype(np.int64)
+        regions = table.column("region").combine_chunks().dictionary_encode()
+        self.region_names = tuple(regions.dictionary.to_pylist())
+        self.region_codes = regions.indices.to_numpy(zero_copy_only=False).astype(np.int16)
+        self.maturity = table.column("max_maturity_level").to_numpy().astype(np.int8)
+        self.is_kids = table.column("is_kids").to_numpy(zero_copy_only=False).astype(bool)
+        account = table.column("account_id")
+        self.account = account.fill_null(-1).to_numpy().astype(np.int64)
+
+    def get(self, profile_id: int, default: Any = None) -> Any:  # type: ignore[override]
+        pid = int(profile_id)
+        at = int(np.searchsorted(self.ids, pid))
+        if at >= len(self.ids) or self.ids[at] != pid:
+            return default
+        account = int(self.account[at])
+        return ProfileContext(
+            profile_id=pid, region=self.region_names[self.region_codes[at]], max_maturity_level=int(self.maturity[at]),
+            is_kids=bool(self.is_kids[at]), account_id=None if account < 0 else account,
+        )
+
+    def __getitem__(self, profile_id: int) -> ProfileContext:
+        record = self.get(profile_id)
+        if record is None:
+            raise KeyError(profile_id)
+        return record
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.ids.tolist())
 
 
 @dataclass(frozen=True)
 class LoadedSnapshot:
-    """One published snapshot in memory.
+    """One published snapshot: page reads go to its page store, the rest is in memory.
 
-    ``pages``: profile id -> (cell, rows). ``fallbacks``: (region, maturity) -> rows.
-    ``runtime_s``: title id -> runtime in seconds (for heartbeat fractions).
+    ``pages``: profile id -> ``StoredPage`` (cell, rows), read per lookup. ``fallbacks``:
+    (region, maturity) -> rows. ``runtime_s``: title id -> runtime in seconds (for heartbeat
+    fractions). ``profiles``: the profiles seen at build time (region, maturity ceiling, kids,
+    account; no history).
     """
 
     version: str
     path: Path
-    pages: dict[int, tuple[str, PageRows]]
-    fallbacks: dict[tuple[str, int], PageRows]
+    pages: Mapping[int, StoredPage]
+    fallbacks: dict[tuple[str, int], CompactRows]
     catalog: Catalog
     renderer: TitleRenderer
     runtime_s: dict[int, float]
-    profiles: dict[int, ProfileRecord]
+    profiles: Mapping[int, ProfileContext]
     manifest: dict[str, Any] = field(default_factory=dict)
+
+    def page(self, profile_id: int) -> StoredPage | None:
+        """The stored page of ``profile_id`` (None: none in this snapshot); raises
+        ``PageStoreUnavailable`` when the store cannot be read."""
+        return self.pages.get(int(profile_id))
+
+    def profile(self, profile_id: int) -> ProfileContext | None:
+        """The build-time record of ``profile_id`` (None: never seen)."""
+        return self.profiles.get(int(profile_id))
+
+
+def open_pages(path: Path, manifest: dict[str, Any]) -> Mapping[int, StoredPage]:
+    """The pages of the snapshot at ``path``: its ``pages.sqlite``, the Redis version its manifest
+    names, or (older layout) ``pages.parquet`` parsed whole. One page is decoded to check the format."""
+    version = str(manifest.get("version", path.name))
+    store = manifest.get("page_store") or {}
+    count = int(manifest.get("counts", {}).get("profiles", 0) or 0)
+    if store.get("backend") == "redis":
+        redis_store = RedisPageStore.from_url(store["url"], store["prefix"], float(store.get("timeout_s", 0.05)))
+        if not redis_store.is_complete(version):
+            raise SnapshotError(f"page store version {version} is not complete in redis")
+        return StorePages(redis_store.reader(version), count)
+    if (path / PAGES_SQLITE).is_file():
+        reader = SqlitePageStore().reader(path, version)
+        pages = StorePages(reader, len(reader))
+        first = reader.sample()
+        if first is not None:
+            decode_page(first)
+        return pages
+    table = pq.read_table(path / PAGES)
+    rows = parse_pages(table.column("page_json").to_pylist())
+    return {int(p): StoredPage(str(c), r) for p, c, r in zip(
+        table.column("profile_id").to_pylist(), table.column("cell").to_pylist(), rows)}
 
 
 def load_snapshot(path: Path) -> LoadedSnapshot:
-    """Read every file of the snapshot at ``path``; raises ``SnapshotError`` if any is unusable."""
+    """Open the snapshot at ``path``; raises ``SnapshotError`` if any part is unusable."""
     path = Path(path)
     manifest = read_manifest(path)
     try:
-        pages = pq.read_table(path / PAGES)
         fallbacks = pq.read_table(path / FALLBACK)
         titles = pq.read_table(path / TITLES)
         profiles = pq.read_table(path / PROFILES)
-    except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid (a ValueError) on bad files
-        raise SnapshotError(f"cannot read snapshot {path}: {exc}") from None
+        pages = open_pages(path, manifest)
+    except (OSError, ValueError, KeyError, TypeError, PageStoreUnavailable) as exc:  # ArrowInvalid is a ValueError
+        raise SnapshotError(f"cannot read snapshot {path}: {exc!r}") from None
     catalog = Catalog.from_table(titles)
     runtime = dict(
         zip(
@@ -83,19 +181,7 @@ def load_snapshot(path: Path) -> LoadedSnapshot:
             (titles.column("runtime_min").to_numpy().astype(np.float64) * 60.0).tolist(),
         )
     )
-    records = {
-        int(r["profile_id"]): ProfileRecord(
-            int(r["profile_id"]), str(r["region"]), int(r["max_maturity_level"]), bool(r["is_kids"]), int(r["account_id"])
-        )
-        for r in profiles.select(["profile_id", "region", "max_maturity_level", "is_kids", "account_id"]).to_pylist()
-    }
     try:
-        page_map = dict(
-            zip(
-                pages.column("profile_id").to_pylist(),
-                zip(pages.column("cell").to_pylist(), parse_pages(pages.column("page_json").to_pylist())),
-            )
-        )
         fallback_map = dict(
             zip(
                 zip(fallbacks.column("region").to_pylist(), fallbacks.column("max_maturity_level").to_pylist()),
@@ -107,12 +193,12 @@ def load_snapshot(path: Path) -> LoadedSnapshot:
     return LoadedSnapshot(
         version=str(manifest.get("version", path.name)),
         path=path,
-        pages=page_map,
+        pages=pages,
         fallbacks=fallback_map,
         catalog=catalog,
         renderer=TitleRenderer(catalog),
         runtime_s=runtime,
-        profiles=records,
+        profiles=ProfileIndex(profiles),
         manifest=manifest,
     )
 

@@ -52,7 +52,7 @@ def catalog(titles: pa.Table) -> Catalog:
 @pytest.fixture(scope="session")
 def mlflow_uri(tmp_path_factory) -> str:
     """One SQLite MLflow DB per test session (migrations cost seconds), configured globally."""
-    from training import tracking
+    from pathways import tracking
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
     tracking.configure(uri, "tests")

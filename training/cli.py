@@ -1,7 +1,7 @@
 """``pathways evaluate``: the offline evaluation harness on a world or MovieLens folder.
 
     pathways evaluate --data ../shared/data/ml-latest-small --protocol leave-last-5 \
-        --models pop,itemknn,ease,als,bpr --trials 20 --json var/eval.json
+        --models popularity,item_knn,ease,als,bpr --trials 20 --json var/eval.json
 
 Prints one table row per model and logs an MLflow run per model (``--no-mlflow`` to skip).
 Heavy imports happen inside the handler so ``pathways --help`` stays fast.
@@ -77,11 +77,11 @@ def check_args(args: argparse.Namespace) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from training.evaluation import TuningConfig, protocol_from_name, run
-    from training.evaluation.harness import available_models
+    from training.registry import kinds
 
     check_args(args)
     protocol = protocol_from_name(args.protocol, quantile=args.quantile)
-    names = parse_models(args.models, available_models())
+    names = parse_models(args.models, kinds())
     ks = parse_ks(args.ks)
     tuning = TuningConfig(trials=args.trials, timeout_s=args.timeout, seed=args.seed)
     from training.data import load_dataset
@@ -100,8 +100,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def configure_mlflow(uri: str | None, experiment: str = "pathways-evaluation") -> str:
     """Point MLflow at ``uri`` (default: the Pathways config's tracking URI); returns the URI."""
+    from pathways import tracking
     from pathways.config import load_config
-    from training import tracking
 
     uri = uri or load_config().mlflow_uri
     tracking.configure(uri, experiment)

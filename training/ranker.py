@@ -2,16 +2,17 @@
 
 The training frame has one row per impression: ``profile_id, title_id, event_timestamp, label``
 plus feature columns joined point-in-time from the feature store. Validation is the last
-``valid_fraction`` of impressions by time (no shuffling across time). Both kinds log to MLflow
-and register under one model name; the caller sets the aliases.
+``ranker_valid_fraction`` of impressions by time (no shuffling across time). Both kinds log to
+MLflow and register under one model name; the caller sets the aliases. The artifact they produce
+(``RankerArtifact``, ``MLP``) lives in ``pathways/artifacts/ranker.py``; every setting in
+``TrainingConfig.ranker_*``.
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -20,9 +21,10 @@ import torch
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import log_loss, roc_auc_score
 
+from pathways import tracking
+from pathways.artifacts.ranker import MLP, RankerArtifact
+from pathways.artifacts.registry import log_artifact_model
 from pathways.config import TrainingConfig
-from ranking.model import MLP, RankerArtifact, _pyfunc_class
-from training import tracking
 
 RANKER_NAME = "ranker"
 
@@ -46,7 +48,6 @@ def train_ranker(
     feature_cols: list[str],
     config: TrainingConfig,
     kind: str = "mlp",
-    valid_fraction: float = 0.2,
 ) -> RankerTrainResult:
     """Fit a ranker of ``kind`` ('mlp' or 'gbdt') on ``frame``; returns it with validation metrics."""
     if kind not in ("mlp", "gbdt"):
@@ -56,7 +57,7 @@ def train_ranker(
         raise ValueError(f"training frame lacks columns {missing}")
     if len(frame) < 20 or frame["label"].nunique() < 2:
         raise ValueError(f"need >= 20 impressions with both labels to train a ranker, got {len(frame)}")
-    train, valid = _split_by_time(frame, valid_fraction)
+    train, valid = _split_by_time(frame, config.ranker_valid_fraction)
     X = train[feature_cols].to_numpy(np.float32)
     y = train["label"].to_numpy(np.float32)
     mean = np.nanmean(X, axis=0).astype(np.float32)
@@ -83,7 +84,9 @@ def train_ranker(
         model.eval()
         fitted = model
     else:
-        fitted = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, random_state=config.seed)
+        fitted = HistGradientBoostingClassifier(
+            max_iter=config.ranker_gbdt_max_iter, learning_rate=config.ranker_gbdt_learning_rate, random_state=config.seed
+        )
         fitted.fit(Xn, y)
     seconds = time.perf_counter() - t0
     artifact = RankerArtifact(kind, list(feature_cols), mean, std, fitted, hidden=config.ranker_hidden)  # type: ignore[arg-type]
@@ -101,18 +104,11 @@ def train_ranker(
     return RankerTrainResult(artifact, metrics)
 
 
-def log_ranker(result: RankerTrainResult, run_name: str, alias: str | None, params: dict) -> RankerTrainResult:
+def log_ranker(result: RankerTrainResult, run_name: str, alias: str | None, params: dict[str, Any]) -> RankerTrainResult:
     """Log params, metrics and the model to MLflow; register it as RANKER_NAME with ``alias``."""
     with mlflow.start_run(run_name=run_name):
         tracking.log_params_flat({**params, "kind": result.artifact.kind, "n_features": len(result.artifact.feature_names)})
         mlflow.log_metrics({k: v for k, v in result.metrics.items() if np.isfinite(v)})
-        with tempfile.TemporaryDirectory() as tmp:
-            path = result.artifact.save(Path(tmp) / "ranker")
-            info = mlflow.pyfunc.log_model(
-                name="ranker",
-                python_model=_pyfunc_class()(),
-                artifacts={"ranker": str(path)},
-                pip_requirements=tracking.PIP_REQUIREMENTS + ["scikit-learn==1.9.1"],
-            )
+        info = log_artifact_model("ranker", result.artifact, "ranker", tracking.PIP_REQUIREMENTS + ["scikit-learn==1.9.1"])
     version = tracking.register(info.model_uri, RANKER_NAME, alias=alias, tags={"kind": result.artifact.kind})
     return RankerTrainResult(result.artifact, result.metrics, info.model_uri, version)

@@ -1,16 +1,21 @@
-"""The interface every top-N model speaks (baselines, ALS/BPR, two-tower, sequence models).
+"""The interface every top-N model speaks, the interactions it learns from, and top-k selection.
 
 Data: ``Interactions`` holds positive interactions as parallel arrays over *dense* indices
 (users 0..n_users-1, items 0..n_items-1), with timestamps so sequence models can order them.
-Models: ``fit(train)`` learns (state in attributes ending in ``_``), ``score(users)`` returns a
-dense (len(users), n_items) float32 matrix, higher is better; ``recommend`` turns that into top-k
-with a user's train items excluded. Randomness comes from the ``seed`` hyperparameter only.
+Models (``Recommender``): ``fit(train, *, valid=None, item_features=None)`` learns (state in
+attributes ending in ``_``; models that need no validation split or side information accept and
+ignore them), ``score(users)`` returns a dense (len(users), n_items) float32 matrix, higher is
+better; ``save(path)`` / ``load(path)`` persist a fitted model. ``recommend`` turns scores into
+top-k with a user's train items excluded; ``union_candidates`` merges several ranked lists.
+Randomness comes from the ``seed`` given to the model only.
 """
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field, replace
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,7 +37,7 @@ class Interactions:
     def __len__(self) -> int:
         return int(self.users.shape[0])
 
-    def subset(self, mask: np.ndarray) -> "Interactions":
+    def subset(self, mask: np.ndarray) -> Interactions:
         """The rows where ``mask`` (shape (n,)) is True, in the same index space."""
         return replace(
             self,
@@ -63,17 +68,56 @@ class Interactions:
 class Recommender(Protocol):
     name: str
 
-    def fit(self, train: Interactions) -> "Recommender": ...
+    def fit(self, train: Interactions, *, valid: Interactions | None = None,
+            item_features: np.ndarray | None = None) -> Self:
+        """Learn from ``train``; ``valid`` (same index space) for early stopping, ``item_features``
+        (n_items, f) float side information. Models that do not use them ignore them."""
+        ...
 
     def score(self, users: np.ndarray) -> np.ndarray:
         """(len(users), n_items) float32 scores for dense user indices."""
         ...
 
+    def save(self, path: str | Path) -> None: ...
 
-def top_k_excluding(scores: np.ndarray, users: np.ndarray, exclude: sp.csr_matrix | None, k: int) -> np.ndarray:
+    @classmethod
+    def load(cls, path: str | Path) -> Self: ...
+
+
+@runtime_checkable
+class FactorModel(Protocol):
+    """A model whose ``score`` is exactly ``user_embeddings(users) @ item_embeddings().T``."""
+
+    def user_embeddings(self, users: np.ndarray) -> np.ndarray: ...
+
+    def item_embeddings(self) -> np.ndarray: ...
+
+
+class Pickled:
+    """``save``/``load`` by pickle for models whose learned state is plain arrays (trusted files only)."""
+
+    def save(self, path: str | Path) -> None:
+        if not any(k.endswith("_") and not k.startswith("_") for k in vars(self)):
+            raise ValueError(f"{type(self).__name__} must be fit before save")
+        with open(path, "wb") as fh:
+            pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        with open(path, "rb") as fh:
+            model = pickle.load(fh)
+        if not isinstance(model, cls):
+            raise ValueError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+
+def top_k_excluding(
+    scores: np.ndarray, users: np.ndarray, exclude: sp.csr_matrix | None, k: int, pad: bool = False
+) -> np.ndarray:
     """Top-k item indices per row of ``scores`` (len(users), n_items) with ``exclude[users]`` masked.
 
     Returns (len(users), min(k, n_items)) int64, best first. ``scores`` is modified in place.
+    ``pad=True`` puts -1 where a row ran out of finite scores (excluded items included).
     """
     if exclude is not None:
         sub = exclude[users]
@@ -82,9 +126,36 @@ def top_k_excluding(scores: np.ndarray, users: np.ndarray, exclude: sp.csr_matri
     k = min(k, scores.shape[1])
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+    top = np.take_along_axis(part, order, axis=1)
+    if pad:
+        top[~np.isfinite(np.take_along_axis(scores, top, axis=1))] = -1
+    return top
 
 
 def recommend(model: Recommender, users: np.ndarray, k: int, exclude: sp.csr_matrix | None) -> np.ndarray:
     """Top-k dense item indices per user, shape (len(users), k), train items excluded."""
     return top_k_excluding(np.asarray(model.score(users), dtype=np.float32).copy(), users, exclude, k)
+
+
+def union_candidates(
+    top_lists: list[np.ndarray], n_items: int, budget: int, tie_break: Literal["item", "list"] = "item"
+) -> np.ndarray:
+    """(n_users, budget) int64 union of ranked lists (each (n_users, N_g), -1 = padding), -1 padded.
+
+    Items are ordered by the best rank any list gave them; among equal ranks by item index
+    (``tie_break="item"``) or by the position of the list in ``top_lists`` (``"list"``: a
+    round-robin merge, rank 0 of every list, then rank 1, ...).
+    """
+    n_users, n_lists = top_lists[0].shape[0], len(top_lists)
+    missing = np.iinfo(np.int64).max
+    best = np.full((n_users, n_items), missing, dtype=np.int64)
+    for position, top in enumerate(top_lists):
+        rows, ranks = np.nonzero(top >= 0)
+        key = ranks * n_lists + position if tie_break == "list" else ranks
+        np.minimum.at(best, (rows, top[rows, ranks]), key)
+    out = np.full((n_users, budget), -1, dtype=np.int64)
+    for row in range(n_users):
+        seen = np.flatnonzero(best[row] < missing)
+        chosen = seen[np.argsort(best[row, seen], kind="stable")][:budget]
+        out[row, : len(chosen)] = chosen
+    return out

@@ -1,13 +1,14 @@
-"""The top row: ``PathwaysFinal`` (candidates from SASRec, two-tower, EASE, item-kNN, ALS and
-popularity -> listwise learning-to-rank) trained on the lake and registered in MLflow as
-``top_row`` (alias ``champion``). The nightly job writes each profile's ranked list for the
-pages stage (``candidates/precomputed.py``)."""
+"""The nightly top row: ``PathwaysFinal`` trained on the lake, its lists written, registered in MLflow.
+
+``PathwaysFinal``: candidates from SASRec, two-tower, EASE, item-kNN, ALS and popularity ->
+listwise learning-to-rank, registered as ``top_row`` (alias ``champion``). The nightly job writes
+each profile's ranked list for the pages stage (``pathways/artifacts/top_lists.py``, served by
+``candidates/precomputed.py``)."""
 
 from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ import mlflow
 import numpy as np
 import pyarrow as pa
 
-from candidates.precomputed import write_lists
+from pathways import tracking
+from pathways.artifacts.top_lists import TopLists
 from pathways.catalog import Catalog
-from training import tracking
+from pathways.models_config import ModelsConfig
 from training.data import interactions_from_events
 from training.models import PathwaysFinal
 
@@ -51,12 +53,16 @@ def genre_features(catalog: Catalog, item_ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def train_top_row(events: pa.Table, catalog: Catalog, out_dir: Path, seed: int, keep: int | None, run_name: str) -> dict[str, Any]:
-    """Fit, write ``top_row.parquet`` (``keep`` titles per profile, default all candidates: the pages
-    stage also orders other rows by these scores), log and register. Returns facts."""
+def train_top_row(
+    events: pa.Table, catalog: Catalog, out_dir: Path, seed: int, keep: int | None, run_name: str,
+    models: ModelsConfig | None = None,
+) -> dict[str, Any]:
+    """Fit (settings: ``models``, default ``ModelsConfig()``), write ``top_row.parquet`` (``keep`` titles
+    per profile, default all candidates: the pages stage also orders other rows by these scores),
+    log and register. Returns facts."""
     inter = interactions_from_events(events, item_ids=catalog.title_ids)
     t0 = time.perf_counter()
-    model = PathwaysFinal(item_features=genre_features(catalog, inter.item_ids), seed=seed).fit(inter)
+    model = PathwaysFinal(models, seed=seed).fit(inter, item_features=genre_features(catalog, inter.item_ids))
     seconds = time.perf_counter() - t0
     users = np.arange(inter.n_users)
     items, scores = model.candidates(users)
@@ -66,10 +72,9 @@ def train_top_row(events: pa.Table, catalog: Catalog, out_dir: Path, seed: int, 
         lists_ids.append(inter.item_ids[row_items[ok][:keep]])
         lists_scores.append(row_scores[ok][:keep])
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = write_lists(out_dir / "top_row.parquet", inter.user_ids, lists_ids, lists_scores)
+    path = TopLists.from_arrays(inter.user_ids, lists_ids, lists_scores).save(out_dir / "top_row.parquet")
     with mlflow.start_run(run_name=run_name):
-        config = asdict(model.config)
-        tracking.log_params_flat({k: v for k, v in config.items() if not isinstance(v, dict)})
+        tracking.log_params_flat({k: v for k, v in model.get_params().items() if not isinstance(v, dict)})
         mlflow.log_metrics({"fit_seconds": seconds, "n_interactions": float(len(inter)), "n_users": float(inter.n_users)})
         with tempfile.TemporaryDirectory() as tmp:
             model.save(Path(tmp) / "model.pkl")

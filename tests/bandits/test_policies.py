@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandits.artifact import load_policy, save_policy
+from bandits.artifact import from_artifact, to_artifact
 from bandits.policies import EpsilonGreedy, LinearThompson, LinUCB, LogisticGreedy, UniformRandom, make_policy
 from bandits.simulate import true_value
+from pathways.artifacts.artwork import ArtworkPolicyArtifact
 
 
 class PolicyConformance:
@@ -53,7 +54,7 @@ class PolicyConformance:
 
     def test_save_load_round_trip(self, policy, batch, tmp_path):
         feats, n_arms = batch
-        loaded, version = load_policy(save_policy(policy, tmp_path / "p", version="v7"))
+        loaded, version = from_artifact(ArtworkPolicyArtifact.load(to_artifact(policy, "v7").save(tmp_path / "p")))
         assert version == "v7" and loaded.kind == policy.kind and loaded.config == policy.config
         np.testing.assert_allclose(
             loaded.probabilities(feats, n_arms, np.random.default_rng(1)), policy.probabilities(feats, n_arms, np.random.default_rng(1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import numpy as np
 import pytest
 
@@ -66,13 +68,37 @@ def test_fallback_fires_with_its_reason(selector, world):
     assert ok.fallback_reason is None and ok.policy_version == "lin-1"
 
 
+class _Answers:
+    """A policy that answers with fixed arrays and counts its calls."""
+
+    version = "fixed-1"
+
+    def __init__(self, arms, props):
+        self.arms, self.props, self.calls = arms, props, 0
+
+    def select_page(self, profile_id, title_ids, positions, request_id):
+        self.calls += 1
+        return self.arms, self.props
+
+
+def test_misshapen_answers_fall_back_and_empty_pages_never_ask():
+    titles, positions = np.array([1, 2, 3]), np.arange(3)
+    short = choose_artwork(_Answers(np.zeros(2), np.ones(2)), 1, titles, positions, "r")
+    assert short.policy_version == "default" and short.fallback_reason.startswith("policy failed: policy returned shapes")
+    np.testing.assert_array_equal(short.arms, 0)
+    np.testing.assert_array_equal(short.propensities, 1.0)
+    silent = _Answers(np.zeros(0), np.zeros(0))
+    empty = choose_artwork(silent, 1, np.zeros(0, np.int64), np.zeros(0, np.int64), "r")
+    assert silent.calls == 0 and empty.policy_version == "fixed-1" and len(empty.arms) == 0
+
+
 def test_positions_must_match_titles(selector, world):
     with pytest.raises(ValueError, match="positions"):
         selector.select_page(1, world.title_ids[:3], np.arange(2), "r")
 
 
 def test_served_page_round_trips_through_events(selector, world):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import pyarrow as pa
 
@@ -84,7 +110,7 @@ def test_served_page_round_trips_through_events(selector, world):
     titles = np.unique(titles)
     positions = np.arange(len(titles))
     choice = choose_artwork(selector, 4, titles, positions, "req-9")
-    ts = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    ts = datetime(2026, 3, 1, tzinfo=UTC)
     imps = artwork_impression_events(choice, 4, titles, np.zeros(len(titles)), positions, "s1", ts, "req-9")
     assert imps.schema.equals(EVENT_SCHEMA, check_metadata=False)
     click = pa.Table.from_pylist(

@@ -1,4 +1,4 @@
-"""ALS training and retrieval: block structure recovered, faiss equals brute force, artifacts round-trip."""
+"""ALS training and retrieval: block structure recovered, the source equals brute force with the rules."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from candidates.als import AlsArtifacts, AlsSource, FactorIndex
+from candidates.als import AlsSource
 from pathways.types import ProfileContext
 from ranking.rules import allowed_mask
 from tests.candidates import world
-from training.als import AlsRecommender, confidence_matrix, fit_als, interaction_matrix
+from training.als import fit_als, interaction_matrix, nightly_als
+from training.models.als import confidence_matrix
 from training.recommender import Interactions, recommend
 
 
@@ -40,21 +41,6 @@ def test_source_returns_same_block_titles() -> None:
         head = row.title_ids[: min(3, len(row))]
         assert set(head.tolist()) <= set(block)
         assert not set(row.title_ids.tolist()) & _played(pid)
-
-
-@pytest.mark.parametrize("normalize", [False, True])
-def test_faiss_search_equals_brute_force(normalize: bool) -> None:
-    rng = np.random.default_rng(0)
-    items = rng.normal(size=(300, 16)).astype(np.float32)
-    queries = rng.normal(size=(7, 16)).astype(np.float32)
-    scores, rows = FactorIndex(items, normalize=normalize).search(queries, 25)
-    if normalize:
-        items = items / np.linalg.norm(items, axis=1, keepdims=True)
-        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-    brute = queries @ items.T
-    expected = np.argsort(-brute, axis=1, kind="stable")[:, :25]
-    np.testing.assert_array_equal(rows, expected)
-    np.testing.assert_allclose(scores, np.take_along_axis(brute, expected, axis=1), rtol=1e-5, atol=1e-5)
 
 
 def test_source_equals_brute_force_with_rules_for_a_kids_profile() -> None:
@@ -99,41 +85,10 @@ def test_fit_is_seeded_and_recommender_matches() -> None:
     coo = summed.tocoo()
     data = Interactions(coo.row.astype(np.int64), coo.col.astype(np.int64), np.zeros(coo.nnz, np.int64),
                         len(pids), len(tids), weights=coo.data)
-    rec = AlsRecommender(world.TRAIN, num_threads=1).fit(data)
+    rec = nightly_als(world.TRAIN, num_threads=1).fit(data)
     np.testing.assert_allclose(rec.user_factors_, b.user_factors, rtol=1e-4, atol=1e-5)
     top = recommend(rec, np.arange(len(pids)), 3, exclude=summed)
     assert top.shape == (len(pids), 3)
-
-
-def test_artifacts_save_load_round_trip(tmp_path) -> None:
-    als = world.als()
-    loaded = AlsArtifacts.load(als.save(tmp_path / "als"))
-    for name in ("user_factors", "item_factors", "profile_ids", "title_ids"):
-        np.testing.assert_array_equal(getattr(loaded, name), getattr(als, name))
-    assert loaded.params == als.params
-    assert loaded.title_row == als.title_row
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"user_factors": np.zeros((2, 3)), "item_factors": np.zeros((4, 2))}, "equal width"),
-        ({"user_factors": np.zeros((3, 2))}, "profile_ids has 2 ids for 3"),
-        ({"title_ids": np.array([1, 2, 3])}, "title_ids has 3 ids for 4"),
-        ({"title_ids": np.array([1, 1, 2, 3])}, "title_ids holds duplicate"),
-        ({"item_factors": np.zeros(4)}, "2-d"),
-    ],
-)
-def test_bad_artifacts_are_rejected(kwargs: dict, message: str) -> None:
-    good = {"user_factors": np.zeros((2, 2)), "item_factors": np.zeros((4, 2)),
-            "profile_ids": np.array([1, 2]), "title_ids": np.array([1, 2, 3, 4])}
-    with pytest.raises(ValueError, match=message):
-        AlsArtifacts(**{**good, **kwargs})
-
-
-def test_load_missing_artifact_names_the_path(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
-        AlsArtifacts.load(tmp_path)
 
 
 @pytest.mark.parametrize(

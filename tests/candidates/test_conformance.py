@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from candidates.als import AlsArtifacts, AlsSource, FactorSource
+from candidates.als import AlsSource, FactorSource
 from candidates.base import CandidateSource
 from candidates.because_you_watched import BecauseYouWatchedSource
 from candidates.continue_watching import ContinueWatchingSource
 from candidates.genres import GenreSource
 from candidates.new_releases import NewReleasesSource
 from candidates.trending import PopularSource, TrendingSource, title_popularity, trending_by_region
+from pathways.artifacts.factors import FactorArtifacts
 from tests.candidates import world
 from tests.candidates.conformance import ALL_TITLES, SourceConformance
 
@@ -80,11 +81,11 @@ def test_the_suite_catches_a_source_that_skips_the_rules() -> None:
         suite.check_rows(suite.generate(kid), kid)
 
 
-def _two_tower_like() -> AlsArtifacts:
+def _two_tower_like() -> FactorArtifacts:
     """Random unit embeddings for the world's profiles and titles (a stand-in for a two-tower)."""
     rng = np.random.default_rng(1)
     users, items = rng.normal(size=(4, 6)), rng.normal(size=(len(ALL_TITLES), 6))
-    return AlsArtifacts(users / np.linalg.norm(users, axis=1, keepdims=True), items, [1, 9, 20, 30], list(ALL_TITLES))
+    return FactorArtifacts(users / np.linalg.norm(users, axis=1, keepdims=True), items, [1, 9, 20, 30], list(ALL_TITLES))
 
 
 class TestFactorSourceForOtherModels(SourceConformance):

@@ -7,12 +7,13 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from candidates.als import FactorIndex, load_registered_als
 from candidates.registry import build_sources, cohort_rows, generate_all, generate_all_batch
 from candidates.trending import TrendingSource, cohort_popular, title_popularity, trending_by_region
+from pathways import tracking
+from pathways.artifacts.factor_index import FactorIndex
+from pathways.artifacts.registry import load_registered
 from pathways.types import Candidates, ProfileContext
 from tests.candidates import world
-from training import tracking
 from training.als import train_als
 
 
@@ -114,7 +115,7 @@ def test_train_als_registers_champion_and_loads_back(mlflow_uri: str, tmp_path) 
     summary = train_als(world.events(), world.TRAIN, tmp_path / "als", name="als_test")
     assert summary["n_profiles"] == 18 and summary["nnz"] > 0
     assert tracking.alias_version("als_test") == summary["version"]
-    loaded = load_registered_als(tracking.alias_uri("als_test"))
+    loaded = load_registered(tracking.alias_uri("als_test"), "factors")
     als = world.als()
     np.testing.assert_allclose(loaded.item_factors, als.item_factors, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loaded.user_factors, als.user_factors, rtol=1e-5, atol=1e-6)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from candidates.als import AlsArtifacts
 from features.schema import EVENT_SCHEMA, PROFILE_SCHEMA, TITLE_SCHEMA
+from pathways.artifacts.factors import FactorArtifacts
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig, TrainingConfig
 from pathways.types import ProfileContext
@@ -108,7 +108,7 @@ def events() -> pa.Table:
 
 
 @cache
-def als() -> AlsArtifacts:
+def als() -> FactorArtifacts:
     from training.als import fit_als
 
     return fit_als(events(), TRAIN, num_threads=1)

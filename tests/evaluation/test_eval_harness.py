@@ -11,10 +11,10 @@ import pytest
 from pathways.cli import main as pathways_main
 from training.data import load_dataset
 from training.evaluation import LeaveLastN, Temporal, TuningConfig, evaluate, run
-from training.evaluation.registry import ModelSpec, model_specs
-from training.baselines import Popularity
+from training.models import Popularity
+from training.registry import ModelSpec, model_specs
 
-MODELS = ["pop", "itemknn", "ease"]
+MODELS = ["popularity", "item_knn", "ease"]
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +42,12 @@ def test_run_reports_every_model_and_logs_to_mlflow(ml_dir, mlflow_uri):
     assert report.data["n_test_users"] == 40 and report.data["n_test"] == 200
     ease = report.results["ease"]
     assert ease.n_trials == 3 and ease.validation_value is not None and ease.params["l2"] > 0
-    assert report.results["pop"].n_trials == 0
+    assert report.results["popularity"].n_trials == 0
     for result in report.results.values():
         assert {"ndcg@10", "recall@10", "map@10", "coverage@10", "novelty@10", "diversity@10", "gini@10", "recall@20"} <= set(result.metrics)
         assert 0.0 <= result.metrics["ndcg@10"] <= 1.0 and result.train_seconds >= 0
     # The two taste groups are learnable: personal models beat popularity.
-    assert report.results["ease"].metrics["recall@10"] > report.results["pop"].metrics["recall@10"]
+    assert report.results["ease"].metrics["recall@10"] > report.results["popularity"].metrics["recall@10"]
     assert set(report.candidates["recall"]) == set(MODELS) and 0 < report.candidates["union_recall"] <= 1
     assert report.best_baseline() in MODELS
     table = report.table()
@@ -73,18 +73,18 @@ def test_budget_covering_the_catalog_recalls_everything(ml_dir):
 
 
 def test_temporal_protocol_runs(ml_dir):
-    report = run(["pop"], load_dataset(ml_dir), Temporal(quantile=0.5), TuningConfig(trials=0), ks=(5,), budget=0, mlflow=False)
+    report = run(["popularity"], load_dataset(ml_dir), Temporal(quantile=0.5), TuningConfig(trials=0), ks=(5,), budget=0, mlflow=False)
     assert report.protocol == "temporal" and report.data["n_test_users"] == 40 and not report.candidates
     assert report.data["n_train"] + report.data["n_test"] == report.data["n_interactions"]
 
 
 def test_extra_models_plug_into_the_registry(ml_dir, monkeypatch):
-    from training.evaluation import registry as reg
+    from training import registry as reg
 
     monkeypatch.setitem(reg._EXTRA, "pop2", ModelSpec("pop2", lambda p, ctx: Popularity(), None, "model"))
     assert model_specs()["pop2"].kind == "model"
-    report = run(["pop", "pop2"], load_dataset(ml_dir), LeaveLastN(5), TuningConfig(trials=0), ks=(5,), budget=10, mlflow=False)
-    assert report.results["pop2"].metrics == report.results["pop"].metrics
+    report = run(["popularity", "pop2"], load_dataset(ml_dir), LeaveLastN(5), TuningConfig(trials=0), ks=(5,), budget=10, mlflow=False)
+    assert report.results["pop2"].metrics == report.results["popularity"].metrics
     with pytest.raises(ValueError, match="unknown models"):
         run(["nope"], load_dataset(ml_dir), LeaveLastN(5), mlflow=False)
 
@@ -92,20 +92,21 @@ def test_extra_models_plug_into_the_registry(ml_dir, monkeypatch):
 def test_cli_evaluate_writes_json(ml_dir, mlflow_uri, tmp_path, capsys):
     out = tmp_path / "eval.json"
     code = pathways_main(
-        ["evaluate", "--data", str(ml_dir), "--models", "pop,ease", "--trials", "2", "--ks", "5,10", "--budget", "20",
+        ["evaluate", "--data", str(ml_dir), "--models", "popularity,ease", "--trials", "2", "--ks", "5,10", "--budget", "20",
          "--json", str(out), "--mlflow-uri", mlflow_uri]
     )  # fmt: skip
     assert code == 0
     doc = json.loads(out.read_text())
-    assert doc["protocol"] == "leave-last-5" and set(doc["models"]) == {"pop", "ease"}
+    assert doc["protocol"] == "leave-last-5" and set(doc["models"]) == {"popularity", "ease"}
     assert "ease" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--models", "pop,magic"], "unknown ['magic']"),
-        (["--models", "pop,pop"], "lists a model twice"),
+        (["--models", "popularity,magic"], "unknown ['magic']"),
+        (["--models", "popularity,popularity"], "lists a model twice"),
+        (["--models", "pop,itemknn"], "unknown ['pop', 'itemknn']"),  # the old spellings are gone
         (["--protocol", "random"], "unknown protocol"),
         (["--trials", "-1"], "--trials must be >= 0"),
         (["--ks", "5,x"], "--ks must be comma-separated integers"),

@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from training.evaluation import metrics as M
+from training.recommender import union_candidates
 
 TOPK = np.array([[3, 1, 4, 0], [2, 5, 6, 7]])
 TRUTH = sp.csr_matrix(([1.0] * 4, ([0, 0, 0, 1], [1, 0, 9, 2])), shape=(2, 10))
@@ -78,7 +79,20 @@ def test_intra_list_diversity_by_genre():
 
 
 def test_round_robin_union():
-    merged = M.round_robin_union([np.array([[1, 2, 3]]), np.array([[2, 4, 5]])], 4)
+    merged = union_candidates([np.array([[1, 2, 3]]), np.array([[2, 4, 5]])], 6, 4, tie_break="list")
     assert merged.tolist() == [[1, 2, 4, 3]]
-    short = M.round_robin_union([np.array([[1, 2]]), np.array([[2, 1]])], 4)
+    short = union_candidates([np.array([[1, 2]]), np.array([[2, 1]])], 6, 4, tie_break="list")
     assert short.tolist() == [[1, 2, -1, -1]]
+
+
+def test_union_by_item_breaks_rank_ties_by_item_index():
+    merged = union_candidates([np.array([[5, 2, -1]]), np.array([[3, 5, 0]])], 6, 4)
+    assert merged.tolist() == [[3, 5, 2, 0]]
+
+
+def test_ndcg_recall_known_values():
+    truth = sp.csr_matrix(([1.0, 1.0, 1.0], ([0, 0, 1], [1, 2, 3])), shape=(2, 5))
+    m = M.ndcg_recall(np.array([[1, 0, 2], [0, 4, 2]]), np.array([0, 1]), truth, 3)
+    ndcg0 = (1 + 1 / np.log2(4)) / (1 + 1 / np.log2(3))
+    assert m["ndcg@3"] == pytest.approx(ndcg0 / 2)
+    assert m["recall@3"] == pytest.approx(0.5)

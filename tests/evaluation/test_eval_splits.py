@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from .eval_fixtures import make_interactions
 
 from training.evaluation.splits import LeaveLastN, Temporal, protocol_from_name
+
+from .eval_fixtures import make_interactions
 
 
 def pairs(inter) -> set[tuple[int, int]]:

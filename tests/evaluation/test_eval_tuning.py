@@ -6,12 +6,13 @@ import dataclasses
 
 import numpy as np
 import pytest
-from .eval_fixtures import make_interactions
 
-from training.baselines import EASE
-from training.evaluation.registry import EvalContext, ModelSpec
 from training.evaluation.splits import LeaveLastN
 from training.evaluation.tuning import TuningConfig, tune
+from training.models import EASE
+from training.registry import BuildContext, ModelSpec
+
+from .eval_fixtures import make_interactions
 
 
 def world(tail_seed: int):
@@ -35,9 +36,9 @@ class Spy:
         self.inner = EASE(l2=l2)
 
     def get_params(self):
-        return {"l2": self.inner.l2}
+        return {"l2": self.inner.config.l2}
 
-    def fit(self, train):
+    def fit(self, train, *, valid=None, item_features=None):
         Spy.seen.append(set(zip(train.users.tolist(), train.items.tolist())))
         self.inner.fit(train)
         return self
@@ -55,7 +56,7 @@ def test_tuning_fits_only_on_validation_train_and_ignores_test():
     for tail_seed in (1, 2):  # same train part, different test part
         split = protocol.split(world(tail_seed))
         Spy.seen = []
-        results.append(tune(SPEC, split.train, protocol, EvalContext(), config))
+        results.append(tune(SPEC, split.train, protocol, BuildContext(), config))
         val = protocol.validation(split.train)
         val_train = set(zip(val.train.users.tolist(), val.train.items.tolist()))
         assert len(Spy.seen) == 6 and all(s == val_train for s in Spy.seen)
@@ -68,8 +69,8 @@ def test_tuning_fits_only_on_validation_train_and_ignores_test():
 def test_defaults_are_the_first_trial_and_seeded_search_repeats():
     split = LeaveLastN(5).split(world(1))
     config = TuningConfig(trials=4, timeout_s=None, seed=5)
-    a = tune(SPEC, split.train, LeaveLastN(5), EvalContext(), config)
-    b = tune(SPEC, split.train, LeaveLastN(5), EvalContext(), config)
+    a = tune(SPEC, split.train, LeaveLastN(5), BuildContext(), config)
+    b = tune(SPEC, split.train, LeaveLastN(5), BuildContext(), config)
     assert a.history[0]["params"] == {"l2": 10.0}
     assert a.params == b.params and a.n_trials == 4
     assert a.value == max(h["value"] for h in a.history)
@@ -77,7 +78,7 @@ def test_defaults_are_the_first_trial_and_seeded_search_repeats():
 
 def test_untunable_models_are_not_tuned():
     spec = dataclasses.replace(SPEC, search_space=None)
-    result = tune(spec, world(1), LeaveLastN(5), EvalContext(), TuningConfig(trials=5))
+    result = tune(spec, world(1), LeaveLastN(5), BuildContext(), TuningConfig(trials=5))
     assert (result.params, result.value, result.n_trials) == ({}, None, 0)
 
 

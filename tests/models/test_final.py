@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
+from pathways.models_config import FinalConfig, ModelsConfig, SASRecConfig, TwoTowerConfig
 from tests.models.conftest import make_interactions
-from training.models import FINAL_MODEL, MODELS, FinalConfig, PathwaysFinal
-from training.models.candidate_features import CandidateFeaturizer, top_n_excluding, union_candidates
+from training.models import PathwaysFinal
+from training.models.candidate_features import CandidateFeaturizer
 from training.models.final import NOT_CANDIDATE
-from training.models.sasrec import SASRecConfig
-from training.models.two_tower import TwoTowerConfig
-from training.recommender import Recommender, recommend
+from training.recommender import recommend, top_k_excluding, union_candidates
+from training.registry import FINAL_MODEL, REGISTRY, BuildContext
 
-TINY = FinalConfig(
+TINY = ModelsConfig(
     sasrec=SASRecConfig(dim=16, n_heads=1, lr=1e-2, max_epochs=20, eval_every=5, patience=100),
     two_tower=TwoTowerConfig(dim=16, batch_size=64, max_epochs=4, eval_every=2),
-    generators=("sasrec", "item_knn_recent", "als", "popularity"),
-    per_generator=5,
-    budget=8,
-    valid_k=1,
+    final=FinalConfig(generators=("sasrec", "item_knn_recent", "als", "popularity"), per_generator=5, budget=8, valid_k=1),
 )
 
 
@@ -32,8 +30,9 @@ def fitted():
 
 
 def test_registry_names_the_final_model():
-    assert FINAL_MODEL == "pathways_final" and MODELS[FINAL_MODEL] is PathwaysFinal
-    assert all(isinstance(factory(), Recommender) for factory in MODELS.values())
+    assert FINAL_MODEL == "pathways_final" and REGISTRY[FINAL_MODEL].kind == "model"
+    model = REGISTRY[FINAL_MODEL].build({}, BuildContext(models=TINY, seed=4))
+    assert isinstance(model, PathwaysFinal) and model.seed == 4 and model.config == TINY
 
 
 def test_top_row_predicts_the_next_title(fitted):
@@ -65,12 +64,15 @@ def test_seeded_determinism(fitted):
 
 
 def test_union_orders_by_best_rank_and_excludes_history():
-    a = top_n_excluding(np.array([[5.0, 4.0, 3.0, 2.0, 1.0]]), [np.array([0])], 2)
-    b = top_n_excluding(np.array([[1.0, 2.0, 3.0, 4.0, 5.0]]), [np.array([0])], 2)
-    assert a.tolist() == [[1, 2]] and b.tolist() == [[4, 3]]  # item 0 watched
+    seen = sp.csr_matrix(([1.0], ([0], [0])), shape=(1, 5))  # item 0 watched
+    rows = np.array([0])
+    a = top_k_excluding(np.array([[5.0, 4.0, 3.0, 2.0, 1.0]], np.float32), rows, seen, 2, pad=True)
+    b = top_k_excluding(np.array([[1.0, 2.0, 3.0, 4.0, 5.0]], np.float32), rows, seen, 2, pad=True)
+    assert a.tolist() == [[1, 2]] and b.tolist() == [[4, 3]]
     assert union_candidates([a, b], 5, budget=4).tolist() == [[1, 4, 2, 3]]  # by best rank, then order
     assert union_candidates([a, b], 5, budget=6).tolist() == [[1, 4, 2, 3, -1, -1]]
-    assert top_n_excluding(np.ones((1, 3)), [np.array([0, 1])], 3).tolist() == [[2, -1, -1]]
+    two_seen = sp.csr_matrix(([1.0, 1.0], ([0, 0], [0, 1])), shape=(1, 3))
+    assert top_k_excluding(np.ones((1, 3), np.float32), rows, two_seen, 3, pad=True).tolist() == [[2, -1, -1]]
 
 
 def test_item_counts_are_point_in_time():
@@ -86,17 +88,15 @@ def test_bad_config():
         FinalConfig(generators=("sasrec", "nope"))
     with pytest.raises(ValueError, match="ranker"):
         FinalConfig(ranker="pointwise")
+    with pytest.raises(ValueError, match="budget"):
+        PathwaysFinal(TINY, budget=0)
 
 
-def test_eval_models_take_genres_from_the_context():
-    from training.evaluation.registry import EvalContext, final_model_name, model_specs
-    from training.models import EVAL_MODELS
-
-    ctx = EvalContext(item_genres=[["Drama"], ["Comedy", "Drama"], []], seed=4)
-    final = EVAL_MODELS[FINAL_MODEL](ctx)
-    assert final.item_features.shape == (3, 2) and final.config.seed == 4
-    assert EVAL_MODELS["two_tower"](EvalContext()).item_features is None
-    assert final_model_name() == FINAL_MODEL and model_specs()[FINAL_MODEL].kind == "model"
+def test_harness_build_passes_genres_at_fit_and_the_seed():
+    ctx = BuildContext(item_genres=[["Drama"], ["Comedy", "Drama"], []], seed=4)
+    assert ctx.item_features().shape == (3, 2) and BuildContext().item_features() is None
+    final = REGISTRY[FINAL_MODEL].build({}, ctx)
+    assert final.seed == 4 and final.get_params()["seed"] == 4
 
 
 def test_save_load_parity(fitted, tmp_path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.models.ltr import ListRanker, PointwiseGBDT, RankerConfig, list_ndcg
+from pathways.models_config import RankerConfig
+from training.models.ltr import ListRanker, PointwiseGBDT, list_ndcg
 
 
 def toy_lists(n_lists: int = 60, n_cands: int = 20, seed: int = 0):
@@ -34,7 +35,7 @@ def test_learns_to_put_positives_first(loss):
 def test_pointwise_gbdt_baseline_also_orders():
     features, mask, labels = toy_lists()
     test_f, test_m, test_y = toy_lists(seed=1)
-    scores = PointwiseGBDT(max_iter=50).fit(features, mask, labels).predict(test_f, test_m)
+    scores = PointwiseGBDT(gbdt_max_iter=50).fit(features, mask, labels).predict(test_f, test_m)
     assert list_ndcg(scores, test_y, test_m, 5) > 0.95
 
 

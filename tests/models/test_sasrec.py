@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.models.sasrec import SASRec, SASRecConfig
+from pathways.models_config import SASRecConfig
+from training.models.sasrec import SASRec
 
 TINY = dict(dim=16, n_heads=1, lr=1e-2, max_epochs=30, eval_every=5, patience=2, valid_k=1, refit=False)
 

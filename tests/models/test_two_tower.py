@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.models.faiss_index import FaissRetriever
-from training.models.two_tower import TwoTower, TwoTowerConfig
+from pathways.artifacts.factor_index import FactorIndex
+from pathways.models_config import TwoTowerConfig
+from training.models.two_tower import TwoTower
 
 TINY = dict(dim=16, batch_size=64, lr=1e-2, temperature=0.1, max_epochs=20, eval_every=5, valid_k=1)
 
@@ -25,7 +26,7 @@ def test_embeddings_give_the_scores_and_faiss_retrieves_the_same_top_k(blocks):
     users = np.arange(blocks.n_users)
     u, v = model.user_embeddings(users), model.item_embeddings()
     np.testing.assert_allclose(u @ v.T, model.score(users), rtol=1e-4, atol=1e-4)
-    _, items = FaissRetriever(v).search(u, 5)
+    _, items = FactorIndex(v).search(u, 5)
     brute = np.argsort(-(u @ v.T), axis=1, kind="stable")[:, :5]
     np.testing.assert_array_equal(np.sort(items, 1), np.sort(brute, 1))
 

@@ -167,7 +167,7 @@ def test_served_over_http_rules_heartbeats_and_fallbacks(nightly):
     profiles = {p["profile_id"]: p for p in pq.read_table(snap / "profiles.parquet").to_pylist()}
     import tempfile
 
-    from training import tracking
+    from pathways import tracking
 
     # Promote tonight's artwork candidate (on a tiny log it rarely clears the OPE bar by itself).
     tracking.configure(config.mlflow_uri)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pathways.catalog import Catalog
-from pathways.config import PageConfig
+from pathways.config import ConfigError, PageConfig, PathwaysConfig
 from pathways.types import Candidates, ProfileContext
 from ranking.page import assemble_page, page_title_ids
 from ranking.rules import violations
-
 from tests.conftest import make_titles
 
 CATALOG = Catalog.from_table(make_titles())
@@ -52,6 +52,32 @@ def test_finished_titles_are_removed_and_continue_watching_is_pinned_first():
     page = assemble_page(rows, p, CATALOG, PageConfig(min_row_length=1))
     assert page.rows[0].source == "continue_watching"
     assert not finished & set(page_title_ids(page))
+
+
+def test_pinned_sources_come_from_the_config_in_its_order():
+    p = ProfileContext(3, "BR", 4)
+    rows = [_row("als", ALL_IDS[:20], scores=np.full(20, 9.0)), _row("continue_watching", ALL_IDS[20:22]),
+            _row("top_picks", ALL_IDS[30:40], scores=np.full(10, -9.0))]
+    default = assemble_page(rows, p, CATALOG, PageConfig(min_row_length=1))
+    assert [r.source for r in default.rows] == ["continue_watching", "top_picks", "als"]
+    swapped = assemble_page(rows, p, CATALOG, PageConfig(min_row_length=1, pinned_sources=("top_picks", "continue_watching")))
+    assert [r.source for r in swapped.rows] == ["top_picks", "continue_watching", "als"]
+    unpinned = assemble_page(rows, p, CATALOG, PageConfig(min_row_length=1, pinned_sources=()))
+    assert unpinned.rows[0].source == "als"  # scored like any row: the best scores first
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"page.pinned_sources": ["continue_watching", "toppicks"]}, "unknown row source(s) ['toppicks']"),
+        ({"page.pinned_sources": ["top_picks", "top_picks"]}, "pinned_sources repeats a source"),
+        ({"page.source_weight": -0.1}, "page.source_weight: Input should be greater than or equal to 0"),
+    ],
+)
+def test_bad_page_settings_are_rejected_with_the_reason(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        PathwaysConfig().with_overrides(overrides)
+    assert message in str(err.value)
 
 
 def test_rows_shorter_than_min_length_are_dropped_when_the_catalog_has_more():

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pathways.artifacts.ranker import RankerArtifact
+from pathways.config import PageConfig
 from pathways.types import Candidates, ProfileContext
 from ranking.features import FEATURE_COLUMNS, PROFILE_FEATURES, TITLE_FEATURES, RowScorer
-from ranking.model import RankerArtifact
 
 
 class FakeStore:
@@ -52,6 +53,18 @@ def test_ranker_orders_rows_and_pinned_rows_keep_their_order(catalog):
     scored, kept = _scorer(catalog).score_rows(ProfileContext(1, "US", 4), [row, pinned])
     assert scored.title_ids.tolist() == [120, 110, 105, 101]  # most popular first
     assert kept.title_ids.tolist() == ids.tolist()
+
+
+def test_the_page_config_sets_the_pinned_rows_and_the_weight_of_a_rows_own_order(catalog):
+    ids = np.array([101, 110, 105, 120], np.int64)
+    row = Candidates("als", ids, np.array([4.0, 3.0, 2.0, 1.0]))
+    scorer = _scorer(catalog)
+    scorer.page = PageConfig(source_weight=100.0)  # the row's own order outweighs the ranker
+    (own,) = scorer.score_rows(ProfileContext(1, "US", 4), [row])
+    assert own.title_ids.tolist() == ids.tolist()
+    scorer.page = PageConfig(pinned_sources=("als",))
+    (pinned,) = scorer.score_rows(ProfileContext(1, "US", 4), [row])
+    assert pinned is row  # not re-scored at all
 
 
 def test_a_learning_to_rank_list_overrides_the_ranker_for_its_profile(catalog):

@@ -44,7 +44,9 @@ def test_ray_serve_app_serves_pages_heartbeats_and_errors(served):
     assert client.put("/api/v1/playback/e2e/heartbeat", json=beat).status_code == 202
     page = client.get("/api/v1/pathways", params={"profile_id": ADULT}).json()
     assert page["rows"][0]["titles"][0]["title_id"] == 30
-    assert list((cfg.raw_dir / "api").glob("*.parquet"))
+    from features.stream import open_stream
+
+    assert open_stream(cfg).lag(cfg.stream.lake_group) == 1  # in the event stream, for the lake consumer
 
     unknown = client.get("/api/v1/pathways", params={"profile_id": 424242}).json()
     assert unknown["personalized"] is False and unknown["reason"] == "unknown profile"

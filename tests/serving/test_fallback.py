@@ -10,13 +10,13 @@ from fastapi.testclient import TestClient
 from features.history import PlaybackState
 from features.schema import KIDS_MAX_MATURITY
 from pathways.catalog import Catalog
+from pathways.types import ProfileContext
 from ranking.rules import violations
 from serving.api import create_app
 from serving.fallback import fallback_rows
 from serving.logic import build_service
 from serving.playback import InMemoryPlaybackStore
 from serving.snapshots import load_snapshot
-
 from tests.serving.snapshot_fixtures import ADULT, KID, NO_PAGE, get_page, make_config, publish, title_ids, titles_table
 
 
@@ -110,19 +110,24 @@ def _ids(rows) -> list[int]:
     return rows.title_ids.tolist()
 
 
+def _ladder(snap, region: str, level: int, finished: frozenset[int] = frozenset(), row_length: int = 8, row_count: int = 40):
+    profile = ProfileContext(-1, region, level, finished=finished, known=False)
+    return fallback_rows(snap, profile, row_count=row_count, row_length=row_length, dedupe_top_rows=10)
+
+
 def test_ladder_goes_global_then_catalog(tmp_path):
     cfg = make_config(tmp_path)
     publish(cfg.snapshots_dir, "v1", cfg, fallback_keys=[("BR", 0), ("US", 2)])
     snap = load_snapshot(cfg.snapshots_dir / "v1")
     catalog = snap.catalog
     # US at level 3: no (US, 3) page; (US, 2) is the nearest lower level of the same region.
-    rows, rung = fallback_rows(snap, "US", 3, row_length=8)
+    rows, rung = _ladder(snap, "US", 3)
     assert rung == "global" and len(rows)
     # Kids in US: (US, 2) is too mature, (BR, 0) is another region: still usable after the rules.
-    kids, rung = fallback_rows(snap, "US", 1, row_length=8)
+    kids, rung = _ladder(snap, "US", 1)
     assert rung == "global" and _ids(kids) and violations(catalog, _ids(kids), "US", 1) == []
     # A region no fallback page and no title can serve (nothing licensed in GB): empty, rung "none".
-    gb, rung = fallback_rows(snap, "GB", 4, row_length=8)
+    gb, rung = _ladder(snap, "GB", 4)
     assert len(gb) == 0 and rung == "none"
 
 
@@ -130,7 +135,7 @@ def test_catalog_rung_when_no_fallback_pages(tmp_path):
     cfg = make_config(tmp_path)
     publish(cfg.snapshots_dir, "v1", cfg, fallback_keys=[])
     snap = load_snapshot(cfg.snapshots_dir / "v1")
-    rows, rung = fallback_rows(snap, "US", 1, frozenset({1}), row_length=8, row_count=3)
+    rows, rung = _ladder(snap, "US", 1, frozenset({1}), row_count=3)
     ids = _ids(rows)
     assert rung == "catalog" and ids
     assert violations(snap.catalog, ids, "US", 1, {1}) == []

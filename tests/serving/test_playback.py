@@ -1,12 +1,17 @@
-"""Heartbeats and events: landed durably in EVENT_SCHEMA, and visible on the very next page."""
+"""Heartbeats and events: appended durably to the event stream, and visible on the very next page."""
 
 from __future__ import annotations
+
+import uuid
 
 import pyarrow.parquet as pq
 import pytest
 
 from features.history import PlaybackState
+from features.ingest import read_events
 from features.schema import EVENT_SCHEMA
+from features.stream import open_stream
+from features.stream.lake import LakeConsumer
 from serving.playback import OnlinePlaybackStore, OnlineStoreUnavailable
 
 from tests.serving.snapshot_fixtures import ADULT, KID, NO_PAGE, RUNTIME_S, get_page, title_ids
@@ -20,8 +25,8 @@ def heartbeat(client, profile_id: int, title_id: int, fraction: float, **extra) 
 
 
 def landed(config) -> list[dict]:
-    files = sorted((config.raw_dir / "api").glob("*.parquet"))
-    return [row for f in files for row in pq.read_table(f).to_pylist()]
+    """Every event in the stream (read by a fresh consumer group), oldest first."""
+    return [e.event for e in open_stream(config).read(f"check-{uuid.uuid4().hex}", "test", 10_000)]
 
 
 def test_heartbeat_puts_the_title_first_in_continue_watching(client):
@@ -72,16 +77,20 @@ def test_finished_in_snapshot_row_is_dropped(client):
 def test_heartbeats_land_as_event_schema_parquet(client, config):
     heartbeat(client, ADULT, 30, 0.4, device="tv")
     heartbeat(client, ADULT, 30, 0.5, completed=True)
-    files = sorted((config.raw_dir / "api").glob("*.parquet"))
-    assert len(files) == 2
-    for f in files:
-        assert pq.read_schema(f).equals(EVENT_SCHEMA, check_metadata=False)
+    consumer = LakeConsumer(open_stream(config), config.lake_dir, pq.read_table(config.snapshots_dir / "v1" / "titles.parquet"),
+                            pq.read_table(config.snapshots_dir / "v1" / "profiles.parquet"))
+    report = consumer.poll(block_s=0.0) or consumer.flush()
+    assert report is not None and report.accepted == 3
+    files = sorted((config.lake_dir / "events").rglob("*.parquet"))
+    assert len(files) == 1  # one file per day partition and flush, not one per request
+    assert [f.name for f in pq.read_schema(files[0])] == EVENT_SCHEMA.names
+    assert read_events(config.lake_dir).num_rows == 3
     rows = landed(config)
     assert [r["event_type"] for r in rows] == ["heartbeat", "heartbeat", "complete"]
     assert rows[0]["session_id"] == "sess-1" and rows[0]["device"] == "tv"
     assert rows[0]["position_s"] == pytest.approx(0.4 * RUNTIME_S)
     assert len({r["event_id"] for r in rows}) == 3
-    assert not list((config.raw_dir / "api").glob("*.tmp"))
+    assert not list(config.lake_dir.rglob("*.tmp"))
 
 
 def test_posted_events_land_and_update_state(client, config, store):

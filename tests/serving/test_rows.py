@@ -1,4 +1,4 @@
-"""Columnar rows: parity with ``Page``/``TitleCard`` JSON, and properties of ``enforce_rows``."""
+"""Compact rows: parity with ``Page``/``TitleCard`` JSON, and properties of ``enforce_rows``."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import json
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.serving.snapshot_fixtures import ADULT, KID, N_TITLES, stored_page, titles_table
 
 from features.history import PlaybackState
 from pathways.catalog import Catalog
-from pathways.types import Page
+from pathways.types import CompactRows, Page, ProfileContext, RowHeader
 from ranking.rules import violations
 from serving.overlay import enforce_rows, overlay_playback
-from serving.rows import PageRows, RowMeta, TitleRenderer, parse_pages
+from serving.rows import TitleRenderer, parse_pages
+from tests.serving.snapshot_fixtures import ADULT, KID, N_TITLES, stored_page, titles_table
 
 CATALOG = Catalog.from_table(titles_table())
 RENDERER = TitleRenderer(CATALOG)
@@ -28,13 +28,14 @@ def test_rendered_json_equals_the_page_objects_json(service):
         assert body["personalized"] == served.page.personalized and body["cell"] == served.page.cell
 
 
-def test_stored_page_round_trips_through_page_rows():
+def test_stored_page_round_trips_through_compact_rows():
     page = stored_page(ADULT, "US", 4, n_rows=5)
-    rows = PageRows.from_json(json.dumps(page.to_dict()))
+    rows = CompactRows.from_json(json.dumps(page.to_dict()))
     art = np.array([c.artwork_id for r in page.rows for c in r.titles])
     props = np.ones(len(art))
     assert rows.to_rows(CATALOG, art, props) == Page.from_dict(page.to_dict()).rows  # scores as served
-    assert PageRows.from_rows(page.rows).title_ids.tolist() == rows.title_ids.tolist()
+    assert page.compact_rows().title_ids.tolist() == rows.title_ids.tolist()
+    assert page.compact_rows().headers == rows.headers == tuple(r.header for r in page.rows)
     assert rows.positions().tolist() == [j for r in page.rows for j in range(len(r.titles))]
 
 
@@ -51,9 +52,10 @@ row_lists = st.lists(st.lists(st.integers(1, N_TITLES + 3), min_size=0, max_size
        finished=st.frozensets(st.integers(1, N_TITLES), max_size=6), row_count=st.integers(1, 14),
        dedupe=st.integers(0, 12))
 def test_enforce_rows_never_breaks_a_rule(rows, level, region, finished, row_count, dedupe):
-    meta = [RowMeta(f"r{i}", f"Row {i}", "src", "") for i in range(len(rows))]
-    page = PageRows.build(meta, [np.array(r, dtype=np.int64) for r in rows], [np.zeros(len(r)) for r in rows])
-    out = enforce_rows(page, CATALOG, region, level, finished, dedupe_top_rows=dedupe, row_count=row_count)
+    headers = [RowHeader(f"r{i}", f"Row {i}", "src", "") for i in range(len(rows))]
+    page = CompactRows.build(headers, [np.array(r, dtype=np.int64) for r in rows], [np.zeros(len(r)) for r in rows])
+    profile = ProfileContext(9, region, level, finished=finished)
+    out = enforce_rows(page, CATALOG, profile, dedupe_top_rows=dedupe, row_count=row_count)
     assert len(out) <= row_count
     assert violations(CATALOG, out.title_ids.tolist(), region, level, set(finished)) == []
     top = [t for r in range(min(dedupe, len(out))) for t in out.row(r)[0].tolist()]
@@ -61,7 +63,7 @@ def test_enforce_rows_never_breaks_a_rule(rows, level, region, finished, row_cou
     for r in range(len(out)):
         ids = out.row(r)[0].tolist()
         assert ids and len(ids) == len(set(ids))
-        original = iter(rows[int(out.meta[r].row_id[1:])])
+        original = iter(rows[int(out.headers[r].row_id[1:])])
         assert all(t in original for t in ids)  # a subsequence of its input row: order kept
 
 
@@ -70,12 +72,12 @@ def test_enforce_rows_never_breaks_a_rule(rows, level, region, finished, row_cou
        finished=st.frozensets(st.integers(1, N_TITLES), max_size=5))
 def test_overlay_puts_the_most_recent_allowed_title_first(progress, finished):
     state = PlaybackState(progress, finished)
-    page = PageRows.from_rows(stored_page(ADULT, "US", 4, n_rows=12).rows)
-    out = overlay_playback(page, state, CATALOG, "US", 4, row_length=8, row_count=40)
+    page = stored_page(ADULT, "US", 4, n_rows=12).compact_rows()
+    out = overlay_playback(page, state, CATALOG, ProfileContext(ADULT, "US", 4), row_length=8, dedupe_top_rows=10, row_count=40)
     allowed = [t for t, (_, ts) in sorted(progress.items(), key=lambda kv: (-kv[1][1], kv[0]))
                if t not in finished and not violations(CATALOG, [t], "US", 4)]
     if allowed:
-        assert out.meta[0].source == "continue_watching" and out.row(0)[0][0] == allowed[0]
+        assert out.headers[0].source == "continue_watching" and out.row(0)[0][0] == allowed[0]
     assert not set(out.title_ids.tolist()) & set(finished)
 
 
@@ -84,7 +86,7 @@ def test_batch_parse_equals_per_page_parse():
     texts = [json.dumps(p.to_dict()) for p in pages]
     for texts_in in (texts, [json.dumps(p.to_dict(), indent=1) for p in pages]):  # multi-line: per-page fallback
         for got, text in zip(parse_pages(texts_in), texts, strict=True):
-            want = PageRows.from_json(text)
-            assert got.meta == want.meta
+            want = CompactRows.from_json(text)
+            assert got.headers == want.headers
             assert got.offsets.tolist() == want.offsets.tolist() and got.title_ids.tolist() == want.title_ids.tolist()
             assert got.scores.tolist() == want.scores.tolist()

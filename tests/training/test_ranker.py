@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pathways import tracking
+from pathways.artifacts.ranker import RankerArtifact
+from pathways.artifacts.registry import load_registered
 from pathways.config import TrainingConfig
-from ranking.model import RankerArtifact, load_registered
-from training import tracking
 from training.ranker import RANKER_NAME, log_ranker, train_ranker
 
 
@@ -62,6 +63,14 @@ def test_registered_champion_loads_back_equal(mlflow_uri):
     res = train_ranker(_frame(), COLS, TrainingConfig(ranker_epochs=1))
     logged = log_ranker(res, "test-ranker", tracking.CHAMPION, {"epochs": 1})
     assert tracking.alias_version(RANKER_NAME) == logged.version
-    loaded = load_registered(tracking.alias_uri(RANKER_NAME))
+    loaded = load_registered(tracking.alias_uri(RANKER_NAME), "ranker")
     X = _frame(50, seed=3)[COLS].to_numpy(np.float32)
     np.testing.assert_allclose(loaded.predict(X), res.artifact.predict(X), rtol=1e-5)
+
+
+def test_ranker_settings_come_from_the_config():
+    res = train_ranker(_frame(1000), COLS, TrainingConfig(ranker_valid_fraction=0.5, ranker_gbdt_max_iter=3), kind="gbdt")
+    assert res.metrics["valid_rows"] == 500 and res.artifact.model.n_iter_ == 3
+    assert train_ranker(_frame(1000), COLS, TrainingConfig(ranker_epochs=1)).metrics["valid_rows"] == 200  # default 0.2
+    with pytest.raises(ValueError, match="ranker_valid_fraction"):
+        TrainingConfig(ranker_valid_fraction=1.0)

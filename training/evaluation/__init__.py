@@ -2,17 +2,27 @@
 
     from training.data import load_dataset
     from training.evaluation import LeaveLastN, run
-    report = run(["pop", "ease"], load_dataset("ml-latest-small"), LeaveLastN(5))
+    report = run(["popularity", "ease"], load_dataset("ml-latest-small"), LeaveLastN(5))
     print(report.table())
+
+The harness and tuning are imported on first use: models import ``splits`` and ``metrics`` from
+here, and the harness imports the models (through ``training.registry``).
 """
 
-from training.evaluation.harness import evaluate, run
-from training.evaluation.registry import EvalContext, ModelSpec, final_model_name, model_specs, register
-from training.evaluation.report import ModelResult, Report
-from training.evaluation.splits import LeaveLastN, Split, Temporal, protocol_from_name
-from training.evaluation.tuning import TuningConfig, TuningResult, tune
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "EvalContext", "LeaveLastN", "ModelResult", "ModelSpec", "Report", "Split", "Temporal", "TuningConfig",
-    "TuningResult", "evaluate", "final_model_name", "protocol_from_name", "model_specs", "register", "run", "tune",
-]  # fmt: skip
+from training.evaluation.splits import LeaveLastN, Split, Temporal, leave_last_k, protocol_from_name
+
+_LAZY = {
+    "evaluate": "harness", "run": "harness", "ModelResult": "report", "Report": "report",
+    "TuningConfig": "tuning", "TuningResult": "tuning", "tune": "tuning",
+}  # fmt: skip
+
+__all__ = ["LeaveLastN", "Split", "Temporal", "leave_last_k", "protocol_from_name", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f"training.evaluation.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'training.evaluation' has no attribute {name!r}")

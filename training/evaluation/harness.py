@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from pathways.models_config import ModelsConfig
 from training.data import Dataset
 from training.evaluation import metrics as M
-from training.evaluation.registry import EvalContext, ModelSpec, final_model_name, model_specs
 from training.evaluation.report import ModelResult, Report
 from training.evaluation.splits import Split, SplitProtocol
 from training.evaluation.tuning import TuningConfig, tune
-from training.recommender import Recommender, recommend
+from training.recommender import Recommender, recommend, union_candidates
+from training.registry import FINAL_MODEL, BuildContext, ModelSpec, model_specs
 
 log = logging.getLogger(__name__)
 DEFAULT_KS = (10, 20, 50)
@@ -84,16 +85,19 @@ def run(
     budget: int = DEFAULT_BUDGET,
     mlflow: bool = True,
     seed: int = 0,
+    models: ModelsConfig | None = None,
 ) -> Report:
-    """Tune, fit and evaluate each named model on one split of ``data``; see the module docstring."""
+    """Tune, fit and evaluate each named model on one split of ``data``; see the module docstring.
+
+    Models start from their section of ``models`` (default: ``ModelsConfig()``) and ``seed``.
+    """
     specs = model_specs()
     unknown = [n for n in names if n not in specs]
     if unknown:
         raise ValueError(f"unknown models {unknown}; available: {sorted(specs)}")
     split = protocol.split(data.interactions)
-    ctx = EvalContext(item_genres=data.item_genres, seed=seed)
-    final = final_model_name()
-    report = Report.start(protocol.name, data, split, tuning, final if final in names else None)
+    ctx = BuildContext(models=models or ModelsConfig(), seed=seed, item_genres=data.item_genres)
+    report = Report.start(protocol.name, data, split, tuning, FINAL_MODEL if FINAL_MODEL in names else None)
     tracker = _Tracker(mlflow, report)
     try:
         lists: dict[str, np.ndarray] = {}
@@ -111,14 +115,14 @@ def run(
 
 
 def _tune_fit_evaluate(
-    spec: ModelSpec, split: Split, protocol: SplitProtocol, ctx: EvalContext, tuning: TuningConfig,
+    spec: ModelSpec, split: Split, protocol: SplitProtocol, ctx: BuildContext, tuning: TuningConfig,
     ks: Sequence[int], budget: int,
 ) -> tuple[ModelResult, np.ndarray]:  # fmt: skip
     """Tune on validation, refit on the full train split, evaluate on test (timed)."""
     tuned = tune(spec, split.train, protocol, ctx, tuning)
     model = spec.build(tuned.params, ctx)
     start = time.perf_counter()
-    model.fit(split.train)
+    model.fit(split.train, item_features=ctx.item_features())
     train_s = time.perf_counter() - start
     start = time.perf_counter()
     metrics, lists = evaluate(model, split, ks, ctx.item_genres, budget)
@@ -132,8 +136,12 @@ def _tune_fit_evaluate(
 def _candidate_stage(
     report: Report, members: list[str], lists: dict[str, np.ndarray], split: Split, budget: int
 ) -> dict[str, Any]:
-    """Recall at ``budget`` of each generator and of their round-robin union."""
-    union = M.round_robin_union([lists[n] for n in members], budget)
+    """Recall at ``budget`` of each generator and of their round-robin union (users in chunks)."""
+    n_items, chunk = split.train.n_items, 1024
+    union = np.concatenate([
+        union_candidates([lists[n][s : s + chunk] for n in members], n_items, budget, tie_break="list")
+        for s in range(0, len(next(iter(lists.values()))), chunk)
+    ])  # fmt: skip
     users, truth = split.test_users(), split.test_matrix()
     return {
         "budget": budget,
@@ -161,7 +169,7 @@ class _Tracker:
             return
         import mlflow
 
-        from training import tracking
+        from pathways import tracking
 
         with mlflow.start_run(run_name=result.name, nested=True) as child:
             mlflow.set_tags({**self.report.tags(), "model": result.name, "kind": result.kind})
@@ -194,6 +202,3 @@ def _mlflow_key(key: str) -> str:
     return key.replace("@", "_at_")  # MLflow metric names may not contain '@'
 
 
-def available_models() -> dict[str, Any]:
-    """name -> kind of every model the harness can run."""
-    return {name: spec.kind for name, spec in model_specs().items()}

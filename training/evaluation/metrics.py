@@ -111,15 +111,9 @@ def intra_list_diversity(topk: np.ndarray, genres: np.ndarray, k: int, batch: in
     return total / len(topk)
 
 
-def round_robin_union(lists: list[np.ndarray], budget: int) -> np.ndarray:
-    """(n_users, budget) merge of ranked lists: take rank 0 of each list, then rank 1, ...; dedupe.
-
-    Rows with fewer than ``budget`` distinct items are padded with -1.
-    """
-    stacked = np.stack([lst[:, :budget] for lst in lists], axis=2).reshape(len(lists[0]), -1)
-    out = np.full((stacked.shape[0], budget), -1, np.int64)
-    for r, row in enumerate(stacked):
-        _, first = np.unique(row, return_index=True)
-        merged = row[np.sort(first)][:budget]
-        out[r, : len(merged)] = merged
-    return out
+def ndcg_recall(topk: np.ndarray, users: np.ndarray, truth: sp.csr_matrix, k: int) -> dict[str, float]:
+    """``ndcg@k`` and ``recall@k`` of ``topk`` (len(users), >= k) against ``truth`` (n_users, n_items)
+    CSR; every user must have at least one relevant item (early stopping inside the models)."""
+    hits = hit_matrix(topk, users, truth)
+    n_relevant = np.diff(truth.indptr)[users]
+    return {f"ndcg@{k}": ndcg_at_k(hits, n_relevant, k), f"recall@{k}": recall_at_k(hits, n_relevant, k)}

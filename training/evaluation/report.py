@@ -45,7 +45,7 @@ class Report:
     run_id: str | None = None  # the parent MLflow run
 
     @classmethod
-    def start(cls, protocol: str, data: "Dataset", split: "Split", tuning: "TuningConfig", final: str | None) -> "Report":
+    def start(cls, protocol: str, data: Dataset, split: Split, tuning: TuningConfig, final: str | None) -> Report:
         inter = data.interactions
         info = {
             "source": data.source,

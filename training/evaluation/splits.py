@@ -1,7 +1,7 @@
 """Evaluation protocols: how interactions are cut into train and test (see docs/evaluation.md).
 
 - ``LeaveLastN(n=5)``: per user, interactions ordered by (timestamp, item id); the last ``n`` are
-  test, the earlier ones train. Users with at most ``n`` interactions keep all of them in train
+  test, the earlier ones train (``leave_last_k``, which models also use to carve validation). Users with at most ``n`` interactions keep all of them in train
   and are not evaluated (a user needs ``n + 1`` so that train is non-empty).
 - ``Temporal(quantile=0.9)`` (or a fixed ``cut`` in seconds): one global cut time; train is every
   interaction strictly before it; test is, for users with interactions on both sides, what they
@@ -52,9 +52,33 @@ class SplitProtocol(Protocol):
     def validation(self, train: Interactions) -> Split: ...
 
 
-def subset(data: Interactions, mask: np.ndarray) -> Interactions:
-    """The rows of ``data`` where ``mask`` (shape (n,)) is True, same index space."""
-    return data.subset(mask)
+def positions_from_end(data: Interactions) -> tuple[np.ndarray, np.ndarray]:
+    """(order, from_end): ``order`` sorts rows by (user, timestamp, item); ``from_end[j]`` is the
+    position of row ``order[j]`` counted from the end of its user's sequence (0 = the last)."""
+    order = np.lexsort((data.items, data.timestamps, data.users))
+    users = data.users[order]
+    counts = np.bincount(users, minlength=data.n_users)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return order, counts[users] - (np.arange(len(users)) - starts[users]) - 1
+
+
+def leave_last_k(data: Interactions, k: int = 5, min_train: int = 1) -> tuple[Interactions, Interactions]:
+    """Split into (train, holdout): each user's last ``k`` by (timestamp, item) go to holdout.
+
+    Users with fewer than ``k + min_train`` interactions stay entirely in train. Both parts keep
+    ``n_users``/``n_items`` and the id maps, so dense indices mean the same thing in each. Models
+    carve their own validation split from the data they are given with it (never from test).
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if min_train < 1:
+        raise ValueError(f"min_train must be >= 1, got {min_train}")
+    order, from_end = positions_from_end(data)
+    counts = np.bincount(data.users, minlength=data.n_users)
+    held = (from_end < k) & (counts[data.users[order]] >= k + min_train)
+    mask = np.zeros(len(data), dtype=bool)
+    mask[order[held]] = True
+    return data.subset(~mask), data.subset(mask)
 
 
 def _group(users: np.ndarray, items: np.ndarray, n_users: int) -> dict[int, np.ndarray]:
@@ -78,15 +102,8 @@ class LeaveLastN:
         return f"leave-last-{self.n}"
 
     def split(self, data: Interactions) -> Split:
-        order = np.lexsort((data.items, data.timestamps, data.users))
-        users = data.users[order]
-        counts = np.bincount(data.users, minlength=data.n_users)
-        starts = np.r_[0, np.cumsum(counts)[:-1]]
-        from_end = counts[users] - (np.arange(len(users)) - starts[users])  # 1 = the last one
-        held = (from_end <= self.n) & (counts[users] > self.n)
-        mask = np.zeros(len(data), dtype=bool)
-        mask[order[held]] = True
-        return Split(subset(data, ~mask), _group(data.users[mask], data.items[mask], data.n_users), self.name)
+        train, test = leave_last_k(data, self.n)
+        return Split(train, _group(test.users, test.items, data.n_users), self.name)
 
     def validation(self, train: Interactions) -> Split:
         return self.split(train)
@@ -118,7 +135,7 @@ class Temporal:
         has_train = np.bincount(data.users[before], minlength=data.n_users) > 0
         after = ~before & has_train[data.users]
         test = _group(data.users[after], data.items[after], data.n_users)
-        return Split(subset(data, before), test, self.name)
+        return Split(data.subset(before), test, self.name)
 
     def validation(self, train: Interactions) -> Split:
         return Temporal(quantile=self.quantile).split(train)

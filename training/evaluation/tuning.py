@@ -19,9 +19,9 @@ import numpy as np
 import optuna
 
 from training.evaluation.metrics import hit_matrix, map_at_k, ndcg_at_k, recall_at_k
-from training.evaluation.registry import EvalContext, ModelSpec
 from training.evaluation.splits import Split, SplitProtocol
 from training.recommender import Interactions, recommend
+from training.registry import BuildContext, ModelSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def tune(
     spec: ModelSpec,
     train: Interactions,
     protocol: SplitProtocol,
-    ctx: EvalContext,
+    ctx: BuildContext,
     config: TuningConfig = TuningConfig(),
 ) -> TuningResult:
     """Best parameters of ``spec`` on ``protocol.validation(train)``; see the module docstring."""
@@ -88,7 +88,7 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         params = spec.search_space(trial)
-        model = spec.build(params, ctx).fit(validation.train)
+        model = spec.build(params, ctx).fit(validation.train, item_features=ctx.item_features())
         return accuracy(model, validation, config.metric)
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.seed))
@@ -103,7 +103,7 @@ def tune(
     return TuningResult(dict(study.best_params), float(study.best_value), len(done), time.perf_counter() - start, history)
 
 
-def _defaults(spec: ModelSpec, ctx: EvalContext) -> dict[str, Any]:
+def _defaults(spec: ModelSpec, ctx: BuildContext) -> dict[str, Any]:
     """The model's default values of the parameters its search space names."""
     recorder = _RecordingTrial()
     spec.search_space(recorder)

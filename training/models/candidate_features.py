@@ -1,10 +1,8 @@
-"""Candidate union and (user, candidate) features for the ranker, all as of each user's last event.
+"""(user, candidate) features for the ranker of the top row, all as of each user's last event.
 
-Given each generator's full-catalog scores for a batch of users:
+Given each generator's full-catalog scores for a batch of users and the candidates
+(``training.recommender.union_candidates`` of each generator's top list, (n_users, budget), -1 padded):
 
-- ``top_n_excluding`` / ``FaissRetriever.search``: each generator's top ``per_generator`` with the
-  user's train items excluded; ``union_candidates`` merges them, ordered by the best rank any
-  generator gave, cut to ``budget`` -> (n_users, budget) item indices padded with -1.
 - ``CandidateFeaturizer`` (fit on the train interactions) -> (n_users, budget, n_features):
   per generator: raw score, z-score within the user's catalog, log rank in the catalog; per item,
   as of the user's last timestamp t_u (never later, so features are point-in-time): log count of
@@ -21,42 +19,6 @@ import numpy as np
 from training.recommender import Interactions
 
 DAY = 86_400.0
-
-
-def _excluded_scores(scores: np.ndarray, history: list[np.ndarray]) -> np.ndarray:
-    out = scores.astype(np.float32, copy=True)
-    for row, items in enumerate(history):
-        out[row, items] = -np.inf
-    return out
-
-
-def top_n_excluding(scores: np.ndarray, history: list[np.ndarray], n: int) -> np.ndarray:
-    """(n_users, min(n, n_items)) best items of each row of ``scores`` (n_users, n_items) with the
-    user's ``history`` items left out; -1 where a row runs out."""
-    s = _excluded_scores(scores, history)
-    k = min(n, s.shape[1])
-    top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    top[~np.isfinite(np.take_along_axis(s, top, axis=1))] = -1
-    return top
-
-
-def union_candidates(top_lists: list[np.ndarray], n_items: int, budget: int) -> np.ndarray:
-    """(n_users, budget) int64 candidates (-1 = none): the union of each generator's ranked list
-    (n_users, N_g; -1 = padding), ordered by the best rank any generator gave, cut to ``budget``."""
-    n_users = top_lists[0].shape[0]
-    missing = np.iinfo(np.int64).max
-    best_rank = np.full((n_users, n_items), missing, dtype=np.int64)
-    for top in top_lists:
-        rows, ranks = np.nonzero(top >= 0)
-        np.minimum.at(best_rank, (rows, top[rows, ranks]), ranks)
-    out = np.full((n_users, budget), -1, dtype=np.int64)
-    for row in range(n_users):
-        seen = np.flatnonzero(best_rank[row] < missing)
-        chosen = seen[np.argsort(best_rank[row, seen], kind="stable")][:budget]
-        out[row, : len(chosen)] = chosen
-    return out
 
 
 class CandidateFeaturizer:

@@ -16,8 +16,6 @@ stopping holds out ``valid_fraction`` of the lists and keeps the epoch with the 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
-from typing import Literal
 
 import numpy as np
 import torch
@@ -26,31 +24,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from pathways.models_config import RankerConfig
+from training.models.base import configured
 from training.models.torch_utils import torch_threads
-
-
-@dataclass(frozen=True)
-class RankerConfig:
-    loss: Literal["listwise", "pairwise"] = "listwise"
-    hidden: tuple[int, ...] = (64, 32)
-    dropout: float = 0.1
-    lr: float = 3e-3
-    weight_decay: float = 1e-5
-    batch_lists: int = 32
-    min_steps_per_epoch: int = 10  # small data: an epoch still takes this many steps
-    max_epochs: int = 60
-    patience: int = 8
-    valid_fraction: float = 0.2
-    pairs_per_list: int = 64
-    k: int = 20  # cut-off of the early-stopping NDCG
-    threads: int = 1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.loss not in ("listwise", "pairwise"):
-            raise ValueError(f"RankerConfig.loss must be 'listwise' or 'pairwise', got {self.loss!r}")
-        if not 0.0 < self.valid_fraction < 1.0:
-            raise ValueError(f"RankerConfig.valid_fraction must be in (0, 1), got {self.valid_fraction}")
 
 
 def _check(features: np.ndarray, mask: np.ndarray, labels: np.ndarray | None) -> None:
@@ -77,10 +53,11 @@ def list_ndcg(scores: np.ndarray, labels: np.ndarray, mask: np.ndarray, k: int) 
 class ListRanker:
     """MLP scorer of (user, candidate) feature rows trained with a list-aware loss."""
 
-    def __init__(self, config: RankerConfig | None = None, **overrides: object) -> None:
-        self.config = replace(config or RankerConfig(), **overrides)
+    def __init__(self, config: RankerConfig | None = None, *, seed: int = 0, **overrides: object) -> None:
+        self.config = configured(RankerConfig, config, overrides)
+        self.seed = seed
 
-    def fit(self, features: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> "ListRanker":
+    def fit(self, features: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> ListRanker:
         _check(features, mask, labels)
         cfg = self.config
         start = time.perf_counter()
@@ -93,8 +70,8 @@ class ListRanker:
         std = np.nanstd(rows, axis=0)
         self.std_ = np.where(np.nan_to_num(std) < 1e-6, 1.0, np.nan_to_num(std)).astype(np.float32)
         self.mean_ = np.nan_to_num(self.mean_)
-        rng = np.random.default_rng(cfg.seed)
-        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(self.seed)
+        torch.manual_seed(self.seed)
         order = rng.permutation(len(features))
         n_valid = max(1, int(round(cfg.valid_fraction * len(features))))
         valid, fit = order[:n_valid], order[n_valid:]
@@ -166,15 +143,18 @@ class ListRanker:
 class PointwiseGBDT:
     """Pointwise baseline: a gradient-boosted classifier of label given the candidate's features."""
 
-    def __init__(self, max_iter: int = 200, learning_rate: float = 0.05, seed: int = 0) -> None:
-        self.max_iter, self.learning_rate, self.seed = max_iter, learning_rate, seed
+    def __init__(self, config: RankerConfig | None = None, *, seed: int = 0, **overrides: object) -> None:
+        """Uses ``gbdt_max_iter`` and ``gbdt_learning_rate`` of ``config``."""
+        self.config = configured(RankerConfig, config, overrides)
+        self.seed = seed
 
-    def fit(self, features: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> "PointwiseGBDT":
+    def fit(self, features: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> PointwiseGBDT:
         _check(features, mask, labels)
         start = time.perf_counter()
         with threadpool_limits(1, "openmp"):
             self.model_ = HistGradientBoostingClassifier(
-                max_iter=self.max_iter, learning_rate=self.learning_rate, early_stopping=True, random_state=self.seed
+                max_iter=self.config.gbdt_max_iter, learning_rate=self.config.gbdt_learning_rate,
+                early_stopping=True, random_state=self.seed,
             ).fit(features[mask], labels[mask].astype(int))
         self.train_seconds_ = time.perf_counter() - start
         return self

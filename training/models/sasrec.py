@@ -14,50 +14,17 @@ catalog (bf16 autocast), or a shared-negatives sampled softmax when the catalog 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.models.holdout import leave_last_k, ranking_metrics, users_with_holdout
-from training.models.torch_utils import EarlyStopping, top_k_excluding, torch_threads
+from pathways.models_config import SASRecConfig
+from training.models.torch_utils import EarlyStoppedModel, torch_threads
 from training.recommender import Interactions
-
-
-@dataclass(frozen=True)
-class SASRecConfig:
-    dim: int = 64
-    n_blocks: int = 2
-    n_heads: int = 2
-    max_len: int = 200
-    dropout: float = 0.2
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    batch_tokens: int = 4096  # padded tokens per step
-    max_epochs: int = 40
-    eval_every: int = 3
-    patience: int = 3  # evaluations without improvement before stopping
-    valid_k: int = 5  # held out per user from the fit data for early stopping
-    refit: bool = False  # True: after early stopping, retrain on all the fit data for the best epoch count;
-    # False: keep the early-stopped weights and score from the full histories (half the cost)
-    full_softmax_max_items: int = 50_000
-    n_negatives: int = 4096  # shared negatives per step for the sampled softmax
-    bf16: bool = True
-    threads: int = 1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("dim", "n_blocks", "n_heads", "max_len", "batch_tokens", "max_epochs", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"SASRecConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.dim % self.n_heads:
-            raise ValueError(f"SASRecConfig.dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"SASRecConfig.dropout must be in [0, 1), got {self.dropout}")
 
 
 class _Block(nn.Module):
@@ -125,45 +92,16 @@ def _pad(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(seq), torch.from_numpy(lengths)
 
 
-class SASRec:
-    """Next-item self-attention model implementing ``Recommender``."""
+class SASRec(EarlyStoppedModel):
+    """Next-item self-attention model implementing ``Recommender`` (fit contract: ``EarlyStoppedModel``)."""
 
     name = "sasrec"
-
-    def __init__(self, config: SASRecConfig | None = None, **overrides: object) -> None:
-        self.config = replace(config or SASRecConfig(), **overrides)
-
-    # ---- training -------------------------------------------------------------------------
-    def fit(self, train: Interactions, valid: Interactions | None = None, epochs: int | None = None) -> "SASRec":
-        """Fit on ``train``. With ``epochs``: exactly that many. Else early-stop on ``valid`` (or a
-        leave-last-``valid_k`` split carved from ``train``, then refit on all of it if ``refit``)."""
-        cfg = self.config
-        start = time.perf_counter()
-        with torch_threads(cfg.threads):
-            if epochs is not None:
-                self._train(train, None, epochs)
-            elif valid is not None:
-                self._train(train, valid, cfg.max_epochs)
-            else:
-                inner, held = leave_last_k(train, cfg.valid_k)
-                if len(held) == 0:
-                    raise ValueError("no user has enough interactions to carve a validation split")
-                self._train(inner, held, cfg.max_epochs)
-                if cfg.refit:
-                    best, history = self.best_epochs_, self.history_
-                    self._train(train, None, best)
-                    self.best_epochs_, self.history_ = best, history
-                else:
-                    self.set_history(train)  # score from the full histories
-        self.train_seconds_ = time.perf_counter() - start
-        return self
+    section = SASRecConfig
+    config: SASRecConfig
 
     def _train(self, train: Interactions, valid: Interactions | None, max_epochs: int) -> None:
         cfg = self.config
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        self.n_items_ = train.n_items
-        self.sequences_ = train.sequences()
+        rng = self._start(train)
         self.popularity_ = np.bincount(train.items, minlength=train.n_items).astype(np.float32)
         self.sample_p_ = np.sqrt(self.popularity_ + 1.0, dtype=np.float64)  # negatives ~ sqrt(popularity)
         self.sample_p_ /= self.sample_p_.sum()
@@ -180,11 +118,8 @@ class SASRec:
         if current:
             batches.append(current)
         full = train.n_items <= cfg.full_softmax_max_items
-        stopper = EarlyStopping(self.net_, self.config.patience)
-        exclude = train.matrix() if valid is not None else None
-        valid_users = users_with_holdout(valid) if valid is not None else None
-        for epoch in range(1, max_epochs + 1):
-            self.net_.train()
+
+        def one_epoch() -> None:
             for b in rng.permutation(len(batches)):
                 seq, lengths = _pad(batches[b])
                 inputs, targets = seq[:, :-1], seq[:, 1:]
@@ -195,15 +130,8 @@ class SASRec:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            if valid is None or epoch % cfg.eval_every:
-                continue
-            recs = top_k_excluding(self.score(valid_users), valid_users, exclude, 20)
-            if stopper.update(epoch, ranking_metrics(recs, valid_users, valid, 20)["ndcg@20"]):
-                break
-        stopper.restore()
-        self.history_ = stopper.history
-        self.best_epochs_ = stopper.best_epoch or max_epochs
-        self.net_.eval()
+
+        self._run_epochs(train, valid, max_epochs, one_epoch)
 
     def _loss(self, hidden: torch.Tensor, targets: torch.Tensor, full: bool, rng: np.random.Generator) -> torch.Tensor:
         """Cross-entropy of the next item: hidden (T, dim), targets (T,) in [0, n_items).
@@ -221,7 +149,7 @@ class SASRec:
         logits = torch.cat([pos, neg], dim=1).float()
         return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long))
 
-    def set_history(self, data: Interactions) -> "SASRec":
+    def set_history(self, data: Interactions) -> Self:
         """Score from ``data``'s sequences from now on, without retraining (same catalog)."""
         if data.n_items != self.n_items_:
             raise ValueError(f"data has n_items={data.n_items}, the model was fit with {self.n_items_}")
@@ -244,6 +172,16 @@ class SASRec:
                 out[chunk] = hidden[torch.arange(len(chunk)), lengths - 1].numpy()
         return out
 
+    def item_vectors(self) -> np.ndarray:
+        """(n_items, dim) float32 output item embeddings: logits = ``user_states`` . these."""
+        with torch.no_grad():
+            return self.net_.item_emb.weight[1:].detach().numpy().astype(np.float32, copy=True)
+
+    def retrieval_vectors(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(user vectors (len(users), dim), item vectors (n_items, dim)) whose inner products are the
+        next-item logits of users with a history (exported for faiss retrieval by the nightly job)."""
+        return self.user_states(np.asarray(users, np.int64)), self.item_vectors()
+
     def score(self, users: np.ndarray) -> np.ndarray:
         """(len(users), n_items) next-item logits; users without history get log-popularity."""
         users = np.asarray(users, dtype=np.int64)
@@ -256,9 +194,13 @@ class SASRec:
 
     # ---- persistence ----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
+        if not hasattr(self, "net_"):
+            raise ValueError("SASRec must be fit before save")
         torch.save(
             {
-                "config": asdict(self.config),
+                "config": self.config.model_dump(),
+                "seed": self.seed,
+                "name": self.name,
                 "state": self.net_.state_dict(),
                 "n_items": self.n_items_,
                 "sequences": self.sequences_,
@@ -269,9 +211,9 @@ class SASRec:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> "SASRec":
+    def load(cls, path: str | Path) -> Self:
         blob = torch.load(path, weights_only=False)
-        model = cls(SASRecConfig(**blob["config"]))
+        model = cls(SASRecConfig(**blob["config"]), seed=blob["seed"], name=blob["name"])
         model.n_items_, model.sequences_ = blob["n_items"], blob["sequences"]
         model.popularity_, model.best_epochs_ = blob["popularity"], blob["best_epochs"]
         model.net_ = SASRecNet(model.n_items_, model.config)

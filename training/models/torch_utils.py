@@ -1,14 +1,18 @@
-"""Small PyTorch helpers shared by the neural models: thread limits, exclusion masks, top-k."""
+"""What the neural models share: thread limits, early stopping, and the fit contract around them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, Self
 
 import numpy as np
 import torch
 
-from training.recommender import top_k_excluding  # noqa: F401 - re-exported for the models
+from training.evaluation.metrics import ndcg_recall
+from training.evaluation.splits import leave_last_k
+from training.models.base import ConfiguredModel
+from training.recommender import Interactions, top_k_excluding
 
 
 @contextmanager
@@ -50,3 +54,86 @@ class EarlyStopping:
         """Load the best weights back (no-op when nothing was evaluated)."""
         if self.best_state is not None:
             self.module.load_state_dict(self.best_state)
+
+
+class ValidationNDCG:
+    """NDCG@20 on a validation split, the early-stopping signal of the neural models."""
+
+    def __init__(self, train: Interactions, valid: Interactions, k: int = 20) -> None:
+        self.exclude, self.truth, self.k = train.matrix(), valid.matrix(binary=True).tocsr(), k
+        self.users = np.unique(valid.users)
+
+    def __call__(self, model: Any) -> float:
+        recs = top_k_excluding(model.score(self.users), self.users, self.exclude, self.k)
+        return ndcg_recall(recs, self.users, self.truth, self.k)[f"ndcg@{self.k}"]
+
+
+class EarlyStoppedModel(ConfiguredModel):
+    """A neural model trained for a number of epochs chosen on validation.
+
+    ``fit(train, valid=None, epochs=None)``: with ``epochs``, exactly that many; else early-stop on
+    ``valid``, or on a leave-last-``valid_k`` split carved from ``train`` (then, with ``refit``,
+    retrain on all of ``train`` for the best epoch count; without, keep the weights and read the
+    full histories). ``best_epochs_`` and ``history_`` record the search; ``set_history(data)``
+    makes the model score from other histories of the same catalog without retraining.
+    Subclasses implement ``_prepare(train, item_features)``, ``_train(train, valid, max_epochs)``
+    and ``set_history``.
+    """
+
+    def fit(self, train: Interactions, *, valid: Interactions | None = None,
+            item_features: np.ndarray | None = None, epochs: int | None = None) -> Self:
+        cfg = self.config
+        self._prepare(train, item_features)
+        with torch_threads(cfg.threads):
+            if epochs is not None:
+                self._train(train, None, epochs)
+            elif valid is not None:
+                self._train(train, valid, cfg.max_epochs)
+            else:
+                inner, held = leave_last_k(train, cfg.valid_k)
+                if len(held) == 0:
+                    raise ValueError("no user has enough interactions to carve a validation split")
+                self._train(inner, held, cfg.max_epochs)
+                if cfg.refit:
+                    best, history = self.best_epochs_, self.history_
+                    self._train(train, None, best)
+                    self.best_epochs_, self.history_ = best, history
+                else:
+                    self.set_history(train)  # score from the full histories
+        return self
+
+    def _prepare(self, train: Interactions, item_features: np.ndarray | None) -> None:
+        pass
+
+    def _start(self, train: Interactions) -> np.random.Generator:
+        """Seed torch, read the catalog size and the sequences; the numpy generator of this training."""
+        torch.manual_seed(self.seed)
+        self.n_items_ = train.n_items
+        self.sequences_ = train.sequences()
+        return np.random.default_rng(self.seed)
+
+    def _run_epochs(self, train: Interactions, valid: Interactions | None, max_epochs: int,
+                    one_epoch: Callable[[], None]) -> None:
+        """Call ``one_epoch`` up to ``max_epochs`` times (``self.net_`` in train mode); with ``valid``,
+        evaluate every ``eval_every`` epochs, stop after ``patience`` evaluations without gain and
+        keep the best weights. Sets ``history_`` and ``best_epochs_``."""
+        cfg = self.config
+        stopper = EarlyStopping(self.net_, cfg.patience)
+        validation = ValidationNDCG(train, valid) if valid is not None else None
+        for epoch in range(1, max_epochs + 1):
+            self.net_.train()
+            one_epoch()
+            if validation is None or epoch % cfg.eval_every:
+                continue
+            if stopper.update(epoch, validation(self)):
+                break
+        stopper.restore()
+        self.history_ = stopper.history
+        self.best_epochs_ = stopper.best_epoch or max_epochs
+        self.net_.eval()
+
+    def _train(self, train: Interactions, valid: Interactions | None, max_epochs: int) -> None:
+        raise NotImplementedError
+
+    def set_history(self, data: Interactions) -> Self:
+        raise NotImplementedError

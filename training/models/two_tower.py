@@ -13,42 +13,16 @@ probability, here its frequency as a target) and same-item collisions masked.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, replace
+from typing import Self
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.models.holdout import leave_last_k, ranking_metrics, users_with_holdout
-from training.models.torch_utils import EarlyStopping, top_k_excluding, torch_threads
+from pathways.models_config import TwoTowerConfig
+from training.models.torch_utils import EarlyStoppedModel, torch_threads
 from training.recommender import Interactions
-
-
-@dataclass(frozen=True)
-class TwoTowerConfig:
-    dim: int = 64
-    history: int = 50  # items of the user tower's long-term bag
-    recent: int = 5  # items of its short-term bag
-    temperature: float = 0.05
-    lr: float = 2e-3
-    weight_decay: float = 1e-6
-    batch_size: int = 1024
-    max_epochs: int = 40
-    eval_every: int = 2
-    patience: int = 3
-    valid_k: int = 5
-    refit: bool = False  # as SASRecConfig.refit
-    threads: int = 1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("dim", "history", "recent", "batch_size", "max_epochs", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TwoTowerConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.temperature <= 0:
-            raise ValueError(f"TwoTowerConfig.temperature must be > 0, got {self.temperature}")
 
 
 class TwoTowerNet(nn.Module):
@@ -90,57 +64,28 @@ def _prefix_matrix(seq: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-class TwoTower:
-    """Two-tower retrieval model implementing ``Recommender``; retrieval via ``FaissRetriever``."""
+class TwoTower(EarlyStoppedModel):
+    """Two-tower retrieval model implementing ``Recommender`` and ``FactorModel`` (fit contract:
+    ``EarlyStoppedModel``); retrieval through ``pathways.artifacts.factor_index.FactorIndex``.
+
+    ``fit(..., item_features=(n_items, f), user_features=(n_users, g))``: optional float side information.
+    """
 
     name = "two_tower"
+    section = TwoTowerConfig
+    config: TwoTowerConfig
 
-    def __init__(
-        self, config: TwoTowerConfig | None = None, item_features: np.ndarray | None = None, **overrides: object
-    ) -> None:
-        """``item_features`` (n_items, f): side information used by ``fit`` when not given there."""
-        self.config = replace(config or TwoTowerConfig(), **overrides)
-        self.item_features = item_features
-
-    def fit(
-        self,
-        train: Interactions,
-        valid: Interactions | None = None,
-        epochs: int | None = None,
-        item_features: np.ndarray | None = None,
-        user_features: np.ndarray | None = None,
-    ) -> "TwoTower":
-        """Fit on ``train`` (same early-stopping contract as ``SASRec.fit``).
-
-        ``item_features`` (n_items, f) and ``user_features`` (n_users, g) are optional floats.
-        """
-        cfg = self.config
-        item_features = self.item_features if item_features is None else item_features
-        if item_features is not None and item_features.shape[0] != train.n_items:
-            raise ValueError(f"item_features has {item_features.shape[0]} rows, expected n_items={train.n_items}")
+    def fit(self, train: Interactions, *, valid: Interactions | None = None, item_features: np.ndarray | None = None,
+            epochs: int | None = None, user_features: np.ndarray | None = None) -> Self:
         if user_features is not None and user_features.shape[0] != train.n_users:
             raise ValueError(f"user_features has {user_features.shape[0]} rows, expected n_users={train.n_users}")
-        self.item_features_ = None if item_features is None else torch.as_tensor(item_features, dtype=torch.float32)
         self.user_features_ = None if user_features is None else torch.as_tensor(user_features, dtype=torch.float32)
-        start = time.perf_counter()
-        with torch_threads(cfg.threads):
-            if epochs is not None:
-                self._train(train, None, epochs)
-            elif valid is not None:
-                self._train(train, valid, cfg.max_epochs)
-            else:
-                inner, held = leave_last_k(train, cfg.valid_k)
-                if len(held) == 0:
-                    raise ValueError("no user has enough interactions to carve a validation split")
-                self._train(inner, held, cfg.max_epochs)
-                if cfg.refit:
-                    best, history = self.best_epochs_, self.history_
-                    self._train(train, None, best)
-                    self.best_epochs_, self.history_ = best, history
-                else:
-                    self.set_history(train)  # score from the full histories
-        self.train_seconds_ = time.perf_counter() - start
-        return self
+        return super().fit(train, valid=valid, item_features=item_features, epochs=epochs)
+
+    def _prepare(self, train: Interactions, item_features: np.ndarray | None) -> None:
+        if item_features is not None and item_features.shape[0] != train.n_items:
+            raise ValueError(f"item_features has {item_features.shape[0]} rows, expected n_items={train.n_items}")
+        self.item_features_ = None if item_features is None else torch.as_tensor(item_features, dtype=torch.float32)
 
     def _examples(self, sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All (user, history-end t, target) with t >= 1 as parallel arrays."""
@@ -170,10 +115,7 @@ class TwoTower:
 
     def _train(self, train: Interactions, valid: Interactions | None, max_epochs: int) -> None:
         cfg = self.config
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        self.n_items_ = train.n_items
-        self.sequences_ = train.sequences()
+        rng = self._start(train)
         n_if = 0 if self.item_features_ is None else self.item_features_.shape[1]
         n_uf = 0 if self.user_features_ is None else self.user_features_.shape[1]
         self.net_ = TwoTowerNet(train.n_items, cfg, n_if, n_uf)
@@ -182,11 +124,8 @@ class TwoTower:
         hist_all, recent_all = self._histories(users, ends)
         freq = np.bincount(targets, minlength=train.n_items).astype(np.float64)
         log_q = torch.from_numpy(np.log(np.maximum(freq, 1.0) / freq.sum()).astype(np.float32))
-        stopper = EarlyStopping(self.net_, self.config.patience)
-        exclude = train.matrix() if valid is not None else None
-        valid_users = users_with_holdout(valid) if valid is not None else None
-        for epoch in range(1, max_epochs + 1):
-            self.net_.train()
+
+        def one_epoch() -> None:
             order = rng.permutation(len(users))
             for s in range(0, len(order), cfg.batch_size):
                 b = order[s : s + cfg.batch_size]
@@ -201,17 +140,10 @@ class TwoTower:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            if valid is None or epoch % cfg.eval_every:
-                continue
-            recs = top_k_excluding(self.score(valid_users), valid_users, exclude, 20)
-            if stopper.update(epoch, ranking_metrics(recs, valid_users, valid, 20)["ndcg@20"]):
-                break
-        stopper.restore()
-        self.history_ = stopper.history
-        self.best_epochs_ = stopper.best_epoch or max_epochs
-        self.net_.eval()
 
-    def set_history(self, data: Interactions) -> "TwoTower":
+        self._run_epochs(train, valid, max_epochs, one_epoch)
+
+    def set_history(self, data: Interactions) -> Self:
         """Embed users from ``data``'s sequences from now on, without retraining (same catalog)."""
         if data.n_items != self.n_items_:
             raise ValueError(f"data has n_items={data.n_items}, the model was fit with {self.n_items_}")
@@ -232,6 +164,10 @@ class TwoTower:
         with torch.no_grad(), torch_threads(self.config.threads):
             vecs = self.net_.items(torch.arange(self.n_items_), self.item_features_).numpy()
         return vecs / np.sqrt(self.config.temperature)
+
+    def retrieval_vectors(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(``user_embeddings(users)``, ``item_embeddings()``), exported for faiss retrieval."""
+        return self.user_embeddings(users), self.item_embeddings()
 
     def score(self, users: np.ndarray) -> np.ndarray:
         """(len(users), n_items) float32 logits (user · item / temperature)."""

@@ -1,13 +1,16 @@
-"""leave_last_k and metrics on hand-checked cases; light generators on block data."""
+"""leave_last_k on a hand-checked case; the top row's generators (as configured for it) on block data."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from pathways.models_config import ModelsConfig
 from tests.models.conftest import make_interactions
-from training.models.generators import ALS, EASE, ItemKNN, Popularity
-from training.models.holdout import leave_last_k, ranking_metrics
+from training.evaluation.splits import leave_last_k
+from training.models import ALS, EASE, ItemKNN, Popularity
+
+FINAL = ModelsConfig().final
 
 
 def test_leave_last_k_orders_by_time_then_item_and_keeps_short_users():
@@ -21,16 +24,9 @@ def test_leave_last_k_orders_by_time_then_item_and_keeps_short_users():
         leave_last_k(data, 0)
 
 
-def test_ranking_metrics_known_values():
-    held = make_interactions([0, 0, 1], [1, 2, 3], 2, 5)
-    topk = np.array([[1, 0, 2], [0, 4, 2]])
-    m = ranking_metrics(topk, np.array([0, 1]), held, 3)
-    ndcg0 = (1 + 1 / np.log2(4)) / (1 + 1 / np.log2(3))
-    assert m["ndcg@3"] == pytest.approx(ndcg0 / 2)
-    assert m["recall@3"] == pytest.approx(0.5)
-
-
-@pytest.mark.parametrize("model", [ItemKNN(neighbors=5), ItemKNN(recency_half_life=2.0), EASE(l2=1.0, min_count=1), ALS(factors=4, iterations=5)])
+@pytest.mark.parametrize("model", [
+    ItemKNN(k=5), ItemKNN(recency_half_life=2.0), EASE(FINAL.ease, l2=1.0, min_count=1), ALS(FINAL.als, factors=4, iterations=5),
+])  # fmt: skip
 def test_generators_stay_inside_the_users_block(blocks, model):
     scores = model.fit(blocks).score(np.arange(blocks.n_users))
     assert scores.shape == (blocks.n_users, blocks.n_items)
@@ -39,7 +35,13 @@ def test_generators_stay_inside_the_users_block(blocks, model):
     assert (scores[1::2, half:].mean(1) > scores[1::2, :half].mean(1)).all()
 
 
-def test_popularity_counts():
+def test_top_row_popularity_is_log_interaction_counts():
     data = make_interactions([0, 1, 1, 2], [2, 2, 0, 2], 3, 3)
-    scores = Popularity().fit(data).score(np.array([0, 1]))
+    scores = Popularity(FINAL.popularity).fit(data).score(np.array([0, 1]))
     np.testing.assert_allclose(scores[0], np.log1p([1, 0, 3]))
+
+
+def test_top_row_generators_keep_their_old_settings():
+    assert (FINAL.ease.min_count, FINAL.ease.solver) == (2, "inverse")
+    assert (FINAL.als.weighting, FINAL.als.num_threads) == ("none", 1)
+    assert (FINAL.popularity.count, FINAL.popularity.log1p) == ("interactions", True)

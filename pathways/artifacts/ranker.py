@@ -1,4 +1,4 @@
-"""Ranker models as artifacts: what serving and the nightly job load and call.
+"""The ranker artifact (``RankerArtifact`` and its ``MLP``): what the nightly job and serving load and call.
 
 Two kinds share one interface (``predict(X) -> P(play)``, X of shape (n, n_features) with the
 columns named by ``feature_names``):
@@ -6,8 +6,9 @@ columns named by ``feature_names``):
 - ``mlp``: a PyTorch multilayer perceptron on standardized features (the champion by default);
 - ``gbdt``: scikit-learn's HistGradientBoostingClassifier (the challenger by default).
 
-Training lives in ``training/ranker.py``; this module only defines and loads them, so that
-``ranking`` never imports training code.
+Training lives in ``training/ranker.py``; this module only defines, saves and loads them, so that
+``ranking`` and serving never import training code. ``pathways/artifacts/registry.py`` loads a
+registered one (``load_registered(uri, "ranker")``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
+
+from pathways.artifacts.folder import read_meta
 
 META = "ranker.json"
 WEIGHTS = "ranker.pt"
@@ -41,7 +44,8 @@ class MLP(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
+        logits: torch.Tensor = self.net(x)
+        return logits.squeeze(-1)
 
 
 @dataclass
@@ -64,10 +68,13 @@ class RankerArtifact:
         X = np.nan_to_num((X - self.mean) / self.std, nan=0.0, posinf=0.0, neginf=0.0)
         if self.kind == "mlp":
             with torch.no_grad():
-                return torch.sigmoid(self.model(torch.from_numpy(X))).numpy().astype(np.float32)
-        return self.model.predict_proba(X)[:, 1].astype(np.float32)
+                out: np.ndarray = torch.sigmoid(self.model(torch.from_numpy(X))).numpy().astype(np.float32)
+            return out
+        proba: np.ndarray = self.model.predict_proba(X)[:, 1].astype(np.float32)
+        return proba
 
-    def save(self, path: Path) -> Path:
+    def save(self, path: Path | str) -> Path:
+        """Write the folder ``path``: ``ranker.json`` plus ``ranker.pt`` (mlp) or ``ranker.pkl`` (gbdt)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {
@@ -87,12 +94,10 @@ class RankerArtifact:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> "RankerArtifact":
+    def load(cls, path: Path | str) -> RankerArtifact:
+        """The ranker saved in the folder ``path``; FileNotFoundError when there is none."""
         path = Path(path)
-        try:
-            meta = json.loads((path / META).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise FileNotFoundError(f"no ranker artifact at {path}: {exc}") from None
+        meta = read_meta(path, META, "ranker artifact")
         n = len(meta["feature_names"])
         if meta["kind"] == "mlp":
             model: Any = MLP(n, int(meta["hidden"]))
@@ -110,29 +115,3 @@ class RankerArtifact:
             hidden=int(meta["hidden"]),
             metrics=meta.get("metrics"),
         )
-
-
-def _pyfunc_class():  # built lazily so importing ranking does not import mlflow
-    import mlflow.pyfunc
-
-    class RankerPyfunc(mlflow.pyfunc.PythonModel):
-        """MLflow wrapper: ``predict`` takes a DataFrame with the artifact's feature columns."""
-
-        def load_context(self, context) -> None:  # noqa: ANN001 - MLflow's signature
-            self.artifact = RankerArtifact.load(Path(context.artifacts["ranker"]))
-
-        def predict(self, context, model_input, params=None):  # noqa: ANN001
-            return self.artifact.predict(model_input[self.artifact.feature_names].to_numpy())
-
-    return RankerPyfunc
-
-
-def load_registered(model_uri: str) -> RankerArtifact:
-    """Load ``models:/ranker@champion`` (or any URI of a logged ranker) as a RankerArtifact."""
-    import mlflow.artifacts
-
-    local = Path(mlflow.artifacts.download_artifacts(model_uri))
-    found = next(local.rglob(META), None)
-    if found is None:
-        raise FileNotFoundError(f"{model_uri} holds no ranker artifact")
-    return RankerArtifact.load(found.parent)

@@ -1,0 +1,400 @@
+"""Events through the stream: HTTP load, kill -9 faults, real-time visibility and nightly ingest scaling.
+
+Usage: python bench/events.py [--rate 2000] [--batch 50] [--seconds 60] [--kills 5]
+                              [--lake-sizes 10000000,100000000] [--day-events 1000000] [--runs 3]
+                              [--data-dir DIR] [--json PATH]
+
+1. Load: the FastAPI app on bare uvicorn (one worker, in-memory playback, embedded segment log)
+   and the lake consumer (``python -m features.stream lake``) as processes; a paced client posts
+   ``--rate`` events/s in batches of ``--batch`` for ``--seconds`` (1% rejected by the API: ts in
+   the future; events of titles the lake's catalog lacks: quarantined by the lake). A probe posts
+   a play and reads the page until the title leads "Continue watching" (realtime_p99_s).
+   Baseline, same run: the old path (one fsynced Parquet file per request) vs a log append.
+2. Faults: the same load again, with ``--kills`` kill -9 of the server and of the lake consumer at
+   random moments (each restarted at once); the client retries refused batches with the same
+   ids. Then the consumer drains the stream and accepted (by id) is compared with the lake:
+   lost, duplicated, accepted = landed + quarantined.
+3. Ingest: lakes of each ``--lake-sizes`` events (``--day-events`` per day: a bigger lake is an
+   older one) and one new day of events through the nightly ingest (median of ``--runs``);
+   ingest_ratio = time(largest) / time(smallest). Baseline: the old duplicate check's cost (read
+   every id in the lake) at each size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from features.schema import EVENT_SCHEMA
+from pathways.config import PathwaysConfig
+from pathways.snapshot import PROFILES, TITLES
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+GONE_TITLES = 30  # titles 1..30 are in the snapshot but not in the lake's catalog: quarantined
+
+
+def _bench_serving():
+    spec = importlib.util.spec_from_file_location("bench_serving", HERE / "serving.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def config_for(data_dir: Path) -> PathwaysConfig:
+    return PathwaysConfig(data_dir=data_dir.resolve()).with_overrides(
+        {"stream.flush_interval_s": 1.0, "stream.flush_events": 20_000})
+
+
+# ----------------------------------------------------------------------------- processes
+def serve(data_dir: Path, port: int) -> None:
+    import uvicorn
+
+    from serving.api import create_app
+    from serving.logic import build_service
+    from serving.playback import InMemoryPlaybackStore
+
+    app = create_app(build_service(config_for(data_dir), playback=InMemoryPlaybackStore()))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+class Procs:
+    """The server and the lake consumer as child processes, killable and restartable."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir, self.port = data_dir, port
+        self.server: subprocess.Popen | None = None
+        self.consumer: subprocess.Popen | None = None
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def start_server(self) -> None:
+        self.server = subprocess.Popen([sys.executable, __file__, "--serve", str(self.data_dir), str(self.port)],
+                                       env=self.env, cwd=ROOT)
+
+    def start_consumer(self) -> None:
+        self.consumer = subprocess.Popen(
+            [sys.executable, "-m", "features.stream", "lake", "--set", f"data_dir={self.data_dir}",
+             "--set", "stream.flush_interval_s=1.0"], env=self.env, cwd=ROOT, stderr=subprocess.DEVNULL)
+
+    def kill(self, which: str) -> None:
+        proc = getattr(self, which)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        (self.start_server if which == "server" else self.start_consumer)()
+
+    def stop(self) -> None:
+        for proc in (p for p in (self.server, self.consumer) if p is not None and p.poll() is None):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+
+
+# ----------------------------------------------------------------------------- load
+def make_batches(n: int, batch: int, tag: str, n_profiles: int, n_titles: int, seed: int) -> list[list[dict]]:
+    rng = np.random.default_rng(seed)
+    kinds = np.array(["play", "heartbeat", "impression", "pause"])
+    out = []
+    for b in range(n):
+        events = []
+        for j in range(batch):
+            kind = str(kinds[rng.integers(0, 4)])
+            e = {"event_id": f"{tag}-{b}-{j}", "event_type": kind, "profile_id": int(rng.integers(1, n_profiles + 1)),
+                 "title_id": int(rng.integers(1, n_titles + 1)), "device": "tv"}
+            e.update({"play": {"fraction_watched": 0.3}, "pause": {"fraction_watched": 0.5},
+                      "heartbeat": {"position_s": 600.0}, "impression": {"row_index": 1, "position": 2}}[kind])
+            if rng.random() < 0.01:
+                e["ts"] = "2999-01-01T00:00:00Z"
+            events.append(e)
+        out.append(events)
+    return out
+
+
+async def run_load(base: str, batches: list[list[dict]], rate_rps: float, probe: dict | None = None,
+                   chaos=None) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    accepted: set[str] = set()
+    refused = 0
+    async with httpx.AsyncClient(base_url=base, timeout=30.0) as client:
+        async def send(body: bytes) -> None:
+            nonlocal refused
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post("/api/v1/events", content=body, headers={"content-type": "application/json"})
+                except httpx.TransportError:
+                    r = None
+                if r is not None and r.status_code in (202, 422):
+                    latencies.append(time.perf_counter() - t0)
+                    accepted.update(e["event_id"] for e in r.json()["events"] if e["status"] != "rejected")
+                    return
+                refused += 1
+                await asyncio.sleep(0.1)
+
+        async def pace() -> float:
+            start = time.perf_counter()
+            tasks = []
+            for k, events in enumerate(batches):
+                delay = start + k / rate_rps - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(send(json.dumps(events).encode())))
+            sent = time.perf_counter() - start
+            await asyncio.gather(*tasks)
+            return sent
+
+        jobs = [pace()] + ([realtime_probe(client, probe)] if probe else []) + ([chaos()] if chaos else [])
+        got = await asyncio.gather(*jobs)
+    lat = np.array(latencies) * 1000.0
+    events = sum(len(b) for b in batches)
+    return {"events_per_s": events / got[0], "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+            "accepted_ids": accepted, "refused_attempts": refused, "realtime_s": got[1] if probe else []}
+
+
+async def realtime_probe(client, probe: dict) -> list[float]:
+    """Post a play, read the page until the title leads "Continue watching"; seconds per sample."""
+    rng = np.random.default_rng(7)
+    out: list[float] = []
+    end = time.perf_counter() + probe["seconds"]
+    k = 0
+    while time.perf_counter() < end:
+        pid = int(rng.choice(probe["adults"]))
+        title = int(rng.integers(GONE_TITLES + 1, probe["n_titles"] + 1))
+        play = {"event_id": f"probe-{k}", "event_type": "play", "profile_id": pid, "title_id": title, "fraction_watched": 0.3}
+        k += 1
+        t0 = time.perf_counter()
+        r = await client.post("/api/v1/events", json=[play])
+        if r.status_code != 202:
+            continue
+        while time.perf_counter() - t0 < 5.0:
+            page = (await client.get("/api/v1/pathways", params={"profile_id": pid})).json()
+            rows = page.get("rows") or [{}]
+            if rows[0].get("source") == "continue_watching" and rows[0]["titles"][0]["title_id"] == title:
+                out.append(time.perf_counter() - t0)
+                break
+        await asyncio.sleep(0.5)
+    return out
+
+
+def lake_counts(config: PathwaysConfig) -> tuple[list[str], list[str]]:
+    """Ids landed and quarantined in the lake (the real-time probe's plays left out)."""
+    from features.ingest import read_events, read_quarantine
+
+    landed = read_events(config.lake_dir)["event_id"].to_pylist()
+    quarantined = [i for t in read_quarantine(config.lake_dir) for i in t["event_id"].to_pylist()]
+    return [i for i in landed if not i.startswith("probe-")], [i for i in quarantined if not i.startswith("probe-")]
+
+
+def wait_drained(config: PathwaysConfig, timeout_s: float = 300.0) -> None:
+    from features.stream.segment_log import SegmentLog
+
+    reader = SegmentLog(config.data_dir / "stream")
+    deadline = time.monotonic() + timeout_s
+    while reader.lag(config.stream.lake_group) > 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(1.5)  # the consumer's last flush and commit
+
+
+def old_path_vs_log(batches: list[list[dict]], tmp: Path) -> dict:
+    """Per request, in process: one fsynced Parquet file (the old landing) vs a segment-log append."""
+    from features.stream.segment_log import SegmentLog, fsync_dir
+
+    def row(e: dict) -> dict:
+        return {**{n: None for n in EVENT_SCHEMA.names}, **e, "ts": datetime.now(UTC)}
+
+    old, new = [], []
+    log = SegmentLog(tmp / "log")
+    for k, events in enumerate(batches[:200]):
+        rows = [row(e) for e in events]
+        t0 = time.perf_counter()
+        final = tmp / "old" / f"events-{k}.parquet"
+        final.parent.mkdir(exist_ok=True)
+        with open(final.with_suffix(".tmp"), "wb") as fh:
+            pq.write_table(pa.Table.from_pylist(rows, schema=EVENT_SCHEMA), fh)
+            os.fsync(fh.fileno())
+        os.replace(final.with_suffix(".tmp"), final)
+        fsync_dir(final.parent)
+        t1 = time.perf_counter()
+        log.append(rows)
+        new.append(time.perf_counter() - t1)
+        old.append(t1 - t0)
+    log.close()
+    return {"old_file_per_request_ms": 1000 * statistics.median(old), "stream_append_ms": 1000 * statistics.median(new)}
+
+
+# ----------------------------------------------------------------------------- nightly ingest scaling
+DAY0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def day_table(tag: str, day: int, n: int, n_profiles: int, n_titles: int) -> pa.Table:
+    rng = np.random.default_rng(day)
+    ids = pc.binary_join_element_wise(f"{tag}{day}-", pc.cast(pa.array(np.arange(n)), pa.string()), "")
+    ts = (DAY0 + timedelta(days=day)).timestamp() * 1000 + np.arange(n) * (86_400_000 // n)
+    cols = {f.name: pa.nulls(n, f.type) for f in EVENT_SCHEMA}
+    cols.update(event_id=ids, event_type=pa.array(np.full(n, "play", dtype=object), pa.string()),
+                ts=pa.array(ts.astype(np.int64)).cast(EVENT_SCHEMA.field("ts").type),
+                profile_id=pa.array(rng.integers(1, n_profiles + 1, n)), title_id=pa.array(rng.integers(1, n_titles + 1, n)),
+                fraction_watched=pa.array(np.full(n, 0.5, np.float32)))
+    return pa.table(cols, schema=pa.schema([f.with_nullable(True) for f in EVENT_SCHEMA]))
+
+
+def ingest_scaling(root: Path, sizes: list[int], day_events: int, runs: int) -> dict:
+    from features.ingest_nightly import ingest_new
+    from features.lake_index import event_files, partition_dir
+
+    n_profiles, n_titles = 100_000, 5_000
+    titles = pa.table({"title_id": pa.array(np.arange(1, n_titles + 1)), "artwork_ids": [[0, 1]] * n_titles})
+    profiles = pa.table({"profile_id": pa.array(np.arange(1, n_profiles + 1))})
+    lake = root / "lake"
+    out: dict[int, dict] = {}
+    days_built = 0
+    for size in sorted(sizes):
+        days = max(1, size // day_events)
+        for day in range(days_built, days):  # a bigger lake is an older one, at the same daily rate
+            path = partition_dir(lake, (DAY0 + timedelta(days=day)).date()) / "part-hist.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(day_table("h", day, day_events, n_profiles, n_titles), path)
+        days_built = days
+        new = root / "new-day.parquet"
+        pq.write_table(day_table("n", days, day_events, n_profiles, n_titles), new)
+        now = DAY0 + timedelta(days=days + 1)
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            totals = ingest_new([new], titles, profiles, lake, now=now)
+            times.append(time.perf_counter() - t0)
+            assert totals["accepted"] == day_events, totals
+            shutil.rmtree(partition_dir(lake, (DAY0 + timedelta(days=days)).date()))
+            for junk in ("batches", "quarantine"):
+                shutil.rmtree(lake / junk, ignore_errors=True)
+            (lake / "ingest_state.json").unlink()
+        t0 = time.perf_counter()
+        for f in event_files(lake):  # the old duplicate check read every id in the lake
+            pq.read_table(f, columns=["event_id"])
+        out[size] = {"ingest_s": statistics.median(times), "old_id_scan_s": time.perf_counter() - t0, "days": days}
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rate", type=float, default=2000.0, help="events/s")
+    p.add_argument("--batch", type=int, default=50)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--kills", type=int, default=5)
+    p.add_argument("--lake-sizes", default="10000000,100000000")
+    p.add_argument("--day-events", type=int, default=1_000_000)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--profiles", type=int, default=2000)
+    p.add_argument("--titles", type=int, default=3000)
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--serve", nargs=2, metavar=("DATA_DIR", "PORT"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.serve:
+        serve(Path(args.serve[0]), int(args.serve[1]))
+        return 0
+    root = Path(args.data_dir or tempfile.mkdtemp(prefix="pathways-events-")).resolve()
+    config = config_for(root / "data")
+    bs = _bench_serving()
+    bs.build_snapshot(config.snapshots_dir, args.profiles, n_titles=args.titles, n_rows=10, row_len=20, config=config)
+    live = config.snapshots_dir / (config.snapshots_dir / "CURRENT").read_text().strip()
+    world = config.raw_dir / "world"
+    world.mkdir(parents=True, exist_ok=True)
+    titles = pq.read_table(live / TITLES)
+    pq.write_table(titles.filter(pc.greater(titles["title_id"], GONE_TITLES)), world / "titles.parquet")
+    profiles = pq.read_table(live / PROFILES)
+    pq.write_table(profiles, world / "profiles.parquet")
+    adults = profiles.filter(pc.equal(profiles["max_maturity_level"], 4))["profile_id"].to_numpy()
+
+    port = bs.free_port()
+    base = f"http://127.0.0.1:{port}"
+    procs = Procs(config.data_dir, port)
+    procs.start_server()
+    procs.start_consumer()
+    n_req = int(args.seconds * args.rate / args.batch)
+    rate_rps = args.rate / args.batch
+    try:
+        bs._wait(base)
+        probe = {"seconds": args.seconds - 2, "adults": adults, "n_titles": args.titles}
+        clean = asyncio.run(run_load(base, make_batches(n_req, args.batch, "a", args.profiles, args.titles, 1), rate_rps, probe))
+        rng = np.random.default_rng(11)
+        moments = np.sort(rng.uniform(2.0, args.seconds - 2.0, 2 * args.kills))
+        which = rng.permutation(["server"] * args.kills + ["consumer"] * args.kills)
+
+        async def chaos() -> None:
+            start = time.perf_counter()
+            for at, proc in zip(moments, which):
+                await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
+                await asyncio.to_thread(procs.kill, str(proc))
+
+        faults = asyncio.run(run_load(base, make_batches(n_req, args.batch, "b", args.profiles, args.titles, 2), rate_rps,
+                                      chaos=chaos))
+        wait_drained(config)
+    finally:
+        procs.stop()
+    accepted = clean["accepted_ids"] | faults["accepted_ids"]
+    landed, quarantined = lake_counts(config)
+    in_lake = set(landed) | set(quarantined)
+    sizes = [int(s) for s in args.lake_sizes.split(",")]
+    scaling = ingest_scaling(root / "ingest", sizes, args.day_events, args.runs)
+    base_cost = old_path_vs_log(make_batches(200, args.batch, "c", args.profiles, args.titles, 3), root / "baseline")
+    small, big = scaling[min(sizes)], scaling[max(sizes)]
+    rt = np.array(clean["realtime_s"] or [np.nan])
+    result = {
+        "events_per_s": clean["events_per_s"], "p50_ms": clean["p50_ms"], "p99_ms": clean["p99_ms"],
+        "p99_ms_during_kills": faults["p99_ms"], "refused_attempts_during_kills": faults["refused_attempts"],
+        "accepted": len(accepted), "landed": len(landed), "quarantined": len(quarantined),
+        "lost": len(accepted - in_lake), "duplicated": len(landed) + len(quarantined) - len(in_lake),
+        "not_accepted_but_in_lake": len(in_lake - accepted), "kills": 2 * args.kills,
+        "ingest_ratio_100m_vs_10m": big["ingest_s"] / small["ingest_s"], "lake_sizes": sizes,
+        "ingest": {str(k): v for k, v in scaling.items()},
+        "old_id_scan_ratio": big["old_id_scan_s"] / small["old_id_scan_s"],
+        "realtime_p99_s": float(np.percentile(rt, 99)), "realtime_samples": int(len(clean["realtime_s"])),
+        **base_cost, "append_speedup_vs_old": base_cost["old_file_per_request_ms"] / base_cost["stream_append_ms"],
+    }
+    rows = [("events/s through the API", f"{result['events_per_s']:.0f}", f">= {args.rate:.0f}"),
+        ("p50 / p99 per request (ms)", f"{result['p50_ms']:.1f} / {result['p99_ms']:.1f}", "p99 < 50"),
+        ("p99 during kills (ms), refused tries", f"{result['p99_ms_during_kills']:.1f}, {faults['refused_attempts']}", "-"),
+        ("accepted = landed + quarantined", f"{result['accepted']} = {result['landed']} + {result['quarantined']}", "exact"),
+        (f"lost / duplicated ({2 * args.kills} kill -9)", f"{result['lost']} / {result['duplicated']}", "0 / 0"),
+        ("nightly ingest of one day (s), lakes", " / ".join(f"{v['ingest_s']:.2f}@{k:,}" for k, v in scaling.items()), "-"),
+        ("ingest ratio largest/smallest lake", f"{result['ingest_ratio_100m_vs_10m']:.2f}", "<= 1.5"),
+        ("baseline: old id scan ratio", f"{result['old_id_scan_ratio']:.2f}", "(grows)"),
+        ("realtime p99 (s), samples", f"{result['realtime_p99_s']:.3f}, {result['realtime_samples']}", "< 1"),
+        ("per request: old file / stream append (ms)",
+         f"{base_cost['old_file_per_request_ms']:.2f} / {base_cost['stream_append_ms']:.2f}"
+         f" ({result['append_speedup_vs_old']:.1f}x)", "-"),
+    ]
+    print(f"{'metric':<44}{'measured':<44}bar")
+    for name, value, bar in rows:
+        print(f"{name:<44}{value:<44}{bar}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=float))
+    if args.data_dir is None:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

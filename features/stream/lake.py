@@ -1,0 +1,135 @@
+"""The lake consumer group: the stream compacted into time-partitioned Parquet, exactly once by id.
+
+``LakeConsumer.poll()`` reads entries into a buffer and flushes it when it holds
+``flush_events`` or its oldest entry waited ``flush_interval_s``. A flush is
+
+1. an intent, written atomically: the batch's name, its stream positions and the ``now`` used;
+2. ``features.ingest.land``: the same validation as file ingest (events in = landed +
+   quarantined, with reasons), one file per day partition and flush, named by the batch;
+3. the group's commit in the stream; then the intent is removed.
+
+A consumer killed anywhere in between finds the intent on restart and redoes that batch from
+the stream (``replay``) with the same name and ``now``: the same files are rewritten, never a
+second copy, and the batch's own files are left out of the duplicate check. So every accepted
+event is landed or quarantined once, counted by id. One consumer per group at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from features.ingest import IngestReport, land
+from features.lake_index import EventIdIndex
+from features.stream.base import EventStream, StreamEntry, entries_table
+
+log = logging.getLogger(__name__)
+
+
+class LakeConsumer:
+    """Flushes the stream's events for ``group`` into ``lake_dir`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        stream: EventStream,
+        lake_dir: Path | str,
+        titles: pa.Table,
+        profiles: pa.Table,
+        *,
+        group: str = "lake",
+        consumer: str = "lake-1",
+        flush_events: int = 20_000,
+        flush_interval_s: float = 5.0,
+        dedupe_days: int = 1,
+    ) -> None:
+        self.stream = stream
+        self.lake_dir = Path(lake_dir)
+        self.titles = titles
+        self.profiles = profiles
+        self.group = group
+        self.consumer = consumer
+        self.flush_events = flush_events
+        self.flush_interval_s = flush_interval_s
+        self.index = EventIdIndex(self.lake_dir, dedupe_days=dedupe_days)
+        self.state_dir = self.lake_dir / "stream" / group
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.buffer: list[StreamEntry] = []
+        self._oldest_at = 0.0
+
+    @property
+    def intent_path(self) -> Path:
+        return self.state_dir / "intent.json"
+
+    def recover(self) -> IngestReport | None:
+        """Finish the batch a crashed consumer left half-done, if any."""
+        if not self.intent_path.exists():
+            return None
+        intent = json.loads(self.intent_path.read_text())
+        entries = self.stream.replay(intent["positions"])
+        if len(entries) != len(intent["positions"]):
+            raise RuntimeError(f"stream lost entries of unfinished batch {intent['batch_id']} (retention too short?)")
+        log.warning("redoing batch %s (%d events) left by a crashed consumer", intent["batch_id"], len(entries))
+        return self._land(entries, intent["batch_id"], datetime.fromisoformat(intent["now"]))
+
+    def poll(self, block_s: float = 0.5) -> IngestReport | None:
+        """Read what is there (waiting up to ``block_s``); flush if the buffer is full or old enough."""
+        room = self.flush_events - len(self.buffer)
+        entries = self.stream.read(self.group, self.consumer, room, block_s=block_s) if room > 0 else []
+        if entries and not self.buffer:
+            self._oldest_at = time.monotonic()
+        self.buffer.extend(entries)
+        due = self.buffer and time.monotonic() - self._oldest_at >= self.flush_interval_s
+        if len(self.buffer) >= self.flush_events or due:
+            return self.flush()
+        return None
+
+    def flush(self) -> IngestReport | None:
+        """Land the buffer now (intent, land, commit)."""
+        if not self.buffer:
+            return None
+        entries, self.buffer = self.buffer, []
+        batch_id = f"stream-{self.group}-{re.sub(r'[^0-9A-Za-z_-]', '_', entries[0].position)}"
+        return self._land(entries, batch_id, datetime.now(UTC))
+
+    def _land(self, entries: Sequence[StreamEntry], batch_id: str, now: datetime) -> IngestReport:
+        positions = [e.position for e in entries]
+        intent = {"batch_id": batch_id, "positions": positions, "now": now.isoformat()}
+        tmp = self.intent_path.with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            json.dump(intent, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.intent_path)
+        report = land(entries_table(entries), self.titles, self.profiles, self.lake_dir, batch_id, now, index=self.index)
+        self.stream.commit(self.group, positions)
+        self.intent_path.unlink()
+        return report
+
+    def run(self, stop: threading.Event, block_s: float = 0.5) -> None:
+        """Recover, then poll until ``stop`` is set; flush what is buffered before returning."""
+        self.recover()
+        while not stop.is_set():
+            report = self.poll(block_s)
+            if report is not None:
+                log.info("%s; lag %d", report, self.stream.lag(self.group))
+        self.flush()
+
+
+def landed_totals(lake_dir: Path | str) -> dict[str, int]:
+    """Sums over the stream's batch reports in ``lake_dir``: rows_in, accepted, quarantined."""
+    totals = {"rows_in": 0, "accepted": 0, "quarantined": 0, "batches": 0}
+    for path in sorted((Path(lake_dir) / "batches").glob("stream-*.json")):
+        report = json.loads(path.read_text())
+        for key in ("rows_in", "accepted", "quarantined"):
+            totals[key] += int(report[key])
+        totals["batches"] += 1
+    return totals

@@ -1,0 +1,70 @@
+"""The one faiss wrapper: exact top-k by inner product over item vectors, with optional exclusions.
+
+Like implicit's ``ann/faiss.py`` it wraps item vectors, not a particular model: build it from ALS
+``item_factors`` or a two-tower / SASRec ``item_embeddings()`` and query with the matching user
+vectors. ``IndexFlatIP`` is exact and, at catalog sizes up to ~100k titles, as fast as HNSW on this
+machine (STACK.md); ``normalize=True`` indexes unit vectors (cosine similarity).
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import scipy.sparse as sp
+
+
+class FactorIndex:
+    """Exact maximum-inner-product search over ``vectors`` (n_items, dim) float32."""
+
+    def __init__(self, vectors: np.ndarray, normalize: bool = False) -> None:
+        vecs = np.array(vectors, dtype=np.float32, order="C")  # a copy: normalization must not touch the caller's
+        if vecs.ndim != 2 or vecs.shape[0] == 0:
+            raise ValueError(f"item vectors must be a non-empty (n_items, dim) array, got shape {vecs.shape}")
+        if not np.isfinite(vecs).all():
+            raise ValueError("item vectors contain NaN or inf")
+        if normalize:
+            faiss.normalize_L2(vecs)
+        self.normalize = normalize
+        self.vectors = vecs
+        self.dim = int(vecs.shape[1])
+        self.index = faiss.IndexFlatIP(self.dim)
+        self.index.add(vecs)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def search(
+        self, queries: np.ndarray, k: int, exclude: sp.csr_matrix | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` rows per query: (scores float32, rows int64), each (n_queries, min(k, n_items)), best first.
+
+        ``queries`` is (n_queries, dim) or one (dim,) vector. ``exclude`` (n_queries, n_items) CSR, one
+        row per query: its nonzero columns are dropped from that query's result; a query that runs out
+        of items is padded with row -1 and score -inf.
+        """
+        q = np.array(np.atleast_2d(queries), dtype=np.float32, order="C")
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"queries must be (n, {self.dim}), got shape {q.shape}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if self.normalize:
+            faiss.normalize_L2(q)
+        k = min(int(k), len(self))
+        if exclude is None:
+            scores, rows = self.index.search(q, k)
+            return scores, rows.astype(np.int64)
+        if exclude.shape != (len(q), len(self)):
+            raise ValueError(f"exclude must be (n_queries, n_items) = {(len(q), len(self))}, got {exclude.shape}")
+        exclude = sp.csr_matrix(exclude)
+        extra = int(np.diff(exclude.indptr).max()) if exclude.nnz else 0
+        scores, rows = self.index.search(q, min(k + extra, len(self)))
+        rows = rows.astype(np.int64)
+        for i in range(len(q)):
+            banned = exclude.indices[exclude.indptr[i] : exclude.indptr[i + 1]]
+            if banned.size:
+                scores[i, np.isin(rows[i], banned)] = -np.inf
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        scores = np.take_along_axis(scores, order, axis=1)
+        rows = np.take_along_axis(rows, order, axis=1)
+        rows[~np.isfinite(scores)] = -1
+        return scores, rows

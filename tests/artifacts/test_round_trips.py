@@ -1,0 +1,117 @@
+"""Save -> load gives back an equal artifact: ranker (both kinds), artwork policy, top lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from bandits.artifact import from_artifact, to_artifact
+from bandits.log import BanditLog
+from bandits.policies import make_policy
+from bandits.simulate import SimWorld, make_world, simulate_log
+from pathways.artifacts.artwork import FEATURIZER, META, STATE, ArtworkPolicyArtifact
+from pathways.artifacts.ranker import MLP, RankerArtifact
+from pathways.artifacts.top_lists import TopLists
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(40, 3)).astype(np.float32)
+
+
+def _ranker(kind: str) -> RankerArtifact:
+    if kind == "mlp":
+        torch.manual_seed(0)
+        model = MLP(3, 8).eval()
+    else:
+        model = HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(X, (X[:, 0] > 0).astype(int))
+    return RankerArtifact(kind, ["a", "b", "c"], X.mean(0), X.std(0), model, hidden=8 if kind == "mlp" else 0,
+                          metrics={"valid_auc": 0.7})
+
+
+@pytest.mark.parametrize("kind", ["mlp", "gbdt"])
+def test_ranker_round_trip_predicts_the_same(tmp_path, kind: str) -> None:
+    art = _ranker(kind)
+    loaded = RankerArtifact.load(art.save(tmp_path / kind))
+    assert (loaded.kind, loaded.feature_names, loaded.hidden, loaded.metrics) == (kind, ["a", "b", "c"], art.hidden, art.metrics)
+    np.testing.assert_array_equal(loaded.mean, art.mean)
+    np.testing.assert_allclose(loaded.predict(X), art.predict(X), rtol=1e-6)
+    assert len(np.unique(art.predict(X))) > 1  # a constant model would make the comparison empty
+
+
+def test_ranker_load_of_an_empty_folder_names_it(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="no ranker artifact"):
+        RankerArtifact.load(tmp_path)
+
+
+def test_artwork_artifact_round_trip(tmp_path) -> None:
+    state = {"coef": RNG.normal(size=5), "intercept": np.array([0.5])}
+    fz = {"context_names": np.array(["genre:A"]), "title_ids": np.array([1, 2])}
+    art = ArtworkPolicyArtifact("logistic", {"C": 2.0, "epsilon": 0.1}, "logistic-abc", fz, state)
+    path = art.save(tmp_path / "policy")
+    assert sorted(p.name for p in path.iterdir()) == sorted([META, STATE, FEATURIZER])
+    loaded = ArtworkPolicyArtifact.load(path)
+    assert (loaded.kind, loaded.config, loaded.version) == ("logistic", {"C": 2.0, "epsilon": 0.1}, "logistic-abc")
+    for got, want in ((loaded.state, state), (loaded.featurizer, fz)):
+        assert got.keys() == want.keys()
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_artwork_artifact_needs_a_featurizer_and_a_folder(tmp_path) -> None:
+    with pytest.raises(ValueError, match="needs its featurizer"):
+        ArtworkPolicyArtifact("uniform", {}, "v1", {})
+    with pytest.raises(FileNotFoundError, match="no artwork policy"):
+        ArtworkPolicyArtifact.load(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def sim() -> tuple[SimWorld, BanditLog]:
+    world = make_world(n_profiles=40, n_titles=12, seed=1)
+    return world, simulate_log(world, make_policy("uniform", world.featurizer), 2_000, seed=2, version="u")
+
+
+@pytest.mark.parametrize("kind", ["uniform", "linucb", "logistic"])
+def test_policy_to_artifact_and_back_gives_the_same_probabilities(tmp_path, sim, kind: str) -> None:
+    world, log = sim
+    fz = world.featurizer
+    policy = make_policy(kind, fz).fit(log)
+    loaded, version = from_artifact(ArtworkPolicyArtifact.load(to_artifact(policy, "v9").save(tmp_path / "p")))
+    assert version == "v9" and loaded.kind == kind and loaded.config == policy.config
+    assert loaded.featurizer is not None and loaded.featurizer.context_names == fz.context_names
+    for name in ("title_ids", "arm_slot", "arm_kind", "arm_mask"):
+        np.testing.assert_array_equal(getattr(loaded.featurizer, name), getattr(fz, name))
+    titles = world.title_ids[:6]
+    feats = fz.transform(world.truth.context(np.arange(6)), titles)
+    want = policy.probabilities(feats, fz.n_arms(titles))
+    np.testing.assert_allclose(loaded.probabilities(feats, fz.n_arms(titles)), want)
+    again, _ = from_artifact(to_artifact(loaded, "v9"))
+    np.testing.assert_allclose(again.probabilities(feats, fz.n_arms(titles)), want)
+
+
+def test_a_policy_without_featurizer_cannot_be_saved() -> None:
+    with pytest.raises(ValueError, match="needs its featurizer"):
+        to_artifact(make_policy("uniform"), "v1")
+
+
+def test_top_lists_round_trip_keeps_order_and_types(tmp_path) -> None:
+    lists = TopLists.from_arrays(np.array([5, 2]), [np.array([9, 7, 8]), np.array([], np.int64)],
+                                 [np.array([3.0, 2.0, 1.0]), np.array([])])
+    loaded = TopLists.load(lists.save(tmp_path / "top.parquet"))
+    assert list(loaded.lists) == [5, 2]
+    assert loaded.lists[5][0].tolist() == [9, 7, 8] and loaded.lists[5][0].dtype == np.int64
+    assert loaded.lists[5][1].tolist() == [3.0, 2.0, 1.0] and loaded.lists[5][1].dtype == np.float32
+    assert loaded.lists[2][0].size == 0
+
+
+@pytest.mark.parametrize(
+    ("pids", "titles", "scores", "match"),
+    [
+        ([1, 2], [[1]], [[1.0]], "must align"),
+        ([1, 1], [[1], [2]], [[1.0], [1.0]], "duplicate"),
+        ([1], [[1, 2]], [[1.0]], "profile 1: .* must align"),
+    ],
+)
+def test_bad_top_lists(pids: list, titles: list, scores: list, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        TopLists.from_arrays(np.array(pids), [np.array(t) for t in titles], [np.array(s) for s in scores])

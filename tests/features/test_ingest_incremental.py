@@ -1,0 +1,73 @@
+"""The nightly's incremental ingest: new files only, a bounded duplicate check, bad files set aside."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import features.lake_index as lake_index
+from features.ingest import read_events
+from features.ingest_nightly import ingest_new
+from tests.conftest import make_titles
+from tests.features.builders import T0, event, events_table, make_profiles
+
+NOW = T0 + timedelta(days=30)
+
+
+def day_file(path: Path, day: int, n: int, start: int = 0) -> Path:
+    rows = [event(start + i, "play", 1 + i % 5, 100 + i % 7, hours=24 * day + i * 0.1, fraction_watched=0.5)
+            for i in range(n)]
+    pq.write_table(events_table(rows), path)
+    return path
+
+
+def test_only_new_files_are_read(tmp_path: Path, monkeypatch) -> None:
+    titles, profiles = make_titles(), make_profiles()
+    raw, lake = tmp_path / "raw", tmp_path / "lake"
+    raw.mkdir()
+    first = [day_file(raw / "d0.parquet", 0, 20), day_file(raw / "d1.parquet", 1, 20, start=100)]
+    totals = ingest_new(first, titles, profiles, lake, now=NOW)
+    assert (totals["files"], totals["accepted"], totals["already_ingested"]) == (2, 40, 0)
+
+    read: list[str] = []
+    real = pq.read_table
+    monkeypatch.setattr(pq, "read_table", lambda p, *a, **k: (read.append(str(p)), real(p, *a, **k))[1])
+    new = day_file(raw / "d2.parquet", 2, 20, start=200)
+    totals = ingest_new([*first, new], titles, profiles, lake, now=NOW)
+    assert (totals["files"], totals["accepted"], totals["already_ingested"]) == (1, 20, 2)
+    untouched = (str(first[0]), str(first[1]), "date=2026-10-01")  # old files, and days before the window
+    assert read and not any(u in p for p in read for u in untouched)
+    assert read_events(lake).num_rows == 60
+
+
+def test_duplicates_are_checked_against_the_events_days_only(tmp_path: Path, monkeypatch) -> None:
+    titles, profiles = make_titles(), make_profiles()
+    raw, lake = tmp_path / "raw", tmp_path / "lake"
+    raw.mkdir()
+    ingest_new([day_file(raw / "a.parquet", 0, 10), day_file(raw / "b.parquet", 9, 10, start=50)], titles, profiles, lake, now=NOW)
+    loaded: list[str] = []
+    real = lake_index.partition_dir
+    monkeypatch.setattr(lake_index, "partition_dir", lambda lake_dir, day: (loaded.append(str(day)), real(lake_dir, day))[1])
+    retry = day_file(raw / "retry.parquet", 9, 3, start=50)  # the same three events of day 9, again
+    totals = ingest_new([retry], titles, profiles, lake, now=NOW)
+    assert totals["by_reason"] == {"duplicate_in_lake": 3} and totals["accepted"] == 0
+    assert set(loaded) <= {"2026-10-10", "2026-10-09"}  # the event's day and one before, never day 0
+
+
+def test_a_malformed_file_is_set_aside_and_the_night_goes_on(tmp_path: Path) -> None:
+    titles, profiles = make_titles(), make_profiles()
+    raw, lake = tmp_path / "raw", tmp_path / "lake"
+    raw.mkdir()
+    broken = raw / "broken.parquet"
+    broken.write_bytes(b"not parquet at all")
+    wrong = raw / "wrong.parquet"
+    pq.write_table(pa.table({"colour": ["red"]}), wrong)
+    good = day_file(raw / "good.parquet", 0, 5)
+    totals = ingest_new([broken, wrong, good], titles, profiles, lake, now=NOW)
+    assert totals["rejected_files"] == 2 and totals["accepted"] == 5
+    assert not broken.exists() and not wrong.exists()
+    reports = sorted((lake / "rejected").glob("*.report.json"))
+    assert len(reports) == 2 and "not a readable Parquet file" in reports[0].read_text() + reports[1].read_text()

@@ -1,0 +1,45 @@
+"""The artwork policy's context: the nightly job and serving build the same vector for a profile."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from bandits.features import artwork_context_names, genre_contexts
+from serving.artwork import genre_context_fn, online_context_fn
+
+GENRES = ["Comedy", "Drama", "Horror"]
+AFFINITY = {1: [0.5, 0.25, 0.25], 2: None, 3: [1.0, 0.0], 4: np.array([0.0, 0.2, 0.8], np.float32)}  # 3: misshapen
+
+
+def _nightly(profile_ids: list[int]) -> np.ndarray:
+    """As ``pipelines.stages.artwork`` does it: a point-in-time join gives an object column
+    (lists, arrays, NaN where the profile had no features), then ``genre_contexts``."""
+    hist = pd.Series([AFFINITY[p] if AFFINITY[p] is not None else np.nan for p in profile_ids], dtype=object)
+    return genre_contexts(hist.to_numpy(), GENRES, artwork_context_names(GENRES))
+
+
+def test_nightly_and_serving_contexts_are_identical_for_the_same_profiles():
+    pids = [1, 2, 3, 4, 1]
+    names = artwork_context_names(GENRES)  # what the nightly featurizer stores, what serving is given
+    served = online_context_fn(AFFINITY.get, GENRES, names)(np.array(pids, np.int64))
+    nightly = _nightly(pids)
+    assert served.dtype == nightly.dtype == np.float32 and served.shape == (5, 3)
+    np.testing.assert_array_equal(served, nightly)
+    np.testing.assert_array_equal(nightly[0], [0.5, 0.25, 0.25])
+    np.testing.assert_array_equal(nightly[1:3], 0.0)  # no affinity, or the wrong length: the average member
+
+
+def test_slots_are_matched_by_name_not_position():
+    names = ("genre:Horror", "mood:dark", "genre:Comedy")
+    got = online_context_fn(AFFINITY.get, GENRES, names)(np.array([1, 4], np.int64))
+    np.testing.assert_allclose(got, [[0.25, 0.0, 0.5], [0.8, 0.0, 0.0]], rtol=1e-6)
+
+
+def test_the_online_store_path_reads_genres_from_the_feature_repo(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "genres.json").write_text(json.dumps(GENRES))
+    fn = genre_context_fn(tmp_path, artwork_context_names(GENRES))  # no online store there: unavailable
+    np.testing.assert_array_equal(fn(np.array([1, 2], np.int64)), np.zeros((2, 3), np.float32))
