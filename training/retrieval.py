@@ -59,7 +59,7 @@ def train_retrieval(
             user_vecs, item_vecs = model.retrieval_vectors(users)
             FactorArtifacts(user_vecs, item_vecs, inter.user_ids, inter.item_ids, {"fit_seconds": seconds}).save(
                 out_dir / name)
-            tracking.log_params_flat(model.get_params())
+            tracking.log_params_flat(getattr(model, "get_params", dict)())
             mlflow.log_metrics({"fit_seconds": seconds, "n_interactions": float(len(inter))})
         out[f"{name}_seconds"] = round(seconds, 2)
     return out

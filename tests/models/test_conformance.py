@@ -123,3 +123,16 @@ def test_models_take_their_section_and_reject_unknown_settings():
         assert build(name, BuildContext(models=TINY)).config == getattr(TINY, name)
         with pytest.raises(ValueError, match="Extra inputs are not permitted"):
             cls(no_such_setting=1)
+
+
+def test_model_settings_are_reachable_from_the_config_and_validated():
+    from pathways.config import ConfigError, PathwaysConfig
+
+    config = PathwaysConfig().with_overrides({"models.sasrec.dim": 32, "models.final.budget": 50})
+    ctx = BuildContext(models=config.models, seed=3)
+    assert build("sasrec", ctx).config.dim == 32 and build("pathways_final", ctx).config.final.budget == 50
+    assert PathwaysConfig().models.final.ease.solver == "inverse"  # the top row's own EASE
+    with pytest.raises(ConfigError, match="unknown config key 'models.ease.lambda'"):
+        PathwaysConfig().with_overrides({"models.ease.lambda": 1.0})
+    with pytest.raises(ConfigError, match="models.sasrec"):
+        PathwaysConfig().with_overrides({"models.sasrec.n_heads": 3})  # 64 is not divisible by 3

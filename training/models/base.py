@@ -28,7 +28,7 @@ class ConfiguredModel(Pickled):
     """``Model(section, seed=0, **overrides)``: hyperparameters are the config section (``self.config``),
     learned state is set in ``fit`` only (what the harness tunes: ``training.registry``)."""
 
-    name: ClassVar[str]
+    name: str
     section: ClassVar[type[BaseModel]]
 
     def __init__(self, config: Any = None, *, seed: int = 0, name: str | None = None, **overrides: Any) -> None:

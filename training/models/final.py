@@ -136,7 +136,7 @@ class PathwaysFinal(Pickled):
             for name in cfg.generators:
                 model = generators[name]
                 scores.append(np.asarray(model.score(chunk), dtype=np.float32))
-                if name in retrievers:
+                if isinstance(model, FactorModel):
                     tops.append(retrievers[name].search(model.user_embeddings(chunk), cfg.per_generator, exclude=seen)[1])
                 else:
                     tops.append(top_k_excluding(scores[-1].copy(), rows, seen, cfg.per_generator, pad=True))

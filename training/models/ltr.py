@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from pathways.models_config import RankerConfig
+from training.evaluation.metrics import ndcg_at_k
 from training.models.base import configured
 from training.models.torch_utils import torch_threads
 
@@ -42,12 +43,10 @@ def list_ndcg(scores: np.ndarray, labels: np.ndarray, mask: np.ndarray, k: int) 
     """Mean NDCG@k (binary) of lists ranked by ``scores``; lists without positives are skipped."""
     scores = np.where(mask, scores, -np.inf)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    gains = np.take_along_axis(labels * mask, order, axis=1)
-    disc = 1.0 / np.log2(np.arange(2, order.shape[1] + 2))
-    n_pos = (labels * mask).sum(1)
-    ideal = np.array([disc[: int(min(n, k))].sum() for n in n_pos])
+    hits = np.take_along_axis(labels * mask, order, axis=1)
+    n_pos = (labels * mask).sum(1).astype(np.int64)
     keep = n_pos > 0
-    return float(((gains * disc).sum(1)[keep] / ideal[keep]).mean()) if keep.any() else 0.0
+    return ndcg_at_k(hits[keep], n_pos[keep], k) if keep.any() else 0.0
 
 
 class ListRanker:
@@ -84,7 +83,8 @@ class ListRanker:
             width = h
         self.net_ = nn.Sequential(*layers, nn.Linear(width, 1))
         opt = torch.optim.Adam(self.net_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        best, best_state, stale = -1.0, None, 0
+        best, stale = -1.0, 0
+        best_state: dict[str, torch.Tensor] | None = None
         self.history_: list[float] = []
         with torch_threads(cfg.threads):
             for _ in range(cfg.max_epochs):
@@ -110,6 +110,7 @@ class ListRanker:
                     stale += 1
                     if stale >= cfg.patience:
                         break
+        assert best_state is not None  # the first epoch always improves on -1
         self.net_.load_state_dict(best_state)
         self.net_.eval()
         self.valid_ndcg_ = best

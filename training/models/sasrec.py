@@ -98,6 +98,7 @@ class SASRec(EarlyStoppedModel):
     name = "sasrec"
     section = SASRecConfig
     config: SASRecConfig
+    net_: SASRecNet
 
     def _train(self, train: Interactions, valid: Interactions | None, max_epochs: int) -> None:
         cfg = self.config
@@ -109,7 +110,8 @@ class SASRec(EarlyStoppedModel):
         self.net_ = SASRecNet(train.n_items, cfg)
         opt = torch.optim.Adam(self.net_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         windows = sorted(_windows(self.sequences_, cfg.max_len), key=len)
-        batches, current = [], []
+        batches: list[list[np.ndarray]] = []
+        current: list[np.ndarray] = []
         for w in windows:  # sorted by length: the last window of a batch is its longest
             if current and (len(current) + 1) * (len(w) - 1) > cfg.batch_tokens:
                 batches.append(current)

@@ -36,7 +36,8 @@ class EarlyStopping:
 
     def __init__(self, module: torch.nn.Module, patience: int) -> None:
         self.module, self.patience = module, patience
-        self.best_score, self.best_epoch, self.stale = -np.inf, None, 0
+        self.best_score, self.stale = -np.inf, 0
+        self.best_epoch: int | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.history: list[tuple[int, float]] = []
 
@@ -79,6 +80,12 @@ class EarlyStoppedModel(ConfiguredModel):
     Subclasses implement ``_prepare(train, item_features)``, ``_train(train, valid, max_epochs)``
     and ``set_history``.
     """
+
+    net_: torch.nn.Module
+    n_items_: int
+    sequences_: list[np.ndarray]
+    best_epochs_: int
+    history_: list[tuple[int, float]]
 
     def fit(self, train: Interactions, *, valid: Interactions | None = None,
             item_features: np.ndarray | None = None, epochs: int | None = None) -> Self:

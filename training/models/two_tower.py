@@ -74,6 +74,7 @@ class TwoTower(EarlyStoppedModel):
     name = "two_tower"
     section = TwoTowerConfig
     config: TwoTowerConfig
+    net_: TwoTowerNet
 
     def fit(self, train: Interactions, *, valid: Interactions | None = None, item_features: np.ndarray | None = None,
             epochs: int | None = None, user_features: np.ndarray | None = None) -> Self:
