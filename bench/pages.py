@@ -5,7 +5,8 @@
 Needs a data dir where ``pathways nightly`` (or ``make run``) has run. Each executor builds the
 pages of every profile ``--repeats`` times; the table shows the median seconds, profiles per
 second and the ratio to the in-process baseline measured in the same run. Ray's time includes
-opening one page builder per actor (loading events, models, the feature store).
+opening one page builder per actor (loading the play events, models, the feature store). The
+block path against the per-profile loop is ``bench/nightly.py``'s ``pages_profiles_per_s``.
 """
 
 from __future__ import annotations
@@ -36,26 +37,25 @@ def main() -> int:
 
     import ray
 
-    from pipelines.nightly import fingerprint, input_files
+    from pipelines.nightly import finished_run
     from pipelines.page_builder import PageBuildSpec, build_pages
-    from pipelines.runner import RunContext
     from pipelines.stages import RETRIEVAL_MODELS, _profile_contexts
 
     config = load_config(None, data_dir=str(args.data_dir.resolve()))
-    run_id = fingerprint(config, input_files(config))
-    run_dir = config.runs_dir / run_id
-    outputs = {p.name.removesuffix(".done.json"): json.loads(p.read_text())["outputs"] for p in run_dir.glob("*.done.json")}
+    ctx = finished_run(config)
+    outputs = ctx.outputs
     if "train_retrieval" not in outputs:
         parser.error(f"no finished nightly run for the inputs in {args.data_dir} (run `pathways nightly` first)")
-    ctx = RunContext(config, run_id, run_dir, outputs, progress=False)
     profiles = _profile_contexts(ctx)
+    blocks = [profiles[i : i + config.pipeline.chunk_size] for i in range(0, len(profiles), config.pipeline.chunk_size)]
     extra = {n: (Path(outputs["train_retrieval"]["dir"]) / n, e) for n, e in RETRIEVAL_MODELS.items()}
     as_of = datetime.fromisoformat(outputs["features"]["as_of"])
+    top_row = outputs.get("train_top_row", {}).get("path")
 
     results: dict[str, dict[str, float]] = {}
     for label, overrides in (("local", {}), (f"ray x{args.workers}", {"pipeline.executor": "ray", "pipeline.workers": args.workers})):
         cfg = config.with_overrides(overrides)
-        spec = PageBuildSpec(cfg, Path(outputs["train_als"]["path"]), as_of, extra)
+        spec = PageBuildSpec(cfg, Path(outputs["train_als"]["path"]), as_of, extra, Path(top_row) if top_row else None)
         if overrides:
             ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
                      _temp_dir=tempfile.mkdtemp(prefix="pw-", dir="/tmp"))
@@ -63,7 +63,7 @@ def main() -> int:
         try:
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
-                build_pages(spec, profiles, progress=False)
+                build_pages(spec, blocks, lambda part: None, progress=False)
                 times.append(time.perf_counter() - t0)
         finally:
             if overrides:

@@ -56,6 +56,11 @@ def finalize(
     excluded = np.fromiter((int(t) for t in exclude), dtype=np.int64)
     if len(rows) and excluded.size:
         rows = rows.mask(~np.isin(rows.title_ids, excluded))
+    return _best_unique(rows, k)
+
+
+def _best_unique(rows: Candidates, k: int) -> Candidates:
+    """Sorted by score desc (stable), each title once (its highest score), the top ``k``."""
     rows = rows.sorted()
     if len(rows):
         _, first = np.unique(rows.title_ids, return_index=True)
@@ -64,6 +69,22 @@ def finalize(
             keep[first] = True  # first occurrence after sorting = the highest score
             rows = rows.mask(keep)
     return rows.top(k)
+
+
+def finalize_at(
+    candidates: Candidates, positions: np.ndarray, allowed: np.ndarray, k: int, *, sorted_unique: bool = False
+) -> Candidates:
+    """``finalize`` with the rules and exclusions already folded into ``allowed`` (bool over catalog
+    positions, ``profile_allowed``): the same rows, with one mask lookup per title.
+
+    ``positions`` (len(candidates),): each candidate's catalog position (-1 = unknown: dropped).
+    ``sorted_unique``: the candidates are already sorted by score desc without repeats, so only the
+    first ``k`` allowed ones are kept before sorting (the same result, less work).
+    """
+    keep = (positions >= 0) & allowed[np.maximum(positions, 0)]
+    if sorted_unique:
+        keep &= np.cumsum(keep) <= k
+    return _best_unique(candidates.mask(keep), k)
 
 
 class CohortRules:
@@ -95,6 +116,17 @@ class CohortRules:
         keep = (positions >= 0) & ok[np.maximum(positions, 0)]
         keep &= np.cumsum(keep) <= n
         return candidates.mask(keep)
+
+
+def profile_allowed(rules: CohortRules, profile: ProfileContext, exclude: Iterable[int] = ()) -> np.ndarray:
+    """Bool (n_titles,) over catalog positions: the titles ``profile`` may be shown (maturity,
+    licence, not finished: ``ranking.rules``) that are not in ``exclude``; for ``finalize_at``."""
+    allowed = rules.mask(profile.region, profile.max_maturity_level).copy()
+    dropped = np.fromiter({int(t) for t in profile.finished} | {int(t) for t in exclude}, dtype=np.int64)
+    if dropped.size:
+        pos = rules.catalog.positions(dropped)
+        allowed[pos[pos >= 0]] = False
+    return allowed
 
 
 def seen_titles(profile: ProfileContext) -> frozenset[int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from candidates.base import CohortRules, finalize, seen_titles
+from candidates.base import CohortRules, finalize_at, profile_allowed, seen_titles
 from pathways.artifacts.factor_index import FactorIndex
 from pathways.artifacts.factors import FactorArtifacts
 from pathways.catalog import Catalog
@@ -61,12 +61,11 @@ class BecauseYouWatchedSource:
         ]
         queries = self.index.vectors[[self._usable[a] for _, a in flat]]
         scores, rows = self.index.search(queries, max(ks[i] for i, _ in flat))
+        allowed = {i: profile_allowed(self.rules, profiles[i], seen_titles(profiles[i])) for i, _ in flat}
         for (i, anchor), s, r in zip(flat, scores, rows):
             s, r = s[: ks[i]], r[: ks[i]]  # each profile looks at its own k: batch = single
-            profile = profiles[i]
             valid = r >= 0
             r = r[valid]
-            seen = seen_titles(profile) | {anchor}
             cands = Candidates(
                 self.name,
                 self.artifacts.title_ids[r],
@@ -74,8 +73,9 @@ class BecauseYouWatchedSource:
                 evidence=f"Because you watched {self.catalog.name(anchor)}",
                 key=str(anchor),
             )
-            cands = self.rules.precut(cands, self.item_positions[r], profile, self.config.per_source + len(seen))
-            row = finalize(cands, self.catalog, profile, self.config.per_source, exclude=seen)
+            pos = self.item_positions[r]
+            pos = np.where(pos == self.catalog.index[anchor], -1, pos)  # the anchor itself is not shown
+            row = finalize_at(cands, pos, allowed[i], self.config.per_source, sorted_unique=True)  # faiss order
             if len(row):
                 out[i].append(row)
         return out

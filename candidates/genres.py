@@ -19,7 +19,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from candidates.base import CohortRules, finalize, seen_titles
+from candidates.base import CohortRules, finalize_at, profile_allowed, seen_titles
 from features.schema import KIDS_MAX_MATURITY
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
@@ -93,7 +93,7 @@ class GenreSource:
 
     def generate(self, profile: ProfileContext) -> list[Candidates]:
         genres, personal = self.top_genres(profile)
-        seen = seen_titles(profile)
+        allowed = profile_allowed(self.rules, profile, seen_titles(profile))  # one mask for all the rows
         rows = []
         for genre in genres:
             pos = self.members[genre]
@@ -104,8 +104,7 @@ class GenreSource:
                 evidence=f"Because you like {genre}" if personal else genre,
                 key=genre,
             )
-            cands = self.rules.precut(cands, pos, profile, self.config.per_source + len(seen))
-            row = finalize(cands, self.catalog, profile, self.config.per_source, exclude=seen)
+            row = finalize_at(cands, pos, allowed, self.config.per_source, sorted_unique=True)  # by popularity
             if len(row):
                 rows.append(row)
         return rows

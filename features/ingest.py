@@ -191,8 +191,7 @@ def _read_source(source: pa.Table | Path | str) -> tuple[pa.Table, str, str]:
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, source.schema) as writer:
             writer.write_table(source)
-        digest = hashlib.sha256(sink.getvalue()).hexdigest()
-        return source, "<table>", digest[:16]
+        return source, "<table>", hashlib.sha256(sink.getvalue()).hexdigest()[:16]
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"event file not found: {path}")
@@ -285,8 +284,9 @@ def _known_artwork(ev: pa.Table, titles: pa.Table) -> np.ndarray:
     known = np.sort(known)  # membership by binary search: np.isin hashes both sides on every call
     keys = tid * (1 << 32) + art
     at = np.minimum(np.searchsorted(known, keys), max(len(known) - 1, 0))
-    ok = known[at] == keys if len(known) else np.zeros(len(keys), bool)
-    return ok & ~_mask(pc.is_null(ev["artwork_id"]))
+    ok: np.ndarray = known[at] == keys if len(known) else np.zeros(len(keys), bool)
+    known_art: np.ndarray = ok & ~_mask(pc.is_null(ev["artwork_id"]))
+    return known_art
 
 
 def _write_atomic(table: pa.Table, path: Path) -> str:

@@ -29,7 +29,8 @@ def partition_dir(lake_dir: Path, day: date) -> Path:
 
 def event_days(ts: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """The UTC day of each timestamp as ``datetime64[D]`` (NaT for nulls), shape (n,)."""
-    return pc.cast(ts, pa.timestamp("ms")).to_numpy(zero_copy_only=False).astype("datetime64[D]")
+    days: np.ndarray = pc.cast(ts, pa.timestamp("ms")).to_numpy(zero_copy_only=False).astype("datetime64[D]")
+    return days
 
 
 def write_partitioned(table: pa.Table, lake_dir: Path, batch_id: str) -> list[str]:

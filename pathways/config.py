@@ -137,6 +137,8 @@ class ServingConfig(_Section):
     max_ongoing_requests: int = Field(64, ge=1)
     # Replicas and overload (serving/deployment.py, serving/api.py).
     num_replicas: int | None = Field(None, ge=1)  # None: 2 where the machine allows (>= 2 cores, redis stream), else 1
+    ingress: Literal["proxy", "haproxy"] = "proxy"  # haproxy: Serve's HAProxy ingress straight to the replicas (needs the haproxy binary)
+    replica_cpus: float = Field(0.5, gt=0.0)  # CPUs Ray reserves per replica (its default, 1, fits one replica on 2 cores)
     max_queued_requests: int = Field(512, ge=-1)  # Serve's queue beyond the replicas' ongoing requests (-1: unbounded)
     request_timeout_s: float = Field(10.0, gt=0.0)  # Serve's proxy gives up on a request after this
     overload_inflight: int = Field(24, ge=1)  # requests in one replica beyond which pages are the precomputed fallback
@@ -152,6 +154,8 @@ class ServingConfig(_Section):
     max_events_per_request: int = Field(1000, ge=1)
     max_profiles_per_request: int = Field(10, ge=1)  # distinct profiles one request may touch
     impression_rows_logged: int = Field(3, ge=0)  # artwork impressions the server logs per page (first rows)
+    fallback_cache_pages: int = Field(512, ge=0)  # encoded fallback pages kept per replica (region, maturity, rows)
+    degraded_log_every_s: float = Field(10.0, ge=0.0)  # a degradation is logged at most this often per reason
 
 
 class PipelineConfig(_Section):
@@ -181,6 +185,7 @@ class AuthConfig(_Section):
     leeway_s: int = Field(30, ge=0, le=600)
     service_subjects: tuple[str, ...] = ()  # subjects of service tokens (the app backend): any profile
     rate_limit: str = "200/second"  # per token subject, `limits` notation ("N/second", "N/minute")
+    rate_limit_storage: str = "memory://"  # per replica; "redis://127.0.0.1:6379/1": one limit across replicas
 
     @model_validator(mode="after")
     def _rate_limit_parses(self) -> "AuthConfig":
@@ -242,6 +247,36 @@ class PublishConfig(_Section):
     max_empty_share_increase: float = Field(0.05, ge=0.0, le=1.0)  # refuse when the empty-page share rises more
     retention_days: float = Field(7.0, ge=0.0)  # Redis page versions beyond pipeline.keep_snapshots older than this go
     keep_runs: int = Field(5, ge=1)  # run folders (runs/<run id>) kept, newest first; the running one always
+    raw_retention_days: float = Field(14.0, ge=0.0)  # raw API event files ingested longer ago than this are deleted
+    keep_model_versions: int = Field(5, ge=1)  # per registered model; versions with an alias are always kept
+
+
+class ScheduleConfig(_Section):
+    """What the nightly job retrains when, and on how much data (``pipelines/schedule.py``).
+
+    A training stage listed in ``retrain_every_days`` with N > 0 reuses the models of the latest
+    earlier run that trained them less than N days ago (its artifacts and registry versions);
+    inference (the pages) always covers every profile. ``window_days`` / ``sample_profiles`` cut
+    what the training stages read: the last N days of events, and a deterministic hash sample of
+    profiles (None: everything).
+    """
+
+    retrain_every_days: dict[str, float] = Field(default_factory=dict)  # e.g. {"train_retrieval": 7, "train_top_row": 7}
+    window_days: float | None = Field(None, gt=0.0)
+    sample_profiles: int | None = Field(None, ge=1)
+    sample_seed: int = 0
+    incremental_materialize: bool = True  # load only what changed since the last materialization (Feast)
+
+    @field_validator("retrain_every_days")
+    @classmethod
+    def _known_stages(cls, value: dict[str, float]) -> dict[str, float]:
+        known = {"train_als", "train_retrieval", "train_top_row", "train_ranker", "artwork"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown training stage(s) {unknown}; known: {sorted(known)}")
+        if any(v < 0 for v in value.values()):
+            raise ValueError("retrain_every_days values must be >= 0")
+        return value
 
 
 class PathwaysConfig(_Section):
@@ -261,6 +296,7 @@ class PathwaysConfig(_Section):
     models: ModelsConfig = ModelsConfig()
     stream: StreamConfig = StreamConfig()
     publish: PublishConfig = PublishConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
     # Derived locations, all under data_dir.
     @property

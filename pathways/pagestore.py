@@ -86,6 +86,10 @@ class SqlitePageWriter:
         if self.resumable:
             self._db.commit()
 
+    def release(self) -> None:
+        """Close without finishing (an interrupted build): committed blocks stay for a resume."""
+        self._db.close()
+
     def profile_ids(self) -> set[int]:
         """Profiles already written (committed blocks)."""
         return {int(p) for (p,) in self._db.execute("SELECT profile_id FROM pages")}
@@ -95,7 +99,6 @@ class SqlitePageWriter:
         (count,) = self._db.execute("SELECT count(*) FROM pages").fetchone()
         if self.resumable:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._db.execute("PRAGMA journal_mode=DELETE")
         self._db.close()
         with open(self.path, "rb+") as f:  # durable before the snapshot is published
             os.fsync(f.fileno())

@@ -92,8 +92,15 @@ class SnapshotWriter:
         return writer.close()
 
     def copy_pages(self, pages_sqlite: Path) -> None:
-        """Take a complete ``pages.sqlite`` built elsewhere (the nightly's run dir)."""
-        shutil.copyfile(pages_sqlite, self.staging / PAGES_SQLITE)
+        """Take a complete ``pages.sqlite`` built elsewhere (the nightly's run dir), rewritten
+        compact and self-contained (``VACUUM INTO``: no write-ahead log beside it)."""
+        target = self.staging / PAGES_SQLITE
+        target.unlink(missing_ok=True)
+        db = sqlite3.connect(pages_sqlite)
+        try:
+            db.execute("VACUUM INTO ?", (str(target),))
+        finally:
+            db.close()
 
     def write_fallbacks(self, pages: dict[tuple[str, int], Page]) -> None:
         self.write_table(FALLBACK, fallback_table(pages))

@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-resume", action="store_true", help="redo every stage of this run")
     p.add_argument("--until", choices=[s.name for s in STAGES], help="stop after this stage")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--address", help="build the pages on this Ray cluster (ray://HOST:10001, or auto): "
+                                     "sets pipeline.executor=ray and pipeline.ray_address")
     p.set_defaults(handler=_nightly)
 
     s = sub.add_parser("snapshots", help="published snapshots: list them, roll serving back")
@@ -59,6 +61,8 @@ def _nightly(args: argparse.Namespace) -> int:
     from pipelines.runner import StageFailed
 
     config = config_from_args(args)
+    if args.address:
+        config = config.with_overrides({"pipeline.executor": "ray", "pipeline.ray_address": args.address})
     try:
         ctx, results = run_nightly(config, resume=not args.no_resume, until=args.until,
                                    progress=not args.no_progress)
@@ -123,18 +127,34 @@ def _demo(args: argparse.Namespace) -> int:
     print(format_summary(ctx, results))
     if args.no_serve:
         return 0
-    from serving import deployment
+    import pyarrow.parquet as pq
 
-    base = deployment.start(config)
+    from serving import deployment
+    from serving.access import auth_config, dev_token, with_service
+
+    config = with_service(config, "pathways-demo")  # the demo's service token: any profile
     examples = _example_profiles(config)
-    print("\nServing on", base, "- try:")
+    accounts = dict(zip(*pq.read_table(config.raw_dir / "world" / "profiles.parquet",
+                                       columns=["profile_id", "account_id"]).to_pydict().values()))
+    account = int(accounts[examples[0][0]])
+    member = dev_token(config, f"account:{account}", ["pages:read", "events:write"], account_id=account)
+    service = dev_token(config, "pathways-demo", ["pages:read", "events:write"])
+    base = deployment.start(config)
+    print(f"\nServing on {base}. Development signing key: {auth_config(config).secret_file} (mode 0600);"
+          f" tokens valid {config.auth.token_ttl_s // 60} min. Try:")
+    print(f"  export MEMBER='{member}'   # account {account}: its own profiles only")
+    print(f"  export SERVICE='{service}'   # a service token (auth.service_subjects): any profile")
     for pid, what in examples:
-        print(f"  curl '{base}/api/v1/pathways?profile_id={pid}&row_count=5'   # {what}")
-    print(f"  curl '{base}/api/v1/pathways?profile_id=999999999&row_count=5'   # never seen: fallback page")
-    print(f"  curl -X PUT '{base}/api/v1/playback/s1/heartbeat' -H 'content-type: application/json' "
+        token = "MEMBER" if int(accounts[pid]) == account else "SERVICE"
+        print(f"  curl -H \"Authorization: Bearer ${token}\" '{base}/api/v1/pathways?profile_id={pid}&row_count=5'   # {what}")
+    print(f"  curl -H \"Authorization: Bearer $SERVICE\" '{base}/api/v1/pathways?profile_id=999999999&row_count=5'"
+          "   # never seen: fallback page")
+    print(f"  curl -X PUT -H \"Authorization: Bearer $MEMBER\" '{base}/api/v1/playback/s1/heartbeat' "
+          f"-H 'content-type: application/json' "
           f"-d '{{\"profile_id\": {examples[0][0]}, \"title_id\": {_example_title(config, examples[0][0])}, "
           f"\"position_s\": 600}}'   # then the first call again: continue watching leads")
-    print(f"  curl '{base}/healthz'\nPress Ctrl-C to stop.")
+    print(f"  curl '{base}/api/v1/pathways?profile_id={examples[0][0]}'   # no token: 401")
+    print(f"  curl '{base}/healthz'; curl '{base}/metrics'\nPress Ctrl-C to stop.")
     try:
         while True:
             time.sleep(1.0)

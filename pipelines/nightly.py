@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from pathways.config import PathwaysConfig
 from pathways.snapshot import current_version
 from pipelines import stages
 from pipelines.runner import RunContext, Stage, StageResult, run_stages
+from pipelines.schedule import reuse_trained
 
 log = logging.getLogger("pathways.nightly")
 
@@ -67,7 +69,9 @@ def fingerprint(config: PathwaysConfig, files: list[Path]) -> str:
     Settings that cannot change what a run produces (where data lives, how pages are spread over
     workers, serving) are left out, so that e.g. switching to the Ray executor resumes the run.
     """
-    settings = config.model_dump(mode="json", exclude={"data_dir", "pipeline", "serving", "publish"})
+    settings = config.model_dump(mode="json", exclude={"data_dir", "pipeline", "serving", "auth", "publish", "schedule"})
+    if config.schedule.window_days is not None or config.schedule.sample_profiles is not None:  # what training reads
+        settings["training_data"] = config.schedule.model_dump(include={"window_days", "sample_profiles", "sample_seed"})
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for f in files:
         try:
@@ -78,6 +82,11 @@ def fingerprint(config: PathwaysConfig, files: list[Path]) -> str:
     for batch in sorted((config.lake_dir / "batches").glob("stream-*.json")):  # landed by the stream consumer
         h.update(batch.name.encode())
     return h.hexdigest()[:12]
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far, in GiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 class NightlyLocked(RuntimeError):
@@ -117,8 +126,18 @@ def run_nightly(
         run_id = fingerprint(config, files)
         ctx = RunContext(config=config, run_id=run_id, run_dir=config.runs_dir / run_id, progress=progress)
         ctx.cache["input_files"] = files
+        reused = reuse_trained(ctx) if resume else {}
+        for stage, source in reused.items():
+            log.info("%s: models of run %s are fresh enough (schedule.retrain_every_days)", stage, source)
         started = datetime.now(UTC)
-        results = run_stages(STAGES, ctx, resume=resume, until=until, on_stage=on_stage)
+        peaks: dict[str, float] = {}
+
+        def record(result: StageResult) -> None:
+            peaks[result.name] = peak_rss_gb()  # the process's peak so far: a stage's peak is at most this
+            if on_stage is not None:
+                on_stage(result)
+
+        results = run_stages(STAGES, ctx, resume=resume, until=until, on_stage=record)
     (ctx.run_dir / "summary.json").write_text(
         json.dumps(
             {
@@ -126,13 +145,23 @@ def run_nightly(
                 "started": started.isoformat(),
                 "finished": datetime.now(UTC).isoformat(),
                 "live_snapshot": current_version(config.snapshots_dir),
-                "stages": {r.name: {"seconds": r.seconds, "skipped": r.skipped, **r.outputs} for r in results},
+                "peak_rss_gb": peak_rss_gb(),
+                "stages": {r.name: {"seconds": r.seconds, "skipped": r.skipped, "peak_rss_gb": peaks.get(r.name),
+                                    **r.outputs} for r in results},
             },
             indent=2,
             default=str,
         )
     )
     return ctx, results
+
+
+def finished_run(config: PathwaysConfig) -> RunContext:
+    """The run of the current inputs, with the outputs of the stages it finished (benchmarks, tools)."""
+    run_id = fingerprint(config, input_files(config))
+    run_dir = config.runs_dir / run_id
+    outputs = {p.name.removesuffix(".done.json"): json.loads(p.read_text())["outputs"] for p in run_dir.glob("*.done.json")}
+    return RunContext(config, run_id, run_dir, outputs, progress=False)
 
 
 def format_summary(ctx: RunContext, results: list[StageResult]) -> str:

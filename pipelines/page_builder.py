@@ -4,10 +4,15 @@ A ``PageBuilder`` is opened from a small, picklable ``PageBuildSpec`` (paths and
 it loads the catalog, the play events the sources aggregate (trending, popularity: a Parquet
 file the pages stage writes once, never the whole lake), the ALS and retrieval artifacts, the
 rankers of both A/B cells and the feature store once, then turns blocks of ``ProfileContext``
-into ``BuiltPage`` records: the page as the page store holds it (``pathways.pageblob``). The
-local executor runs one builder in-process; the Ray executor runs one builder per worker as a
-Ray actor and farms the blocks out with an ``ActorPool`` — the same code either way. Either way
-each finished block goes to ``sink`` at once, so no stage holds every profile's page in memory.
+into ``BuiltPage`` records: the page as the page store holds it (``pathways.pageblob``).
+
+``build`` is the block path: each source's batch candidates (one faiss search per block), one
+feature matrix per block and cell, the assembler's rows straight into ``CompactRows``;
+``build_loop`` is the per-profile path through ``Page`` objects it replaced, kept as the parity
+reference and the benchmark's baseline (both give the same bytes). The local executor runs one
+builder in-process; the Ray executor runs one builder per worker as a Ray actor with at most two
+blocks in flight per actor — the same code either way. Each finished block goes to ``sink`` at
+once, so no stage holds every profile's page in memory.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ from features.schema import MATURITY_LEVELS, REGIONS
 from pathways.catalog import Catalog
 from pathways.config import PathwaysConfig
 from pathways.pageblob import encode_page
-from pathways.types import Page, ProfileContext
-from ranking.page import assemble_page
+from pathways.types import Candidates, Page, ProfileContext
+from ranking.page import assemble_page, choose_rows, compact_page
 
 TOP_ROW_SOURCE = "top_picks"
 CELL_ALIASES = (("control", "champion"), ("challenger", "challenger"))
@@ -63,6 +68,18 @@ def read_plays(spec: PageBuildSpec) -> pa.Table:
     return read_events(spec.config.lake_dir)
 
 
+def single_threaded() -> None:
+    """One BLAS/OpenMP thread and one torch thread in this process. Pages are built one block per
+    process (parallelism comes from workers), and the ranker's float32 results can differ in the
+    last bit with the thread count; one thread also runs ~7x faster on this 2-core machine
+    (measured: 17 -> 129 profiles/s), so pages are the same bytes in every process."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    torch.set_num_threads(1)
+
+
 class PageBuilder:
     """Candidates -> ranker of the profile's cell -> page assembler, for blocks of profiles."""
 
@@ -82,6 +99,7 @@ class PageBuilder:
         from pathways.artifacts.registry import load_registered
         from ranking.features import RowScorer
 
+        single_threaded()
         cfg = spec.config
         world = cfg.raw_dir / "world"
         catalog = Catalog.from_table(pq.read_table(world / "titles.parquet"))
@@ -113,7 +131,27 @@ class PageBuilder:
         return cls(spec, catalog, sources, scorers)
 
     def build(self, profiles: list[ProfileContext]) -> list[BuiltPage]:
-        """The page of each profile of the block, encoded for the page store."""
+        """The page of each profile of the block, encoded for the page store: candidates with each
+        source's batch path (one faiss search per block), the block's features and scores in one
+        matrix per cell, then the assembler's row choice straight into ``CompactRows``."""
+        from candidates.registry import generate_all_batch
+
+        rows = generate_all_batch(self.sources, profiles)
+        scored: list[list[Candidates]] = list(rows)
+        for cell, scorer in self.scorers.items():
+            idx = [i for i, p in enumerate(profiles) if self._cell(p) == cell]
+            if idx:
+                for i, r in zip(idx, scorer.score_rows_block([profiles[i] for i in idx], [rows[i] for i in idx])):
+                    scored[i] = r
+        out = []
+        for profile, candidates in zip(profiles, scored):
+            chosen = choose_rows(candidates, profile, self.catalog, self.spec.config.page)
+            out.append(BuiltPage(profile.profile_id, profile.cell, encode_page(profile.cell, compact_page(chosen)), len(chosen)))
+        return out
+
+    def build_loop(self, profiles: list[ProfileContext]) -> list[BuiltPage]:
+        """The same pages one profile at a time, through ``Page`` objects (the path before blocks:
+        the parity reference and the benchmark's baseline)."""
         from candidates.registry import generate_all
 
         for scorer in self.scorers.values():
@@ -121,10 +159,14 @@ class PageBuilder:
         out = []
         for profile in profiles:
             rows = generate_all(self.sources, profile)
-            scorer = self.scorers.get(profile.cell, self.scorers["control"])
+            scorer = self.scorers[self._cell(profile)]
             page = assemble_page(scorer.score_rows(profile, rows), profile, self.catalog, self.spec.config.page)
             out.append(BuiltPage(profile.profile_id, profile.cell, encode_page(profile.cell, page), len(page.rows)))
         return out
+
+    def _cell(self, profile: ProfileContext) -> str:
+        """The scorer for ``profile``'s cell (control's for a cell without its own ranker)."""
+        return profile.cell if profile.cell in self.scorers else "control"
 
     def fallbacks(self) -> dict[tuple[str, int], Page]:
         """One non-personalized page per (region, maturity level), from cohort sources only."""
@@ -178,7 +220,7 @@ def _build_on_ray(spec: PageBuildSpec, blocks: Iterable[list[ProfileContext]], s
                  include_dashboard=False, log_to_driver=False)
     try:
         actor_cls = ray.remote(num_cpus=1)(_RayPageBuilder)
-        actors = [actor_cls.remote(spec) for _ in range(pcfg.workers)]
+        actors: list[Any] = [actor_cls.remote(spec) for _ in range(pcfg.workers)]
         todo = iter(blocks)
         pending: dict[Any, Any] = {}  # at most two blocks in flight per actor: memory stays O(block)
         for actor in actors * 2:

@@ -37,6 +37,7 @@ from pathways.snapshot import (
     read_manifest,
 )
 from pipelines.runner import RunContext
+from pipelines.schedule import referenced_runs
 
 log = logging.getLogger("pathways.publish")
 
@@ -189,17 +190,71 @@ def publish_run(ctx: RunContext, world: tuple[pa.Table, pa.Table]) -> dict[str, 
         keep = config.pipeline.keep_snapshots
         pruned_redis = redis_store.prune(keep, config.publish.retention_days * 86_400)
     removed = prune(root, keep=config.pipeline.keep_snapshots)
-    runs = prune_runs(config.runs_dir, config.publish.keep_runs, keep=ctx.run_id)
+    runs = prune_runs(config.runs_dir, config.publish.keep_runs, keep=referenced_runs(ctx))
+    raw = prune_raw(config)
+    try:
+        models = prune_model_versions(config)
+    except Exception as exc:  # noqa: BLE001 - retention must not fail a published night
+        log.warning("model versions not pruned: %s", exc)
+        models = []
     return {"version": version, "path": str(live), "pages_sha256": checksum, "page_store": store_info["backend"],
-            "pruned": len(removed), "pruned_redis": len(pruned_redis), "pruned_runs": len(runs)}
+            "pruned": len(removed), "pruned_redis": len(pruned_redis), "pruned_runs": len(runs),
+            "pruned_raw_files": len(raw), "pruned_model_versions": len(models)}
 
 
-def prune_runs(runs_dir: Path, keep_n: int, keep: str) -> list[str]:
-    """Remove run folders beyond the newest ``keep_n`` (by last change), never ``keep``."""
+def prune_raw(config: PathwaysConfig, now: float | None = None) -> list[str]:
+    """Delete raw API event files (``raw/api/**.parquet``) that the ingest recorded as ingested
+    (same size and modification time) and that are older than ``publish.raw_retention_days``."""
+    import json
+    import time
+
+    from features.ingest_nightly import STATE_FILE
+
+    state_path = config.lake_dir / STATE_FILE
+    api = config.raw_dir / "api"
+    if not state_path.is_file() or not api.is_dir():
+        return []
+    ingested = json.loads(state_path.read_text()).get("files", {})
+    cutoff = (time.time() if now is None else now) - config.publish.raw_retention_days * 86_400
+    removed = []
+    for path in sorted(api.rglob("*.parquet")):
+        st = path.stat()
+        if ingested.get(str(path)) == f"{st.st_size}:{st.st_mtime_ns}" and st.st_mtime < cutoff:
+            path.unlink()
+            removed.append(str(path))
+    return removed
+
+
+def prune_model_versions(config: PathwaysConfig, now: float | None = None, names: set[str] | None = None) -> list[str]:
+    """Delete registered model versions beyond the newest ``publish.keep_model_versions`` of each
+    model (of ``names``, default all) that carry no alias and are older than ``publish.retention_days``;
+    returns "name/version"."""
+    import time
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=config.mlflow_uri, registry_uri=config.mlflow_uri)  # no global state
+    cutoff_ms = ((time.time() if now is None else now) - config.publish.retention_days * 86_400) * 1000
+    removed = []
+    for model in client.search_registered_models():
+        if names is not None and model.name not in names:
+            continue
+        aliased = {str(v) for v in (client.get_registered_model(model.name).aliases or {}).values()}
+        versions = sorted(client.search_model_versions(f"name='{model.name}'"), key=lambda v: int(v.version), reverse=True)
+        for v in versions[config.publish.keep_model_versions:]:
+            if str(v.version) not in aliased and v.creation_timestamp < cutoff_ms:
+                client.delete_model_version(model.name, v.version)
+                removed.append(f"{model.name}/{v.version}")
+    return removed
+
+
+def prune_runs(runs_dir: Path, keep_n: int, keep: set[str]) -> list[str]:
+    """Remove run folders beyond the newest ``keep_n`` (by last change), never those in ``keep``
+    (the running one and those whose models it reuses)."""
     if not runs_dir.is_dir():
         return []
     runs = sorted((p for p in runs_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
-    stale = [p for p in runs[keep_n:] if p.name != keep]
+    stale = [p for p in runs[keep_n:] if p.name not in keep]
     for p in stale:
         shutil.rmtree(p, ignore_errors=True)
     return [p.name for p in stale]

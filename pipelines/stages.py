@@ -7,6 +7,7 @@ store, the catalog) go in ``ctx.cache`` and are rebuilt from disk when a run res
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from pathways.catalog import Catalog
 from pathways.snapshot import FALLBACK, fallback_table
 from pathways.types import ProfileContext
 from pipelines.runner import RunContext
+from pipelines.schedule import training_events
 
 log = logging.getLogger("pathways.nightly")
 
@@ -95,11 +97,17 @@ def features(ctx: RunContext) -> dict[str, Any]:
 
 
 def materialize(ctx: RunContext) -> dict[str, Any]:
+    """Feast apply + materialize up to the data's end; with ``schedule.incremental_materialize``
+    only what is newer than the last run's materialization (the whole TTL the first time)."""
+    from pipelines.schedule import last_materialized
+
     store = feature_store(ctx)
     store.apply()
     end = as_of(ctx) + timedelta(seconds=1)
-    store.materialize(end)
-    return {"materialized_until": end.isoformat(), "repo": str(ctx.config.feature_repo_dir)}
+    start = last_materialized(ctx, end) if ctx.config.schedule.incremental_materialize else None
+    store.materialize(end, start)
+    return {"materialized_until": end.isoformat(), "materialized_from": start.isoformat() if start else None,
+            "repo": str(ctx.config.feature_repo_dir)}
 
 
 def train_als(ctx: RunContext) -> dict[str, Any]:
@@ -107,7 +115,7 @@ def train_als(ctx: RunContext) -> dict[str, Any]:
 
     configure_mlflow(ctx)
     out = ctx.stage_dir("train_als")
-    result = fit_als(lake_events(ctx), ctx.config.training, out)
+    result = fit_als(training_events(ctx), ctx.config.training, out)
     return {"path": str(out), **{k: v for k, v in result.items() if isinstance(v, (int, float, str))}}
 
 
@@ -120,7 +128,7 @@ def train_retrieval(ctx: RunContext) -> dict[str, Any]:
     from training.retrieval import train_retrieval as fit
 
     configure_mlflow(ctx)
-    return fit(lake_events(ctx), catalog(ctx).title_ids, ctx.stage_dir("train_retrieval"), tuple(RETRIEVAL_MODELS),
+    return fit(training_events(ctx), catalog(ctx).title_ids, ctx.stage_dir("train_retrieval"), tuple(RETRIEVAL_MODELS),
                ctx.config.models, ctx.config.training.seed, ctx.run_id)
 
 
@@ -130,7 +138,7 @@ def train_top_row(ctx: RunContext) -> dict[str, Any]:
 
     configure_mlflow(ctx)
     try:
-        return fit(lake_events(ctx), catalog(ctx), ctx.stage_dir("train_top_row"), ctx.config.training.seed,
+        return fit(training_events(ctx), catalog(ctx), ctx.stage_dir("train_top_row"), ctx.config.training.seed,
                    None, f"top_row-{ctx.run_id}", ctx.config.models)
     except ValueError as exc:  # too little history to carve a validation split and train on it
         log.warning("top row not trained: %s", exc)
@@ -144,7 +152,7 @@ def train_ranker(ctx: RunContext) -> dict[str, Any]:
     from training.ranker import train_ranker as fit
 
     configure_mlflow(ctx)
-    frame = training_frame(lake_events(ctx), feature_store(ctx), catalog(ctx), world_tables(ctx)[1],
+    frame = training_frame(training_events(ctx), feature_store(ctx), catalog(ctx), world_tables(ctx)[1],
                            max_rows=ctx.config.training.ranker_max_rows, seed=ctx.config.training.seed)
     cfg = ctx.config.training
     out: dict[str, Any] = {"impressions": len(frame)}
@@ -247,8 +255,10 @@ def pages(ctx: RunContext) -> dict[str, Any]:
     from pipelines.publish import page_counts
 
     work = ctx.stage_dir("pages")
-    if not ctx.resume:
+    upstream = json.dumps({k: v for k, v in ctx.outputs.items() if k not in ("pages", "publish")}, sort_keys=True, default=str)
+    if not ctx.resume or _read(work / "upstream.json") != upstream:  # pages of other models are not resumed
         (work / PAGES_SQLITE).unlink(missing_ok=True)
+        (work / "upstream.json").write_text(upstream)
     plays = work / "plays.parquet"
     window = _write_plays(ctx, plays)
     retrieval = Path(ctx.outputs["train_retrieval"]["dir"])
@@ -259,8 +269,12 @@ def pages(ctx: RunContext) -> dict[str, Any]:
     writer = SqlitePageStore().writer(work, resumable=True)
     done = writer.profile_ids()
     total, blocks = profile_blocks(ctx, skip=done)
-    fallbacks = build_pages(spec, blocks, lambda part: writer.put_many((b.profile_id, b.blob) for b in part),
-                            total=total, progress=ctx.progress)
+    try:
+        fallbacks = build_pages(spec, blocks, lambda part: writer.put_many((b.profile_id, b.blob) for b in part),
+                                total=total, progress=ctx.progress)
+    except BaseException:
+        writer.release()  # committed blocks stay: the next run resumes after them
+        raise
     writer.close()
     pq.write_table(fallback_table(fallbacks), work / FALLBACK)
     return {
@@ -271,6 +285,10 @@ def pages(ctx: RunContext) -> dict[str, Any]:
         "dir": str(work),
         **window,
     }
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.is_file() else None
 
 
 def _write_plays(ctx: RunContext, path: Path) -> dict[str, str]:

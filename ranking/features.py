@@ -166,37 +166,69 @@ class RowScorer:
 
     def score_titles(self, profile: ProfileContext, title_ids: np.ndarray) -> np.ndarray:
         """P(play) for each title in ``title_ids`` (all in the catalog), shape (n,)."""
-        pos = self.catalog.positions(title_ids)
+        return self.score_block([profile], [title_ids])[0]
+
+    def score_block(self, profiles: list[ProfileContext], title_ids: list[np.ndarray]) -> list[np.ndarray]:
+        """P(play) of ``title_ids[i]`` for ``profiles[i]``, for a block of profiles: one feature
+        matrix for every pair of the block (``feature_matrix`` is row-wise, so each row equals the
+        per-profile one); the ranker runs once per profile, because a neural ranker's float32
+        results may differ in the last bit with the batch size and pages must not depend on blocks."""
+        if not profiles:
+            return []
+        lengths = [len(t) for t in title_ids]
+        pos = self.catalog.positions(np.concatenate(title_ids).astype(np.int64))
         if (pos < 0).any():
             raise ValueError("score_titles got title ids that are not in the catalog")
         titles = self._title_features().iloc[pos].reset_index(drop=True)
-        prof = pd.DataFrame([self._profile(profile.profile_id)] * len(pos))
+        missing = [p.profile_id for p in profiles if p.profile_id not in self._profiles]
+        if missing:
+            self.prefetch(missing)
+        prof = pd.DataFrame([self._profiles[p.profile_id] for p in profiles]).iloc[np.repeat(np.arange(len(profiles)), lengths)]
+        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        trend = np.concatenate([self._trend(p.region)[pos[a:b]] for p, a, b in zip(profiles, starts[:-1], starts[1:])])
         at = self.as_of_days if self.as_of_days is not None else float(self.catalog.release_days.max())
-        X = feature_matrix(prof, titles, self._trend(profile.region)[pos], pos, np.full(len(pos), at), self.catalog, self._genres)
-        return self.ranker.predict(X)
+        X = feature_matrix(prof.reset_index(drop=True), titles, trend, pos, np.full(len(pos), at), self.catalog, self._genres)
+        return [self.ranker.predict(X[a:b]) for a, b in zip(starts[:-1], starts[1:])]
 
     def score_rows(self, profile: ProfileContext, rows: list[Candidates]) -> list[Candidates]:
         """Each row re-scored: ranker logit + ``page.source_weight`` x the row's own rank prior; rows of
         ``page.pinned_sources`` keep their order."""
+        return self.score_rows_block([profile], [rows])[0]
+
+    def score_rows_block(self, profiles: list[ProfileContext], rows: list[list[Candidates]]) -> list[list[Candidates]]:
+        """``score_rows`` for a block of profiles (``rows[i]`` are ``profiles[i]``'s), scored together."""
         pinned = self.page.pinned_sources
-        scorable = [r for r in rows if len(r) and r.source not in pinned]
-        if not scorable:
-            return rows
-        union = np.unique(np.concatenate([r.title_ids for r in scorable]))
-        probs = np.clip(self.score_titles(profile, union), 1e-6, 1 - 1e-6)
-        logit = dict(zip(union.tolist(), np.log(probs / (1 - probs)).tolist()))
+        scorable = [[r for r in rs if len(r) and r.source not in pinned] for rs in rows]
+        todo = [i for i, sc in enumerate(scorable) if sc]
+        unions = [np.unique(np.concatenate([r.title_ids for r in scorable[i]])) for i in todo]
+        probs = self.score_block([profiles[i] for i in todo], unions)
+        out = list(rows)
+        for i, union, p in zip(todo, unions, probs):
+            out[i] = self._rescore(profiles[i], rows[i], union, p)
+        return out
+
+    def _rescore(self, profile: ProfileContext, rows: list[Candidates], union: np.ndarray, probs: np.ndarray) -> list[Candidates]:
+        """Rows re-scored from P(play) of the sorted unique titles ``union`` (vectorized lookups)."""
+        probs = np.clip(probs, 1e-6, 1 - 1e-6)
+        logit = np.log(probs / (1 - probs)).astype(np.float64)
         listed = self.ltr.get(int(profile.profile_id)) if self.ltr else None
         if listed is not None and len(listed[0]):
             z = (listed[1] - listed[1].mean()) / (listed[1].std() + 1e-6)
-            ltr = dict(zip(listed[0].tolist(), z.tolist()))
             below = float(z.min()) - 1.0  # titles outside the list rank below it, in the ranker's order
-            logit = {t: ltr.get(t, below + 0.01 * v) for t, v in logit.items()}
+            ids = np.asarray(listed[0], dtype=np.int64)
+            last = len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]  # a repeated title: its last score
+            order = np.argsort(ids[last], kind="stable")
+            keys, vals = ids[last][order], np.asarray(z, dtype=np.float64)[last][order]
+            at = np.minimum(np.searchsorted(keys, union), max(len(keys) - 1, 0))
+            found = keys[at] == union
+            logit = np.where(found, vals[at], below + 0.01 * logit)
+        pinned = self.page.pinned_sources
         out = []
         for r in rows:
             if r.source in pinned or not len(r):
                 out.append(r)
                 continue
-            base = np.array([logit[int(t)] for t in r.title_ids])
+            base = logit[np.searchsorted(union, r.title_ids)]
             prior = 1.0 - np.arange(len(r)) / max(len(r), 1)  # the source's own order, 1 .. ~0
             out.append(r.with_scores(base + self.page.source_weight * prior))
         return out

@@ -34,6 +34,7 @@ class RowFilter:
         self.dedupe_top_rows = dedupe_top_rows
         self.placed = 0  # rows placed so far
         self._seen = np.zeros(0, np.int64)  # titles placed in the first ``dedupe_top_rows`` rows
+        self._seen_at: np.ndarray | None = None  # the same as a bool mask over catalog positions
 
     def admit(self, rows: Sequence[np.ndarray]) -> list[np.ndarray]:
         """For each row (title ids, int64 (n_r,)), the sorted positions (int64) of the titles that
@@ -60,10 +61,22 @@ class RowFilter:
             return np.ones(len(ids), dtype=bool)
         return ~np.isin(ids, self._seen)
 
+    def unseen_at(self, positions: np.ndarray) -> np.ndarray:
+        """``unseen`` for titles given by catalog positions (int64 (n,), all >= 0): a mask lookup
+        instead of a set search, for callers that ask about the same rows again and again."""
+        if self.placed >= self.dedupe_top_rows or self._seen_at is None:
+            return np.ones(len(positions), dtype=bool)
+        return ~self._seen_at[positions]
+
     def place(self, title_ids: np.ndarray) -> None:
         """Record that a row showing ``title_ids`` (after ``admit`` and ``unseen``) is on the page."""
         if self.placed < self.dedupe_top_rows:
-            self._seen = np.concatenate([self._seen, np.asarray(title_ids, dtype=np.int64)])
+            ids = np.asarray(title_ids, dtype=np.int64)
+            self._seen = np.concatenate([self._seen, ids])
+            if self._seen_at is None:
+                self._seen_at = np.zeros(len(self.catalog), dtype=bool)
+            pos = self.catalog.positions(ids)
+            self._seen_at[pos[pos >= 0]] = True
         self.placed += 1
 
     def filter_rows(self, rows: Sequence[np.ndarray], row_count: int) -> list[tuple[int, np.ndarray]]:

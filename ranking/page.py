@@ -21,7 +21,7 @@ import numpy as np
 
 from pathways.catalog import Catalog
 from pathways.config import PageConfig
-from pathways.types import Candidates, Page, ProfileContext, Row, TitleCard
+from pathways.types import Candidates, CompactRows, Page, ProfileContext, Row, RowHeader, TitleCard
 from ranking.filtering import RowFilter
 
 _POSITION_DISCOUNT = 1.0 / np.log2(np.arange(2, 202))  # DCG-style discount for up to 200 slots (row_length <= 100)
@@ -49,6 +49,25 @@ def assemble_page(
     fallback_rung: str | None = None,
 ) -> Page:
     """Build the page for ``profile`` from candidate ``rows`` (see the module docstring)."""
+    chosen = choose_rows(rows, profile, catalog, config, row_count)
+    return Page(
+        profile_id=profile.profile_id if profile.known else None,
+        region=profile.region,
+        max_maturity_level=profile.max_maturity_level,
+        rows=tuple(_to_row(c, catalog) for c in chosen),
+        personalized=personalized,
+        reason=reason,
+        cell=profile.cell,
+        snapshot=snapshot,
+        fallback_rung=fallback_rung,
+    )
+
+
+def choose_rows(
+    rows: list[Candidates], profile: ProfileContext, catalog: Catalog, config: PageConfig, row_count: int | None = None
+) -> list[Candidates]:
+    """The page's rows in order, each cut to ``row_length`` titles (``assemble_page`` without
+    building ``Row``/``TitleCard`` objects: the nightly job stores ``row_header`` + ids + scores)."""
     row_count = config.max_rows if row_count is None else row_count
     if row_count < 1:
         raise ValueError(f"row_count must be >= 1, got {row_count}")
@@ -57,45 +76,90 @@ def assemble_page(
     rules = RowFilter(catalog, profile, config.dedupe_top_rows)
     rows = [cands for cands in rows if len(cands)]
     pool = [c.mask(keep) for c, keep in zip(rows, rules.admit([c.title_ids for c in rows])) if len(keep)]
+    positions = [catalog.positions(c.title_ids) for c in pool]  # admitted titles are all in the catalog
 
     taken_per_source: dict[str, int] = {}
-    chosen: list[Row] = []
+    whole_value: dict[int, float] = {}  # a row's value while none of its titles is hidden (it does not change)
+    chosen: list[Candidates] = []
     remaining = list(range(len(pool)))
     while remaining and len(chosen) < row_count:
-        best, best_value, best_ids = -1, -np.inf, None
+        if rules.placed >= config.dedupe_top_rows:  # nothing is hidden any more: the rest in one go
+            values = [whole_value[i] if i in whole_value else _row_value(pool[i].scores, length) for i in remaining]
+            for i in _rest_in_order(pool, remaining, values, taken_per_source, config, row_count - len(chosen)):
+                cands = pool[i].top(length)
+                rules.place(cands.title_ids)
+                chosen.append(cands)
+            break
+        best, best_value, best_keep = -1, -np.inf, None
         for i in remaining:
             cands = pool[i]
-            keep = rules.unseen(cands.title_ids)
-            view = cands if keep.all() else cands.mask(keep)
+            keep = rules.unseen_at(positions[i])
+            whole = bool(keep.all())
+            shown = len(cands) if whole else int(np.count_nonzero(keep))
             min_len = 1 if cands.source in pinned else config.min_row_length
-            if len(view) < min(min_len, len(cands)) or len(view) == 0:
+            if shown < min(min_len, len(cands)) or shown == 0:
                 continue
             if cands.source in pinned:
                 value = 1e18 * (len(pinned) - pinned.index(cands.source))  # before any scored row, in pinned order
             else:
-                value = _row_value(view.scores, length)
+                if whole:
+                    if i not in whole_value:
+                        whole_value[i] = _row_value(cands.scores, length)
+                    value = whole_value[i]
+                else:
+                    value = _row_value(cands.scores[keep], length)
                 value /= 1.0 + config.diversity_weight * taken_per_source.get(cands.source, 0)
             if value > best_value:
-                best, best_value, best_ids = i, value, view
-        if best < 0 or best_ids is None:
+                best, best_value, best_keep = i, value, None if whole else keep
+        if best < 0:
             break
         remaining.remove(best)
-        cands = best_ids.top(length)
+        cands = (pool[best] if best_keep is None else pool[best].mask(best_keep)).top(length)
         rules.place(cands.title_ids)
         taken_per_source[cands.source] = taken_per_source.get(cands.source, 0) + 1
-        chosen.append(_to_row(cands, catalog))
+        chosen.append(cands)
+    return chosen
 
-    return Page(
-        profile_id=profile.profile_id if profile.known else None,
-        region=profile.region,
-        max_maturity_level=profile.max_maturity_level,
-        rows=tuple(chosen),
-        personalized=personalized,
-        reason=reason,
-        cell=profile.cell,
-        snapshot=snapshot,
-        fallback_rung=fallback_rung,
-    )
+
+def _rest_in_order(
+    pool: list[Candidates], remaining: list[int], values: list[float], taken_per_source: dict[str, int],
+    config: PageConfig, n: int,
+) -> list[int]:
+    """``choose_rows``' greedy choice once no title can be hidden any more, vectorized: each row's
+    value is fixed but for the diversity factor of its source, so each step is one ``argmax``
+    (the first best, as the loop picks it). ``values``: each remaining row's ``_row_value``."""
+    pinned = config.pinned_sources
+    is_pinned = np.array([pool[i].source in pinned for i in remaining])
+    pinned_value = np.array([1e18 * (len(pinned) - pinned.index(pool[i].source)) if pool[i].source in pinned else 0.0
+                             for i in remaining])
+    sources = sorted({pool[i].source for i in remaining})
+    src = np.array([sources.index(pool[i].source) for i in remaining], dtype=np.int64)
+    taken = np.array([taken_per_source.get(name, 0) for name in sources], dtype=np.int64)
+    base = np.asarray(values, dtype=np.float64)
+    alive = np.ones(len(remaining), dtype=bool)
+    order: list[int] = []
+    while len(order) < n and alive.any():
+        value = np.where(is_pinned, pinned_value, base / (1.0 + config.diversity_weight * taken[src]))
+        value = np.where(alive & ~np.isnan(value), value, -np.inf)
+        j = int(np.argmax(value))
+        if value[j] == -np.inf:
+            break
+        alive[j] = False
+        taken[src[j]] += 1
+        taken_per_source[sources[src[j]]] = int(taken[src[j]])
+        order.append(remaining[j])
+    return order
+
+
+def row_header(cands: Candidates) -> RowHeader:
+    """The header of the row ``cands`` becomes on a page (as ``_to_row`` labels it)."""
+    return RowHeader(cands.row_id, cands.evidence or cands.source, cands.source, cands.evidence)
+
+
+def compact_page(chosen: list[Candidates]) -> CompactRows:
+    """``choose_rows``' rows as ``CompactRows``: equal to ``assemble_page(...).compact_rows()``."""
+    return CompactRows.build([row_header(c) for c in chosen], [c.title_ids for c in chosen],
+                             [c.scores.astype(np.float64) for c in chosen])
 
 
 def _to_row(cands: Candidates, catalog: Catalog) -> Row:
@@ -111,7 +175,8 @@ def _to_row(cands: Candidates, catalog: Catalog) -> Row:
         )
         for t, s, p in zip(cands.title_ids, cands.scores, pos, strict=True)
     )
-    return Row(row_id=cands.row_id, title=cands.evidence or cands.source, source=cands.source, evidence=cands.evidence, titles=cards)
+    h = row_header(cands)
+    return Row(row_id=h.row_id, title=h.title, source=h.source, evidence=h.evidence, titles=cards)
 
 
 def page_title_ids(page: Page, first_rows: int | None = None) -> list[int]:

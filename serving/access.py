@@ -25,7 +25,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from pathways.config import AuthConfig, PathwaysConfig
-from serving.auth import ADMIN, SCOPES, AuthError, Principal, RateLimiter, TokenVerifier, load_secret
+from serving.auth import (
+    ADMIN,
+    SCOPES,
+    AuthError,
+    Principal,
+    RateLimiter,
+    TokenVerifier,
+    ensure_dev_secret,
+    issue_token,
+    load_secret,
+)
 from serving.guards import BadBody, parse_json
 
 ANONYMOUS = Principal("anonymous", frozenset(SCOPES), None, service=True)
@@ -43,6 +53,24 @@ def dev_secret_path(config: PathwaysConfig) -> Path:
     return Path(config.data_dir) / "secrets" / "jwt_secret"
 
 
+def dev_token(config: PathwaysConfig, subject: str, scopes: Iterable[str], account_id: int | None = None) -> str:
+    """A token for development and tests, signed with the configured key, or with a development key
+    created (mode 0600) at ``auth.secret_file`` (default ``<data_dir>/secrets/jwt_secret``)."""
+    cfg = auth_config(config)
+    try:
+        secret = load_secret(cfg)
+    except ValueError:
+        assert cfg.secret_file is not None
+        secret = ensure_dev_secret(Path(cfg.secret_file))
+    return issue_token(cfg, secret, subject, scopes, account_id=account_id)
+
+
+def with_service(config: PathwaysConfig, subject: str) -> PathwaysConfig:
+    """``config`` with ``subject`` added to ``auth.service_subjects``."""
+    subjects = tuple(dict.fromkeys((*config.auth.service_subjects, subject)))
+    return config.with_overrides({"auth.service_subjects": list(subjects)})
+
+
 class AccessControl:
     """Authentication, rate limits, scopes and account binding for one app (see the module docstring)."""
 
@@ -53,7 +81,7 @@ class AccessControl:
         if self.enabled:
             cfg = auth_config(config)
             self.verifier: TokenVerifier | None = TokenVerifier(cfg, load_secret(cfg))
-            self.limiter: RateLimiter | None = RateLimiter(cfg.rate_limit)
+            self.limiter: RateLimiter | None = RateLimiter(cfg.rate_limit, cfg.rate_limit_storage)
         else:
             self.verifier = self.limiter = None
 

@@ -1,46 +1,65 @@
 """The HTTP layer: a FastAPI app over ``PathwaysService`` (``create_app(service)``).
 
-Endpoints (JSON in and out; responses are bytes from ``json.dumps`` or, for pages, from
-``ServedPage.to_json`` (pre-encoded title fragments), never ``jsonable_encoder``, which costs
-~10x more on a 40 x 40 page):
+Every request passes, in order: ``RequestIdMiddleware`` (``X-Request-ID`` in, out and in the log
+records), ``MetricsMiddleware`` (Prometheus, by route template), ``BodyLimitMiddleware`` (413 past
+``serving.max_body_bytes`` before a byte is parsed), then ``serving.access.AccessControl`` in the
+handler (401 no or bad token, 429 with ``Retry-After`` past the subject's rate limit, 403 wrong
+scope or another account's profile). Bodies are parsed in a worker thread (``guards.parse_json``:
+every way JSON can fail is a 400 with a message, never a 500). Responses are bytes (orjson and the
+pre-encoded title fragments of ``ServedPage.to_json``), never ``jsonable_encoder``.
 
-- ``GET /api/v1/pathways?profile_id=&row_count=``: the page; 200 for every valid request
-  (fallback pages say ``personalized: false`` and why); 422 for a missing, non-integer or
-  out-of-range parameter, 400 for an unknown or repeated one.
-- ``POST /api/v1/events``: one event or a list (``EventIn``); 202 once the event stream has them,
-  with a result per event (accepted, duplicate, or rejected with the ingest rule it failed; 422
-  when every event is rejected); 422 for events that do not parse (nothing of the request is
-  appended), 400 for a body that is not JSON, 413 for more than ``MAX_EVENTS_PER_REQUEST``, 503
-  with ``Retry-After`` when the stream is full or its broker is down.
-- ``PUT /api/v1/playback/{session_id}/heartbeat``: ``HeartbeatIn``; 202 with the title's status.
-- ``GET /healthz``: the live snapshot version and whether the online store answers.
+- ``GET /api/v1/pathways?profile_id=&row_count=`` (``pages:read``): the page; 200 for every valid
+  request (fallback pages say ``personalized: false`` and why; degraded rows are listed in
+  ``degraded``); beyond ``serving.overload_inflight`` requests in flight the precomputed fallback
+  at once (reason ``overloaded``), beyond ``serving.max_inflight`` 503 with ``Retry-After``; 422
+  for a missing, non-integer or out-of-range parameter, 400 for an unknown or repeated one.
+- ``POST /api/v1/events`` (``events:write``): one event or a list (``EventIn``); 202 once the
+  event stream has them, with a result per event (accepted, duplicate, or rejected with the
+  ingest rule it failed; 422 when every event is rejected); 422 for events that do not parse,
+  touch more than ``serving.max_profiles_per_request`` profiles or carry a timestamp out of range;
+  403 for ``artwork_impression`` events (the server logs those) or another account's profile; 400
+  for a body that is not JSON, 413 past ``serving.max_events_per_request``; 503 with
+  ``Retry-After`` when the stream is full or its broker is down.
+- ``PUT /api/v1/playback/{session_id}/heartbeat`` (``events:write``): ``HeartbeatIn``; 202 with the
+  title's status; the same body checks.
+- ``GET /healthz`` (200 ``ok``/``degraded``, 503 ``unavailable``), ``/livez`` (the process
+  answers), ``/readyz`` (503 until a snapshot with pages is loaded), ``/metrics`` (Prometheus).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+import orjson
+from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.responses import Response
 
 from features.stream import StreamUnavailable
-from serving.events import INT64_MAX, MAX_EVENTS_PER_REQUEST, EventIn, HeartbeatIn, RecordResult
-from serving.logic import PathwaysService
+from serving import metrics
+from serving.access import AccessControl, as_event_list, check_events, read_body_json
+from serving.auth import EVENTS_WRITE, PAGES_READ, AuthError
+from serving.events import INT64_MAX, EventIn, HeartbeatIn, RecordResult
+from serving.guards import BadBody, BodyLimitMiddleware, RequestIdMiddleware
+from serving.logic import ONLINE_STORE_UNAVAILABLE, PathwaysService, ServedPage
+from serving.stages import OVERLAY
 
 log = logging.getLogger(__name__)
 
 PAGE_PARAMS = frozenset({"profile_id", "row_count"})
 _EVENTS = TypeAdapter(list[EventIn])
+JSON = "application/json"
 
 
-def json_response(body: Any, status_code: int = 200) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")).encode(), status_code=status_code, media_type="application/json")
+def json_response(body: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type=JSON, headers=headers)
 
 
 def _problems(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -48,22 +67,14 @@ def _problems(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     return [{"field": ".".join(str(p) for p in e.get("loc", ())) or "body", "message": str(e.get("msg", ""))} for e in errors]
 
 
-def _only_known_params(allowed: frozenset[str]):
-    def check(request: Request) -> None:
-        keys = [k for k, _ in request.query_params.multi_items()]
-        unknown = sorted(set(keys) - allowed)
-        if unknown:
-            raise HTTPException(400, f"unknown query parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-        repeated = sorted({k for k in keys if keys.count(k) > 1})
-        if repeated:
-            raise HTTPException(400, f"query parameter(s) given more than once: {', '.join(repeated)}")
-
-    return check
-
-
-def _request_id(request: Request) -> str | None:
-    rid = request.headers.get("x-request-id")
-    return rid if rid and len(rid) <= 128 else None
+def _only_known_params(request: Request, allowed: frozenset[str]) -> None:
+    keys = [k for k, _ in request.query_params.multi_items()]
+    unknown = sorted(set(keys) - allowed)
+    if unknown:
+        raise HTTPException(400, f"unknown query parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise HTTPException(400, f"query parameter(s) given more than once: {', '.join(repeated)}")
 
 
 def _record_body(result: RecordResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -73,14 +84,64 @@ def _record_body(result: RecordResult, extra: dict[str, Any] | None = None) -> d
 def _unavailable(what: str, exc: Exception, retry_after_s: int) -> Response:
     """503 with Retry-After: the stream is full or its broker is down; nothing was appended."""
     log.error("cannot append %s: %s", what, exc)
-    body = json.dumps({"error": f"{what} could not be stored ({type(exc).__name__}); retry"}).encode()
-    return Response(body, status_code=503, media_type="application/json", headers={"Retry-After": str(retry_after_s)})
+    return json_response({"error": f"{what} could not be stored ({type(exc).__name__}); retry"}, 503,
+                         {"Retry-After": str(retry_after_s)})
 
 
-def create_app(service: PathwaysService) -> FastAPI:
-    """The FastAPI app serving ``service`` (no Ray here: ``serving.deployment`` wraps it)."""
-    cfg = service.pages.config.serving
-    retry_after_s = service.pages.config.stream.retry_after_s
+def _published_at(manifest: Mapping[str, Any]) -> float | None:
+    value = manifest.get("published_at") or manifest.get("created_at")
+    try:
+        return datetime.fromisoformat(str(value)).timestamp() if value else None
+    except ValueError:
+        try:
+            return parsedate_to_datetime(str(value)).timestamp()
+        except (TypeError, ValueError):
+            return None
+
+
+class LoadGate:
+    """Requests in flight in this replica: ``overloaded`` past ``soft``, refused past ``hard``.
+
+    Used from the event loop only (one thread), so a plain counter is enough."""
+
+    def __init__(self, soft: int, hard: int) -> None:
+        self.soft, self.hard, self.inflight = soft, hard, 0
+
+    @contextmanager
+    def enter(self) -> Iterator[str]:
+        """Yields ``"ok"``, ``"overloaded"`` or ``"refuse"`` for the request entering now."""
+        self.inflight += 1
+        try:
+            yield "refuse" if self.inflight > self.hard else "overloaded" if self.inflight > self.soft else "ok"
+        finally:
+            self.inflight -= 1
+
+
+def _page_body(served: ServedPage) -> bytes:
+    try:
+        return served.to_json()
+    except Exception as exc:  # noqa: BLE001 - a valid request never gets a 5xx: header, no rows
+        log.exception("rendering the page of profile %s failed", served.profile.profile_id)
+        header = {**served.header(), "personalized": False, "reason": f"internal error: {type(exc).__name__}",
+                  "fallback_rung": "none", "degraded": [], "rows": []}
+        return orjson.dumps(header)
+
+
+def _observe(served: ServedPage) -> None:
+    overlay_failed = any(stage == OVERLAY and reason == ONLINE_STORE_UNAVAILABLE for stage, reason in served.degraded)
+    metrics.record_page(served.personalized, served.reason, {r: len(served.rows.headers) for _, r in served.degraded})
+    metrics.record_stages(served.cell, served.times.ms, OVERLAY if overlay_failed else None)
+
+
+def create_app(service: PathwaysService, *, echo_request_id: bool = True) -> PathwaysApp:
+    """The ASGI app serving ``service`` (no Ray here: ``serving.deployment`` wraps it): the FastAPI
+    app inside the request-id, metrics and body-size middlewares. ``echo_request_id=False`` behind
+    Ray Serve, whose proxy already returns the request's ``X-Request-ID`` (the same id)."""
+    config = service.pages.config
+    cfg = config.serving
+    retry_after_s = config.stream.retry_after_s
+    access = AccessControl(config, service.pages.account_of)
+    gate = LoadGate(cfg.overload_inflight, cfg.max_inflight)
     app = FastAPI(title="Pathways", description="Personalized home pages", version="1")
 
     @app.exception_handler(RequestValidationError)
@@ -91,47 +152,74 @@ def create_app(service: PathwaysService) -> FastAPI:
     async def _http_error(request: Request, exc: HTTPException) -> Response:
         return json_response({"error": exc.detail}, exc.status_code)
 
-    @app.get("/api/v1/pathways", dependencies=[Depends(_only_known_params(PAGE_PARAMS))])
-    def get_pathways(
+    @app.exception_handler(AuthError)
+    async def _refused(request: Request, exc: AuthError) -> Response:
+        metrics.record_refused(exc.status, "rate_limit" if exc.status == 429 else "auth")
+        headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None
+        if exc.status == 401:
+            headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+        return json_response({"error": exc.message}, exc.status, headers)
+
+    @app.exception_handler(BadBody)
+    async def _bad_body(request: Request, exc: BadBody) -> Response:
+        metrics.record_refused(exc.status, "body")
+        return json_response({"error": exc.message}, exc.status)
+
+    @app.get("/api/v1/pathways")
+    async def get_pathways(
         request: Request,
         profile_id: int = Query(..., ge=0, le=INT64_MAX, description="the profile whose page to build"),
         row_count: int = Query(cfg.default_row_count, ge=1, le=cfg.max_row_count, description="rows wanted"),
     ) -> Response:
-        served = service.pages.get_page(profile_id, row_count, _request_id(request))
-        try:
-            body = served.to_json()
-        except Exception as exc:  # noqa: BLE001 - a valid request never gets a 5xx: header, no rows
-            log.exception("rendering the page of profile %s failed", profile_id)
-            header = {**served.header(), "personalized": False, "reason": f"internal error: {type(exc).__name__}",
-                      "fallback_rung": "none", "rows": []}
-            body = json.dumps(header).encode()
-        return Response(body, media_type="application/json")
+        _only_known_params(request, PAGE_PARAMS)
+        access.check(request.headers.get("authorization"), PAGES_READ, (profile_id,))
+        rid = request.scope.get("state", {}).get("request_id")
+        with gate.enter() as load:
+            if load == "refuse":
+                metrics.record_refused(503, "overload")
+                return json_response({"error": "overloaded; retry"}, 503, {"Retry-After": str(cfg.retry_after_s)})
+            if load == "overloaded":  # the precomputed fallback at once, on the loop (cached, no I/O)
+                served = service.pages.get_page(profile_id, row_count, rid, overloaded=True)
+                body = _page_body(served)
+            else:
+                def build() -> tuple[ServedPage, bytes]:
+                    page = service.pages.get_page(profile_id, row_count, rid)
+                    return page, _page_body(page)
+
+                served, body = await run_in_threadpool(build)
+        _observe(served)
+        return Response(body, media_type=JSON, headers={"Server-Timing": served.times.header()})
 
     @app.post("/api/v1/events", status_code=202)
     async def post_events(request: Request) -> Response:
+        principal = access.check(request.headers.get("authorization"), EVENTS_WRITE)
+        items = as_event_list(await read_body_json(request), cfg.max_events_per_request)
         try:
-            payload = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HTTPException(400, f"body is not JSON: {exc}") from None
-        items = payload if isinstance(payload, list) else [payload]
-        if not items:
-            raise HTTPException(422, "body: an empty list of events")
-        if len(items) > MAX_EVENTS_PER_REQUEST:
-            raise HTTPException(413, f"at most {MAX_EVENTS_PER_REQUEST} events per request, got {len(items)}")
-        try:
-            events = _EVENTS.validate_python(items)
+            events = await run_in_threadpool(_EVENTS.validate_python, items)
         except ValidationError as exc:
             return json_response({"error": "invalid events", "problems": _problems(exc.errors())}, 422)
+        check_events(events, principal, cfg.max_profiles_per_request)
+        access.may_act_for(principal, (e.profile_id for e in events))
         try:
             result = await run_in_threadpool(service.events.record_events, events)
         except (StreamUnavailable, OSError) as exc:
             return _unavailable("events", exc, retry_after_s)
+        metrics.EVENTS.labels("accepted").inc(result.accepted)
+        metrics.EVENTS.labels("rejected").inc(result.count("rejected"))
         return json_response(_record_body(result), 202 if len(result.results) > result.count("rejected") else 422)
 
     @app.put("/api/v1/playback/{session_id}/heartbeat", status_code=202)
-    def put_heartbeat(beat: HeartbeatIn, session_id: str = Path(..., min_length=1, max_length=128)) -> Response:
+    async def put_heartbeat(request: Request, session_id: str = Path(..., min_length=1, max_length=128)) -> Response:
+        principal = access.check(request.headers.get("authorization"), EVENTS_WRITE)
+        payload = await read_body_json(request)
         try:
-            result = service.events.heartbeat(session_id, beat)
+            beat = HeartbeatIn.model_validate(payload)
+        except ValidationError as exc:
+            return json_response({"error": "invalid heartbeat", "problems": _problems(exc.errors())}, 422)
+        check_events([beat], principal, cfg.max_profiles_per_request)
+        access.may_act_for(principal, (beat.profile_id,))
+        try:
+            result = await run_in_threadpool(service.events.heartbeat, session_id, beat)
         except (StreamUnavailable, OSError) as exc:
             return _unavailable("heartbeat", exc, retry_after_s)
         state = result.states.get(beat.profile_id)
@@ -147,7 +235,36 @@ def create_app(service: PathwaysService) -> FastAPI:
         return json_response(body, 202 if len(result.results) > result.count("rejected") else 422)
 
     @app.get("/healthz")
-    def healthz() -> Response:
-        return json_response(service.health())
+    async def healthz() -> Response:
+        status, body = await run_in_threadpool(service.health)
+        return json_response(body, status)
 
-    return app
+    @app.get("/livez")
+    async def livez() -> Response:
+        return json_response({"status": "alive"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        status, body = await run_in_threadpool(service.health)
+        ready = status == 200
+        return json_response({"ready": ready, "status": body["status"], "snapshot": body["snapshot"]}, 200 if ready else 503)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        snapshot = service.pages.snapshots.state().snapshot
+        metrics.set_snapshot(snapshot.version if snapshot else None, _published_at(snapshot.manifest) if snapshot else None)
+        body, content_type = await run_in_threadpool(metrics.render)
+        return Response(body, media_type=content_type)
+
+    guarded = BodyLimitMiddleware(app, cfg.max_body_bytes)
+    return PathwaysApp(RequestIdMiddleware(metrics.MetricsMiddleware(guarded), echo=echo_request_id), app, gate)
+
+
+class PathwaysApp:
+    """The ASGI app ``create_app`` returns: the middlewares around ``fastapi``; ``gate`` counts load."""
+
+    def __init__(self, asgi: Any, fastapi: FastAPI, gate: LoadGate) -> None:
+        self.asgi, self.fastapi, self.gate = asgi, fastapi, gate
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.asgi(scope, receive, send)

@@ -92,3 +92,12 @@ def select_artwork(
     art = renderer.artwork[safe, np.minimum(arms, renderer.artwork.shape[1] - 1)]
     art = np.where((pos >= 0) & (art >= 0), art, 0)
     return replace(choice, arms=arms, propensities=np.where(valid, props, 1.0), artwork_ids=art.astype(np.int64))
+
+
+def default_artwork(rows: CompactRows, renderer: TitleRenderer) -> ArtworkChoice:
+    """What ``select_artwork`` gives without a policy (every title's first variant, propensity 1),
+    from the renderer's precomputed default ids: no policy call, no per-title mapping."""
+    n = len(rows.title_ids)
+    pos = renderer.positions(rows.title_ids)
+    art = np.where(pos >= 0, renderer.default_artwork[np.maximum(pos, 0)], 0).astype(np.int64)
+    return ArtworkChoice(np.zeros(n, np.int64), np.ones(n), DefaultArtwork.version, "no policy loaded", art)

@@ -18,6 +18,7 @@ subject (``limits``' moving window), so one noisy caller cannot starve the other
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -27,10 +28,12 @@ from pathlib import Path
 
 import jwt
 from limits import parse
-from limits.storage import MemoryStorage
+from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from pathways.config import AuthConfig
+
+log = logging.getLogger(__name__)
 
 PAGES_READ = "pages:read"
 EVENTS_WRITE = "events:write"
@@ -167,15 +170,23 @@ class TokenVerifier:
 
 
 class RateLimiter:
-    """Requests per token subject in a moving window (``AuthConfig.rate_limit``, e.g. ``"50/second"``)."""
+    """Requests per token subject in a moving window (``AuthConfig.rate_limit``, e.g. ``"50/second"``),
+    counted in ``storage`` (a ``limits`` storage URI: ``memory://`` per process, ``redis://...`` shared).
+    When the storage cannot be reached the request is let through (logged): a limiter outage must
+    not become an API outage."""
 
-    def __init__(self, rate: str) -> None:
+    def __init__(self, rate: str, storage: str = "memory://") -> None:
         self._item = parse(rate)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._limiter = MovingWindowRateLimiter(MemoryStorage() if storage == "memory://" else storage_from_string(storage))
 
     def hit(self, subject: str) -> None:
         """Count one request for ``subject``; raise 429 with ``retry_after_s`` when over the limit."""
-        if self._limiter.hit(self._item, subject):
+        try:
+            allowed = self._limiter.hit(self._item, subject)
+        except Exception as exc:  # noqa: BLE001 - fail open: the storage (Redis) is down
+            log.warning("rate limit storage unavailable, request let through: %s", type(exc).__name__)
+            return
+        if allowed:
             return
         reset = self._limiter.get_window_stats(self._item, subject).reset_time
         raise AuthError(429, f"rate limit of {self._item} exceeded for this token",

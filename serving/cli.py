@@ -14,6 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-playback", action="store_true",
                    help="keep real-time playback state in memory instead of the Feast online store")
     p.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
+    p.add_argument("--dev-token", action="store_true",
+                   help="create a development signing key if none is set (<data_dir>/secrets/jwt_secret, mode 0600) "
+                        "and print a service token for the subject 'pathways-dev'")
     p.set_defaults(handler=_serve)
 
 
@@ -29,6 +32,14 @@ def _serve(args: argparse.Namespace) -> int:
             raise ValueError(f"--port must be in 1..65535, got {args.port}")
         overrides["serving.port"] = args.port
     config = load_config(args.config, **overrides)
+    if args.dev_token:
+        from serving.access import dev_token, with_service
+
+        config = with_service(config, "pathways-dev")
+        token = dev_token(config, "pathways-dev", ["pages:read", "events:write"])
+        print(f"development service token (valid {config.auth.token_ttl_s // 60} min):\n  export TOKEN='{token}'\n"
+              f"  curl -H \"Authorization: Bearer $TOKEN\" 'http://{config.serving.host}:{config.serving.port}"
+              "/api/v1/pathways?profile_id=1&row_count=5'")
     base = f"http://{config.serving.host}:{config.serving.port}"
     print(f"Pathways: serving {config.snapshots_dir} on {base} (Ctrl-C to stop)")
     run(config, blocking=True, playback="memory" if args.memory_playback else "online", access_log=args.access_log)

@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
-MAX_EVENTS_PER_REQUEST = 10_000
 ONLINE_STORE_UNAVAILABLE = "online store unavailable"
 # Rules that need the catalog: not checked while no snapshot is loaded (the lake consumer checks them).
 CATALOG_RULES = frozenset({"unknown_profile_id", "unknown_title_id", "unknown_artwork_id"})

@@ -8,6 +8,9 @@ Rungs, tried in order until one yields at least one row that passes the hard rul
 3. ``catalog``: rows of the snapshot's catalog, newest first (no fallback page usable);
 4. ``none``: an empty page (no snapshot was ever loaded).
 
+``fill_rows`` takes the ladder row by row: a personalized page left with fewer rows than asked (the
+real-time rules emptied some) is completed with the cohort (then global) rows, each marked with its rung.
+
 Every rung goes through ``ranking.filtering.RowFilter`` (snapshot pages via ``overlay.enforce_rows``),
 so no rung can show a forbidden title.
 """
@@ -57,3 +60,24 @@ def fallback_rows(
             return rows, "cohort" if key == (region, level) else "global"
     rows = catalog_rows(catalog, profile, row_length, row_count)
     return rows, "catalog" if len(rows) else NO_RUNG
+
+
+def fill_rows(
+    rows: CompactRows, ladder: CompactRows, catalog: Catalog, profile: ProfileContext, *, row_count: int,
+    dedupe_top_rows: int,
+) -> tuple[CompactRows, int]:
+    """Row by row down the ladder: ``rows`` (already through the rules) followed by the rows of
+    ``ladder`` not already on the page, through the rules and de-duplication, up to ``row_count``.
+    Returns the page and how many of its rows came from ``ladder`` (they follow ``rows``)."""
+    if len(rows.headers) >= row_count or not len(ladder.headers):
+        return rows, 0
+    have = {h.row_id for h in rows.headers}
+    extra = [r for r, h in enumerate(ladder.headers) if h.row_id not in have]
+    own = range(len(rows.headers))
+    combined = CompactRows.build(
+        [*rows.headers, *(ladder.headers[r] for r in extra)],
+        [*(rows.row(r)[0] for r in own), *(ladder.row(r)[0] for r in extra)],
+        [*(rows.row(r)[1] for r in own), *(ladder.row(r)[1] for r in extra)],
+    )
+    out = enforce_rows(combined, catalog, profile, dedupe_top_rows=dedupe_top_rows, row_count=row_count)
+    return out, max(0, len(out.headers) - len(rows.headers))

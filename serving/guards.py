@@ -100,16 +100,15 @@ class BodyLimitMiddleware:
 class RequestIdMiddleware:
     """Every request gets an id: the caller's ``X-Request-ID`` when valid, else a fresh uuid4 hex."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, echo: bool = True) -> None:
         self.app = app
+        self.echo = echo  # False behind a proxy that sets the response header itself (Ray Serve's does)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
-        rid = given if _REQUEST_ID_OK.match(given) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid
+        rid = self._bind(scope)
         token = request_id_var.set(rid)
 
         async def with_header(msg: Message) -> None:
@@ -118,9 +117,17 @@ class RequestIdMiddleware:
             await send(msg)
 
         try:
-            await self.app(scope, receive, with_header)
+            await self.app(scope, receive, with_header if self.echo else send)
         finally:
             request_id_var.reset(token)
+
+    @staticmethod
+    def _bind(scope: Scope) -> str:
+        """The request's id (the caller's when valid, else a new one), stored in ``scope["state"]``."""
+        given = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        rid = given if _REQUEST_ID_OK.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        return rid
 
 
 class RequestIdLogFilter(logging.Filter):
@@ -129,6 +136,32 @@ class RequestIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         return True
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, request id (and the error, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage(), "request_id": getattr(record, "request_id", request_id_var.get())}
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_json_logs(logger_names: tuple[str, ...] = ("serving", "bandits", "features")) -> None:
+    """Structured logs for the serving process: JSON lines with the request id on stderr (idempotent)."""
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        if any(isinstance(h.formatter, JsonLogFormatter) for h in logger.handlers):
+            continue
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonLogFormatter())
+        handler.addFilter(RequestIdLogFilter())
+        logger.addHandler(handler)
+        logger.propagate = False
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
 
 
 def parse_json(raw: bytes) -> Any:

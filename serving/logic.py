@@ -31,15 +31,16 @@ from typing import Any
 import numpy as np
 import orjson
 
-from bandits.serving import ArtworkPolicy
+from bandits.serving import ArtworkPolicy, DefaultArtwork
 from experiments.allocation import assign_cell
 from features.schema import KIDS_MAX_MATURITY
 from pathways.config import PathwaysConfig
 from pathways.types import ArtworkChoice, CompactRows, Page, ProfileContext
-from serving.artwork import select_artwork
+from serving.artwork import default_artwork, select_artwork
 from serving.events import EventRecorder, build_recorder
-from serving.fallback import fallback_rows
+from serving.fallback import fallback_rows, fill_rows
 from serving.impressions import ImpressionLog
+from serving.last_good import LastGoodLoader, pointer_problem
 from serving.overlay import enforce_rows, overlay_playback
 from serving.playback import OnlineStoreUnavailable, PlaybackStore, PlaybackUpdater
 from serving.rows import TitleRenderer
@@ -53,7 +54,7 @@ UNKNOWN_PROFILE = "unknown profile"
 NO_PAGE = "no personalized page in the snapshot"
 OVERLOADED = "overloaded"
 PERSONALIZED = "personalized"
-FALLBACK_CACHE_SIZE = 512
+ROW_FILLED = "personalized row emptied by the rules: filled from the fallback ladder"
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class ServedPage:
     degraded: tuple[tuple[str, str], ...] = ()
     rows_json: str | None = None
     times: StageTimes = field(default_factory=StageTimes)
+    row_rungs: tuple[str, ...] = ()  # per row, when rungs differ (a personalized page filled down the ladder)
 
     @property
     def page(self) -> Page:
@@ -96,10 +98,13 @@ class ServedPage:
     def degraded_rows(self) -> list[dict[str, str]]:
         """One entry per row that is not a fresh personalized row: its id, rung and why."""
         reasons = [r for _, r in self.degraded] if self.personalized else [self.reason or "", *(r for _, r in self.degraded)]
-        if not reasons:
-            return []
-        why = "; ".join(reasons)
-        return [{"row_id": h.row_id, "rung": self.rung, "reason": why} for h in self.rows.headers]
+        rungs = self.row_rungs or (self.rung,) * len(self.rows.headers)
+        out = []
+        for h, rung in zip(self.rows.headers, rungs):
+            why = reasons if rung == self.rung else [*reasons, ROW_FILLED]
+            if why:
+                out.append({"row_id": h.row_id, "rung": rung, "reason": "; ".join(why)})
+        return out
 
     def header(self) -> dict[str, Any]:
         return {
@@ -157,9 +162,10 @@ class PageService:
         self.config = config
         self.snapshots = snapshots
         self.playback = playback
-        self.artwork = artwork
+        self.artwork = None if isinstance(artwork, DefaultArtwork) else artwork  # default: no stage to run
         self.impressions = impressions
         self._pool = ThreadPoolExecutor(max_workers=2 * config.serving.max_ongoing_requests, thread_name_prefix="stage")
+        self._warned: dict[str, float] = {}
         self._fallback_cache: OrderedDict[tuple[Any, ...], tuple[CompactRows, str, str]] = OrderedDict()
 
     def profile_context(self, snapshot: LoadedSnapshot | None, profile_id: int) -> ProfileContext:
@@ -201,8 +207,7 @@ class PageService:
             if not profile.known:
                 return self._fallback(snapshot, profile, request_id, row_count, UNKNOWN_PROFILE, times, playback, deadline)
             t0 = time.perf_counter()
-            stored, why = run_stage(self._pool, lambda: snapshot.page(profile_id),
-                                    deadline.budget_s(cfg.snapshot_read_budget_ms), "snapshot read")
+            stored, why = self._read_page(snapshot, profile_id, deadline)
             times.add(SNAPSHOT_READ, t0)
             if stored is None:
                 if why is None:
@@ -219,6 +224,26 @@ class PageService:
             return ServedPage(profile, request_id, cell, False, f"internal error: {type(exc).__name__}", "none",
                               None, CompactRows.empty(), _NO_ARTWORK, None, times=times)
 
+    def _warn(self, reason: str, what: str) -> None:
+        """Log a degradation at most once per ``degraded_log_every_s`` per reason (metrics count every page)."""
+        now = time.monotonic()
+        every = self.config.serving.degraded_log_every_s
+        if now - self._warned.get(reason, -every) >= every:
+            self._warned[reason] = now
+            log.warning("%s: %s (logged at most every %.0f s; see pathways_pages_total)", reason, what, every)
+
+    def _read_page(self, snapshot: LoadedSnapshot, profile_id: int, deadline: Deadline) -> tuple[Any, str | None]:
+        """The stored page within the snapshot-read budget: a remote page store (Redis) is read in the
+        worker pool and abandoned at the budget; a local one (SQLite file, memory) is read inline,
+        where a thread hop would cost more than the read."""
+        budget_s = deadline.budget_s(self.config.serving.snapshot_read_budget_ms)
+        if (snapshot.manifest.get("page_store") or {}).get("backend") == "redis":
+            return run_stage(self._pool, lambda: snapshot.page(profile_id), budget_s, "snapshot read")
+        try:
+            return snapshot.page(profile_id), None
+        except Exception as exc:  # noqa: BLE001 - an unreadable page degrades to the fallback ladder
+            return None, f"snapshot read failed: {type(exc).__name__}"
+
     def _personalized(self, snapshot: LoadedSnapshot, profile: ProfileContext, stored: CompactRows, request_id: str,
                       row_count: int, times: StageTimes, playback: Any, deadline: Deadline) -> ServedPage:
         cfg, page = self.config.serving, self.config.page
@@ -227,17 +252,26 @@ class PageService:
         state, why = wait_stage(playback, deadline.budget_s(cfg.personalize_budget_ms), "real-time overlay",
                                 known={OnlineStoreUnavailable: ONLINE_STORE_UNAVAILABLE})
         if state is None:
-            log.warning("profile %s: %s; serving the precomputed page", profile.profile_id, why)
+            self._warn(why or "real-time overlay failed", "serving precomputed pages without the real-time overlay")
             degraded.append((OVERLAY, why or "real-time overlay failed"))
             rows = enforce_rows(stored, snapshot.catalog, profile, dedupe_top_rows=page.dedupe_top_rows, row_count=row_count)
         else:
             rows = overlay_playback(stored, state, snapshot.catalog, profile, row_length=page.row_length,
                                     dedupe_top_rows=page.dedupe_top_rows, row_count=row_count)
+        rungs: tuple[str, ...] = ()
+        if len(rows.headers) < min(row_count, len(stored.headers)):  # rows emptied by the rules: down the ladder
+            finished = state.finished if state is not None else frozenset()
+            ladder, rung = fallback_rows(snapshot, replace(profile, finished=finished), row_count=row_count,
+                                         row_length=page.row_length, dedupe_top_rows=page.dedupe_top_rows)
+            own = len(rows.headers)
+            rows, filled = fill_rows(rows, ladder, snapshot.catalog, replace(profile, finished=finished),
+                                     row_count=row_count, dedupe_top_rows=page.dedupe_top_rows)
+            rungs = (PERSONALIZED,) * own + (rung,) * filled if filled else ()
         times.add(OVERLAY, t0)
         art = self._artwork(rows, snapshot.renderer, profile.profile_id, request_id, deadline, times, degraded)
         reason = "; ".join(r for _, r in degraded) or None
         return ServedPage(profile, request_id, profile.cell, True, reason, None, snapshot.version, rows, art,
-                          snapshot.renderer, tuple(degraded), times=times)
+                          snapshot.renderer, tuple(degraded), times=times, row_rungs=rungs)
 
     def _artwork(self, rows: CompactRows, renderer: TitleRenderer, profile_id: int, request_id: str, deadline: Deadline,
                  times: StageTimes, degraded: list[tuple[str, str]]) -> ArtworkChoice:
@@ -252,7 +286,7 @@ class PageService:
             elif self.impressions is not None:
                 self.impressions.log(rows, art, profile_id, request_id)
         if art is None:
-            art = select_artwork(rows, renderer, None, profile_id, request_id)
+            art = default_artwork(rows, renderer)
         times.add(ARTWORK, t0)
         return art
 
@@ -274,12 +308,15 @@ class PageService:
         if cached is None:
             rows, rung = fallback_rows(snapshot, replace(profile, finished=finished), row_count=row_count,
                                        row_length=cfg.page.row_length, dedupe_top_rows=cfg.page.dedupe_top_rows)
-            default_art = select_artwork(rows, renderer, None, profile.profile_id, request_id) if renderer else _NO_ARTWORK
-            encoded = renderer.rows_json(rows, default_art.artwork_ids, default_art.propensities) if renderer else "[]"
+            encoded = "[]"
+            if renderer is not None:
+                default_art = default_artwork(rows, renderer)
+                art_ids = default_art.artwork_ids if default_art.artwork_ids is not None else np.zeros(len(rows.title_ids), np.int64)
+                encoded = renderer.rows_json(rows, art_ids, default_art.propensities)
             cached = (rows, rung, encoded)
             if not finished:
                 self._fallback_cache[key] = cached
-                while len(self._fallback_cache) > FALLBACK_CACHE_SIZE:
+                while len(self._fallback_cache) > self.config.serving.fallback_cache_pages:
                     self._fallback_cache.popitem(last=False)
         rows, rung, encoded = cached
         degraded: list[tuple[str, str]] = []
@@ -287,7 +324,7 @@ class PageService:
             art = self._artwork(rows, renderer, profile.profile_id, request_id, deadline, times, degraded)
             encoded_rows = None
         else:
-            art = select_artwork(rows, renderer, None, profile.profile_id, request_id) if renderer else _NO_ARTWORK
+            art = default_artwork(rows, renderer) if renderer else _NO_ARTWORK
             encoded_rows = encoded
         return ServedPage(profile, request_id, profile.cell, False, reason, rung, version, rows, art, renderer,
                           tuple(degraded), encoded_rows, times)
@@ -312,7 +349,8 @@ class PathwaysService:
             online = bool(self.pages.playback.ping())
         except Exception:  # noqa: BLE001 - health must answer
             online = False
-        problems = [p for p in (state.problem, None if online else ONLINE_STORE_UNAVAILABLE) if p]
+        pointer = pointer_problem(self.pages.snapshots.root, snapshot)
+        problems = [p for p in (state.problem, pointer, None if online else ONLINE_STORE_UNAVAILABLE) if p]
         pages = len(snapshot.pages) if snapshot is not None else 0
         fallbacks = len(snapshot.fallbacks) if snapshot is not None else 0
         if snapshot is not None and pages == 0:
@@ -337,9 +375,17 @@ def build_service(
     is given, events into ``open_stream(config)``. The first snapshot is loaded before returning."""
     from serving.playback import OnlinePlaybackStore
 
-    snapshots = SnapshotStore(config.snapshots_dir, config.serving.snapshot_poll_s, background=background_reload)
+    live: list[SnapshotStore] = []
+    loader = LastGoodLoader(lambda: bool(live) and live[0].version is not None)
+    snapshots = SnapshotStore(config.snapshots_dir, config.serving.snapshot_poll_s, background=background_reload,
+                              loader=loader)
+    live.append(snapshots)
     snapshots.refresh()
     playback = playback if playback is not None else OnlinePlaybackStore(config.feature_repo_dir)
+    try:
+        playback.ping()  # connects now (Feast takes seconds the first time), not on the first page
+    except Exception:  # noqa: BLE001 - a store that is down at start-up only costs the overlay
+        log.warning("the online store does not answer at start-up; pages go without the real-time overlay")
     updater = PlaybackUpdater(playback, config.candidates.finished_fraction, config.candidates.continue_min_fraction)
     events = build_recorder(config, updater, lambda: snapshots.state().snapshot)
     impressions = ImpressionLog(events.stream, config.serving.impression_rows_logged)

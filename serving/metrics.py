@@ -26,8 +26,15 @@ import os
 import time
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from serving.guards import ASGIApp, Message, Receive, Scope, Send
 
@@ -47,6 +54,7 @@ CELLS = Counter("pathways_cells_total", "Pages served per experiment cell", ["ce
 ONLINE_STORE_ERRORS = Counter("pathways_online_store_errors_total", "Online store reads that failed or overran", ["stage"])
 REFUSED = Counter("pathways_refused_total", "Requests refused before any work", ["status", "reason"])
 SNAPSHOT_INFO = Gauge("pathways_snapshot_info", "The live snapshot version (value 1)", ["version"], multiprocess_mode="max")
+_live_version: str | None = None
 SNAPSHOT_AGE = Gauge("pathways_snapshot_age_seconds", "Seconds since the live snapshot was published", multiprocess_mode="max")
 
 
@@ -73,9 +81,12 @@ def record_refused(status: int, reason: str) -> None:
 
 def set_snapshot(version: str | None, published_at: float | None) -> None:
     """The live snapshot (``published_at``: epoch seconds, None when unknown)."""
-    SNAPSHOT_INFO.clear()
+    global _live_version
+    if _live_version is not None and _live_version != version:
+        SNAPSHOT_INFO.labels(_live_version).set(0)
     if version is not None:
         SNAPSHOT_INFO.labels(version).set(1)
+    _live_version = version
     SNAPSHOT_AGE.set(time.time() - published_at if published_at else float("nan"))
 
 
@@ -83,7 +94,7 @@ def render() -> tuple[bytes, str]:
     """The exposition text of this process, or of every process when multiprocess mode is on."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
 

@@ -17,7 +17,7 @@ import numpy as np
 from features.history import PlaybackState
 from pathways.catalog import Catalog
 from pathways.types import CompactRows, ProfileContext, RowHeader
-from ranking.filtering import RowFilter
+from ranking.rules import allowed_mask
 
 CONTINUE_WATCHING = "continue_watching"
 CONTINUE_HEADER = RowHeader(CONTINUE_WATCHING, "Continue watching", CONTINUE_WATCHING, "Pick up where you left off")
@@ -27,12 +27,42 @@ def enforce_rows(
     rows: CompactRows, catalog: Catalog, profile: ProfileContext, *, dedupe_top_rows: int, row_count: int
 ) -> CompactRows:
     """``rows`` keeping only titles allowed for ``profile`` (region, maturity, finished), each once
-    per row and once across the first ``dedupe_top_rows`` rows; empty rows dropped."""
-    kept = RowFilter(catalog, profile, dedupe_top_rows).filter_rows(rows.ids_per_row(), row_count)
-    parts = [(rows.row(r), keep) for r, keep in kept]
-    return CompactRows.build(
-        [rows.headers[r] for r, _ in kept], [ids[keep] for (ids, _), keep in parts], [s[keep] for (_, s), keep in parts]
-    )
+    per row and once across the first ``dedupe_top_rows`` rows placed; empty rows dropped; at most
+    ``row_count`` rows. The same result as ``ranking.filtering.RowFilter.filter_rows`` (a test
+    checks both agree), with the rules and the in-row de-duplication done for the whole page at once."""
+    if dedupe_top_rows < 0:
+        raise ValueError(f"dedupe_top_rows must be >= 0, got {dedupe_top_rows}")
+    n_rows = len(rows.headers)
+    ids = rows.title_ids
+    if n_rows == 0 or len(ids) == 0:
+        return CompactRows.empty()
+    row_of = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(rows.offsets))
+    ok = allowed_mask(catalog, ids, profile.region, profile.max_maturity_level, profile.finished)
+    cand = np.flatnonzero(ok)
+    order = np.lexsort((cand, ids[cand], row_of[cand]))  # by row, then title, then position
+    srt = cand[order]
+    first = np.ones(len(srt), dtype=bool)
+    first[1:] = (row_of[srt[1:]] != row_of[srt[:-1]]) | (ids[srt[1:]] != ids[srt[:-1]])
+    kept = np.sort(srt[first])  # flat positions: allowed, first of their title in their row
+    bounds = np.searchsorted(row_of[kept], np.arange(n_rows + 1, dtype=np.int64))
+    headers: list[RowHeader] = []
+    out_ids: list[np.ndarray] = []
+    out_scores: list[np.ndarray] = []
+    seen: set[int] = set()
+    for r in range(n_rows):
+        if len(headers) >= row_count:
+            break
+        at = kept[bounds[r] : bounds[r + 1]]
+        if len(at) and seen and len(headers) < dedupe_top_rows:
+            at = at[[t not in seen for t in ids[at].tolist()]]
+        if not len(at):
+            continue
+        if len(headers) < dedupe_top_rows:
+            seen.update(ids[at].tolist())
+        headers.append(rows.headers[r])
+        out_ids.append(ids[at])
+        out_scores.append(rows.scores[at])
+    return CompactRows.build(headers, out_ids, out_scores)
 
 
 def continue_watching(state: PlaybackState, previous: tuple[np.ndarray, np.ndarray] | None, row_length: int) -> tuple[np.ndarray, np.ndarray]:

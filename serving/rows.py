@@ -81,6 +81,10 @@ class TitleRenderer:
         for i, arts in enumerate(catalog.artwork_ids):
             self.artwork[i, : len(arts)] = arts
         self.n_variants = np.array([len(a) for a in catalog.artwork_ids], dtype=np.int64)
+        self.default_artwork = np.maximum(self.artwork[:, 0], 0)
+        # The rest of a card showing the title's default artwork (propensity 1): most cards on most pages.
+        self.default_suffix = [f',"artwork_id":{int(a)},"artwork_propensity":1.0}}' for a in self.default_artwork.tolist()]
+        self._headers: dict[RowHeader, str] = {}
         self._order = np.argsort(catalog.title_ids, kind="stable")
         self._sorted_ids = catalog.title_ids[self._order]
 
@@ -95,17 +99,30 @@ class TitleRenderer:
     def rows_json(self, rows: CompactRows, artwork_ids: np.ndarray, propensities: np.ndarray) -> str:
         """The ``"rows"`` JSON array, byte-for-byte what ``json.dumps([r.to_dict() ...])`` would give
         with compact separators. Every title must be in the catalog (the rules see to it)."""
-        pos = self.positions(rows.title_ids).tolist()
-        prefix = self.prefix
-        cards = [
-            f'{prefix[p]}{s!r},"artwork_id":{a},"artwork_propensity":{q!r}}}'
-            for p, s, a, q in zip(pos, rows.scores.tolist(), artwork_ids.tolist(), np.round(propensities, 6).tolist())
-        ]
+        pos_arr = self.positions(rows.title_ids)
+        pos, prefix, scores = pos_arr.tolist(), self.prefix, rows.scores.tolist()
+        props = np.round(propensities, 6)
+        if len(pos_arr) and bool(np.all((props == 1.0) & (artwork_ids == self.default_artwork[pos_arr]))):
+            suffix = self.default_suffix
+            cards = [prefix[p] + repr(s) + suffix[p] for p, s in zip(pos, scores)]
+        else:
+            cards = [
+                f'{prefix[p]}{s!r},"artwork_id":{a},"artwork_propensity":{q!r}}}'
+                for p, s, a, q in zip(pos, scores, artwork_ids.tolist(), props.tolist())
+            ]
         parts = []
         for r, m in enumerate(rows.headers):
             a, b = int(rows.offsets[r]), int(rows.offsets[r + 1])
-            parts.append(
-                f'{{"row_id":{json.dumps(m.row_id)},"title":{json.dumps(m.title)},"source":{json.dumps(m.source)},'
-                f'"evidence":{json.dumps(m.evidence)},"titles":[{",".join(cards[a:b])}]}}'
-            )
+            parts.append(f'{self._header(m)}{",".join(cards[a:b])}]}}')
         return "[" + ",".join(parts) + "]"
+
+    def _header(self, m: RowHeader) -> str:
+        """A row's JSON up to its titles' opening bracket, cached (rows repeat across pages)."""
+        head = self._headers.get(m)
+        if head is None:
+            if len(self._headers) > 100_000:
+                self._headers.clear()
+            head = (f'{{"row_id":{json.dumps(m.row_id)},"title":{json.dumps(m.title)},"source":{json.dumps(m.source)},'
+                    f'"evidence":{json.dumps(m.evidence)},"titles":[')
+            self._headers[m] = head
+        return head

@@ -13,7 +13,7 @@ page was built for and its ``CompactRows``) reads one profile's page from the pa
 (``pages.sqlite``: one indexed lookup, ~0.1 ms; Redis: one round trip), so a replica's memory does
 not grow with the number of profiles; ``LoadedSnapshot.profile(profile_id) -> ProfileContext | None``
 reads the build-time record (region, maturity ceiling, kids, account) from columnar arrays
-(~20 bytes a profile). ``pages`` and ``profiles`` are the same reads as read-only mappings.
+(~12 bytes a profile). ``pages`` and ``profiles`` are the same reads as read-only mappings.
 Fallback pages, the catalog and runtimes stay in memory. Snapshots of the older layout
 (``pages.parquet``) are parsed whole at load, as before.
 """
@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 SNAPSHOT_MISSING = "snapshot missing"
 
 
+class SnapshotUnavailable(SnapshotError):
+    """The snapshot is fine but its page store cannot be reached now (Redis down): retried later."""
+
+
 class StorePages(Mapping[int, StoredPage]):
     """Profile id -> ``StoredPage``, read from a page store on each lookup (nothing cached)."""
 
@@ -51,7 +55,7 @@ class StorePages(Mapping[int, StoredPage]):
         self.reader = reader
         self.count = count
 
-    def get(self, profile_id: int, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, profile_id: int, default: Any = None) -> Any:
         blob = self.reader.get(int(profile_id))
         return default if blob is None else decode_page(blob)
 
@@ -74,19 +78,22 @@ class StorePages(Mapping[int, StoredPage]):
 class ProfileIndex(Mapping[int, ProfileContext]):
     """The profiles seen at build time as sorted columnar arrays; ``get`` builds one ``ProfileContext``."""
 
+    COLUMNS = ("profile_id", "region", "max_maturity_level", "is_kids", "account_id")
+
     def __init__(self, table: pa.Table) -> None:
-        table = table.select(["profile_id", "region", "max_maturity_level", "is_kids", "account_id"]).sort_by("profile_id")
-        self.ids = table.column("profile_id").to_numpy().astype(np.int64)
+        table = table.select(list(self.COLUMNS)).sort_by("profile_id")
+        self.ids = _narrow(table.column("profile_id").to_numpy())
         regions = table.column("region").combine_chunks().dictionary_encode()
         self.region_names = tuple(regions.dictionary.to_pylist())
         self.region_codes = regions.indices.to_numpy(zero_copy_only=False).astype(np.int16)
         self.maturity = table.column("max_maturity_level").to_numpy().astype(np.int8)
         self.is_kids = table.column("is_kids").to_numpy(zero_copy_only=False).astype(bool)
-        account = table.column("account_id")
-        self.account = account.fill_null(-1).to_numpy().astype(np.int64)
+        self.account = _narrow(table.column("account_id").fill_null(-1).to_numpy())
 
-    def get(self, profile_id: int, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, profile_id: int, default: Any = None) -> Any:
         pid = int(profile_id)
+        if not np.iinfo(self.ids.dtype).min <= pid <= np.iinfo(self.ids.dtype).max:
+            return default
         at = int(np.searchsorted(self.ids, pid))
         if at >= len(self.ids) or self.ids[at] != pid:
             return default
@@ -107,6 +114,13 @@ class ProfileIndex(Mapping[int, ProfileContext]):
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.ids.tolist())
+
+
+def _narrow(ids: np.ndarray) -> np.ndarray:
+    """int32 when every value fits (half the memory per profile), else int64."""
+    ids = np.asarray(ids, dtype=np.int64)
+    small = len(ids) == 0 or (ids.min() >= np.iinfo(np.int32).min and ids.max() <= np.iinfo(np.int32).max)
+    return ids.astype(np.int32) if small else ids
 
 
 @dataclass(frozen=True)
@@ -170,9 +184,11 @@ def load_snapshot(path: Path) -> LoadedSnapshot:
     try:
         fallbacks = pq.read_table(path / FALLBACK)
         titles = pq.read_table(path / TITLES)
-        profiles = pq.read_table(path / PROFILES)
+        profiles = pq.read_table(path / PROFILES, columns=list(ProfileIndex.COLUMNS))
         pages = open_pages(path, manifest)
-    except (OSError, ValueError, KeyError, TypeError, PageStoreUnavailable) as exc:  # ArrowInvalid is a ValueError
+    except PageStoreUnavailable as exc:  # Redis down: worth trying again at the next poll
+        raise SnapshotUnavailable(f"page store of snapshot {path} unreachable: {exc}") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # ArrowInvalid is a ValueError
         raise SnapshotError(f"cannot read snapshot {path}: {exc!r}") from None
     catalog = Catalog.from_table(titles)
     runtime = dict(
@@ -190,6 +206,9 @@ def load_snapshot(path: Path) -> LoadedSnapshot:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"snapshot {path} holds an unreadable page: {exc!r}") from None
+    index = ProfileIndex(profiles)
+    del profiles
+    pa.default_memory_pool().release_unused()  # the Arrow tables read above are garbage now
     return LoadedSnapshot(
         version=str(manifest.get("version", path.name)),
         path=path,
@@ -198,7 +217,7 @@ def load_snapshot(path: Path) -> LoadedSnapshot:
         catalog=catalog,
         renderer=TitleRenderer(catalog),
         runtime_s=runtime,
-        profiles=ProfileIndex(profiles),
+        profiles=index,
         manifest=manifest,
     )
 
@@ -280,6 +299,9 @@ class SnapshotStore:
     def _load(self, version: str) -> None:
         try:
             snapshot = self._loader(self.root / version)
+        except SnapshotUnavailable as exc:  # not remembered as failed: the next poll tries again
+            log.warning("snapshot %s not loaded yet, keeping %s: %s", version, self.version, exc)
+            self._problem = None if self._snapshot is not None else SNAPSHOT_MISSING
         except (SnapshotError, OSError, ValueError, KeyError) as exc:
             log.error("snapshot %s cannot be loaded, keeping %s: %s", version, self.version, exc)
             self._failed.add(version)

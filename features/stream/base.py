@@ -101,7 +101,8 @@ def encode_event(event: Mapping[str, Any]) -> bytes:
 
 
 def decode_event(data: bytes | str) -> dict[str, Any]:
-    return json.loads(data)
+    event: dict[str, Any] = json.loads(data)
+    return event
 
 
 _WIRE_SCHEMA = pa.schema([f.with_type(pa.int64()) if f.name == "ts" else f for f in EVENT_SCHEMA])

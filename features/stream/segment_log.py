@@ -65,7 +65,7 @@ def _read_commit(path: Path) -> int | None:
     for end in range(len(data) - len(data) % COMMIT.size, 0, -COMMIT.size):
         nxt, crc = COMMIT.unpack_from(data, end - COMMIT.size)
         if zlib.crc32(struct.pack("<Q", nxt)) == crc:
-            return nxt
+            return int(nxt)
     return None
 
 

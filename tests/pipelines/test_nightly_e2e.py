@@ -14,7 +14,7 @@ import pytest
 
 from pathways.catalog import Catalog
 from pathways.config import PathwaysConfig
-from pathways.snapshot import current_dir, current_version
+from pathways.snapshot import current_dir, current_version, read_pages
 from pathways.types import Page
 from pipelines.nightly import run_nightly
 from pipelines.runner import StageFailed
@@ -37,9 +37,9 @@ def nightly(tmp_path_factory, mlflow_uri):
 
 
 def _pages(config):
+    """The live snapshot's dir and its (profile_id, cell, rows as ``CompactRows``) from ``pages.sqlite``."""
     snap = current_dir(config.snapshots_dir)
-    pages = pq.read_table(snap / "pages.parquet").to_pylist()
-    return snap, [(r["profile_id"], r["cell"], Page.from_dict(json.loads(r["page_json"]))) for r in pages]
+    return snap, [(pid, stored.cell, stored.rows) for pid, stored in read_pages(snap)]
 
 
 def test_every_stage_ran_and_events_balance(nightly):
@@ -57,25 +57,29 @@ def test_published_pages_respect_every_hard_rule(nightly):
     profiles = {p["profile_id"]: p for p in pq.read_table(snap / "profiles.parquet").to_pylist()}
     assert len(pages) == len(profiles)
     personalized_rows = 0
-    for pid, cell, page in pages:
+    for pid, cell, rows in pages:
         prof = profiles[pid]
-        ids = [t.title_id for r in page.rows for t in r.titles]
+        ids = rows.title_ids.tolist()
         assert violations(catalog, ids, prof["region"], prof["max_maturity_level"]) == []
-        top = [t.title_id for r in page.rows[:10] for t in r.titles]
+        top = [int(t) for r in rows.ids_per_row()[:10] for t in r]
         assert len(top) == len(set(top))
-        assert page.cell == cell and cell in config.experiment.cells
-        assert all(r.evidence for r in page.rows)
-        personalized_rows += len(page.rows)
+        assert cell in config.experiment.cells
+        assert all(h.evidence for h in rows.headers)
+        personalized_rows += len(rows)
     assert personalized_rows > 0
-    sources = {r.source for _, _, page in pages for r in page.rows}
+    sources = {h.source for _, _, rows in pages for h in rows.headers}
     assert {"trending", "genre"} <= sources
     assert sources & {"als", "two_tower", "sasrec", "because_you_watched"}, sources
     # The learning-to-rank top row leads every page that has one (after continue watching).
-    with_top = [page for _, _, page in pages if any(r.source == "top_picks" for r in page.rows)]
+    with_top = [rows for _, _, rows in pages if any(h.source == "top_picks" for h in rows.headers)]
     assert with_top
-    for page in with_top:
-        lead = [r.source for r in page.rows if r.source in ("continue_watching", "top_picks")]
-        assert [r.source for r in page.rows[: len(lead)]] == lead and lead[-1] == "top_picks"
+    for rows in with_top:
+        lead = [h.source for h in rows.headers if h.source in ("continue_watching", "top_picks")]
+        assert [h.source for h in rows.headers[: len(lead)]] == lead and lead[-1] == "top_picks"
+    manifest = json.loads((snap / "manifest.json").read_text())
+    assert manifest["counts"]["profiles"] == len(pages) and manifest["pages_sha256"]
+    assert manifest["models"]["train_ranker"]["champion_version"] and manifest["data_window"]["end"]
+    assert "ranker_v1" in manifest["features"]["services"] and "git_sha" in manifest["code"]
     fallback = pq.read_table(snap / "fallback.parquet").to_pylist()
     assert {(r["region"], r["max_maturity_level"]) for r in fallback} >= {("US", 1), ("BR", 4)}
     for r in fallback:
@@ -129,19 +133,71 @@ def test_ray_executor_builds_the_same_pages_as_the_local_one(nightly):
     extra = {n: (Path(ctx.outputs["train_retrieval"]["dir"]) / n, e) for n, e in RETRIEVAL_MODELS.items()}
     spec = PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]), datetime.fromisoformat(ctx.outputs["features"]["as_of"]), extra,
                          Path(ctx.outputs["train_top_row"]["path"]))
-    local, local_fb = build_pages(spec, profiles, progress=False)
+    local: list = []
+    local_fb = build_pages(spec, [profiles], local.extend, progress=False)
     ray_cfg = config.with_overrides({"pipeline.executor": "ray", "pipeline.workers": 1, "pipeline.chunk_size": 7})
     import tempfile
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
              _temp_dir=tempfile.mkdtemp(prefix="pw-", dir="/tmp"))  # AF_UNIX socket paths <= 107 bytes
+    remote: list = []
     try:
-        remote, remote_fb = build_pages(PageBuildSpec(ray_cfg, spec.als_dir, spec.as_of, extra, spec.top_row), profiles, progress=False)
+        blocks = [profiles[i : i + 7] for i in range(0, len(profiles), 7)]
+        remote_fb = build_pages(PageBuildSpec(ray_cfg, spec.als_dir, spec.as_of, extra, spec.top_row), blocks,
+                                remote.extend, progress=False)
     finally:
         ray.shutdown()
-    assert [r[:2] for r in remote] == [r[:2] for r in local]
-    assert [json.loads(r[2])["rows"] for r in remote] == [json.loads(r[2])["rows"] for r in local]
+    assert sorted(remote) == sorted(local) and len(local) == len(profiles)
     assert remote_fb == local_fb
+
+
+def test_block_path_builds_the_pages_of_the_per_profile_loop(nightly):
+    """Parity: candidates, scores and rows per block are the per-profile loop's, byte for byte."""
+    from pipelines.page_builder import PageBuilder, PageBuildSpec
+    from pipelines.stages import RETRIEVAL_MODELS, _profile_contexts
+
+    config, ctx, _ = nightly
+    extra = {n: (Path(ctx.outputs["train_retrieval"]["dir"]) / n, e) for n, e in RETRIEVAL_MODELS.items()}
+    builder = PageBuilder.open(PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]),
+                                             datetime.fromisoformat(ctx.outputs["features"]["as_of"]), extra,
+                                             Path(ctx.outputs["train_top_row"]["path"])))
+    profiles = _profile_contexts(ctx)
+    block = [page for i in range(0, len(profiles), 16) for page in builder.build(profiles[i : i + 16])]
+    assert block == builder.build_loop(profiles)
+    assert sum(page.n_rows for page in block) > len(profiles)
+
+
+def test_a_pages_stage_killed_mid_way_resumes_to_the_same_pages(nightly, monkeypatch, tmp_path):
+    """Killed after some blocks were committed, the resumed stage ends with the checksum of an
+    uninterrupted build of the same run."""
+    import dataclasses
+
+    import pipelines.page_builder as page_builder
+    from pathways.snapshot import pages_checksum
+    from pipelines import stages
+
+    config, ctx, _ = nightly
+    small = config.with_overrides({"pipeline.chunk_size": 5})
+    fresh = dataclasses.replace(ctx, config=small, run_dir=tmp_path / "fresh", cache={}, resume=False)
+    expected = stages.pages(fresh)
+    killed = dataclasses.replace(ctx, config=small, run_dir=tmp_path / "killed", cache={}, resume=True)
+    real, calls = page_builder.choose_rows, [0]
+
+    def dies_on_the_12th(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 12:
+            raise RuntimeError("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(page_builder, "choose_rows", dies_on_the_12th)
+    with pytest.raises(RuntimeError, match="killed"):
+        stages.pages(killed)
+    monkeypatch.undo()
+    resumed = stages.pages(killed)
+    assert resumed["resumed_profiles"] == 10  # two blocks of 5 were committed before the kill
+    assert {k: resumed[k] for k in ("profiles", "rows", "empty_pages")} == {k: expected[k] for k in ("profiles", "rows", "empty_pages")}
+    sqlite = "pages.sqlite"
+    assert pages_checksum(Path(resumed["dir"]) / sqlite) == pages_checksum(Path(expected["dir"]) / sqlite)
 
 
 def _free_port() -> int:
@@ -172,9 +228,13 @@ def test_served_over_http_rules_heartbeats_and_fallbacks(nightly):
     # Promote tonight's artwork candidate (on a tiny log it rarely clears the OPE bar by itself).
     tracking.configure(config.mlflow_uri)
     tracking.set_alias("artwork_policy", tracking.CHAMPION, ctx.outputs["artwork"]["candidate_version"])
+    from serving.access import dev_token, with_service
+
+    config = with_service(config, "e2e-backend")  # a service token: any profile
+    token = dev_token(config, "e2e-backend", ["pages:read", "events:write"])
     base = deployment.start(config, port=_free_port(), temp_dir=tempfile.mkdtemp(prefix="pw-", dir="/tmp"))  # AF_UNIX paths <= 107 bytes
     try:
-        with httpx.Client(base_url=base, timeout=30.0) as client:
+        with httpx.Client(base_url=base, timeout=30.0, headers={"Authorization": f"Bearer {token}"}) as client:
             rng = random.Random(0)
             known = sorted(profiles)
             kids = [p for p in known if profiles[p]["is_kids"]]
@@ -221,12 +281,12 @@ def test_served_over_http_rules_heartbeats_and_fallbacks(nightly):
             assert title not in {t["title_id"] for row in page["rows"] for t in row["titles"]}
             assert client.get("/api/v1/pathways", params={"profile_id": adult, "row_count": 0}).status_code in (400, 422)
 
-            # The online store goes away: the fallback page, marked, never a 5xx.
+            # The online store goes away: the precomputed page, rows marked degraded, never a 5xx.
             online_db = config.feature_repo_dir / "online.db"
             online_db.rename(online_db.with_suffix(".gone"))
             page = client.get("/api/v1/pathways", params={"profile_id": adult})
-            assert page.status_code == 200 and page.json()["personalized"] is False
-            assert "online store" in page.json()["reason"]
+            assert page.status_code == 200 and page.json()["personalized"] is True
+            assert "online store" in page.json()["reason"] and page.json()["degraded"]
             online_db.with_suffix(".gone").rename(online_db)
 
             # The published snapshot goes away: still a fallback page.
@@ -245,3 +305,60 @@ def test_served_over_http_rules_heartbeats_and_fallbacks(nightly):
             assert page.json()["personalized"] is False and "snapshot" in page.json()["reason"]
     finally:
         deployment.stop()
+
+
+def test_pages_on_a_two_node_ray_cluster_equal_the_local_ones(nightly, tmp_path):
+    """`pathways nightly --address ...`'s pages stage on a Ray cluster of two nodes (one CPU each,
+    started here, stopped by pid): the same pages, checksum for checksum, as in-process."""
+    import dataclasses
+    import os
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    import ray
+
+    from pathways.snapshot import pages_checksum
+    from pipelines import stages
+
+    config, ctx, _ = nightly
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    cli = str(Path(sys.executable).parent / "ray")
+    short = tempfile.mkdtemp(prefix="pw-", dir="/tmp")  # AF_UNIX socket paths <= 107 bytes
+    head = subprocess.Popen([cli, "start", "--head", "--port", str(port), "--num-cpus", "1", "--include-dashboard",
+                             "false", "--temp-dir", short, "--block", "--disable-usage-stats"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    node = None
+    try:
+        time.sleep(5)
+        node = subprocess.Popen([cli, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--block",
+                                 "--disable-usage-stats"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                ray.init(address=f"127.0.0.1:{port}", log_to_driver=False)
+                alive = len([n for n in ray.nodes() if n["Alive"]])
+            except Exception:  # noqa: BLE001 - the head is still starting
+                alive = 0
+            finally:
+                ray.shutdown()
+            if alive == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert alive == 2
+        on_ray = config.with_overrides({"pipeline.executor": "ray", "pipeline.ray_address": f"127.0.0.1:{port}",
+                                        "pipeline.workers": 2, "pipeline.chunk_size": 9})
+        remote = stages.pages(dataclasses.replace(ctx, config=on_ray, run_dir=tmp_path / "ray", cache={}, resume=False))
+    finally:
+        for proc in (node, head):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=60)
+    local = stages.pages(dataclasses.replace(ctx, run_dir=tmp_path / "local", cache={}, resume=False))
+    assert remote["executor"] == "ray" and remote["profiles"] == local["profiles"]
+    assert pages_checksum(Path(remote["dir"]) / "pages.sqlite") == pages_checksum(Path(local["dir"]) / "pages.sqlite")

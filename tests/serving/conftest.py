@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.serving.snapshot_fixtures import make_config, publish
 
 from pathways.config import PathwaysConfig
-from serving.api import create_app
 from serving.logic import PathwaysService, build_service
 from serving.playback import InMemoryPlaybackStore
+from tests.serving.snapshot_fixtures import api_client, make_config, publish
 
 
 @pytest.fixture
@@ -33,4 +32,4 @@ def service(config: PathwaysConfig, store: InMemoryPlaybackStore) -> PathwaysSer
 
 @pytest.fixture
 def client(service: PathwaysService) -> TestClient:
-    return TestClient(create_app(service))
+    return api_client(service)

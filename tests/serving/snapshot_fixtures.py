@@ -90,9 +90,45 @@ def publish(root: Path, version: str, config: PathwaysConfig, *, with_cw: bool =
     writer.publish({"counts": {"profiles": 3}})
 
 
+TEST_SERVICE = "test-backend"
+TEST_SECRET = "test-signing-key-" + "k" * 40
+# Generous budgets: tests run on 2 shared cores; the budget tests set their own.
+TEST_BUDGETS = {"serving.deadline_ms": 10_000.0, "serving.personalize_budget_ms": 2000.0,
+                "serving.snapshot_read_budget_ms": 2000.0, "serving.artwork_budget_ms": 2000.0}
+
+
 def make_config(tmp_path: Path, **overrides) -> PathwaysConfig:
-    base = {"serving.snapshot_poll_s": 0.001, "serving.personalize_budget_ms": 2000.0, "page.row_length": 8}
-    return PathwaysConfig(data_dir=tmp_path / "data").with_overrides({**base, **overrides})
+    """A config under ``tmp_path/data`` with a test signing key there and ``TEST_SERVICE`` a service subject."""
+    base = {"serving.snapshot_poll_s": 0.001, "page.row_length": 8, **TEST_BUDGETS,
+            "auth.service_subjects": [TEST_SERVICE]}
+    config = PathwaysConfig(data_dir=tmp_path / "data").with_overrides({**base, **overrides})
+    secret = Path(config.data_dir) / "secrets" / "jwt_secret"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_text(TEST_SECRET)
+    secret.chmod(0o600)
+    return config
+
+
+def token(config: PathwaysConfig, subject: str = TEST_SERVICE, scopes=("pages:read", "events:write"),
+          account_id: int | None = None, ttl_s: int | None = None) -> str:
+    """A token signed with the test key (a service token by default)."""
+    from serving.access import auth_config
+    from serving.auth import issue_token
+
+    return issue_token(auth_config(config), TEST_SECRET, subject, scopes, account_id=account_id, ttl_s=ttl_s)
+
+
+def auth_headers(config: PathwaysConfig, **kwargs) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(config, **kwargs)}"}
+
+
+def api_client(service, **token_kwargs):
+    """A TestClient over ``create_app(service)`` sending a test token (the service token by default)."""
+    from fastapi.testclient import TestClient
+
+    from serving.api import create_app
+
+    return TestClient(create_app(service), headers=auth_headers(service.pages.config, **token_kwargs))
 
 
 

@@ -7,7 +7,6 @@ import pytest
 from experiments.allocation import assign_cell
 from pathways.catalog import Catalog
 from ranking.rules import violations
-
 from tests.serving.snapshot_fixtures import ADULT, BR_ADULT, BR_ONLY, KID, NO_PAGE, get_page, title_ids, titles_table
 
 

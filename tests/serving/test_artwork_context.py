@@ -43,3 +43,21 @@ def test_the_online_store_path_reads_genres_from_the_feature_repo(tmp_path):
     (tmp_path / "data" / "genres.json").write_text(json.dumps(GENRES))
     fn = genre_context_fn(tmp_path, artwork_context_names(GENRES))  # no online store there: unavailable
     np.testing.assert_array_equal(fn(np.array([1, 2], np.int64)), np.zeros((2, 3), np.float32))
+
+
+def test_default_artwork_is_what_select_artwork_gives_without_a_policy() -> None:
+    import numpy as np
+
+    from pathways.catalog import Catalog
+    from pathways.types import CompactRows, RowHeader
+    from serving.artwork import default_artwork, select_artwork
+    from serving.rows import TitleRenderer
+    from tests.serving.snapshot_fixtures import titles_table
+
+    renderer = TitleRenderer(Catalog.from_table(titles_table()))
+    rows = CompactRows.build([RowHeader("a", "A", "s", ""), RowHeader("b", "B", "s", "")],
+                             [np.array([3, 1, 40]), np.array([7, 999])], [np.ones(3), np.ones(2)])
+    fast, slow = default_artwork(rows, renderer), select_artwork(rows, renderer, None, 1, "r")
+    assert fast.artwork_ids.tolist() == slow.artwork_ids.tolist() == [30, 10, 400, 70, 0]
+    assert fast.arms.tolist() == slow.arms.tolist() and fast.propensities.tolist() == slow.propensities.tolist()
+    assert (fast.policy_version, fast.fallback_reason) == (slow.policy_version, slow.fallback_reason)

@@ -121,3 +121,21 @@ def test_secret_from_env_or_file_and_never_short(tmp_path, monkeypatch) -> None:
 def test_config_rejects_a_bad_rate_limit() -> None:
     with pytest.raises(ValueError, match="auth.rate_limit"):
         AuthConfig(rate_limit="lots")
+
+
+def test_rate_limit_shared_in_redis_and_failing_open_when_it_is_down(tmp_path) -> None:
+    from tests.redis_server import free_port, needs_redis, start_redis, stop_redis
+
+    if needs_redis.args[0]:
+        pytest.skip("redis-server is not installed")
+    proc, port = start_redis(tmp_path)
+    try:
+        a, b = RateLimiter("2/minute", f"redis://127.0.0.1:{port}/1"), RateLimiter("2/minute", f"redis://127.0.0.1:{port}/1")
+        a.hit("s")
+        b.hit("s")  # another replica: the same count
+        with pytest.raises(AuthError) as err:
+            a.hit("s")
+        assert err.value.status == 429
+    finally:
+        stop_redis(proc)
+    RateLimiter("2/minute", f"redis://127.0.0.1:{free_port()}/1").hit("s")  # nothing there: let through

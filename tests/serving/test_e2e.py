@@ -6,7 +6,8 @@ import socket
 
 import httpx
 import pytest
-from tests.serving.snapshot_fixtures import ADULT, RUNTIME_S, make_config, publish
+
+from tests.serving.snapshot_fixtures import ADULT, RUNTIME_S, auth_headers, make_config, publish
 
 pytestmark = pytest.mark.e2e
 
@@ -22,11 +23,11 @@ def served(tmp_path_factory):
     from serving import deployment
 
     root = tmp_path_factory.mktemp("serve")
-    cfg = make_config(root)
+    cfg = make_config(root, **{"serving.num_replicas": 1})  # in-memory playback: one replica holds it
     publish(cfg.snapshots_dir, "v1", cfg)
     base = deployment.start(cfg, port=free_port(), temp_dir=root / "ray", playback="memory")
     try:
-        with httpx.Client(base_url=base, timeout=30.0) as client:
+        with httpx.Client(base_url=base, timeout=30.0, headers=auth_headers(cfg)) as client:
             yield cfg, client
     finally:
         deployment.stop()
@@ -35,7 +36,9 @@ def served(tmp_path_factory):
 def test_ray_serve_app_serves_pages_heartbeats_and_errors(served):
     cfg, client = served
     health = client.get("/healthz").json()
-    assert health["snapshot"] == "v1" and health["online_store"] is True
+    assert health["snapshot"] == "v1" and health["online_store"] is True and health["status"] == "ok"
+    assert client.get("/readyz").status_code == 200 and client.get("/livez").status_code == 200
+    assert client.get("/api/v1/pathways", params={"profile_id": ADULT}, headers={"Authorization": ""}).status_code == 401
 
     page = client.get("/api/v1/pathways", params={"profile_id": ADULT, "row_count": 4}).json()
     assert page["personalized"] is True and page["snapshot"] == "v1" and len(page["rows"]) == 4
@@ -52,3 +55,8 @@ def test_ray_serve_app_serves_pages_heartbeats_and_errors(served):
     assert unknown["personalized"] is False and unknown["reason"] == "unknown profile"
     assert client.get("/api/v1/pathways", params={"profile_id": "x"}).status_code == 422
     assert client.get("/api/v1/pathways", params={"profile_id": 1, "nope": 1}).status_code == 400
+    r = client.get("/api/v1/pathways", params={"profile_id": ADULT}, headers={"X-Request-ID": "e2e-req-1"})
+    assert r.headers["x-request-id"] == "e2e-req-1" and r.json()["request_id"] == "e2e-req-1"
+    scrape = client.get("/metrics").text
+    assert "pathways_http_requests_total{" in scrape and 'route="/api/v1/pathways"' in scrape
+    assert "pathways_stage_seconds_bucket" in scrape and 'pathways_snapshot_info{version="v1"}' in scrape

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from serving.api import create_app
 from serving.logic import build_service
 from serving.playback import InMemoryPlaybackStore
 from tests.redis_server import free_port
-from tests.serving.snapshot_fixtures import ADULT, KID, make_config, publish
+from tests.serving.snapshot_fixtures import ADULT, KID, api_client, make_config, publish
 
 
 def play(event_id: str | None, profile_id: int = ADULT, title_id: int = 33, **extra) -> dict:
@@ -20,7 +19,7 @@ def make_client(tmp_path, **overrides) -> tuple[TestClient, object]:
     config = make_config(tmp_path, **overrides)
     publish(config.snapshots_dir, "v1", config)
     service = build_service(config, playback=InMemoryPlaybackStore(), background_reload=False)
-    return TestClient(create_app(service)), service
+    return api_client(service), service
 
 
 def test_each_event_gets_its_result(tmp_path) -> None:

@@ -5,19 +5,29 @@ from __future__ import annotations
 import shutil
 import time
 
-from fastapi.testclient import TestClient
+import numpy as np
+import pytest
 
 from features.history import PlaybackState
 from features.schema import KIDS_MAX_MATURITY
 from pathways.catalog import Catalog
 from pathways.types import ProfileContext
 from ranking.rules import violations
-from serving.api import create_app
 from serving.fallback import fallback_rows
 from serving.logic import build_service
 from serving.playback import InMemoryPlaybackStore
 from serving.snapshots import load_snapshot
-from tests.serving.snapshot_fixtures import ADULT, KID, NO_PAGE, get_page, make_config, publish, title_ids, titles_table
+from tests.serving.snapshot_fixtures import (
+    ADULT,
+    KID,
+    NO_PAGE,
+    api_client,
+    get_page,
+    make_config,
+    publish,
+    title_ids,
+    titles_table,
+)
 
 
 def assert_fallback(page: dict, reason_part: str, rung: str = "cohort") -> None:
@@ -59,14 +69,31 @@ def test_removed_snapshot_dir_serves_fallback(client, config):
 def test_no_snapshot_ever_gives_an_empty_page_not_a_5xx(tmp_path):
     cfg = make_config(tmp_path)
     service = build_service(cfg, playback=InMemoryPlaybackStore(), background_reload=False)
-    page = get_page(TestClient(create_app(service)), ADULT)
+    page = get_page(api_client(service), ADULT)
     assert page["personalized"] is False and page["reason"] == "snapshot missing"
     assert page["rows"] == [] and page["fallback_rung"] == "none" and page["snapshot"] is None
 
 
-def test_online_store_down_falls_back(client, store):
+def assert_precomputed_degraded(page: dict, reason_part: str) -> None:
+    """The precomputed personalized page, every row listed as degraded with the reason."""
+    assert page["personalized"] is True and page["fallback_rung"] is None
+    assert reason_part in page["reason"]
+    assert page["rows"] and len(page["degraded"]) == len(page["rows"])
+    assert [d["row_id"] for d in page["degraded"]] == [r["row_id"] for r in page["rows"]]
+    assert all(d["rung"] == "personalized" and reason_part in d["reason"] for d in page["degraded"])
+    catalog = Catalog.from_table(titles_table())
+    prof = page["profile"]
+    assert violations(catalog, title_ids(page), prof["region"], prof["max_maturity_level"]) == []
+
+
+def test_online_store_down_costs_only_the_overlay(client, store):
+    healthy = get_page(client, ADULT)
+    assert healthy["degraded"] == []
     store.available = False
-    assert_fallback(get_page(client, ADULT), "online store unavailable")
+    page = get_page(client, ADULT)
+    assert_precomputed_degraded(page, "online store unavailable")
+    assert page["reason"] == "online store unavailable"
+    assert [r["row_id"] for r in page["rows"]] == [r["row_id"] for r in healthy["rows"]]  # the same precomputed rows
 
 
 class _SlowStore(InMemoryPlaybackStore):
@@ -80,27 +107,100 @@ class _BrokenStore(InMemoryPlaybackStore):
         raise RuntimeError("boom")
 
 
-def test_personalization_over_budget_falls_back_within_the_budget(tmp_path):
-    cfg = make_config(tmp_path, **{"serving.personalize_budget_ms": 50.0})
+@pytest.mark.parametrize(("overrides", "reason"), [
+    ({"serving.personalize_budget_ms": 50.0}, "real-time overlay over budget (50 ms)"),  # the stage's own budget
+    ({"serving.deadline_ms": 60.0}, "real-time overlay over budget"),  # stage budgets 2 s: the deadline binds
+])
+def test_a_slow_overlay_serves_the_precomputed_page_within_the_budget(tmp_path, overrides, reason):
+    cfg = make_config(tmp_path, **overrides)
     publish(cfg.snapshots_dir, "v1", cfg)
-    client = TestClient(create_app(build_service(cfg, playback=_SlowStore(), background_reload=False)))
+    client = api_client(build_service(cfg, playback=_SlowStore(), background_reload=False))
     t0 = time.perf_counter()
     page = get_page(client, ADULT)
     assert time.perf_counter() - t0 < 0.4
-    assert_fallback(page, "over budget")
+    assert_precomputed_degraded(page, reason)
 
 
-def test_exception_in_personalization_falls_back(tmp_path):
+def test_exception_in_the_overlay_serves_the_precomputed_page(tmp_path):
     cfg = make_config(tmp_path)
     publish(cfg.snapshots_dir, "v1", cfg)
-    client = TestClient(create_app(build_service(cfg, playback=_BrokenStore(), background_reload=False)))
-    assert_fallback(get_page(client, ADULT), "personalization failed: RuntimeError")
+    client = api_client(build_service(cfg, playback=_BrokenStore(), background_reload=False))
+    assert_precomputed_degraded(get_page(client, ADULT), "real-time overlay failed: RuntimeError")
+
+
+def test_a_slow_page_store_read_falls_back_to_the_cohort_rows(tmp_path, monkeypatch):
+    cfg = make_config(tmp_path, **{"serving.snapshot_read_budget_ms": 50.0})
+    publish(cfg.snapshots_dir, "v1", cfg)
+    service = build_service(cfg, playback=InMemoryPlaybackStore(), background_reload=False)
+    snapshot = service.pages.snapshots.state().snapshot
+    read = snapshot.pages.get
+
+    def slow(profile_id, default=None):
+        time.sleep(0.5)
+        return read(profile_id, default)
+
+    monkeypatch.setattr(snapshot.pages, "get", slow)
+    monkeypatch.setitem(snapshot.manifest, "page_store", {"backend": "redis"})  # remote: read within the budget
+    page = get_page(api_client(service), ADULT)
+    assert_fallback(page, "snapshot read over budget (50 ms)")
+    assert {d["rung"] for d in page["degraded"]} == {"cohort"} and len(page["degraded"]) == len(page["rows"])
+
+
+def test_an_unreadable_page_store_falls_back_to_the_cohort_rows(tmp_path, monkeypatch):
+    from pathways.pagestore import PageStoreUnavailable
+
+    cfg = make_config(tmp_path)
+    publish(cfg.snapshots_dir, "v1", cfg)
+    service = build_service(cfg, playback=InMemoryPlaybackStore(), background_reload=False)
+    snapshot = service.pages.snapshots.state().snapshot
+
+    def broken(profile_id, default=None):
+        raise PageStoreUnavailable("pages.sqlite is gone")
+
+    monkeypatch.setattr(snapshot.pages, "get", broken)
+    assert_fallback(get_page(api_client(service), ADULT), "snapshot read failed: PageStoreUnavailable")
+
+
+def test_a_slow_artwork_policy_degrades_only_the_artwork(tmp_path):
+    class SlowPolicy:
+        version = "slow-1"
+
+        def select_page(self, profile_id, title_ids, positions, request_id):
+            time.sleep(0.5)
+            n = len(title_ids)
+            return np.ones(n, np.int64), np.full(n, 0.5)
+
+    cfg = make_config(tmp_path, **{"serving.artwork_budget_ms": 50.0})
+    publish(cfg.snapshots_dir, "v1", cfg)
+    client = api_client(build_service(cfg, playback=InMemoryPlaybackStore(), artwork=SlowPolicy(), background_reload=False))
+    page = get_page(client, ADULT)
+    assert page["personalized"] is True and page["reason"] == "artwork over budget (50 ms)"
+    assert page["artwork_policy"] == "default"
+    assert all(t["artwork_propensity"] == 1.0 and t["artwork_id"] == 10 * t["title_id"] for r in page["rows"] for t in r["titles"])
+
+
+def test_overloaded_gets_the_cohort_fallback_at_once_and_past_the_cap_503(tmp_path):
+    cfg = make_config(tmp_path, **{"serving.overload_inflight": 4, "serving.max_inflight": 8, "serving.retry_after_s": 3})
+    publish(cfg.snapshots_dir, "v1", cfg)
+    client = api_client(build_service(cfg, playback=InMemoryPlaybackStore(), background_reload=False))
+    gate = client.app.gate
+    gate.inflight = 4  # four requests already in flight: this one is the fifth
+    page = get_page(client, ADULT)
+    assert_fallback(page, "overloaded")
+    assert page["reason"] == "overloaded" and page["profile"]["region"] == "US"
+    again = get_page(client, ADULT)  # served from the encoded-fallback cache: the same bytes for the rows
+    assert again["rows"] == page["rows"]
+    gate.inflight = 8
+    r = client.get("/api/v1/pathways", params={"profile_id": ADULT})
+    assert r.status_code == 503 and r.headers["retry-after"] == "3" and r.json() == {"error": "overloaded; retry"}
+    gate.inflight = 0
+    assert get_page(client, ADULT)["personalized"] is True
 
 
 def test_page_built_for_another_cell_is_not_served(tmp_path):
     cfg = make_config(tmp_path, **{"experiment.cells": {"control": 0.0, "treatment": 1.0}})
     publish(cfg.snapshots_dir, "v1", make_config(tmp_path))  # pages built under the default cells
-    client = TestClient(create_app(build_service(cfg, playback=InMemoryPlaybackStore(), background_reload=False)))
+    client = api_client(build_service(cfg, playback=InMemoryPlaybackStore(), background_reload=False))
     page = get_page(client, ADULT)
     assert_fallback(page, "page built for cell")
     assert page["cell"] == "treatment"
@@ -160,3 +260,22 @@ def test_an_exception_anywhere_in_get_page_gives_an_empty_200_page(client, servi
     monkeypatch.setattr(service.pages.snapshots, "state", broken)
     page = get_page(client, ADULT)
     assert page["personalized"] is False and page["reason"] == "internal error: OSError" and page["rows"] == []
+
+
+def test_rows_emptied_by_the_rules_are_filled_row_by_row_from_the_cohort(tmp_path):
+    # The stored kids page is mostly mature titles: most of its 12 rows are emptied by the rules. (The
+    # fixture's cohort rows hold the same titles as its pages: no de-duplication, or nothing would be left.)
+    cfg = make_config(tmp_path, **{"page.dedupe_top_rows": 0})
+    publish(cfg.snapshots_dir, "v1", cfg)
+    client = api_client(build_service(cfg, playback=InMemoryPlaybackStore(), background_reload=False))
+    page = get_page(client, KID, row_count=12)
+    sources = [r["source"] for r in page["rows"]]
+    assert page["personalized"] is True and page["reason"] is None
+    n_own = sources.index("trending")
+    assert 0 < n_own < len(sources) and set(sources[:n_own]) == {"als"} and set(sources[n_own:]) == {"trending"}
+    assert [d["row_id"] for d in page["degraded"]] == [r["row_id"] for r in page["rows"][n_own:]]
+    assert {d["rung"] for d in page["degraded"]} == {"cohort"}
+    assert {d["reason"] for d in page["degraded"]} == {"personalized row emptied by the rules: filled from the fallback ladder"}
+    catalog = Catalog.from_table(titles_table())
+    assert violations(catalog, title_ids(page), "US", 1) == []
+    assert get_page(client, ADULT, row_count=12)["degraded"] == []  # nothing emptied: nothing filled

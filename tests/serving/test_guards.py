@@ -94,3 +94,25 @@ def test_parse_json_turns_every_failure_into_a_400(raw: bytes, message: str | No
 def test_parse_json_keeps_valid_bodies() -> None:
     assert parse_json(b'[{"profile_id": 9223372036854775807, "x": 1.5, "s": "\\u00e9"}]') == [
         {"profile_id": 2**63 - 1, "x": 1.5, "s": "é"}]
+
+
+def test_json_logs_carry_the_request_id() -> None:
+    import io
+    import json as json_module
+
+    from serving.guards import JsonLogFormatter, request_id_var
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLogFormatter())
+    handler.addFilter(RequestIdLogFilter())
+    logger = logging.getLogger("test.guards.json")
+    logger.addHandler(handler)
+    token = request_id_var.set("rid-42")
+    try:
+        logger.warning("page for %s degraded", 7)
+    finally:
+        request_id_var.reset(token)
+        logger.removeHandler(handler)
+    entry = json_module.loads(stream.getvalue())
+    assert entry["request_id"] == "rid-42" and entry["message"] == "page for 7 degraded" and entry["level"] == "WARNING"

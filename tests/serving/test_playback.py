@@ -13,7 +13,6 @@ from features.schema import EVENT_SCHEMA
 from features.stream import open_stream
 from features.stream.lake import LakeConsumer
 from serving.playback import OnlinePlaybackStore, OnlineStoreUnavailable
-
 from tests.serving.snapshot_fixtures import ADULT, KID, NO_PAGE, RUNTIME_S, get_page, title_ids
 
 

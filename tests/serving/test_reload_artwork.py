@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from fastapi.testclient import TestClient
-from tests.serving.snapshot_fixtures import ADULT, get_page, make_config, publish
 
-from serving.api import create_app
 from serving.logic import build_service
 from serving.playback import InMemoryPlaybackStore
 from serving.snapshots import SnapshotStore
+from tests.serving.snapshot_fixtures import ADULT, api_client, get_page, make_config, publish
 
 
 def test_new_snapshot_is_picked_up_and_a_broken_one_is_kept_out(client, config):
@@ -80,7 +78,7 @@ class _Broken:
 def _client(tmp_path, artwork):
     cfg = make_config(tmp_path)
     publish(cfg.snapshots_dir, "v1", cfg)
-    return TestClient(create_app(build_service(cfg, InMemoryPlaybackStore(), artwork, background_reload=False)))
+    return api_client(build_service(cfg, InMemoryPlaybackStore(), artwork, background_reload=False))
 
 
 def test_artwork_policy_choice_and_propensity_are_in_the_response(tmp_path):

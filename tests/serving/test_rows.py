@@ -90,3 +90,27 @@ def test_batch_parse_equals_per_page_parse():
             assert got.headers == want.headers
             assert got.offsets.tolist() == want.offsets.tolist() and got.title_ids.tolist() == want.title_ids.tolist()
             assert got.scores.tolist() == want.scores.tolist()
+
+
+def test_enforce_rows_matches_the_row_filter_on_random_pages() -> None:
+    """The vectorized ``enforce_rows`` gives exactly what ``RowFilter.filter_rows`` gives."""
+    from ranking.filtering import RowFilter
+
+    catalog = Catalog.from_table(titles_table())
+    rng = np.random.default_rng(7)
+    for case in range(300):
+        n_rows = int(rng.integers(0, 14))
+        ids = [rng.integers(1, 46, int(rng.integers(0, 9))).astype(np.int64) for _ in range(n_rows)]  # 41..45: unknown
+        scores = [np.round(rng.random(len(i)), 6) for i in ids]
+        headers = [RowHeader(f"r{k}", f"Row {k}", "src", "") for k in range(n_rows)]
+        rows = CompactRows.build(headers, ids, scores)
+        finished = frozenset(rng.integers(1, 41, int(rng.integers(0, 4))).tolist())
+        profile = ProfileContext(1, str(rng.choice(["US", "BR"])), int(rng.integers(0, 5)), finished=finished)
+        dedupe, row_count = int(rng.integers(0, 6)), int(rng.integers(1, 12))
+        got = enforce_rows(rows, catalog, profile, dedupe_top_rows=dedupe, row_count=row_count)
+        kept = RowFilter(catalog, profile, dedupe).filter_rows(rows.ids_per_row(), row_count)
+        want_ids = [rows.row(r)[0][keep].tolist() for r, keep in kept]
+        want_scores = [rows.row(r)[1][keep].tolist() for r, keep in kept]
+        assert [h.row_id for h in got.headers] == [headers[r].row_id for r, _ in kept], case
+        assert [got.row(r)[0].tolist() for r in range(len(got.headers))] == want_ids, case
+        assert [got.row(r)[1].tolist() for r in range(len(got.headers))] == want_scores, case

@@ -1,0 +1,371 @@
+"""The nightly job at scale: end-to-end runs per world size, pages/s, replica memory, resume, rollback.
+
+    python bench/nightly.py --sizes 10k[,100k,300k,1m] [--root DIR] [--json PATH]
+                            [--sample 2000] [--kills 5] [--replica-profiles 100000,1000000]
+                            [--redis-profiles 100000,300000]
+
+1. ``runs``: per size, the world is generated (once, kept under ``--root``) and ``pathways nightly``
+   runs end to end in a child process: wall time, the job's peak RSS and seconds per stage
+   (its ``summary.json``). ``scaling_ratio``: time per profile at the largest size over the smallest.
+2. ``pages_profiles_per_s`` / ``loop_profiles_per_s``: on the largest size's finished run, in
+   process, the block path (``PageBuilder.build``) and the per-profile loop (``build_loop``) on the
+   same ``--sample`` profiles; ``pages_identical`` says whether both built the same bytes.
+3. ``replica_rss_mb``: a serving replica (a child process opening the snapshot the way serving
+   does and reading random pages) over synthetic page stores of each ``--replica-profiles`` size,
+   made from the real pages; the Redis store when ``redis-server`` is installed.
+   ``page_read_p99_ms``: one profile's page read, p99, per store and size.
+4. ``resume_identical``: the pages and publish stages redone with the job killed (SIGKILL) at a
+   random point ``--kills`` times in a row, then finished: the published checksum against the
+   uninterrupted run's. ``rollback_errors`` / ``rollback_s``: readers hammer the live snapshot
+   while ``rollback`` switches serving back; errors and the time until the old version serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pathways.config import PathwaysConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0",
+       "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+SIZE_PROFILES = {"1k": 1_000, "10k": 10_000, "100k": 100_000, "300k": 300_000, "1m": 1_000_000}
+
+
+def nightly_cmd(data_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "pathways.cli", "nightly", "--data-dir", str(data_dir), "--no-progress"]
+
+
+def run_size(size: str, root: Path, reuse: bool = False) -> dict[str, Any]:
+    """Generate the world of ``size`` (once) and run the nightly job on it end to end (``reuse``:
+    report the finished run already there, if any, instead of running again)."""
+    from datetime import datetime
+
+    from pipelines.nightly import finished_run
+    from world.generator import generate_to_dir
+    from world.sizes import preset
+
+    data = root / size
+    world = data / "raw" / "world"
+    gen_s = 0.0
+    if not (world / "events.parquet").is_file():
+        t0 = time.perf_counter()
+        generate_to_dir(preset(size), world)
+        gen_s = time.perf_counter() - t0
+    config = PathwaysConfig(data_dir=data)
+    summary_path = finished_run(config).run_dir / "summary.json"
+    if not (reuse and summary_path.is_file()):
+        done = subprocess.run(nightly_cmd(data), env=ENV, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"nightly on {size} failed:\n{done.stderr[-3000:]}")
+    summary = json.loads(summary_path.read_text())
+    wall = (datetime.fromisoformat(summary["finished"]) - datetime.fromisoformat(summary["started"])).total_seconds()
+    stages = summary["stages"]
+    return {
+        "profiles": stages["pages"]["profiles"], "world_s": round(gen_s, 1), "wall_s": round(wall, 1),
+        "peak_rss_gb": round(summary["peak_rss_gb"], 2),
+        "stages_s": {k: round(v["seconds"], 1) for k, v in stages.items() if not v["skipped"]},
+        "stages_peak_rss_gb": {k: round(v.get("peak_rss_gb") or 0.0, 2) for k, v in stages.items()},
+    }
+
+
+def pages_throughput(data: Path, sample: int, ray_workers: int = 0) -> dict[str, Any]:
+    """Block path and per-profile loop on the same profiles, in this process; with ``ray_workers``
+    also the block path on that many Ray actors (their start-up included: what a night pays)."""
+    from datetime import datetime
+
+    from pipelines.nightly import finished_run
+    from pipelines.page_builder import PageBuilder, PageBuildSpec
+    from pipelines.stages import RETRIEVAL_MODELS, profile_blocks
+
+    config = PathwaysConfig(data_dir=data)
+    ctx = finished_run(config)
+    out = ctx.outputs
+    extra = {n: (Path(out["train_retrieval"]["dir"]) / n, e) for n, e in RETRIEVAL_MODELS.items()}
+    top_row = out["train_top_row"].get("path")
+    plays = Path(out["pages"]["dir"]) / "plays.parquet"
+    spec = PageBuildSpec(config, Path(out["train_als"]["path"]), datetime.fromisoformat(out["features"]["as_of"]),
+                         extra, Path(top_row) if top_row else None, plays if plays.is_file() else None)
+    builder = PageBuilder.open(spec)
+    blocks = []
+    for block in profile_blocks(ctx)[1]:
+        blocks.append(block)
+        if sum(map(len, blocks)) >= sample:
+            break
+    n = sum(map(len, blocks))
+    builder.build(blocks[0][:20]), builder.build_loop(blocks[0][:20])  # warm caches alike
+    t0 = time.perf_counter()
+    fast = [page for block in blocks for page in builder.build(block)]
+    t1 = time.perf_counter()
+    slow = [page for block in blocks for page in builder.build_loop(block)]
+    t2 = time.perf_counter()
+    out = {"sample": n, "pages_profiles_per_s": round(n / (t1 - t0), 1), "loop_profiles_per_s": round(n / (t2 - t1), 1),
+           "pages_identical": fast == slow}
+    if ray_workers:
+        import tempfile
+
+        import ray
+
+        from pipelines.page_builder import build_pages
+
+        on_ray = config.with_overrides({"pipeline.executor": "ray", "pipeline.workers": ray_workers})
+        ray.init(num_cpus=ray_workers, include_dashboard=False, log_to_driver=False,
+                 _temp_dir=tempfile.mkdtemp(prefix="pw-", dir="/tmp"))
+        got: list[Any] = []
+        try:
+            t0 = time.perf_counter()
+            build_pages(dataclasses.replace(spec, config=on_ray), blocks, got.extend, progress=False)
+            seconds = time.perf_counter() - t0
+        finally:
+            ray.shutdown()
+        out.update({"ray_workers": ray_workers, "ray_profiles_per_s": round(n / seconds, 1),
+                    "ray_identical": sorted(got) == sorted(fast)})
+    return out
+
+
+def synthetic_snapshot(source: Path, root: Path, n: int, redis_url: str | None) -> Path:
+    """A snapshot of ``n`` profiles whose pages are the real snapshot's, reused round robin."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pathways.pagestore import RedisPageStore
+    from pathways.snapshot import FALLBACK, PROFILES, TITLES, SnapshotWriter, iter_page_blobs
+
+    blobs = [b for block in iter_page_blobs(source / "pages.sqlite") for _, b in block]
+    version = f"v{n:09d}{'r' if redis_url else 's'}"
+    writer = SnapshotWriter(root, version)
+    store_info: dict[str, Any] = {"backend": "sqlite"}
+    sink = RedisPageStore.from_url(redis_url, "bench", 10.0).writer(version, 5000) if redis_url else writer.page_writer()
+    for start in range(1, n + 1, 50_000):
+        sink.put_many((pid, blobs[pid % len(blobs)]) for pid in range(start, min(start + 50_000, n + 1)))
+    sink.close()
+    if redis_url:
+        store_info = {"backend": "redis", "url": redis_url, "prefix": "bench", "timeout_s": 1.0}
+        writer.page_writer().close()  # an empty file record; pages are read from Redis
+    profiles = pq.read_table(source / PROFILES)
+    rows = np.arange(n) % profiles.num_rows
+    table = profiles.take(pa.array(rows)).set_column(0, "profile_id", pa.array(np.arange(1, n + 1), pa.int64()))
+    writer.write_table(PROFILES, table)
+    for name in (TITLES, FALLBACK):
+        shutil.copyfile(source / name, writer.staging / name)
+    writer.publish({"counts": {"profiles": n}, "page_store": store_info, "synthetic": True})
+    return root / version
+
+
+def replica_child(snapshot: Path, reads: int) -> None:
+    """Child process: open the snapshot as serving does, read random pages, print RSS and latency."""
+    import numpy as np
+    import psutil
+
+    from serving.snapshots import load_snapshot
+
+    snap = load_snapshot(snapshot)
+    n = len(snap.profiles)
+    rng = random.Random(0)
+    times = []
+    for _ in range(reads):
+        pid = rng.randint(1, n)
+        t0 = time.perf_counter()
+        page, profile = snap.page(pid), snap.profile(pid)
+        times.append((time.perf_counter() - t0) * 1000)
+        assert page is not None and profile is not None
+    rss = psutil.Process().memory_info().rss / 2**20
+    print(json.dumps({"rss_mb": round(rss, 1), "p50_ms": round(float(np.percentile(times, 50)), 3),
+                      "p99_ms": round(float(np.percentile(times, 99)), 3)}))
+
+
+def replicas(source: Path, root: Path, sizes: list[int], redis_sizes: list[int]) -> dict[str, Any]:
+    from tests.redis_server import start_redis, stop_redis
+
+    out: dict[str, dict[str, Any]] = {"sqlite": {}, "redis": {}}
+    proc = None
+    try:
+        if redis_sizes and shutil.which("redis-server"):
+            (root / "redis").mkdir(parents=True, exist_ok=True)
+            proc, port = start_redis(root / "redis")
+        for store, todo in (("sqlite", sizes), ("redis", redis_sizes if proc else [])):
+            for n in todo:
+                url = f"127.0.0.1:{port}" if store == "redis" else None
+                snap = synthetic_snapshot(source, root / "replicas", n, url)
+                child = subprocess.run([sys.executable, __file__, "--replica-child", str(snap)], env=ENV, cwd=ROOT,
+                                       capture_output=True, text=True, check=True)
+                out[store][str(n)] = json.loads(child.stdout.strip().splitlines()[-1])
+                shutil.rmtree(snap)
+                if store == "redis":
+                    from pathways.pagestore import RedisPageStore
+
+                    RedisPageStore.from_url(url, "bench", 10.0).client.flushall()
+    finally:
+        if proc is not None:
+            stop_redis(proc)
+    return out
+
+
+def resume_check(data: Path, kills: int, seed: int = 0) -> dict[str, Any]:
+    """Redo pages + publish with ``kills`` SIGKILLs at random points; compare the published checksum."""
+    from pathways.snapshot import current_dir, read_manifest
+    from pipelines.nightly import finished_run
+
+    config = PathwaysConfig(data_dir=data)
+    ctx = finished_run(config)
+    expected = read_manifest(current_dir(config.snapshots_dir))["pages_sha256"]
+    pages_s = float(json.loads((ctx.run_dir / "pages.done.json").read_text())["seconds"])
+    summary = (ctx.run_dir / "summary.json").read_text()  # the uninterrupted run's, restored below
+    for stage in ("pages", "publish"):
+        (ctx.run_dir / f"{stage}.done.json").unlink(missing_ok=True)
+    (ctx.run_dir / "pages" / "pages.sqlite").unlink(missing_ok=True)
+    rng = random.Random(seed)
+    progress = []
+    for _ in range(kills):
+        child = subprocess.Popen(nightly_cmd(data), env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(rng.uniform(5.0, 15.0 + pages_s))
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        db = ctx.run_dir / "pages" / "pages.sqlite"
+        progress.append(sqlite3.connect(db).execute("SELECT count(*) FROM pages").fetchone()[0] if db.is_file() else 0)
+    subprocess.run(nightly_cmd(data), env=ENV, cwd=ROOT, capture_output=True, check=True)
+    got = read_manifest(current_dir(config.snapshots_dir))["pages_sha256"]
+    (ctx.run_dir / "summary.json").write_text(summary)
+    return {"resume_identical": got == expected, "kills": kills, "pages_done_after_each_kill": progress}
+
+
+def rollback_check(data: Path, readers: int = 4, seconds: float = 3.0) -> dict[str, Any]:
+    """Readers on the live snapshot while ``rollback`` switches back and forth; errors and switch time."""
+    from pathways.snapshot import current_version, list_versions
+    from pipelines.publish import rollback
+    from serving.snapshots import SnapshotStore
+
+    config = PathwaysConfig(data_dir=data)
+    live, versions = current_version(config.snapshots_dir), list_versions(config.snapshots_dir)
+    if len(versions) < 2:
+        return {"rollback_errors": None, "note": "one snapshot only"}
+    store = SnapshotStore(config.snapshots_dir, poll_s=0.05, background=True)
+    store.refresh()
+    ids = store.state().snapshot.profiles.ids[:5000].tolist()
+    errors, reads, stop = [0], [0], threading.Event()
+
+    def read() -> None:
+        rng = random.Random(threading.get_ident())
+        while not stop.is_set():
+            try:
+                snap = store.state().snapshot
+                if snap is None or snap.page(rng.choice(ids)) is None:
+                    errors[0] += 1
+            except Exception:  # noqa: BLE001 - counted
+                errors[0] += 1
+            reads[0] += 1
+
+    threads = [threading.Thread(target=read, daemon=True) for _ in range(readers)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds / 3)
+    switches = []
+    for target in (None, live):
+        t0 = time.perf_counter()
+        version = rollback(config, target)
+        while store.state().snapshot.version != version and time.perf_counter() - t0 < 10:
+            time.sleep(0.005)
+        switches.append(round(time.perf_counter() - t0, 3))
+        time.sleep(seconds / 3)
+    stop.set()
+    for t in threads:
+        t.join()
+    return {"rollback_errors": errors[0], "rollback_reads": reads[0], "rollback_s": switches}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10k")
+    parser.add_argument("--root", type=Path, default=Path("/tmp/pathways-bench-nightly"))
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--sample", type=int, default=2000)
+    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--ray-workers", type=int, default=2, help="also time the pages on Ray actors (0: not)")
+    parser.add_argument("--replica-profiles", default="100000,1000000")
+    parser.add_argument("--redis-profiles", default="100000,300000")
+    parser.add_argument("--reuse-runs", action="store_true", help="report finished runs under --root instead of rerunning")
+    parser.add_argument("--only", default="runs,pages,replicas,resume,rollback", help="the parts to run")
+    parser.add_argument("--replica-child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--reads", type=int, default=3000)
+    args = parser.parse_args()
+    if args.replica_child:
+        replica_child(args.replica_child, args.reads)
+        return 0
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = sorted(set(sizes) - set(SIZE_PROFILES) - {"default", "small"})
+    if unknown:
+        parser.error(f"unknown sizes {unknown}; choose from {sorted(SIZE_PROFILES)} (or default, small)")
+    only = set(args.only.split(","))
+    result: dict[str, Any] = {"runs": {}}
+    for size in sizes:
+        result["runs"][size] = run_size(size, args.root, reuse=args.reuse_runs or "runs" not in only)
+        print(f"{size}: {json.dumps(result['runs'][size])}", flush=True)
+    first, last = result["runs"][sizes[0]], result["runs"][sizes[-1]]
+    result["scaling_ratio"] = round((last["wall_s"] / last["profiles"]) / (first["wall_s"] / first["profiles"]), 3)
+    largest = args.root / sizes[-1]
+    if "pages" in only:
+        result.update(pages_throughput(largest, args.sample, args.ray_workers))
+    if "replicas" in only:
+        from pathways.snapshot import current_dir
+
+        ints = [int(x) for x in args.replica_profiles.split(",") if x]
+        redis_ints = [int(x) for x in args.redis_profiles.split(",") if x]
+        rep = replicas(current_dir(largest / "snapshots"), args.root, ints, redis_ints)
+        for key, field in (("replica_rss_mb", "rss_mb"), ("page_read_p99_ms", "p99_ms"), ("page_read_p50_ms", "p50_ms")):
+            result[key] = {store: {n: r[field] for n, r in by.items()} for store, by in rep.items()}
+    if "resume" in only:
+        result.update(resume_check(largest, args.kills))
+    if "rollback" in only:
+        result.update(rollback_check(largest))
+    print_table(result)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def print_table(r: dict[str, Any]) -> None:
+    print(f"\n{'size':<8}{'profiles':>10}{'wall s':>9}{'s/1k prof':>11}{'peak GiB':>10}  stages (s)")
+    for size, run in r["runs"].items():
+        stages = ", ".join(f"{k} {v:g}" for k, v in run["stages_s"].items())
+        print(f"{size:<8}{run['profiles']:>10,}{run['wall_s']:>9.1f}{1000 * run['wall_s'] / run['profiles']:>11.2f}"
+              f"{run['peak_rss_gb']:>10.2f}  {stages}")
+    print(f"scaling ratio (time per profile, largest / smallest): {r['scaling_ratio']}")
+    if "sample" in r:
+        print(f"pages stage in-process on {r['sample']:,} profiles: block {r['pages_profiles_per_s']} profiles/s, "
+              f"per-profile loop {r['loop_profiles_per_s']} profiles/s, identical pages: {r['pages_identical']}")
+        if "ray_profiles_per_s" in r:
+            print(f"block path on {r['ray_workers']} Ray actors (start-up included): {r['ray_profiles_per_s']} profiles/s, "
+                  f"identical pages: {r['ray_identical']}")
+    if "replica_rss_mb" in r:
+        print(f"\n{'store':<8}{'profiles':>10}{'replica RSS MB':>16}{'read p50 ms':>13}{'read p99 ms':>13}")
+        for store, by in r["replica_rss_mb"].items():
+            for n, rss in by.items():
+                print(f"{store:<8}{int(n):>10,}{rss:>16.1f}{r['page_read_p50_ms'][store][n]:>13.3f}"
+                      f"{r['page_read_p99_ms'][store][n]:>13.3f}")
+    if "resume_identical" in r:
+        print(f"\nresume after {r['kills']} random kills identical: {r['resume_identical']} "
+              f"(pages done after each kill: {r['pages_done_after_each_kill']})")
+    if "rollback_s" in r:
+        print(f"rollback under load: {r['rollback_errors']} errors in {r['rollback_reads']} reads, switch {r['rollback_s']} s")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

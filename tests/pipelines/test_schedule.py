@@ -1,0 +1,101 @@
+"""Training that fits the window: models reused on a schedule, training data cut to a window and a
+stable sample of profiles, materialization from where the last one ended."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pytest
+
+from pathways.config import ConfigError, PathwaysConfig
+from pipelines.nightly import fingerprint
+from pipelines.runner import RunContext
+from pipelines.schedule import last_materialized, referenced_runs, reuse_trained, sample_events
+
+DAY = 86_400.0
+
+
+def _ctx(tmp_path, run_id: str, **overrides) -> RunContext:
+    config = PathwaysConfig(data_dir=tmp_path).with_overrides(overrides)
+    return RunContext(config, run_id, config.runs_dir / run_id, {}, progress=False)
+
+
+def _done(ctx: RunContext, stage: str, outputs: dict, at: float) -> None:
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    marker = ctx.run_dir / f"{stage}.done.json"
+    marker.write_text(json.dumps({"outputs": outputs, "seconds": 5.0}))
+    os.utime(marker, (at, at))
+
+
+def test_fresh_models_are_reused_and_stale_ones_retrained(tmp_path):
+    now = 1_000 * DAY
+    old = _ctx(tmp_path, "old")
+    _done(old, "train_retrieval", {"dir": "/models/a"}, now - 8 * DAY)
+    week = _ctx(tmp_path, "week")
+    _done(week, "train_retrieval", {"dir": "/models/b"}, now - 3 * DAY)
+    _done(week, "train_top_row", {"path": "/top/b"}, now - 9 * DAY)
+    _done(week, "train_als", {"path": "/als/b"}, now - 1 * DAY)
+    ctx = _ctx(tmp_path, "new", **{"schedule.retrain_every_days": {"train_retrieval": 7, "train_top_row": 7}})
+    assert reuse_trained(ctx, now=now) == {"train_retrieval": "week"}  # top row too old, ALS not scheduled
+    marker = json.loads((ctx.run_dir / "train_retrieval.done.json").read_text())
+    assert marker["outputs"] == {"dir": "/models/b", "reused_from": "week", "trained_at": now - 3 * DAY}
+    assert not (ctx.run_dir / "train_top_row.done.json").exists() and not (ctx.run_dir / "train_als.done.json").exists()
+    # A run that reuses a reused result names the run that trained it, and keeps its trained time.
+    later = _ctx(tmp_path, "later", **{"schedule.retrain_every_days": {"train_retrieval": 7}})
+    assert reuse_trained(later, now=now + 3.5 * DAY) == {"train_retrieval": "week"}
+    assert reuse_trained(later, now=now + 3.5 * DAY) == {}  # already recorded: nothing to do
+    later.outputs = {"train_retrieval": json.loads((later.run_dir / "train_retrieval.done.json").read_text())["outputs"]}
+    assert referenced_runs(later) == {"later", "week"}
+    assert reuse_trained(_ctx(tmp_path, "x", **{"schedule.retrain_every_days": {"train_retrieval": 7}}), now=now + 4.5 * DAY) == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [({"train_everything": 7}, "unknown training stage"), ({"train_als": -1}, "must be >= 0")],
+)
+def test_bad_schedules_are_rejected(tmp_path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        PathwaysConfig(data_dir=tmp_path).with_overrides({"schedule.retrain_every_days": value})
+
+
+def _events(n_profiles: int, days: int) -> pa.Table:
+    t0 = datetime(2026, 10, 1, tzinfo=UTC)
+    rows = [(p, t0 + timedelta(days=d, hours=p % 24)) for p in range(1, n_profiles + 1) for d in range(days)]
+    return pa.table({"profile_id": pa.array([p for p, _ in rows], pa.int64()),
+                     "ts": pa.array([t for _, t in rows], pa.timestamp("us", tz="UTC"))})
+
+
+def test_window_and_sample_cut_the_training_data_stably():
+    events = _events(200, 10)
+    assert sample_events(events, None, None, 0) is events
+    window = sample_events(events, 3.0, None, 0)
+    last = max(window.column("ts").to_pylist())
+    assert min(window.column("ts").to_pylist()) >= last - timedelta(days=3) and window.num_rows < events.num_rows
+    sample = sample_events(events, None, 50, 0)
+    kept = set(sample.column("profile_id").to_pylist())
+    assert len(kept) == 50 and sample.num_rows == 50 * 10
+    grown = pa.concat_tables([events, _events(260, 10).filter(pa.compute.greater(_events(260, 10).column("profile_id"), 200))])
+    regrown = set(sample_events(grown, None, 50, 0).column("profile_id").to_pylist())
+    assert len(kept & regrown) >= 35  # mostly the same profiles as the population grows
+    assert set(sample_events(events, None, 50, 1).column("profile_id").to_pylist()) != kept  # the seed re-draws
+
+
+def test_training_data_settings_change_the_run_but_the_schedule_alone_does_not(tmp_path):
+    base = PathwaysConfig(data_dir=tmp_path)
+    assert fingerprint(base, []) == fingerprint(base.with_overrides({"schedule.retrain_every_days": {"train_als": 3}}), [])
+    assert fingerprint(base, []) != fingerprint(base.with_overrides({"schedule.sample_profiles": 100}), [])
+
+
+def test_materialization_starts_where_the_last_one_ended(tmp_path):
+    end = datetime(2026, 10, 29, tzinfo=UTC)
+    ctx = _ctx(tmp_path, "now")
+    assert last_materialized(ctx, end) is None  # no online store yet
+    ctx.config.feature_repo_dir.mkdir(parents=True)
+    (ctx.config.feature_repo_dir / "online.db").write_bytes(b"")
+    assert last_materialized(ctx, end) is None  # never materialized
+    for run, until in (("a", end - timedelta(days=2)), ("b", end - timedelta(days=1)), ("c", end + timedelta(days=1))):
+        _done(_ctx(tmp_path, run), "materialize", {"materialized_until": until.isoformat()}, 0)
+    assert last_materialized(ctx, end) == end - timedelta(days=1)

@@ -1,0 +1,39 @@
+"""The Feast online store on a real redis-server: killed, pages keep their precomputed rows; restarted,
+the real-time overlay comes back without restarting the service."""
+
+from __future__ import annotations
+
+import signal
+
+from features.store import FeatureStoreManager
+from serving.logic import build_service
+from tests.redis_server import needs_redis, start_redis, stop_redis
+from tests.serving.snapshot_fixtures import ADULT, RUNTIME_S, api_client, get_page, make_config, publish
+
+
+@needs_redis
+def test_redis_killed_then_restarted(tmp_path) -> None:
+    proc, port = start_redis(tmp_path)
+    try:
+        cfg = make_config(tmp_path, **{"features.online_store": "redis", "features.redis_connection": f"127.0.0.1:{port}"})
+        publish(cfg.snapshots_dir, "v1", cfg)
+        FeatureStoreManager(cfg.features, cfg.feature_repo_dir).apply()
+        client = api_client(build_service(cfg, background_reload=False))
+        beat = {"profile_id": ADULT, "title_id": 30, "position_s": 0.5 * RUNTIME_S}
+        assert client.put("/api/v1/playback/r1/heartbeat", json=beat).status_code == 202
+        page = get_page(client, ADULT)
+        assert page["rows"][0]["titles"][0]["title_id"] == 30 and page["degraded"] == []
+
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        page = get_page(client, ADULT)
+        assert page["personalized"] is True and page["reason"] == "online store unavailable"
+        assert len(page["degraded"]) == len(page["rows"]) > 0
+        assert client.get("/healthz").json()["status"] == "degraded"
+
+        proc, _ = start_redis(tmp_path, port)  # back, empty (no persistence): the overlay works again
+        page = get_page(client, ADULT)
+        assert page["personalized"] is True and page["reason"] is None and page["degraded"] == []
+        assert client.get("/healthz").json()["status"] == "ok"
+    finally:
+        stop_redis(proc)
