@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import fcntl
 import os
-import struct
 import threading
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,8 +31,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from features.stream.base import Appended, StreamEntry, StreamFull, StreamUnavailable, decode_event, encode_event
+from features.stream.records import (
+    HEADER,
+    append_commit,
+    encode_record,
+    fsync_dir,
+    parse_records,
+    read_commit,
+)
 
-HEADER = struct.Struct("<IIQH")  # payload length, crc32, seq, id length
 READ_CHUNK = 1 << 22
 
 
@@ -45,74 +50,6 @@ class _Cursor:
     seq: int
     first: int
     offset: int
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-COMMIT = struct.Struct("<QI")  # next seq, crc32 of it
-COMPACT_BYTES = 1 << 16
-
-
-def _read_commit(path: Path) -> int | None:
-    """The last intact commit record of ``path`` (a torn last record is skipped), or None."""
-    data = path.read_bytes()
-    for end in range(len(data) - len(data) % COMMIT.size, 0, -COMMIT.size):
-        nxt, crc = COMMIT.unpack_from(data, end - COMMIT.size)
-        if zlib.crc32(struct.pack("<Q", nxt)) == crc:
-            return int(nxt)
-    return None
-
-
-def _append_commit(path: Path, nxt: int) -> None:
-    """Append one commit record and fsync it; a long file is rewritten as one record, atomically."""
-    record = COMMIT.pack(nxt, zlib.crc32(struct.pack("<Q", nxt)))
-    size = path.stat().st_size if path.exists() else COMPACT_BYTES
-    if size < COMPACT_BYTES:
-        with open(path, "r+b") as fh:
-            fh.seek(size - size % COMMIT.size)  # over a torn last record, if a crash left one
-            fh.write(record)
-            fh.truncate()
-            fh.flush()
-            os.fsync(fh.fileno())
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(record)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def parse_records(buf: bytes, start: int = 0) -> tuple[list[tuple[int, str, bytes]], int]:
-    """Valid records of ``buf`` from byte ``start``: [(seq, event id, payload)] and where they end
-    (the first incomplete or corrupt record, or the end of ``buf``)."""
-    out: list[tuple[int, str, bytes]] = []
-    pos, n = start, len(buf)
-    while pos + HEADER.size <= n:
-        length, crc, seq, id_len = HEADER.unpack_from(buf, pos)
-        end = pos + HEADER.size + id_len + length
-        if end > n:
-            break
-        body = buf[pos + 8 : end]  # seq, id length, id, payload
-        if zlib.crc32(body) != crc:
-            break
-        id_start = pos + HEADER.size
-        out.append((seq, buf[id_start : id_start + id_len].decode(), buf[id_start + id_len : end]))
-        pos = end
-    return out, pos
-
-
-def _record(seq: int, event_id: str, payload: bytes) -> bytes:
-    eid = event_id.encode()
-    body = struct.pack("<QH", seq, len(eid)) + eid + payload
-    return struct.pack("<II", len(payload), zlib.crc32(body)) + body
 
 
 class SegmentLog:
@@ -227,7 +164,7 @@ class SegmentLog:
                 if known is not None:
                     out.append(Appended(eid, str(known), duplicate=True))
                     continue
-                parts.append(_record(seq, eid, payload))
+                parts.append(encode_record(seq, eid, payload))
                 new[eid] = seq
                 out.append(Appended(eid, str(seq)))
                 seq += 1
@@ -320,8 +257,8 @@ class SegmentLog:
         path = self._group_path(group)
         if not path.exists():
             segments = self._segments()
-            _append_commit(path, segments[0] if segments else 0)
-        value = _read_commit(path)
+            append_commit(path, segments[0] if segments else 0)
+        value = read_commit(path)
         if value is None:
             raise StreamUnavailable(f"commit file {path} holds no intact record")
         return value
@@ -329,7 +266,7 @@ class SegmentLog:
     def _min_committed(self, default: int, fresh: bool = False) -> int:
         stamp, value = self._committed_cache
         if fresh or value is None or time.monotonic() - stamp > 1.0:
-            values = [v for p in self.groups_dir.glob("*.commits") if (v := _read_commit(p)) is not None]
+            values = [v for p in self.groups_dir.glob("*.commits") if (v := read_commit(p)) is not None]
             value = min(values) if values else None
             self._committed_cache = (time.monotonic(), value)
         return default if value is None else value
@@ -339,7 +276,7 @@ class SegmentLog:
             return
         nxt = max(int(p) for p in positions) + 1
         if nxt > self.committed(group):
-            _append_commit(self._group_path(group), nxt)
+            append_commit(self._group_path(group), nxt)
 
     def lag(self, group: str) -> int:
         with self._read_lock:
