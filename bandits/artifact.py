@@ -56,7 +56,7 @@ def policy_probabilities(artifact: ArtworkPolicyArtifact) -> Predict:
         assert fz is not None  # from_artifact always sets it
         titles = model_input["title_id"].to_numpy(np.int64)
         feats = fz.transform(model_input[list(fz.context_names)].to_numpy(np.float32), titles)
-        return policy.probabilities(feats, fz.n_arms(titles)).tolist()  # type: ignore[no-any-return]
+        return policy.probabilities(feats, fz.n_arms(titles)).tolist()
 
     return predict
 

@@ -82,6 +82,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         mlflow.set_tracking_uri(args.tracking_uri)
         mlflow.set_registry_uri(args.tracking_uri)
         champion, version = download_policy(f"models:/{args.name}@champion")
+        assert champion.featurizer is not None  # a downloaded policy always has its featurizer
         if champion.featurizer.context_names != featurizer.context_names:
             raise ValueError("champion: trained on another context layout than this log's featurizer")
         champion.featurizer = featurizer

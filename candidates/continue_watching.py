@@ -7,6 +7,8 @@ not fit float32 scores exactly.
 
 from __future__ import annotations
 
+import numpy as np
+
 from candidates.base import finalize, rank_scores
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
@@ -32,6 +34,6 @@ class ContinueWatchingSource:
         titles = self.in_progress(profile)
         if not titles:
             return []
-        cands = Candidates(self.name, titles, rank_scores(len(titles)), evidence=self.evidence)
+        cands = Candidates(self.name, np.asarray(titles, np.int64), rank_scores(len(titles)), evidence=self.evidence)
         row = finalize(cands, self.catalog, profile, self.config.per_source)
         return [row] if len(row) else []

@@ -62,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = getattr(args, "handler", None) or getattr(args, "func", None)
         if handler is None:
             parser.parse_args([*(argv or sys.argv[1:]), "--help"])
+            return 2  # --help exits before this
         return int(handler(args) or 0)
     except ConfigError as exc:
         print(f"pathways: configuration error: {exc}", file=sys.stderr)

@@ -284,7 +284,8 @@ class RedisPageReader:
 
     def get(self, profile_id: int) -> bytes | None:
         if self.fixed is not None:
-            return self.store._call(self.store.client.get, f"{self.store.prefix}:{self.fixed}:{int(profile_id)}")
+            value = self.store._call(self.store.client.get, f"{self.store.prefix}:{self.fixed}:{int(profile_id)}")
+            return None if value is None else bytes(value)
         version, page = self.store.get_live(profile_id)
         self.version = version or ""
         return page

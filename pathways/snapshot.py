@@ -183,7 +183,8 @@ def current_dir(root: Path) -> Path:
 
 def read_manifest(snapshot_dir: Path) -> dict[str, Any]:
     try:
-        return json.loads((Path(snapshot_dir) / MANIFEST).read_text())
+        manifest: dict[str, Any] = json.loads((Path(snapshot_dir) / MANIFEST).read_text())
+        return manifest
     except (OSError, json.JSONDecodeError) as exc:
         raise SnapshotError(f"cannot read manifest of {snapshot_dir}: {exc}") from None
 

@@ -286,7 +286,8 @@ class CompactRows:
     def positions(self) -> np.ndarray:
         """Column of each title within its row, int64 (n,)."""
         starts = np.repeat(self.offsets[:-1], np.diff(self.offsets))
-        return np.arange(len(self.title_ids), dtype=np.int64) - starts
+        positions: np.ndarray = np.arange(len(self.title_ids), dtype=np.int64) - starts
+        return positions
 
     def to_rows(self, catalog: Catalog, artwork_ids: np.ndarray, propensities: np.ndarray) -> tuple[Row, ...]:
         """As ``Row`` objects (names and maturity from ``catalog``); every title must be in it."""

@@ -29,7 +29,7 @@ TOP_ROW_NAME = "top_row"
 def _pyfunc_class():
     import mlflow.pyfunc
 
-    class TopRowPyfunc(mlflow.pyfunc.PythonModel):
+    class TopRowPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
         """``predict`` takes dense user indices, returns (items, scores) of the ranked candidates."""
 
         def load_context(self, context) -> None:  # noqa: ANN001 - MLflow's signature

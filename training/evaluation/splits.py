@@ -45,7 +45,8 @@ class Split:
 
 
 class SplitProtocol(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def split(self, data: Interactions) -> Split: ...
 

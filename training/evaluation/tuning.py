@@ -81,13 +81,14 @@ def tune(
 ) -> TuningResult:
     """Best parameters of ``spec`` on ``protocol.validation(train)``; see the module docstring."""
     start = time.perf_counter()
-    if spec.search_space is None or config.trials == 0:
+    search_space = spec.search_space
+    if search_space is None or config.trials == 0:
         return TuningResult({}, None, 0, time.perf_counter() - start)
     validation = protocol.validation(train)
     defaults = _defaults(spec, ctx)
 
     def objective(trial: optuna.Trial) -> float:
-        params = spec.search_space(trial)
+        params = search_space(trial)
         model = spec.build(params, ctx).fit(validation.train, item_features=ctx.item_features())
         return accuracy(model, validation, config.metric)
 
@@ -106,7 +107,8 @@ def tune(
 def _defaults(spec: ModelSpec, ctx: BuildContext) -> dict[str, Any]:
     """The model's default values of the parameters its search space names."""
     recorder = _RecordingTrial()
-    spec.search_space(recorder)
+    if spec.search_space is not None:
+        spec.search_space(recorder)
     model = spec.build({}, ctx)
     current = model.get_params() if hasattr(model, "get_params") else {}
     return {name: current[name] for name in recorder.names if name in current}
