@@ -1,5 +1,5 @@
-# Pathways: `make run` runs the main job on embedded defaults, `make test` runs the tests.
-# Both create .venv and install what they need on first use.
+# Pathways: `make run` runs the main job on embedded defaults, `make test` runs the linter, the type
+# checker and the tests. All create .venv and install what they need on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +12,11 @@ export MALLOC_MMAP_THRESHOLD_ ?= 1073741824
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 export PYTHONHASHSEED ?= 0
 
-.PHONY: install run test test-fast bench clean
+# The packages `mypy` checks: all of them (settings in pyproject.toml: plain everywhere, strict on
+# experiments, world, features and pathways).
+MYPY_TARGETS ?= pathways features world training candidates ranking bandits serving pipelines experiments
+
+.PHONY: install run lint typecheck test test-fast bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +29,13 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/pathways demo
 
-test: install
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy $(MYPY_TARGETS)
+
+test: lint typecheck
 	$(BIN)/python -m pytest -q
 
 test-fast: install

@@ -10,9 +10,9 @@ policy chose (``policy_version``), where (``position`` on the page) and what hap
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -79,13 +79,13 @@ class BanditLog:
     def __len__(self) -> int:
         return int(self.context.shape[0])
 
-    def take(self, index: np.ndarray) -> "BanditLog":
+    def take(self, index: np.ndarray) -> BanditLog:
         """The rows at ``index`` (int positions or a bool mask), as a new log."""
         fields = ("context", "profile_id", "title_id", "arm", "n_arms", "propensity", "position", "policy_version", "reward")
         return BanditLog(**{f: getattr(self, f)[index] for f in fields}, context_names=self.context_names)
 
     @classmethod
-    def concat(cls, logs: list["BanditLog"]) -> "BanditLog":
+    def concat(cls, logs: list[BanditLog]) -> BanditLog:
         if not logs:
             raise ValueError("logs: nothing to concatenate")
         names = {lg.context_names for lg in logs}
@@ -114,7 +114,7 @@ class BanditLog:
         return table.replace_schema_metadata({CONTEXT_NAMES_KEY: json.dumps(list(self.context_names)).encode()})
 
     @classmethod
-    def from_table(cls, table: pa.Table) -> "BanditLog":
+    def from_table(cls, table: pa.Table) -> BanditLog:
         missing = {"context", "profile_id", "title_id", "arm", "n_arms", "propensity", "position", "policy_version", "reward"} - set(
             table.column_names
         )
@@ -140,7 +140,7 @@ class BanditLog:
         return path
 
     @classmethod
-    def read_parquet(cls, path: str | Path) -> "BanditLog":
+    def read_parquet(cls, path: str | Path) -> BanditLog:
         return cls.from_table(pq.read_table(path))
 
     @classmethod
@@ -150,7 +150,7 @@ class BanditLog:
         context_fn: Callable[[np.ndarray], np.ndarray],
         n_arms_fn: Callable[[np.ndarray], np.ndarray],
         context_names: tuple[str, ...] = (),
-    ) -> "BanditLog":
+    ) -> BanditLog:
         """Build the log from an event table (``features.schema.EVENT_SCHEMA``).
 
         Each ``artwork_impression`` is a round; its reward is 1 when an ``artwork_click`` or

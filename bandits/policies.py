@@ -81,12 +81,12 @@ class Policy(ABC):
             out[sl] = self.probabilities(fz.transform(log.context[sl], log.title_id[sl]), log.n_arms[sl], rng)
         return out
 
-    def fit(self, log: BanditLog) -> "Policy":
+    def fit(self, log: BanditLog) -> Policy:
         """Learn from scratch on ``log``; returns self."""
         self._reset()
         return self.update(log)
 
-    def update(self, log: BanditLog) -> "Policy":
+    def update(self, log: BanditLog) -> Policy:
         """Learn from more logged rounds (default: nothing to learn)."""
         return self
 
@@ -97,7 +97,7 @@ class Policy(ABC):
         """Learned arrays, for saving."""
         return {}
 
-    def set_state(self, state: dict[str, np.ndarray]) -> "Policy":
+    def set_state(self, state: dict[str, np.ndarray]) -> Policy:
         return self
 
     def describe(self) -> dict[str, Any]:
@@ -164,7 +164,7 @@ class _Linear(Policy):
         self.sse_ = np.zeros(2)  # sum w r^2, sum w: for the residual scale
         self._solve()
 
-    def update(self, log: BanditLog) -> "Policy":
+    def update(self, log: BanditLog) -> Policy:
         if not hasattr(self, "A_"):
             self._reset()
         x, w = self._chosen(log)
@@ -266,7 +266,7 @@ class LogisticGreedy(Policy):
         self.coef_ = np.zeros(self._require_featurizer().dim)
         self.intercept_ = 0.0
 
-    def update(self, log: BanditLog) -> "Policy":
+    def update(self, log: BanditLog) -> Policy:
         x, w = self._chosen(log)
         y = (log.reward > 0).astype(np.int64)
         if len(np.unique(y)) < 2:

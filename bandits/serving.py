@@ -31,7 +31,8 @@ ContextFn = Callable[[np.ndarray], np.ndarray]  # profile ids (n,) -> context (n
 class ArtworkPolicy(Protocol):
     """What serves artwork for a page (``ArtworkSelector``, ``DefaultArtwork``): arms and propensities (n,)."""
 
-    version: str
+    @property
+    def version(self) -> str: ...
 
     def select_page(
         self, profile_id: int, title_ids: np.ndarray, positions: np.ndarray, request_id: str

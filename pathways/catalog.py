@@ -23,7 +23,7 @@ class Catalog:
     index: dict[int, int]  # title_id -> position
 
     @classmethod
-    def from_table(cls, titles: pa.Table) -> "Catalog":
+    def from_table(cls, titles: pa.Table) -> Catalog:
         ids = np.asarray(titles.column("title_id").to_numpy(), dtype=np.int64)
         regions_per_title = titles.column("regions").to_pylist()
         all_regions = sorted({r for rs in regions_per_title for r in rs})

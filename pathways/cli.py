@@ -7,9 +7,9 @@ Each package contributes its sub-commands through a ``register(subparsers)`` fun
 from __future__ import annotations
 
 import argparse
-import os
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 

@@ -113,7 +113,7 @@ class ExperimentConfig(_Section):
     cells: dict[str, float] = Field(default_factory=lambda: {"control": 0.8, "challenger": 0.2})
 
     @model_validator(mode="after")
-    def _shares_sum_to_one(self) -> "ExperimentConfig":
+    def _shares_sum_to_one(self) -> ExperimentConfig:
         if not self.cells:
             raise ValueError("experiment.cells must name at least one cell")
         if any(s < 0 for s in self.cells.values()):
@@ -188,7 +188,7 @@ class AuthConfig(_Section):
     rate_limit_storage: str = "memory://"  # per replica; "redis://127.0.0.1:6379/1": one limit across replicas
 
     @model_validator(mode="after")
-    def _rate_limit_parses(self) -> "AuthConfig":
+    def _rate_limit_parses(self) -> AuthConfig:
         from limits import parse
 
         try:
@@ -325,7 +325,7 @@ class PathwaysConfig(_Section):
             return self.training.mlflow_tracking_uri
         return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "PathwaysConfig":
+    def with_overrides(self, overrides: dict[str, Any]) -> PathwaysConfig:
         """A copy with dotted keys replaced, validated again (``{"world.seed": 3}``)."""
         data = self.model_dump(mode="json")
         for dotted, value in overrides.items():

@@ -13,6 +13,7 @@ the profile's maturity ceiling the title sits.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -128,7 +129,7 @@ class RowScorer:
     """
 
     ranker: RankerArtifact
-    store: object  # features.store.FeatureStoreManager
+    store: Any  # features.store.FeatureStoreManager (ranking does not import features' store)
     catalog: Catalog
     as_of_days: float | None = None
     # The learning-to-rank model's ranked list per profile (title ids, scores). When a profile has
@@ -187,6 +188,7 @@ class RowScorer:
         starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         trend = np.concatenate([self._trend(p.region)[pos[a:b]] for p, a, b in zip(profiles, starts[:-1], starts[1:])])
         at = self.as_of_days if self.as_of_days is not None else float(self.catalog.release_days.max())
+        assert self._genres is not None  # set with the title features
         X = feature_matrix(prof.reset_index(drop=True), titles, trend, pos, np.full(len(pos), at), self.catalog, self._genres)
         return [self.ranker.predict(X[a:b]) for a, b in zip(starts[:-1], starts[1:])]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -59,7 +59,7 @@ def test_from_table_names_missing_columns():
 
 
 def _event(i, kind, profile, title, session, minutes, **extra):
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     return {"event_id": f"e{i}", "event_type": kind, "ts": t0 + timedelta(minutes=minutes), "profile_id": profile,
             "title_id": title, "session_id": session, **extra}
 
