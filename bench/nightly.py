@@ -47,13 +47,19 @@ ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "RAY_U
 SIZE_PROFILES = {"1k": 1_000, "10k": 10_000, "100k": 100_000, "300k": 300_000, "1m": 1_000_000}
 
 
-def nightly_cmd(data_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "pathways.cli", "nightly", "--data-dir", str(data_dir), "--no-progress"]
+def nightly_cmd(data_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "pathways.cli", "nightly", "--data-dir", str(data_dir), "--no-progress", *extra]
+
+
+def _ran(summary: Path) -> bool:
+    """Whether ``summary`` records a run that did its stages (not one that found them all done)."""
+    return summary.is_file() and not all(s["skipped"] for s in json.loads(summary.read_text())["stages"].values())
 
 
 def run_size(size: str, root: Path, reuse: bool = False) -> dict[str, Any]:
     """Generate the world of ``size`` (once) and run the nightly job on it end to end (``reuse``:
-    report the finished run already there, if any, instead of running again)."""
+    report the finished run already there, if any, instead of running again; else every stage is
+    redone, ``--no-resume``)."""
     from datetime import datetime
 
     from pipelines.nightly import finished_run
@@ -69,8 +75,8 @@ def run_size(size: str, root: Path, reuse: bool = False) -> dict[str, Any]:
         gen_s = time.perf_counter() - t0
     config = PathwaysConfig(data_dir=data)
     summary_path = finished_run(config).run_dir / "summary.json"
-    if not (reuse and summary_path.is_file()):
-        done = subprocess.run(nightly_cmd(data), env=ENV, cwd=ROOT, capture_output=True, text=True)
+    if not (reuse and _ran(summary_path)):
+        done = subprocess.run(nightly_cmd(data, "--no-resume"), env=ENV, cwd=ROOT, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"nightly on {size} failed:\n{done.stderr[-3000:]}")
     summary = json.loads(summary_path.read_text())
@@ -217,33 +223,47 @@ def replicas(source: Path, root: Path, sizes: list[int], redis_sizes: list[int])
     return out
 
 
+def _pages_done(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0) as conn:
+            return int(conn.execute("SELECT count(*) FROM pages").fetchone()[0])
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
 def resume_check(data: Path, kills: int, seed: int = 0) -> dict[str, Any]:
-    """Redo pages + publish with ``kills`` SIGKILLs at random points; compare the published checksum."""
+    """Redo pages + publish, SIGKILLing the job ``kills`` times in a row at random points of the
+    pages stage (when a random number of pages is committed); compare the published checksum with
+    the uninterrupted run's."""
     from pathways.snapshot import current_dir, read_manifest
     from pipelines.nightly import finished_run
 
     config = PathwaysConfig(data_dir=data)
     ctx = finished_run(config)
     expected = read_manifest(current_dir(config.snapshots_dir))["pages_sha256"]
-    pages_s = float(json.loads((ctx.run_dir / "pages.done.json").read_text())["seconds"])
+    total = int(ctx.outputs["pages"]["profiles"])
     summary = (ctx.run_dir / "summary.json").read_text()  # the uninterrupted run's, restored below
     for stage in ("pages", "publish"):
         (ctx.run_dir / f"{stage}.done.json").unlink(missing_ok=True)
-    (ctx.run_dir / "pages" / "pages.sqlite").unlink(missing_ok=True)
+    db = ctx.run_dir / "pages" / "pages.sqlite"
+    db.unlink(missing_ok=True)
     rng = random.Random(seed)
+    targets = sorted(int(rng.uniform(0.05, 0.95) * total) for _ in range(kills))
     progress = []
-    for _ in range(kills):
+    for target in targets:
         child = subprocess.Popen(nightly_cmd(data), env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(rng.uniform(5.0, 15.0 + pages_s))
-        os.killpg(child.pid, signal.SIGKILL)
+        while child.poll() is None and _pages_done(db) < target:
+            time.sleep(0.2)
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
         child.wait()
-        db = ctx.run_dir / "pages" / "pages.sqlite"
-        progress.append(sqlite3.connect(db).execute("SELECT count(*) FROM pages").fetchone()[0] if db.is_file() else 0)
+        progress.append(_pages_done(db))
     subprocess.run(nightly_cmd(data), env=ENV, cwd=ROOT, capture_output=True, check=True)
     got = read_manifest(current_dir(config.snapshots_dir))["pages_sha256"]
     (ctx.run_dir / "summary.json").write_text(summary)
-    return {"resume_identical": got == expected, "kills": kills, "pages_done_after_each_kill": progress}
+    return {"resume_identical": got == expected, "kills": kills, "kill_targets": targets,
+            "pages_done_after_each_kill": progress}
 
 
 def rollback_check(data: Path, readers: int = 4, seconds: float = 3.0) -> dict[str, Any]:
