@@ -97,12 +97,12 @@ def pages_throughput(data: Path, sample: int, ray_workers: int = 0) -> dict[str,
 
     from pipelines.nightly import finished_run
     from pipelines.page_builder import PageBuilder, PageBuildSpec
-    from pipelines.stages import RETRIEVAL_MODELS, profile_blocks
+    from pipelines.stages import profile_blocks, retrieval_sources
 
     config = PathwaysConfig(data_dir=data)
     ctx = finished_run(config)
     out = ctx.outputs
-    extra = {n: (Path(out["train_retrieval"]["dir"]) / n, e) for n, e in RETRIEVAL_MODELS.items()}
+    extra = retrieval_sources(config, Path(out["train_retrieval"]["dir"]))
     top_row = out["train_top_row"].get("path")
     plays = Path(out["pages"]["dir"]) / "plays.parquet"
     spec = PageBuildSpec(config, Path(out["train_als"]["path"]), datetime.fromisoformat(out["features"]["as_of"]),

@@ -39,7 +39,7 @@ def main() -> int:
 
     from pipelines.nightly import finished_run
     from pipelines.page_builder import PageBuildSpec, build_pages
-    from pipelines.stages import RETRIEVAL_MODELS, _profile_contexts
+    from pipelines.stages import _profile_contexts, retrieval_sources
 
     config = load_config(None, data_dir=str(args.data_dir.resolve()))
     ctx = finished_run(config)
@@ -48,7 +48,7 @@ def main() -> int:
         parser.error(f"no finished nightly run for the inputs in {args.data_dir} (run `pathways nightly` first)")
     profiles = _profile_contexts(ctx)
     blocks = [profiles[i : i + config.pipeline.chunk_size] for i in range(0, len(profiles), config.pipeline.chunk_size)]
-    extra = {n: (Path(outputs["train_retrieval"]["dir"]) / n, e) for n, e in RETRIEVAL_MODELS.items()}
+    extra = retrieval_sources(config, Path(outputs["train_retrieval"]["dir"]))
     as_of = datetime.fromisoformat(outputs["features"]["as_of"])
     top_row = outputs.get("train_top_row", {}).get("path")
 

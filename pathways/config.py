@@ -78,6 +78,9 @@ class CandidateConfig(_Section):
     new_release_days: int = Field(120, ge=1)
     continue_min_fraction: float = Field(0.05, ge=0.0, le=1.0)
     finished_fraction: float = Field(0.9, gt=0.0, le=1.0)  # at or above: finished
+    # The retrieval models trained nightly (registry names) and the title of the row each serves.
+    retrieval_rows: dict[str, str] = Field(
+        default_factory=lambda: {"two_tower": "Recommended for you", "sasrec": "Up next for you"})
 
 
 class PageConfig(_Section):
@@ -111,6 +114,10 @@ class ExperimentConfig(_Section):
     name: str = "ranker_v1"
     salt: str = "pathways-ranker-2026"
     cells: dict[str, float] = Field(default_factory=lambda: {"control": 0.8, "challenger": 0.2})
+    # The nightly job orders each cell's rows with the ranker behind this MLflow alias; cells in
+    # ``ltr_cells`` are ordered first by the learning-to-rank top-row model where it has a list.
+    ranker_aliases: dict[str, str] = Field(default_factory=lambda: {"control": "champion", "challenger": "challenger"})
+    ltr_cells: tuple[str, ...] = ("control",)
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> ExperimentConfig:
@@ -121,6 +128,11 @@ class ExperimentConfig(_Section):
         total = sum(self.cells.values())
         if abs(total - 1.0) > 1e-9:
             raise ValueError(f"experiment.cells shares must sum to 1, got {total}")
+        if set(self.ranker_aliases) != set(self.cells):
+            raise ValueError(f"experiment.ranker_aliases must name one alias per cell {sorted(self.cells)}, "
+                             f"got {sorted(self.ranker_aliases)}")
+        if not set(self.ltr_cells) <= set(self.cells):
+            raise ValueError(f"experiment.ltr_cells {sorted(self.ltr_cells)} must be cells of {sorted(self.cells)}")
         return self
 
 

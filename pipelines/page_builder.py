@@ -35,7 +35,6 @@ from pathways.types import Candidates, Page, ProfileContext
 from ranking.page import assemble_page, choose_rows, compact_page
 
 TOP_ROW_SOURCE = "top_picks"
-CELL_ALIASES = (("control", "champion"), ("challenger", "challenger"))
 
 
 class BuiltPage(NamedTuple):
@@ -125,8 +124,8 @@ class PageBuilder:
         # the challenger cell keeps the impression-trained ranker behind ranker@challenger.
         scorers = {
             cell: RowScorer(load_registered(tracking.alias_uri("ranker", alias), "ranker"), store, catalog, at_days,
-                            ltr=top_lists if cell == "control" else None, page=cfg.page)
-            for cell, alias in CELL_ALIASES
+                            ltr=top_lists if cell in cfg.experiment.ltr_cells else None, page=cfg.page)
+            for cell, alias in cfg.experiment.ranker_aliases.items()
         }
         return cls(spec, catalog, sources, scorers)
 

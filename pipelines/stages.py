@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from experiments.allocation import assign_cell
 from pathways.catalog import Catalog
+from pathways.config import PathwaysConfig
 from pathways.snapshot import FALLBACK, fallback_table
 from pathways.types import ProfileContext
 from pipelines.runner import RunContext
@@ -119,17 +120,20 @@ def train_als(ctx: RunContext) -> dict[str, Any]:
     return {"path": str(out), **{k: v for k, v in result.items() if isinstance(v, (int, float, str))}}
 
 
-RETRIEVAL_MODELS = {"two_tower": "Recommended for you", "sasrec": "Up next for you"}  # registry name -> row title
-
-
 def train_retrieval(ctx: RunContext) -> dict[str, Any]:
-    """The retrieval models of ``RETRIEVAL_MODELS`` on the lake's interactions, saved as factor
+    """The retrieval models of ``candidates.retrieval_rows`` on the lake's interactions, saved as factor
     artifacts so the pages stage retrieves from them through faiss like ALS (FactorSource)."""
     from training.retrieval import train_retrieval as fit
 
     configure_mlflow(ctx)
-    return fit(training_events(ctx), catalog(ctx).title_ids, ctx.stage_dir("train_retrieval"), tuple(RETRIEVAL_MODELS),
+    return fit(training_events(ctx), catalog(ctx).title_ids, ctx.stage_dir("train_retrieval"),
+               tuple(ctx.config.candidates.retrieval_rows),
                ctx.config.models, ctx.config.training.seed, ctx.run_id)
+
+
+def retrieval_sources(config: PathwaysConfig, retrieval_dir: Path) -> dict[str, tuple[Path, str]]:
+    """Each nightly retrieval model's factor folder and its row's title, for the page builder."""
+    return {name: (retrieval_dir / name, title) for name, title in config.candidates.retrieval_rows.items()}
 
 
 def train_top_row(ctx: RunContext) -> dict[str, Any]:
@@ -262,7 +266,7 @@ def pages(ctx: RunContext) -> dict[str, Any]:
     plays = work / "plays.parquet"
     window = _write_plays(ctx, plays)
     retrieval = Path(ctx.outputs["train_retrieval"]["dir"])
-    extra = {name: (retrieval / name, evidence) for name, evidence in RETRIEVAL_MODELS.items()}
+    extra = retrieval_sources(ctx.config, retrieval)
     top_row = ctx.outputs["train_top_row"].get("path")
     spec = PageBuildSpec(ctx.config, Path(ctx.outputs["train_als"]["path"]), as_of(ctx), extra,
                          Path(top_row) if top_row else None, plays)

@@ -90,9 +90,15 @@ def set_snapshot(version: str | None, published_at: float | None) -> None:
     SNAPSHOT_AGE.set(time.time() - published_at if published_at else float("nan"))
 
 
+# prometheus-client picks its value store (in memory, or files under PROMETHEUS_MULTIPROC_DIR) once,
+# when it is imported; ``render`` reads the same store, even if the variable changes later in the
+# process (Serve's local testing mode applies a deployment's runtime_env to the current process).
+_MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text of this process, or of every process when multiprocess mode is on."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if _MULTIPROCESS:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -128,9 +128,9 @@ def test_ray_executor_builds_the_same_pages_as_the_local_one(nightly):
 
     config, ctx, _ = nightly
     profiles = _profile_contexts(ctx)
-    from pipelines.stages import RETRIEVAL_MODELS
+    from pipelines.stages import retrieval_sources
 
-    extra = {n: (Path(ctx.outputs["train_retrieval"]["dir"]) / n, e) for n, e in RETRIEVAL_MODELS.items()}
+    extra = retrieval_sources(config, Path(ctx.outputs["train_retrieval"]["dir"]))
     spec = PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]), datetime.fromisoformat(ctx.outputs["features"]["as_of"]), extra,
                          Path(ctx.outputs["train_top_row"]["path"]))
     local: list = []
@@ -154,10 +154,10 @@ def test_ray_executor_builds_the_same_pages_as_the_local_one(nightly):
 def test_block_path_builds_the_pages_of_the_per_profile_loop(nightly):
     """Parity: candidates, scores and rows per block are the per-profile loop's, byte for byte."""
     from pipelines.page_builder import PageBuilder, PageBuildSpec
-    from pipelines.stages import RETRIEVAL_MODELS, _profile_contexts
+    from pipelines.stages import _profile_contexts, retrieval_sources
 
     config, ctx, _ = nightly
-    extra = {n: (Path(ctx.outputs["train_retrieval"]["dir"]) / n, e) for n, e in RETRIEVAL_MODELS.items()}
+    extra = retrieval_sources(config, Path(ctx.outputs["train_retrieval"]["dir"]))
     builder = PageBuilder.open(PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]),
                                              datetime.fromisoformat(ctx.outputs["features"]["as_of"]), extra,
                                              Path(ctx.outputs["train_top_row"]["path"])))
