@@ -114,8 +114,9 @@ class ExperimentConfig(_Section):
     name: str = "ranker_v1"
     salt: str = "pathways-ranker-2026"
     cells: dict[str, float] = Field(default_factory=lambda: {"control": 0.8, "challenger": 0.2})
-    # The nightly job orders each cell's rows with the ranker behind this MLflow alias; cells in
-    # ``ltr_cells`` are ordered first by the learning-to-rank top-row model where it has a list.
+    # The nightly job orders each cell's rows with the ranker behind this MLflow alias (a page is built
+    # for each cell named here; analysis-only configs may name other cells); cells in ``ltr_cells``
+    # are ordered first by the learning-to-rank top-row model where it has a list.
     ranker_aliases: dict[str, str] = Field(default_factory=lambda: {"control": "champion", "challenger": "challenger"})
     ltr_cells: tuple[str, ...] = ("control",)
 
@@ -128,11 +129,8 @@ class ExperimentConfig(_Section):
         total = sum(self.cells.values())
         if abs(total - 1.0) > 1e-9:
             raise ValueError(f"experiment.cells shares must sum to 1, got {total}")
-        if set(self.ranker_aliases) != set(self.cells):
-            raise ValueError(f"experiment.ranker_aliases must name one alias per cell {sorted(self.cells)}, "
-                             f"got {sorted(self.ranker_aliases)}")
-        if not set(self.ltr_cells) <= set(self.cells):
-            raise ValueError(f"experiment.ltr_cells {sorted(self.ltr_cells)} must be cells of {sorted(self.cells)}")
+        if not self.ranker_aliases or not all(self.ranker_aliases.values()):
+            raise ValueError("experiment.ranker_aliases must map at least one cell to a non-empty MLflow alias")
         return self
 
 

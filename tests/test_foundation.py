@@ -28,8 +28,7 @@ from pathways.types import Page, Row, TitleCard
         ("[world]\nbogus = 1\n", "world.bogus"),
         ("[serving]\nport = 70000\n", "serving.port"),
         ("[experiment]\ncells = {a = 0.5, b = 0.6}\n", "sum to 1"),
-        ("[experiment]\ncells = {a = 0.5, b = 0.5}\n", "ranker_aliases must name one alias per cell"),
-        ("[experiment]\nltr_cells = [\"treatment\"]\n", "ltr_cells"),
+        ("[experiment]\nranker_aliases = {control = \"\"}\n", "ranker_aliases must map"),
         ("[world\n", "cannot parse"),
     ],
 )
