@@ -6,6 +6,7 @@ Serving and the nightly job load ``models:/<name>@champion``. Models are logged 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from pathlib import Path
@@ -24,11 +25,20 @@ warnings.filterwarnings("ignore", module="mlflow")
 
 
 def configure(tracking_uri: str, experiment: str = "pathways") -> None:
-    """Point MLflow at ``tracking_uri`` (and the same registry) and select the experiment."""
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    """Point MLflow at ``tracking_uri`` (and the same registry) and select the experiment.
+
+    With a SQLite tracking store, a new experiment keeps its artifacts beside the database
+    (``<db dir>/mlartifacts/<experiment>``), not under the working directory, so everything a
+    data dir needs stays in it."""
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        if mlflow.get_experiment_by_name(experiment) is None:
+            location = (db.parent / "mlartifacts" / experiment).resolve().as_uri()
+            with contextlib.suppress(mlflow.exceptions.MlflowException):  # another process created it first
+                mlflow.create_experiment(experiment, artifact_location=location)
     mlflow.set_experiment(experiment)
 
 

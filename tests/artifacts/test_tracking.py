@@ -24,6 +24,11 @@ def test_configure_creates_the_sqlite_folder(mlflow_uri: str, tmp_path) -> None:
         tracking.configure(f"sqlite:///{db}", "tracking-tests")
         assert db.parent.is_dir()
         assert mlflow.get_tracking_uri() == f"sqlite:///{db}" and mlflow.get_registry_uri() == f"sqlite:///{db}"
+        # artifacts beside the database, not under the working directory
+        location = mlflow.get_experiment_by_name("tracking-tests").artifact_location
+        assert location == (db.parent / "mlartifacts" / "tracking-tests").resolve().as_uri()
+        tracking.configure(f"sqlite:///{db}", "tracking-tests")  # configuring again keeps it
+        assert mlflow.get_experiment_by_name("tracking-tests").artifact_location == location
     finally:
         tracking.configure(mlflow_uri, "tests")  # the session's registry for the other tests
     assert mlflow.get_tracking_uri() == mlflow_uri
