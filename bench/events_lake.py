@@ -20,7 +20,8 @@ from features.schema import EVENT_SCHEMA
 
 def old_path_vs_log(batches: list[list[dict]], tmp: Path) -> dict:
     """Per request, in process: one fsynced Parquet file (the old landing) vs a segment-log append."""
-    from features.stream.segment_log import SegmentLog, fsync_dir
+    from features.stream.segment_log import SegmentLog
+    from pathways.snapshot import fsync_dir
 
     def row(e: dict) -> dict:
         return {**{n: None for n in EVENT_SCHEMA.names}, **e, "ts": datetime.now(UTC)}

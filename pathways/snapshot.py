@@ -118,7 +118,7 @@ class SnapshotWriter:
         if final.exists():
             raise SnapshotError(f"snapshot {self.version} already exists")
         os.replace(self.staging, final)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         switch_current(self.root, self.version)
         return final
 
@@ -139,7 +139,8 @@ def fallback_table(pages: dict[tuple[str, int], Page]) -> pa.Table:
     )
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a directory, so a rename or new file in it survives a crash."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -158,7 +159,7 @@ def switch_current(root: Path, version: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(pointer_tmp, root / CURRENT)
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def current_version(root: Path) -> str | None:

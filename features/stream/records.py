@@ -12,15 +12,9 @@ import struct
 import zlib
 from pathlib import Path
 
+from pathways.snapshot import fsync_dir
+
 HEADER = struct.Struct("<IIQH")  # payload length, crc32, seq, id length
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 COMMIT = struct.Struct("<QI")  # next seq, crc32 of it

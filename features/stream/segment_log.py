@@ -35,10 +35,10 @@ from features.stream.records import (
     HEADER,
     append_commit,
     encode_record,
-    fsync_dir,
     parse_records,
     read_commit,
 )
+from pathways.snapshot import fsync_dir
 
 READ_CHUNK = 1 << 22
 

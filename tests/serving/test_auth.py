@@ -19,6 +19,7 @@ from serving.auth import (
     issue_token,
     load_secret,
 )
+from tests.redis_server import needs_redis
 
 SECRET = "s" * 40
 CFG = AuthConfig(service_subjects=("app-backend",))
@@ -123,11 +124,10 @@ def test_config_rejects_a_bad_rate_limit() -> None:
         AuthConfig(rate_limit="lots")
 
 
+@needs_redis
 def test_rate_limit_shared_in_redis_and_failing_open_when_it_is_down(tmp_path) -> None:
-    from tests.redis_server import free_port, needs_redis, start_redis, stop_redis
+    from tests.redis_server import free_port, start_redis, stop_redis
 
-    if needs_redis.args[0]:
-        pytest.skip("redis-server is not installed")
     proc, port = start_redis(tmp_path)
     try:
         a, b = RateLimiter("2/minute", f"redis://127.0.0.1:{port}/1"), RateLimiter("2/minute", f"redis://127.0.0.1:{port}/1")
