@@ -2,7 +2,7 @@
 
     python bench/nightly.py --sizes 10k[,100k,300k,1m] [--root DIR] [--json PATH]
                             [--sample 2000] [--kills 5] [--replica-profiles 100000,1000000]
-                            [--redis-profiles 100000,300000]
+                            [--redis-profiles 100000,300000] [--quality-check [--quality-sample N]]
 
 1. ``runs``: per size, the world is generated (once, kept under ``--root``) and ``pathways nightly``
    runs end to end in a child process: wall time, the job's peak RSS and seconds per stage
@@ -18,6 +18,7 @@
    random point ``--kills`` times in a row, then finished: the published checksum against the
    uninterrupted run's. ``rollback_errors`` / ``rollback_s``: readers hammer the live snapshot
    while ``rollback`` switches serving back; errors and the time until the old version serves.
+5. ``quality`` (``--quality-check``): top row NDCG@20 trained on a sample vs on all (``bench/nightly_quality.py``).
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.nightly_quality import quality_check, quality_line  # noqa: E402
 from pathways.config import PathwaysConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0",
        "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
-SIZE_PROFILES = {"1k": 1_000, "10k": 10_000, "100k": 100_000, "300k": 300_000, "1m": 1_000_000}
+SIZE_PROFILES = {"1k": 1_000, "10k": 10_000, "30k": 30_000, "100k": 100_000, "300k": 300_000, "1m": 1_000_000}
 
 
 def nightly_cmd(data_dir: Path, *extra: str) -> list[str]:
@@ -324,6 +326,8 @@ def main() -> int:
     parser.add_argument("--only", default="runs,pages,replicas,resume,rollback", help="the parts to run")
     parser.add_argument("--replica-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--reads", type=int, default=3000)
+    parser.add_argument("--quality-check", action="store_true", help="top row NDCG@20: a sample vs all (largest size)")
+    parser.add_argument("--quality-sample", type=int, default=0, help="0: schedule.sample_profiles, else profiles / 5")
     args = parser.parse_args()
     if args.replica_child:
         replica_child(args.replica_child, args.reads)
@@ -354,6 +358,8 @@ def main() -> int:
         result.update(resume_check(largest, args.kills))
     if "rollback" in only:
         result.update(rollback_check(largest))
+    if args.quality_check:
+        result.update(quality_check(largest, args.quality_sample))
     print_table(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -362,9 +368,10 @@ def main() -> int:
 
 
 def print_table(r: dict[str, Any]) -> None:
-    print(f"\n{'size':<8}{'profiles':>10}{'wall s':>9}{'s/1k prof':>11}{'peak GiB':>10}  stages (s)")
+    print(f"\n{'size':<8}{'profiles':>10}{'wall s':>9}{'s/1k prof':>11}{'peak GiB':>10}  stages (s / peak GiB)")
     for size, run in r["runs"].items():
-        stages = ", ".join(f"{k} {v:g}" for k, v in run["stages_s"].items())
+        peaks = run.get("stages_peak_rss_gb", {})
+        stages = ", ".join(f"{k} {v:g}/{peaks.get(k, 0):g}" for k, v in run["stages_s"].items())
         print(f"{size:<8}{run['profiles']:>10,}{run['wall_s']:>9.1f}{1000 * run['wall_s'] / run['profiles']:>11.2f}"
               f"{run['peak_rss_gb']:>10.2f}  {stages}")
     print(f"scaling ratio (time per profile, largest / smallest): {r['scaling_ratio']}")
@@ -385,6 +392,8 @@ def print_table(r: dict[str, Any]) -> None:
               f"(pages done after each kill: {r['pages_done_after_each_kill']})")
     if "rollback_s" in r:
         print(f"rollback under load: {r['rollback_errors']} errors in {r['rollback_reads']} reads, switch {r['rollback_s']} s")
+    if "quality" in r:
+        print(quality_line(r["quality"]))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Throughput of the nightly pages stage: in-process vs Ray actors, on a finished nightly run.
 
-    python bench/pages.py --data-dir var [--repeats 3] [--workers 2] [--json PATH]
+    python bench/pages.py --data-dir var [--repeats 3] [--workers 2] [--no-ray] [--json PATH]
 
-Needs a data dir where ``pathways nightly`` (or ``make run``) has run. Each executor builds the
-pages of every profile ``--repeats`` times; the table shows the median seconds, profiles per
-second and the ratio to the in-process baseline measured in the same run. Ray's time includes
-opening one page builder per actor (loading the play events, models, the feature store). The
-block path against the per-profile loop is ``bench/nightly.py``'s ``pages_profiles_per_s``.
+Needs a data dir where ``pathways nightly`` (or ``make run``) has run. First, in this process on
+the same profiles: the block path (``PageBuilder.build``) and today's per-profile loop
+(``build_loop``), each ``--repeats`` times, with the median profiles per second, the ratio to the
+loop and whether both gave the same bytes (``pages_profiles_per_s``, ``loop_profiles_per_s`` in
+the JSON). Then each executor builds every page ``--repeats`` times against the in-process one;
+Ray's time includes opening one page builder per actor (the play events, models, feature store).
 """
 
 from __future__ import annotations
@@ -19,10 +20,37 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pathways.config import load_config  # noqa: E402
+
+
+def block_and_loop(spec: Any, blocks: list[list[Any]], repeats: int) -> dict[str, Any]:
+    """The block path and the per-profile loop on the same blocks in this process, ``repeats`` times
+    each (alternating); prints the table and returns the medians (profiles per second)."""
+    from pipelines.page_builder import PageBuilder
+
+    builder = PageBuilder.open(spec)
+    n = sum(map(len, blocks))
+    builder.build(blocks[0][:20]), builder.build_loop(blocks[0][:20])  # warm the caches alike
+    times: dict[str, list[float]] = {"block": [], "loop": []}
+    pages: dict[str, list[Any]] = {}
+    for _ in range(repeats):
+        for label, build in (("block", builder.build), ("loop", builder.build_loop)):
+            t0 = time.perf_counter()
+            pages[label] = [page for block in blocks for page in build(block)]
+            times[label].append(time.perf_counter() - t0)
+    rate = {label: n / statistics.median(t) for label, t in times.items()}
+    identical = pages["block"] == pages["loop"]
+    print(f"candidates + ranking + assembly in process, {n:,} profiles, median of {repeats}")
+    print(f"{'path':<18}{'median s':>10}{'profiles/s':>12}{'x loop':>8}")
+    for label, name in (("loop", "per-profile loop"), ("block", "block path")):
+        print(f"{name:<18}{statistics.median(times[label]):>10.2f}{rate[label]:>12.1f}{rate[label] / rate['loop']:>8.2f}")
+    print(f"identical pages: {identical}")
+    return {"pages_profiles_per_s": round(rate["block"], 1), "loop_profiles_per_s": round(rate["loop"], 1),
+            "pages_identical": identical, "block_runs_s": times["block"], "loop_runs_s": times["loop"]}
 
 
 def main() -> int:
@@ -30,6 +58,7 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=Path("var"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-ray", action="store_true", help="only the in-process block path and loop")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.repeats < 1 or args.workers < 1:
@@ -52,8 +81,11 @@ def main() -> int:
     as_of = datetime.fromisoformat(outputs["features"]["as_of"])
     top_row = outputs.get("train_top_row", {}).get("path")
 
+    paths = block_and_loop(PageBuildSpec(config, Path(outputs["train_als"]["path"]), as_of, extra,
+                                         Path(top_row) if top_row else None), blocks, args.repeats)
     results: dict[str, dict[str, float]] = {}
-    for label, overrides in (("local", {}), (f"ray x{args.workers}", {"pipeline.executor": "ray", "pipeline.workers": args.workers})):
+    executors: tuple[tuple[str, dict[str, Any]], ...] = (("local", {}),) + (() if args.no_ray else ((f"ray x{args.workers}", {"pipeline.executor": "ray", "pipeline.workers": args.workers}),))
+    for label, overrides in executors:
         cfg = config.with_overrides(overrides)
         spec = PageBuildSpec(cfg, Path(outputs["train_als"]["path"]), as_of, extra, Path(top_row) if top_row else None)
         if overrides:
@@ -78,7 +110,7 @@ def main() -> int:
         print(f"{label:<12}{r['median_s']:>10.1f}{r['profiles_per_s']:>12.1f}{r['ratio_to_local']:>9.2f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"profiles": len(profiles), "executors": results}, indent=2))
+        args.json.write_text(json.dumps({"profiles": len(profiles), **paths, "executors": results}, indent=2))
     return 0
 
 

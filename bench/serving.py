@@ -19,8 +19,9 @@ with ``delay()``), so the generator does not share the server's interpreter. Mea
 4. faults, each in its own ``--window`` s window at ``--fault-rate`` req/s: the online store's Redis
    killed (then restarted: personalization must return without restarting Serve), the live snapshot
    removed, the online store paused (``CLIENT PAUSE``: the overlay stage made slow), one replica
-   killed (errors while it dies, then a clean window after). No artwork policy is registered in
-   this world, so "artwork policy removed" is not measured here.
+   killed (errors while it dies, then a clean window after), the artwork policy removed (its
+   champion alias deleted from the registry: default artwork, marked degraded). The world registers
+   a small trained artwork policy (``--no-artwork-policy``: none), so every page runs the artwork stage.
 
 ``--json PATH`` writes ``max_rps_p99_under_50ms``, ``latency`` (per offered rate: ``offered_rps``,
 ``rps``, ``p50_ms``, ``p99_ms``, ``errors``, shares), ``saturation`` (per server),
@@ -32,6 +33,7 @@ with ``delay()``), so the generator does not share the server's interpreter. Mea
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import os
@@ -58,6 +60,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from experiments.allocation import assign_cell
 from features.schema import KIDS_MAX_MATURITY, MATURITY_LEVELS, PROFILE_SCHEMA, REGIONS, TITLE_SCHEMA
@@ -199,6 +202,8 @@ def _child_server(kind: str, config_path: Path, port: int) -> None:
         from serving.logic import build_service
 
         app = create_app(build_service(config, artwork=load_artwork_policy(config)))
+        gc.collect()
+        gc.freeze()  # as the Serve replica does (serving.deployment)
         uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=60)
         return
     from serving import deployment
@@ -275,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fault-rate", type=float, default=100.0)
     p.add_argument("--no-optimized", action="store_true", help="skip RAY_SERVE_THROUGHPUT_OPTIMIZED")
     p.add_argument("--no-faults", action="store_true")
+    p.add_argument("--no-artwork-policy", action="store_true", help="register no artwork policy (default artwork)")
     p.add_argument("--overload-connections", type=int, default=96, help="the overload window's connections")
     p.add_argument("--no-haproxy", action="store_true", help="skip Serve's HAProxy ingress")
     p.add_argument("--sweep-only", action="store_true", help="only the rate sweep on the --ingress variant")
@@ -314,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     version = build_snapshot(config.snapshots_dir, args.profiles, config=config)
     FeatureStoreManager(config.features, config.feature_repo_dir).apply()
+    artwork = None if args.no_artwork_policy else faults.register_artwork_policy(
+        config, pq.read_table(config.snapshots_dir / version / TITLES))
     print(f"world: {args.profiles} profiles x 40 rows x 40 titles, Feast online store on redis :{online.port}, "
           f"stream on redis :{stream.port} ({time.perf_counter() - t0:.1f} s)")
 
@@ -357,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"faults ({args.window:g} s windows at {args.fault_rate:g} req/s):")
                     results["faults"] = faults.fault_windows(
                         lambda s, base=server.base: load(base, s, args.fault_rate), server.base, token, online,
-                        config.snapshots_dir / version, replica_pids, args.window)
+                        config.snapshots_dir / version, replica_pids, args.window, artwork)
             finally:
                 server.stop()
     finally:

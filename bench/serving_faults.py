@@ -1,8 +1,11 @@
-"""Fault windows and the hostile-input table over HTTP, for bench/serving.py.
+"""Fault windows, the hostile-input table over HTTP and the world's artwork policy, for bench/serving.py.
 
 Each fault window runs wrk for ``window`` seconds at a fixed rate; the fault starts 2 s in and is
 undone when the window ends (then the server must be healthy again before the next one). The
 replica kill is followed by a clean window of the same length: no error may appear there.
+``register_artwork_policy`` trains a small LinUCB policy on a random log over the synthetic
+catalog and registers it as the champion, so pages run the artwork stage and the "artwork policy
+removed" window (the champion alias deleted, then restored) has something to remove.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ def wait_personalized(base: str, token: str, timeout_s: float = 60.0) -> float:
 
 
 def fault_windows(load: Callable[[float], dict[str, Any]], base: str, token: str, online: Any, snapshot_dir: Path,
-                  replica_pids: Callable[[], list[int]], window: float) -> dict[str, dict[str, Any]]:
+                  replica_pids: Callable[[], list[int]], window: float,
+                  artwork: tuple[Callable[[], None], Callable[[], None]] | None = None) -> dict[str, dict[str, Any]]:
     """Every fault window (see the module docstring); ``load(seconds)`` runs wrk and returns its result."""
     out: dict[str, dict[str, Any]] = {}
 
@@ -84,8 +88,62 @@ def fault_windows(load: Callable[[float], dict[str, Any]], base: str, token: str
         record("after_replica_killed", load(window))
     else:
         out["replica_killed"] = {"skipped": f"{len(pids)} replica(s): nothing to fail over to"}
-    out["artwork_policy_removed"] = {"skipped": "no artwork policy is registered in the synthetic world"}
+    if artwork is None:
+        out["artwork_policy_removed"] = {"skipped": "no artwork policy is registered in this world"}
+        return out
+    # The champion alias deleted from the registry: serving notices within serving.artwork_poll_s and
+    # serves default artwork (marked degraded) on personalized pages; the alias restored afterwards.
+    withdraw, restore = artwork
+    result = _during(lambda: load(window), withdraw)
+    restore()
+    record("artwork_policy_removed", result)
     return out
+
+
+def register_artwork_policy(config: Any, titles: Any, rounds: int = 5000, seed: int = 0) -> tuple[Callable[[], None], Callable[[], None]]:
+    """A LinUCB policy fitted on ``rounds`` random rounds over ``titles`` (TITLE_SCHEMA), registered
+    as ``artwork_policy@champion`` in ``config.mlflow_uri``; ``genres.json`` written for its
+    context. Returns (withdraw, restore): delete the champion alias, and point it back."""
+    import json
+    import warnings
+
+    import mlflow
+    import numpy as np
+    from mlflow import MlflowClient
+
+    from bandits.artifact import policy_probabilities, to_artifact
+    from bandits.features import ArmFeaturizer, artwork_context_names
+    from bandits.log import BanditLog
+    from bandits.policies import make_policy
+    from pathways import tracking
+    from pathways.artifacts.registry import log_artifact_model
+
+    genres = sorted({g for gs in titles.column("genres").to_pylist() for g in gs})
+    data = config.feature_repo_dir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    if not (data / "genres.json").is_file():
+        (data / "genres.json").write_text(json.dumps(genres))
+    else:
+        genres = json.loads((data / "genres.json").read_text())
+    ids = titles.column("title_id").to_numpy()
+    fz = ArmFeaturizer.build(artwork_context_names(genres), ids, titles.column("artwork_themes").to_pylist())
+    rng = np.random.default_rng(seed)
+    title = rng.choice(ids, rounds)
+    n_arms = fz.n_arms(title)
+    log_ = BanditLog(context=rng.random((rounds, fz.n_context)).astype(np.float32), profile_id=rng.integers(1, 1000, rounds),
+                     title_id=title, arm=(rng.random(rounds) * n_arms).astype(np.int32), n_arms=n_arms,
+                     propensity=1.0 / n_arms, position=np.zeros(rounds, np.int32),
+                     policy_version=np.full(rounds, "uniform"), reward=(rng.random(rounds) < 0.1).astype(np.float32),
+                     context_names=fz.context_names)
+    policy = make_policy("linucb", fz).fit(log_)
+    tracking.configure(config.mlflow_uri, "bench-serving")
+    with mlflow.start_run(run_name="bench-artwork"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        info = log_artifact_model("artwork_policy", to_artifact(policy, "linucb-bench"), "artwork_policy",
+                                  tracking.PIP_REQUIREMENTS, predictor=policy_probabilities)
+    version = tracking.register(info.model_uri, "artwork_policy", alias=tracking.CHAMPION, tags={"kind": "linucb"})
+    return (lambda: MlflowClient().delete_registered_model_alias("artwork_policy", tracking.CHAMPION),
+            lambda: tracking.set_alias("artwork_policy", tracking.CHAMPION, version))
 
 
 def hostile_table(base: str, cfg: Any) -> dict[str, Any]:

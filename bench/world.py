@@ -1,13 +1,13 @@
 """World generator bench: generation time of the size presets, and the streaming rate at scale.
 
 Usage: python bench/world.py [--runs 3] [--sizes tiny small default] [--large-profiles 20000]
-                             [--json PATH]
+                             [--large-size large|100k|300k|1m] [--json PATH]
 
 1. Presets: ``generate_world`` of each size, median seconds over ``--runs``; the baseline, measured
    in the same run, is writing the resulting event table to Parquet (the I/O floor that streaming
    to disk pays anyway): ``ratio = generate / write``.
-2. Scale: the ``large`` preset's catalog and members (~1M profiles) are drawn once (timed), then
-   the events of its first ``--large-profiles`` profiles are simulated block by block, as
+2. Scale: the ``--large-size`` preset's catalog and members (``large``: ~1M profiles) are drawn
+   once (timed), then the events of its first ``--large-profiles`` profiles are simulated block by block, as
    ``generate_to_dir`` does; profiles/s and events/s extrapolate to the whole world. Peak
    resident memory is reported (it must not grow with the number of blocks).
 """
@@ -56,9 +56,9 @@ def bench_presets(sizes: list[str], runs: int) -> list[dict]:
     return rows
 
 
-def bench_large(n_profiles: int) -> dict:
+def bench_large(n_profiles: int, size: str = "large") -> dict:
     t0 = time.perf_counter()
-    draw = _Draw(preset("large"))
+    draw = _Draw(preset(size))
     draw_s = time.perf_counter() - t0
     rss_after_draw = _rss_mb()
     hi = min(draw.n_profiles, max(BLOCK_PROFILES, n_profiles))
@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", nargs="+", default=["tiny", "small", "default"])
     parser.add_argument("--large-profiles", type=int, default=20_000, help="0 to skip the scale bench")
+    parser.add_argument("--large-size", default="large", help="the preset of the scale bench (e.g. 1m)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     generate_world(preset("tiny"))  # warm imports
@@ -89,9 +90,9 @@ def main() -> None:
               f"{r['write_parquet_s']:8.2f} {r['ratio']:6.1f} {r['events_per_s']:10,.0f}")
     result: dict = {"presets": presets}
     if args.large_profiles:
-        large = bench_large(args.large_profiles)
+        large = bench_large(args.large_profiles, args.large_size)
         result["large"] = large
-        print(f"\nlarge: {large['profiles_total']:,} profiles drawn in {large['draw_s']:.1f} s "
+        print(f"\n{args.large_size}: {large['profiles_total']:,} profiles drawn in {large['draw_s']:.1f} s "
               f"(rss {large['rss_after_draw_mb']:.0f} MB); simulated {large['profiles_simulated']:,} in "
               f"{large['simulate_s']:.1f} s = {large['profiles_per_s']:,.0f} profiles/s, "
               f"{large['events_per_s']:,.0f} events/s ({large['events_per_profile']:.0f} events/profile); "

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 LUA = r"""
 local threads = {}
@@ -92,6 +93,20 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
+def run_script(script: Path, base: str, seconds: float, connections: int, timeout_s: float,
+               args: list[str]) -> dict[str, Any]:
+    """``wrk`` (2 threads at most) with a Lua ``script`` whose ``done()`` prints one ``WRKJSON {...}``
+    line; returns that object. ``args`` go to the script's ``init``."""
+    cmd = ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{seconds:g}s",
+           "--timeout", f"{timeout_s:g}s", "-s", str(script), base, "--", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    line = next((ln for ln in out.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{out[-2000:]}")
+    result: dict[str, Any] = json.loads(line[len("WRKJSON "):])
+    return result
+
+
 def run_wrk(base: str, token: str, n_profiles: int, seconds: float, connections: int, rate: float,
             unknown_share: float = 0.05, seed: int = 0, timeout_s: float = 2.0) -> dict[str, float]:
     """One wrk run; returns rps, p50/p99 (ms), errors (5xx + socket errors + timeouts), shares."""
@@ -99,17 +114,11 @@ def run_wrk(base: str, token: str, n_profiles: int, seconds: float, connections:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(LUA)
         script = Path(f.name)
-    cmd = ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{seconds:g}s",
-           "--timeout", f"{timeout_s:g}s", "-s", str(script), base,
-           "--", str(n_profiles), str(unknown_share), token, f"{delay_ms:.3f}", str(seed)]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+        r = run_script(script, base, seconds, connections, timeout_s,
+                       [str(n_profiles), str(unknown_share), token, f"{delay_ms:.3f}", str(seed)])
     finally:
         script.unlink(missing_ok=True)
-    line = next((ln for ln in out.splitlines() if ln.startswith("WRKJSON ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk printed no result:\n{out[-2000:]}")
-    r = json.loads(line[len("WRKJSON "):])
     known = max(1, r["ok"] - r["unknown"])
     socket_errors = r["connect_errors"] + r["read_errors"] + r["write_errors"]
     return {

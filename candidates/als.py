@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from candidates.base import CohortRules, finalize, seen_titles
+from candidates.block import ProfileBlock, RowBlock, first_allowed
 from pathways.artifacts.factor_index import FactorIndex
 from pathways.artifacts.factors import FactorArtifacts
 from pathways.catalog import Catalog
@@ -76,6 +77,23 @@ class FactorSource:
             if len(row):
                 out[i] = [row]
         return out
+
+
+    def generate_block(self, block: ProfileBlock) -> RowBlock:
+        """``generate_batch``'s rows in long form: the same faiss search, then the first
+        ``per_source`` allowed titles of each profile's own ``k`` results as one mask."""
+        known = np.fromiter((i for i, p in enumerate(block.profiles) if p.profile_id in self.artifacts.profile_row), np.int64)
+        if not len(known):
+            return RowBlock.empty()
+        users = [self.artifacts.profile_row[block.profiles[i].profile_id] for i in known]
+        ks = np.minimum(len(self.index), self.config.per_source + block.blocked[known] + block.seen_count[known])
+        scores, rows = self.index.search(self.artifacts.user_factors[users], int(ks.max()))
+        within = (np.arange(rows.shape[1]) < ks[:, None]) & (rows >= 0)
+        pos = np.where(within, self.item_positions[np.maximum(rows, 0)], -1)
+        ok = (pos >= 0) & block.unseen_ok[known[:, None], np.maximum(pos, 0)]
+        n = len(known)
+        return RowBlock.from_mask(first_allowed(ok, self.config.per_source), known, pos, scores, self.name,
+                                  [self.evidence] * n, [""] * n)
 
 
 class AlsSource(FactorSource):

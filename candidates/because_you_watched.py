@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from candidates.base import CohortRules, finalize_at, profile_allowed, seen_titles
+from candidates.block import ProfileBlock, RowBlock, first_allowed
 from pathways.artifacts.factor_index import FactorIndex
 from pathways.artifacts.factors import FactorArtifacts
 from pathways.catalog import Catalog
@@ -79,6 +80,26 @@ class BecauseYouWatchedSource:
             if len(row):
                 out[i].append(row)
         return out
+
+
+    def generate_block(self, block: ProfileBlock) -> RowBlock:
+        """``generate_batch``'s rows in long form: one faiss search for every anchor of the block,
+        the first ``per_source`` allowed titles of each anchor's results as one mask."""
+        n = self.config.because_you_watched_rows
+        anchors = [recent_anchors(p.history, n, self._usable) for p in block.profiles]
+        prof = np.fromiter((i for i, a in enumerate(anchors) for _ in a), np.int64)
+        flat = [a for al in anchors for a in al]
+        if not flat:
+            return RowBlock.empty()
+        ks = (self.config.per_source + 1 + block.seen_count + block.blocked)[prof]
+        scores, rows = self.index.search(self.index.vectors[[self._usable[a] for a in flat]], int(ks.max()))
+        within = (np.arange(rows.shape[1]) < ks[:, None]) & (rows >= 0)
+        pos = np.where(within, self.item_positions[np.maximum(rows, 0)], -1)
+        anchor_pos = np.fromiter((self.catalog.index[a] for a in flat), np.int64, len(flat))
+        pos = np.where(pos == anchor_pos[:, None], -1, pos)  # the anchor itself is not shown
+        ok = (pos >= 0) & block.unseen_ok[prof[:, None], np.maximum(pos, 0)]
+        return RowBlock.from_mask(first_allowed(ok, self.config.per_source), prof, pos, scores, self.name,
+                                  [f"Because you watched {self.catalog.name(a)}" for a in flat], [str(a) for a in flat])
 
 
 def similar_titles(index: FactorIndex, artifacts: FactorArtifacts, title_id: int, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from candidates.base import finalize, rank_scores
+from candidates.block import ProfileBlock, RowBlock, finalize_long
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
 from pathways.types import Candidates, ProfileContext
@@ -37,3 +38,13 @@ class ContinueWatchingSource:
         cands = Candidates(self.name, np.asarray(titles, np.int64), rank_scores(len(titles)), evidence=self.evidence)
         row = finalize(cands, self.catalog, profile, self.config.per_source)
         return [row] if len(row) else []
+
+    def generate_block(self, block: ProfileBlock) -> RowBlock:
+        """``generate`` for a block: each profile's titles in progress, the rules applied at once."""
+        lists = [(i, self.in_progress(p)) for i, p in enumerate(block.profiles) if p.in_progress]
+        lists = [(i, t) for i, t in lists if t]
+        prof = np.fromiter((i for i, _ in lists), np.int64, len(lists))
+        pos = [self.catalog.positions(np.asarray(t, np.int64)) for _, t in lists]
+        n = len(lists)
+        return finalize_long(block, prof, pos, [rank_scores(len(t)) for _, t in lists], block.rules_ok,
+                             self.config.per_source, self.name, [self.evidence] * n, [""] * n)

@@ -16,10 +16,12 @@ kids page never holds a "Horror" row of its two mild titles.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 import numpy as np
 
 from candidates.base import CohortRules, finalize_at, profile_allowed, seen_titles
+from candidates.block import ProfileBlock, RowBlock, first_allowed
 from features.schema import KIDS_MAX_MATURITY
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
@@ -75,6 +77,12 @@ class GenreSource:
             for genre in catalog.genres[pos]:
                 members[genre].append(int(pos))
         self.members = {g: np.asarray(p, dtype=np.int64) for g, p in members.items()}
+        # For ``generate_block``: genres by name, each title's genres and shares (CSR over positions).
+        self._names = sorted(self.members)
+        column = {g: j for j, g in enumerate(self._names)}
+        self._title_genres = [np.asarray([column[g] for g in gs], np.int64) for gs in catalog.genres]
+        self._safe = np.array([g in self.kids_safe for g in self._names], dtype=bool)
+        self._fallback: dict[tuple[bool, str, int], list[str]] = {}
 
     def _eligible(self, profile: ProfileContext) -> list[str]:
         genres = list(self.members)
@@ -108,3 +116,55 @@ class GenreSource:
             if len(row):
                 rows.append(row)
         return rows
+
+    def _liked_block(self, block: ProfileBlock) -> np.ndarray:
+        """(P, n_genres) float64 affinity of each profile (``genre_affinity``, summed in history order)."""
+        n = len(self._names)
+        pos = self.catalog.positions(block.hist_ids)
+        prof = block.hist_profile[pos >= 0]
+        pos = pos[pos >= 0]
+        counts = np.fromiter((len(self._title_genres[p]) for p in pos), np.int64, len(pos))
+        genres = np.concatenate([self._title_genres[p] for p in pos]) if len(pos) else np.zeros(0, np.int64)
+        share = np.repeat(1.0 / np.maximum(counts, 1), counts)
+        flat = np.bincount(np.repeat(prof, counts) * n + genres, weights=share, minlength=len(block.profiles) * n)
+        return flat.reshape(len(block.profiles), n)
+
+    def generate_block(self, block: ProfileBlock) -> RowBlock:
+        """``generate`` for a block: affinities as one weighted count, genres ranked per profile with
+        one sort, then per genre the first ``per_source`` allowed titles of every profile choosing it."""
+        affinity = self._liked_block(block)
+        kids = np.fromiter((is_kids_profile(p) for p in block.profiles), bool, len(block.profiles))
+        eligible = ~kids[:, None] | self._safe[None, :]
+        liked = eligible & (affinity > 0)
+        order = np.argsort(np.where(liked, -affinity, np.inf), axis=1, kind="stable")  # ties: by name
+        picks: dict[str, list[tuple[int, int, bool]]] = {}  # genre -> (profile, rank, personal)
+        for i, p in enumerate(block.profiles):
+            n_liked = int(liked[i].sum())
+            if n_liked:
+                chosen = [self._names[j] for j in order[i, : min(n_liked, self.config.genre_rows)]]
+            else:
+                chosen = self._cohort_genres(p)
+            for rank, genre in enumerate(chosen):
+                picks.setdefault(genre, []).append((i, rank, n_liked > 0))
+        parts, ranks = [], []
+        for genre, who in picks.items():
+            prof = np.array([w[0] for w in who], np.int64)
+            pos = self.members[genre]
+            keep = first_allowed(block.unseen_ok[prof[:, None], pos[None, :]], self.config.per_source)
+            evidence = [f"Because you like {genre}" if w[2] else genre for w in who]
+            part = RowBlock.from_mask(keep, prof, pos, self.popularity[pos], self.name, evidence, [genre] * len(who))
+            live = keep.any(axis=1)
+            parts.append(part)
+            ranks.append(np.array([w[1] for w in who], np.int64)[live])
+        if not parts:
+            return RowBlock.empty()
+        whole = RowBlock.concat(parts)  # by profile; fix the order of each profile's genres next
+        row_rank = np.concatenate(ranks)[np.argsort(np.concatenate([p.profile for p in parts]), kind="stable")]
+        return whole.take(np.lexsort((row_rank, whole.profile)))
+
+    def _cohort_genres(self, profile: ProfileContext) -> list[str]:
+        """``top_genres`` of a profile without liked genres: depends only on its cohort (memoized)."""
+        key = (is_kids_profile(profile), profile.region, int(profile.max_maturity_level))
+        if key not in self._fallback:
+            self._fallback[key] = self.top_genres(replace(profile, history=()))[0]
+        return self._fallback[key]

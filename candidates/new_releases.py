@@ -12,6 +12,7 @@ from datetime import datetime
 import numpy as np
 
 from candidates.base import CohortRules, finalize, rank_scores
+from candidates.block import ProfileBlock, RowBlock, first_allowed
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
 from pathways.types import Candidates, ProfileContext
@@ -49,3 +50,10 @@ class NewReleasesSource:
         row = self.rules.precut(self.row, self.positions, profile, n)
         row = finalize(row, self.catalog, profile, self.config.per_source)
         return [row] if len(row) else []
+
+    def generate_block(self, block: ProfileBlock) -> RowBlock:
+        """``generate`` for a block: the first ``per_source`` allowed titles of the list, one mask."""
+        n = len(block.profiles)
+        ok = block.rules_ok[:, self.positions]
+        return RowBlock.from_mask(first_allowed(ok, self.config.per_source), np.arange(n), self.positions,
+                                  self.row.scores, self.name, [self.evidence] * n, [""] * n)

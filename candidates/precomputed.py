@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from candidates.base import finalize
+from candidates.block import ProfileBlock, RowBlock, finalize_long
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
 from pathways.types import Candidates, ProfileContext
@@ -35,3 +36,12 @@ class PrecomputedSource:
         cands = Candidates(self.name, got[0], got[1], evidence=self.evidence)
         row = finalize(cands, self.catalog, profile, self.config.per_source, exclude=profile.history)
         return [row] if len(row) else []
+
+    def generate_block(self, block: ProfileBlock) -> RowBlock:
+        """``generate`` for a block: every profile's list through the rules and the history at once."""
+        got = [(i, self.lists.get(int(p.profile_id))) for i, p in enumerate(block.profiles)]
+        lists = [(i, g) for i, g in got if g is not None and len(g[0])]
+        prof = np.fromiter((i for i, _ in lists), np.int64, len(lists))
+        n = len(lists)
+        return finalize_long(block, prof, [self.catalog.positions(g[0]) for _, g in lists], [g[1] for _, g in lists],
+                             block.unseen_ok, self.config.per_source, self.name, [self.evidence] * n, [""] * n)

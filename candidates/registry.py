@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
+import numpy as np
 import pyarrow as pa
 
 from candidates.als import AlsSource
 from candidates.base import CandidateSource, generate_batch
 from candidates.because_you_watched import BecauseYouWatchedSource
+from candidates.block import ProfileBlock, RowBlock, finalize_long
 from candidates.continue_watching import ContinueWatchingSource
 from candidates.genres import GenreSource
 from candidates.new_releases import NewReleasesSource
@@ -81,6 +83,29 @@ def generate_all_batch(sources: Sequence[CandidateSource], profiles: list[Profil
         for i, rows in enumerate(generate_batch(source, profiles)):
             out[i].extend(rows)
     return out
+
+
+def generate_all_block(sources: Sequence[CandidateSource], block: ProfileBlock) -> RowBlock:
+    """``generate_all`` for every profile of ``block`` in long form (rows by profile, then source
+    order), using each source's ``generate_block`` (a loop over ``generate`` for sources without one)."""
+    parts = []
+    for source in _for_profiles(sources):
+        make = getattr(source, "generate_block", None)
+        parts.append(make(block) if make is not None else _loop_block(source, block))
+    return RowBlock.concat(parts)
+
+
+def _loop_block(source: CandidateSource, block: ProfileBlock) -> RowBlock:
+    """A source's ``generate`` rows for each profile, as a ``RowBlock`` (their order is final)."""
+    rows = [(i, r) for i, p in enumerate(block.profiles) for r in source.generate(p) if len(r)]
+    if not rows:
+        return RowBlock.empty()
+    everything = np.ones((len(block.profiles), len(block.catalog)), dtype=bool)  # already through the rules
+    prof = np.fromiter((i for i, _ in rows), np.int64, len(rows))
+    out = finalize_long(block, prof, [block.catalog.positions(r.title_ids) for _, r in rows], [r.scores for _, r in rows],
+                        everything, max(len(r) for _, r in rows), source.name, [r.evidence for _, r in rows],
+                        [r.key for _, r in rows])
+    return RowBlock(out.profile, tuple(r.source for _, r in rows), out.evidence, out.key, out.offsets, out.positions, out.scores)
 
 
 def cohort_rows(sources: Sequence[CandidateSource], profile: ProfileContext) -> list[Candidates]:

@@ -40,6 +40,8 @@ import pyarrow.compute as pc
 from features.schema import EventType
 from pathways.config import FeatureConfig
 
+EVENT_COLUMNS = ("event_type", "ts", "profile_id", "title_id", "session_id", "fraction_watched", "rating",
+                 "row_index", "position")  # what compute_features reads of the events
 NEVER_PLAYED_DAYS = 365.0
 PRIOR_WEIGHT = 5.0
 

@@ -4,6 +4,10 @@
   when it was last seen) and the titles finished.
 - ``profile_histories(events)``: per profile, the titles played, oldest first.
 - ``apply_event(state, event, runtime_s)``: one event folded into a state (the serving overlay).
+- ``histories_by_range(lake_dir, titles, profile_ids, shard_profiles, work_dir)``: both of the
+  above per range of ``shard_profiles`` profiles, from one pass that splits the lake's progress
+  events by profile range (``features/lake_scan.py``): memory grows with a shard's events, not
+  with the lake; time with the events (linear in profiles x events per profile).
 
 Semantics (the batch functions equal a fold of ``apply_event`` over events in time order):
 play, pause and complete events carry ``fraction_watched``; a heartbeat (or a pause without a
@@ -16,15 +20,18 @@ readable fraction (and all other event types) change nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from features.lake_scan import split_by_profile
 from features.schema import EventType
 
 PROGRESS_TYPES = (EventType.PLAY, EventType.PAUSE, EventType.COMPLETE, EventType.HEARTBEAT)
@@ -142,3 +149,29 @@ def profile_histories(events: pa.Table) -> dict[int, tuple[int, ...]]:
         int(pids[s]): tuple(int(t) for t in chunk)
         for s, chunk in zip(starts, np.split(tids, starts[1:]))
     }
+
+
+HISTORY_COLUMNS = ("event_type", "ts", "profile_id", "title_id", "fraction_watched", "position_s")
+
+
+def histories_by_range(
+    lake_dir: Path | str,
+    titles: pa.Table,
+    profile_ids: np.ndarray,
+    shard_profiles: int,
+    work_dir: Path,
+    finished_fraction: float = 0.9,
+    min_fraction: float = 0.05,
+) -> Iterator[tuple[int, dict[int, PlaybackState], dict[int, tuple[int, ...]]]]:
+    """Per range of ``shard_profiles`` consecutive ids of ``profile_ids`` (sorted ascending): (the
+    range's last profile id, ``playback_states``, ``profile_histories``) of its profiles, equal to
+    what the whole lake gives them. One pass splits the lake into ``work_dir`` (a shard file is
+    deleted once read); the ranges follow in order."""
+    if len(profile_ids) == 0:
+        return
+    cuts = np.unique(np.r_[profile_ids[shard_profiles - 1::shard_profiles], profile_ids[-1]]).astype(np.int64)
+    paths = split_by_profile(lake_dir, cuts, work_dir, HISTORY_COLUMNS, [t.value for t in PROGRESS_TYPES])
+    for cut, path in zip(cuts, paths):
+        events = pq.read_table(path)
+        path.unlink()
+        yield int(cut), playback_states(events, titles, finished_fraction, min_fraction), profile_histories(events)

@@ -107,7 +107,7 @@ def ingest(
     raw, name, batch_id = _read_source(source)
     manifest = lake_dir / "batches" / f"{batch_id}.json"
     if manifest.exists():
-        return _load_report(manifest)
+        return load_report(manifest)
     return land(raw, titles, profiles, lake_dir, batch_id, now, name=name, index=index)
 
 
@@ -164,12 +164,17 @@ def land(
         paths=tuple(paths),
         batch_id=batch_id,
     )
-    manifest = lake_dir / "batches" / f"{batch_id}.json"
+    write_report(lake_dir, report)
+    return report
+
+
+def write_report(lake_dir: Path, report: IngestReport) -> None:
+    """``report`` as ``lake_dir/batches/<batch_id>.json``, atomically (a batch is done once it exists)."""
+    manifest = lake_dir / "batches" / f"{report.batch_id}.json"
     manifest.parent.mkdir(parents=True, exist_ok=True)
     tmp = manifest.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(report), indent=1))
     os.replace(tmp, manifest)
-    return report
 
 
 def read_events(lake_dir: Path | str) -> pa.Table:
@@ -193,20 +198,26 @@ def _read_source(source: pa.Table | Path | str) -> tuple[pa.Table, str, str]:
             writer.write_table(source)
         return source, "<table>", hashlib.sha256(sink.getvalue()).hexdigest()[:16]
     path = Path(source)
+    batch_id = file_batch_id(path)
+    try:
+        raw = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise IngestError(f"{path}: not a readable Parquet file ({exc})") from exc
+    return raw, str(path), batch_id
+
+
+def file_batch_id(path: Path) -> str:
+    """The batch id of an event file: a hash of its bytes (read in 4 MiB pieces)."""
     if not path.is_file():
         raise FileNotFoundError(f"event file not found: {path}")
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
             digest.update(chunk)
-    try:
-        raw = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise IngestError(f"{path}: not a readable Parquet file ({exc})") from exc
-    return raw, str(path), digest.hexdigest()[:16]
+    return digest.hexdigest()[:16]
 
 
-def _load_report(manifest: Path) -> IngestReport:
+def load_report(manifest: Path) -> IngestReport:
     data = json.loads(manifest.read_text())
     data["paths"] = tuple(data["paths"])
     data["already_ingested"] = True

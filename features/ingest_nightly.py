@@ -6,6 +6,9 @@ without being read or hashed, so the work is the new files only. Duplicates are 
 bounded ``EventIdIndex`` shared by the night's files (the days the new events fall on, not the
 whole lake). A file that cannot be read as events (not Parquet, missing or unknown columns) is
 moved to ``lake_dir/rejected/`` with a ``.report.json`` saying why, and the night goes on.
+
+A file of more than ``chunk_rows`` rows (a whole world's log) is landed ``chunk_rows`` rows at a
+time (``ingest_file``): memory is one chunk, not the file; time is linear in its rows.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from features.ingest import IngestError, ingest
+from features.ingest import IngestError, IngestReport, file_batch_id, ingest, land, load_report, write_report
 from features.lake_index import EventIdIndex
 
 STATE_FILE = "ingest_state.json"
@@ -55,6 +59,7 @@ def ingest_new(
     lake_dir: Path | str,
     now: datetime | None = None,
     dedupe_days: int = 1,
+    chunk_rows: int = 2_000_000,
 ) -> dict[str, Any]:
     """Ingest the files of ``files`` not ingested before; returns the night's totals:
     rows_in, accepted, quarantined, by_reason, files (new ones read), already_ingested (skipped)
@@ -73,7 +78,7 @@ def ingest_new(
             totals["already_ingested"] += 1
             continue
         try:
-            report = ingest(path, titles, profiles, lake_dir, now=now, index=index)
+            report = ingest_file(path, titles, profiles, lake_dir, now or datetime.now(UTC), index, chunk_rows)
         except IngestError as exc:
             moved = set_aside(path, lake_dir / "rejected", str(exc))
             totals["rejected_files"] += 1
@@ -92,3 +97,36 @@ def ingest_new(
     if totals["rows_in"] != totals["accepted"] + totals["quarantined"]:
         raise RuntimeError(f"event accounting does not balance: {totals}")
     return totals
+
+
+def ingest_file(path: Path, titles: pa.Table, profiles: pa.Table, lake_dir: Path, now: datetime,
+                index: EventIdIndex, chunk_rows: int) -> IngestReport:
+    """``ingest(path)``; a file of more than ``chunk_rows`` rows is landed chunk by chunk as batches
+    ``<file batch id>-c<k>`` (each with its own report: a killed ingest resumes at the first chunk
+    without one; a duplicate id in a later chunk counts as ``duplicate_in_lake``), then the file's
+    report, the chunks' sums, is written under the file's batch id."""
+    try:
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except (pa.ArrowInvalid, OSError):
+        rows = 0  # ingest says why the file cannot be read
+    if rows <= chunk_rows:
+        return ingest(path, titles, profiles, lake_dir, now=now, index=index)
+    batch_id = file_batch_id(path)
+    manifest = lake_dir / "batches" / f"{batch_id}.json"
+    if manifest.exists():
+        return load_report(manifest)
+    parts: list[IngestReport] = []
+    for k, batch in enumerate(pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)):
+        chunk_id = f"{batch_id}-c{k:05d}"
+        done = lake_dir / "batches" / f"{chunk_id}.json"
+        parts.append(load_report(done) if done.exists() else
+                     land(pa.Table.from_batches([batch]), titles, profiles, lake_dir, chunk_id, now, name=str(path), index=index))
+    by_reason: dict[str, int] = {}
+    for part in parts:
+        for reason, n in part.by_reason.items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+    report = IngestReport(rows_in=sum(p.rows_in for p in parts), accepted=sum(p.accepted for p in parts),
+                          quarantined=sum(p.quarantined for p in parts), by_reason=by_reason,
+                          paths=tuple(x for p in parts for x in p.paths), batch_id=batch_id)
+    write_report(lake_dir, report)
+    return report

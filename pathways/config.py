@@ -46,6 +46,7 @@ class FeatureConfig(_Section):
     ttl_days: int = Field(90, ge=1)
     trending_half_life_days: float = Field(3.0, gt=0.0)
     recency_half_life_days: float = Field(14.0, gt=0.0)
+    ingest_chunk_rows: int = Field(2_000_000, ge=1)  # a larger event file is ingested this many rows at a time
 
 
 class TrainingConfig(_Section):
@@ -74,6 +75,7 @@ class CandidateConfig(_Section):
 
     per_source: int = Field(120, ge=1)  # titles each generator returns at most
     because_you_watched_rows: int = Field(5, ge=0)  # anchors, one row each
+    similar_titles_k: int = Field(30, ge=1)  # snapshot's similar-titles table: titles kept per title (streamed BYW row)
     genre_rows: int = Field(8, ge=0)
     new_release_days: int = Field(120, ge=1)
     continue_min_fraction: float = Field(0.05, ge=0.0, le=1.0)
@@ -158,6 +160,7 @@ class ServingConfig(_Section):
     deadline_ms: float = Field(45.0, gt=0.0)  # the whole page; each stage gets min(its budget, what is left)
     snapshot_read_budget_ms: float = Field(15.0, gt=0.0)  # the profile's precomputed page (page store read)
     artwork_budget_ms: float = Field(15.0, gt=0.0)  # the artwork policy (online context read); over it: default artwork
+    artwork_poll_s: float = Field(10.0, gt=0.0)  # how often the registry's champion artwork policy is re-checked
     serialize_budget_ms: float = Field(10.0, gt=0.0)  # encoding the response (measured, reported in metrics)
     # Hostile input (serving/guards.py, serving/api.py).
     max_body_bytes: int = Field(2**20, ge=1024)  # checked before the body is read
@@ -175,6 +178,7 @@ class PipelineConfig(_Section):
     ray_address: str | None = None  # None: start a local Ray; "auto" or "ray://...": join a cluster
     workers: int = Field(2, ge=1)
     chunk_size: int = Field(256, ge=1)  # profiles per task
+    history_shard_profiles: int = Field(50_000, ge=1)  # profiles per shard of the pages stage's one-pass history split
     keep_snapshots: int = Field(3, ge=1)
 
 
@@ -196,6 +200,7 @@ class AuthConfig(_Section):
     service_subjects: tuple[str, ...] = ()  # subjects of service tokens (the app backend): any profile
     rate_limit: str = "200/second"  # per token subject, `limits` notation ("N/second", "N/minute")
     rate_limit_storage: str = "memory://"  # per replica; "redis://127.0.0.1:6379/1": one limit across replicas
+    verified_tokens_cached: int = Field(4096, ge=0, le=1_000_000)  # tokens whose signature was checked, until they expire
 
     @model_validator(mode="after")
     def _rate_limit_parses(self) -> AuthConfig:

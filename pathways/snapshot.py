@@ -9,6 +9,8 @@ Layout under ``snapshots_dir``::
     <version>/fallback.parquet   region:string, max_maturity_level:int8, page_json:string
     <version>/titles.parquet     the catalog as served (TITLE_SCHEMA)
     <version>/profiles.parquet   the profiles known at build time (PROFILE_SCHEMA)
+    <version>/similar_titles.parquet  per title, its ``candidates.similar_titles_k`` most similar titles
+                                 (SIMILAR_SCHEMA; optional: older snapshots have none)
     .staging-<version>/      a snapshot being written; never read, removed on the next publish
 
 Older snapshots hold ``pages.parquet`` (profile_id, cell, page_json) instead of ``pages.sqlite``;
@@ -44,12 +46,16 @@ FALLBACK = "fallback.parquet"
 TITLES = "titles.parquet"
 PROFILES = "profiles.parquet"
 MANIFEST = "manifest.json"
+SIMILAR = "similar_titles.parquet"  # optional: serving's streamed "Because you watched" row
 
 PAGES_SCHEMA = pa.schema(
     [("profile_id", pa.int64()), ("cell", pa.string()), ("page_json", pa.string())]
 )
 FALLBACK_SCHEMA = pa.schema(
     [("region", pa.string()), ("max_maturity_level", pa.int8()), ("page_json", pa.string())]
+)
+SIMILAR_SCHEMA = pa.schema(  # similar_ids / scores: best first, the title itself never among them
+    [("title_id", pa.int64()), ("similar_ids", pa.list_(pa.int64())), ("scores", pa.list_(pa.float32()))]
 )
 
 

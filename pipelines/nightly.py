@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -32,7 +31,7 @@ import pyarrow.parquet as pq
 from pathways.config import PathwaysConfig
 from pathways.snapshot import current_version
 from pipelines import stages
-from pipelines.runner import RunContext, Stage, StageResult, run_stages
+from pipelines.runner import RunContext, Stage, StageResult, peak_rss_gb, run_stages
 from pipelines.schedule import reuse_trained
 
 log = logging.getLogger("pathways.nightly")
@@ -84,11 +83,6 @@ def fingerprint(config: PathwaysConfig, files: list[Path]) -> str:
     return h.hexdigest()[:12]
 
 
-def peak_rss_gb() -> float:
-    """This process's peak resident memory so far, in GiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
 class NightlyLocked(RuntimeError):
     """Another nightly run holds this data dir."""
 
@@ -133,7 +127,7 @@ def run_nightly(
         peaks: dict[str, float] = {}
 
         def record(result: StageResult) -> None:
-            peaks[result.name] = peak_rss_gb()  # the process's peak so far: a stage's peak is at most this
+            peaks[result.name] = result.peak_rss_gb if result.peak_rss_gb is not None else peak_rss_gb()
             if on_stage is not None:
                 on_stage(result)
 
@@ -145,7 +139,7 @@ def run_nightly(
                 "started": started.isoformat(),
                 "finished": datetime.now(UTC).isoformat(),
                 "live_snapshot": current_version(config.snapshots_dir),
-                "peak_rss_gb": peak_rss_gb(),
+                "peak_rss_gb": max([peak_rss_gb(), *peaks.values()]),  # the stages' high-water marks
                 "stages": {r.name: {"seconds": r.seconds, "skipped": r.skipped, "peak_rss_gb": peaks.get(r.name),
                                     **r.outputs} for r in results},
             },

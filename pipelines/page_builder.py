@@ -13,6 +13,13 @@ reference and the benchmark's baseline (both give the same bytes). The local exe
 builder in-process; the Ray executor runs one builder per worker as a Ray actor with at most two
 blocks in flight per actor — the same code either way. Each finished block goes to ``sink`` at
 once, so no stage holds every profile's page in memory.
+
+Cost of ``build`` (P profiles in a block, T catalog titles, R candidate rows of ~L titles per
+profile): time grows linearly with the number of profiles (blocks are independent; a few Python
+steps per block, per source, per genre chosen and per greedy row step, none per title), and per
+block as P x (T + R x L) array work plus one faiss search per factor source (P x T x dim). The
+ranker runs once per profile (MLP) or once per block (trees). Memory is bounded by the block, not
+the run: a few (P, T) bool masks (rules, history, titles already placed) and the block's rows.
 """
 
 from __future__ import annotations
@@ -23,16 +30,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from candidates.base import CohortRules
 from features.schema import MATURITY_LEVELS, REGIONS
 from pathways.catalog import Catalog
 from pathways.config import PathwaysConfig
 from pathways.pageblob import encode_page
-from pathways.types import Candidates, Page, ProfileContext
-from ranking.page import assemble_page, choose_rows, compact_page
+from pathways.types import Page, ProfileContext
+from ranking.page import assemble_page
 
 TOP_ROW_SOURCE = "top_picks"
 
@@ -87,6 +96,7 @@ class PageBuilder:
         self.catalog = catalog
         self.sources = sources
         self.scorers = scorers
+        self.rules = CohortRules(catalog)  # the (region, maturity) masks, shared by every block
 
     @classmethod
     def open(cls, spec: PageBuildSpec) -> PageBuilder:
@@ -130,23 +140,24 @@ class PageBuilder:
         return cls(spec, catalog, sources, scorers)
 
     def build(self, profiles: list[ProfileContext]) -> list[BuiltPage]:
-        """The page of each profile of the block, encoded for the page store: candidates with each
-        source's batch path (one faiss search per block), the block's features and scores in one
-        matrix per cell, then the assembler's row choice straight into ``CompactRows``."""
-        from candidates.registry import generate_all_batch
+        """The page of each profile of the block, encoded for the page store: the block's rule masks,
+        every source's rows in long form (``generate_block``: one faiss search per source, masks
+        instead of per-title loops), one feature matrix and one lookup per cell to re-score them,
+        then the assembler's greedy steps for all profiles at once (``choose_block``)."""
+        from candidates.block import ProfileBlock
+        from candidates.registry import generate_all_block
+        from ranking.block_page import choose_block
+        from ranking.block_rank import rescore_block
 
-        rows = generate_all_batch(self.sources, profiles)
-        scored: list[list[Candidates]] = list(rows)
+        block = ProfileBlock(profiles, self.catalog, self.rules)
+        rows = generate_all_block(self.sources, block)
+        cells = np.array([self._cell(p) for p in profiles], dtype=object)
         for cell, scorer in self.scorers.items():
-            idx = [i for i, p in enumerate(profiles) if self._cell(p) == cell]
-            if idx:
-                for i, r in zip(idx, scorer.score_rows_block([profiles[i] for i in idx], [rows[i] for i in idx])):
-                    scored[i] = r
-        out = []
-        for profile, candidates in zip(profiles, scored):
-            chosen = choose_rows(candidates, profile, self.catalog, self.spec.config.page)
-            out.append(BuiltPage(profile.profile_id, profile.cell, encode_page(profile.cell, compact_page(chosen)), len(chosen)))
-        return out
+            selected = cells[rows.profile] == cell
+            if selected.any():
+                rows = rescore_block(scorer, profiles, rows, selected)
+        pages = choose_block(rows, profiles, self.catalog, self.spec.config.page)
+        return [BuiltPage(p.profile_id, p.cell, encode_page(p.cell, page), len(page)) for p, page in zip(profiles, pages)]
 
     def build_loop(self, profiles: list[ProfileContext]) -> list[BuiltPage]:
         """The same pages one profile at a time, through ``Page`` objects (the path before blocks:

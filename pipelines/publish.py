@@ -27,6 +27,7 @@ from pathways.pagestore import PAGES_SQLITE, RedisPageStore
 from pathways.snapshot import (
     FALLBACK,
     PROFILES,
+    SIMILAR,
     TITLES,
     SnapshotWriter,
     current_dir,
@@ -174,6 +175,8 @@ def publish_run(ctx: RunContext, world: tuple[pa.Table, pa.Table]) -> dict[str, 
     try:
         writer.copy_pages(work / PAGES_SQLITE)
         shutil.copyfile(work / FALLBACK, writer.staging / FALLBACK)
+        if (work / SIMILAR).is_file():  # runs before the similar-titles table have none: no streamed BYW row
+            shutil.copyfile(work / SIMILAR, writer.staging / SIMILAR)
         writer.write_table(TITLES, world[0])
         writer.write_table(PROFILES, world[1])
         checksum = pages_checksum(writer.staging / PAGES_SQLITE)

@@ -5,6 +5,10 @@ are written atomically to ``<stage>.done.json``; a re-run with the same run id s
 that are done and hands their recorded outputs to the stages after them. A stage that fails
 leaves no marker, so the next run starts again at that stage. Nothing here publishes: the
 publish stage is the only one that touches what serving reads.
+
+Each stage's own peak resident memory is measured (Linux: the process's high-water mark is reset
+before the stage, ``/proc/self/clear_refs``, and read after it, ``VmHWM``); elsewhere it is the
+process's peak so far.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +59,28 @@ class StageResult:
     seconds: float
     skipped: bool
     outputs: dict[str, Any]
+    peak_rss_gb: float | None = None  # this stage's peak resident memory (None: skipped)
+
+
+def reset_peak_rss() -> None:
+    """Reset this process's resident-memory high-water mark (Linux; elsewhere nothing happens)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_gb() -> float:
+    """This process's resident-memory high-water mark in GiB (since the last ``reset_peak_rss``)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 
 class StageFailed(RuntimeError):
@@ -88,6 +115,7 @@ def run_stages(
             result = StageResult(stage.name, recorded["seconds"], True, recorded["outputs"])
         else:
             log.info("stage %s: %s", stage.name, stage.description)
+            reset_peak_rss()
             t0 = time.perf_counter()
             try:
                 outputs = stage.fn(ctx) or {}
@@ -98,7 +126,7 @@ def run_stages(
             tmp = marker.with_suffix(".tmp")
             tmp.write_text(json.dumps({"outputs": outputs, "seconds": seconds}, indent=2, default=str))
             os.replace(tmp, marker)
-            result = StageResult(stage.name, seconds, False, outputs)
+            result = StageResult(stage.name, seconds, False, outputs, peak_rss_gb())
         results.append(result)
         if on_stage:
             on_stage(result)

@@ -7,7 +7,8 @@
   train nightly; the pages stage still covers every profile.
 - ``training_events(ctx)``: what the training stages read: the lake's events, cut to the last
   ``schedule.window_days`` and to ``schedule.sample_profiles`` profiles chosen by a salted hash
-  (the same profiles every night for one seed), or everything when neither is set.
+  (the same profiles every night for one seed), or everything when neither is set; read batch by
+  batch, so with a sample the training stages' cost stops growing with profiles.
 - ``last_materialized(ctx, end)``: where the online store's data ends, so the materialize stage
   loads only the new window (Feast materialize from there to ``end``).
 - ``referenced_runs(ctx)``: earlier runs whose artifacts this run uses (kept by retention).
@@ -19,6 +20,7 @@ import json
 import os
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from experiments.allocation import bucket
+from features.lake_scan import iter_lake, read_lake
+from features.schema import EVENT_SCHEMA
 from pipelines.runner import RunContext
 
 SECONDS_PER_DAY = 86_400.0
@@ -82,28 +86,65 @@ def referenced_runs(ctx: RunContext) -> set[str]:
     return {ctx.run_id} | {str(o["reused_from"]) for o in ctx.outputs.values() if o.get("reused_from")}
 
 
+def _window_start(end: datetime, window_days: float, ts_type: pa.DataType) -> pa.Scalar:
+    return pa.scalar(end - timedelta(days=window_days), ts_type)
+
+
+def _sampled(pids: np.ndarray, sample_profiles: int, seed: int) -> pa.Array:
+    """The ``sample_profiles`` ids of ``pids`` (unique) with the smallest salted hash, sorted."""
+    order = np.argsort([bucket(int(p), f"training-sample-{seed}") for p in pids], kind="stable")
+    return pa.array(np.sort(pids[order[:sample_profiles]]))
+
+
 def sample_events(events: pa.Table, window_days: float | None, sample_profiles: int | None, seed: int) -> pa.Table:
     """``events`` cut to the last ``window_days`` before its last event and to ``sample_profiles``
     profiles (those with the smallest salted hash: stable as profiles come and go)."""
     if window_days is not None and events.num_rows:
-        end = pc.max(events.column("ts")).as_py()
-        start = pa.scalar(end - timedelta(days=window_days), events.schema.field("ts").type)
+        start = _window_start(pc.max(events.column("ts")).as_py(), window_days, events.schema.field("ts").type)
         events = events.filter(pc.greater_equal(events.column("ts"), start))
     if sample_profiles is not None:
         pids = pc.unique(events.column("profile_id")).to_numpy()
         if len(pids) > sample_profiles:
-            order = np.argsort([bucket(int(p), f"training-sample-{seed}") for p in pids], kind="stable")
-            keep = pa.array(np.sort(pids[order[:sample_profiles]]))
-            events = events.filter(pc.is_in(events.column("profile_id"), keep))
+            events = events.filter(pc.is_in(events.column("profile_id"), _sampled(pids, sample_profiles, seed)))
     return events
 
 
-def training_events(ctx: RunContext) -> pa.Table:
-    """The lake's events as the training stages should see them (cached for the run)."""
-    from pipelines.stages import lake_events
+TRAINING_COLUMNS = tuple(name for name in EVENT_SCHEMA.names if name != "event_id")  # no trainer reads the id
 
+
+def read_training_events(lake_dir: Path, window_days: float | None, sample_profiles: int | None, seed: int) -> pa.Table:
+    """``sample_events`` of the lake (without ``event_id``), read batch by batch: memory grows with
+    the sample and the window, not with the lake (two cheap passes over ``ts`` / ``profile_id``
+    find the window's end and its profiles first). Time: linear in the lake's events."""
+    if window_days is None and sample_profiles is None:
+        return read_lake(lake_dir, TRAINING_COLUMNS)
+    ts_type = EVENT_SCHEMA.field("ts").type
+    start = None
+    if window_days is not None:
+        ends = [pc.max(t["ts"]).as_py() for t in iter_lake(lake_dir, ["ts"]) if t.num_rows]
+        start = _window_start(max(ends), window_days, ts_type) if ends else None
+    keep = None
+    if sample_profiles is not None:
+        seen = [pc.unique(t["profile_id"].filter(pc.greater_equal(t["ts"], start)) if start is not None else t["profile_id"])
+                for t in iter_lake(lake_dir, ["ts", "profile_id"])]
+        pids = pc.unique(pa.chunked_array([s.cast(pa.int64()) for s in seen], pa.int64())).to_numpy() if seen else np.zeros(0, np.int64)
+        keep = _sampled(pids, sample_profiles, seed) if len(pids) > sample_profiles else None
+    parts = []
+    for table in iter_lake(lake_dir, TRAINING_COLUMNS):
+        if start is not None:
+            table = table.filter(pc.greater_equal(table["ts"], start))
+        if keep is not None:
+            table = table.filter(pc.is_in(table["profile_id"], keep))
+        parts.append(table)
+    return pa.concat_tables(parts) if parts else pa.schema([EVENT_SCHEMA.field(c) for c in TRAINING_COLUMNS]).empty_table()
+
+
+def training_events(ctx: RunContext) -> pa.Table:
+    """The lake's events as the training stages should see them (cached for the run's training
+    stages; the pages stage drops them)."""
     if "training_events" not in ctx.cache:
         cfg = ctx.config.schedule
-        ctx.cache["training_events"] = sample_events(lake_events(ctx), cfg.window_days, cfg.sample_profiles, cfg.sample_seed)
+        ctx.cache["training_events"] = read_training_events(ctx.config.lake_dir, cfg.window_days, cfg.sample_profiles,
+                                                            cfg.sample_seed)
     events: pa.Table = ctx.cache["training_events"]
     return events

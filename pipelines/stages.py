@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,9 +21,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from experiments.allocation import assign_cell
+from features.schema import EVENT_SCHEMA
 from pathways.catalog import Catalog
 from pathways.config import PathwaysConfig
-from pathways.snapshot import FALLBACK, fallback_table
+from pathways.snapshot import FALLBACK, SIMILAR, fallback_table
 from pathways.types import ProfileContext
 from pipelines.runner import RunContext
 from pipelines.schedule import training_events
@@ -44,12 +47,13 @@ def catalog(ctx: RunContext) -> Catalog:
     return ctx.cache["catalog"]
 
 
-def lake_events(ctx: RunContext) -> pa.Table:
-    if "events" not in ctx.cache:
-        from features.ingest import read_events
+def lake_table(ctx: RunContext, columns: tuple[str, ...] | None = None,
+               event_types: tuple[str, ...] | None = None) -> pa.Table:
+    """The lake's events projected to ``columns`` and cut to ``event_types``, read batch by batch
+    for one stage (never cached: no stage keeps the whole lake for the next)."""
+    from features.lake_scan import read_lake
 
-        ctx.cache["events"] = read_events(ctx.config.lake_dir)
-    return ctx.cache["events"]
+    return read_lake(ctx.config.lake_dir, columns, event_types)
 
 
 def feature_store(ctx: RunContext):  # -> features.store.FeatureStoreManager
@@ -72,11 +76,14 @@ def configure_mlflow(ctx: RunContext) -> None:
 
 # ---------------------------------------------------------------- stages
 def ingest(ctx: RunContext) -> dict[str, Any]:
+    """New event files into the lake. Cost: time linear in the new events; memory one chunk of
+    ``features.ingest_chunk_rows`` rows plus the event ids of the days it touches (dedupe)."""
     from features.ingest_nightly import ingest_new
 
     titles, profiles = world_tables(ctx)
     event_files = [f for f in ctx.cache["input_files"] if f.name not in ("titles.parquet", "profiles.parquet")]
-    totals = ingest_new(event_files, titles, profiles, ctx.config.lake_dir, dedupe_days=ctx.config.stream.dedupe_days)
+    totals = ingest_new(event_files, titles, profiles, ctx.config.lake_dir, dedupe_days=ctx.config.stream.dedupe_days,
+                        chunk_rows=ctx.config.features.ingest_chunk_rows)
     for moved in totals["rejected"]:
         log.warning("malformed event file set aside: %s (see its .report.json)", moved)
     log.info("ingest: %s", {k: v for k, v in totals.items() if k != "rejected"})
@@ -84,10 +91,12 @@ def ingest(ctx: RunContext) -> dict[str, Any]:
 
 
 def features(ctx: RunContext) -> dict[str, Any]:
-    from features.compute import compute_features
+    """Daily feature tables into the offline store. Cost: the lake's feature columns in memory
+    (linear in events), time linear in events plus profiles x days and titles x days."""
+    from features.compute import EVENT_COLUMNS, compute_features
 
     titles, profiles = world_tables(ctx)
-    events = lake_events(ctx)
+    events = lake_table(ctx, EVENT_COLUMNS)
     if events.num_rows == 0:
         raise ValueError("the lake holds no accepted events: nothing to compute features from")
     end = pc.max(events.column("ts")).as_py()  # tz-aware UTC datetime: the log's last moment
@@ -99,7 +108,8 @@ def features(ctx: RunContext) -> dict[str, Any]:
 
 def materialize(ctx: RunContext) -> dict[str, Any]:
     """Feast apply + materialize up to the data's end; with ``schedule.incremental_materialize``
-    only what is newer than the last run's materialization (the whole TTL the first time)."""
+    only what is newer than the last run's materialization (the whole TTL the first time).
+    Cost: linear in (profiles + titles + title-regions) x the days loaded."""
     from pipelines.schedule import last_materialized
 
     store = feature_store(ctx)
@@ -112,6 +122,8 @@ def materialize(ctx: RunContext) -> dict[str, Any]:
 
 
 def train_als(ctx: RunContext) -> dict[str, Any]:
+    """ALS on the training events (``schedule``'s sample / window). Cost: linear in their plays and
+    in (sampled profiles + titles) x factors^2 per iteration; no growth with profiles beyond the sample."""
     from training.als import train_als as fit_als
 
     configure_mlflow(ctx)
@@ -122,7 +134,8 @@ def train_als(ctx: RunContext) -> dict[str, Any]:
 
 def train_retrieval(ctx: RunContext) -> dict[str, Any]:
     """The retrieval models of ``candidates.retrieval_rows`` on the lake's interactions, saved as factor
-    artifacts so the pages stage retrieves from them through faiss like ALS (FactorSource)."""
+    artifacts so the pages stage retrieves from them through faiss like ALS (FactorSource).
+    Cost: epochs x the training events' interactions (a sample caps it), embeddings of titles."""
     from training.retrieval import train_retrieval as fit
 
     configure_mlflow(ctx)
@@ -137,7 +150,9 @@ def retrieval_sources(config: PathwaysConfig, retrieval_dir: Path) -> dict[str, 
 
 
 def train_top_row(ctx: RunContext) -> dict[str, Any]:
-    """The learning-to-rank top row (PathwaysFinal), registered as top_row@champion."""
+    """The learning-to-rank top row (PathwaysFinal), registered as top_row@champion. Cost: fitting
+    grows with the training interactions (a sample caps it) and titles^2 (EASE); its lists are
+    written per block of users (``training/top_row.py``)."""
     from training.top_row import train_top_row as fit
 
     configure_mlflow(ctx)
@@ -150,6 +165,8 @@ def train_top_row(ctx: RunContext) -> dict[str, Any]:
 
 
 def train_ranker(ctx: RunContext) -> dict[str, Any]:
+    """The page rankers on impressions with point-in-time features. Cost: the training events in
+    memory (a sample caps them); the fit on at most ``training.ranker_max_rows`` rows."""
     from pathways import tracking
     from ranking.features import FEATURE_COLUMNS, training_frame
     from training.ranker import log_ranker
@@ -169,7 +186,9 @@ def train_ranker(ctx: RunContext) -> dict[str, Any]:
 
 
 def artwork(ctx: RunContext) -> dict[str, Any]:
-    """Learn the artwork policy from logged impressions (contexts point-in-time), OPE, maybe promote."""
+    """Learn the artwork policy from logged impressions (contexts point-in-time), OPE, maybe promote.
+    Reads the training events (``schedule``'s sample / window). Cost: their impressions, clicks and
+    plays in memory and a point-in-time feature join per impression (linear in those events)."""
     import numpy as np
     import pandas as pd
 
@@ -180,7 +199,8 @@ def artwork(ctx: RunContext) -> dict[str, Any]:
     configure_mlflow(ctx)
     store = feature_store(ctx)
     titles, _ = world_tables(ctx)
-    events = lake_events(ctx)
+    events = training_events(ctx)  # the training stages' sample / window, already in memory
+    events = events.filter(pc.is_in(events.column("event_type"), pa.array(["artwork_impression", "artwork_click", "play"])))
     names = artwork_context_names(store.genres())
     imp = events.filter(pc.equal(events.column("event_type"), "artwork_impression"))
     if imp.num_rows < ctx.config.bandits.min_impressions:
@@ -213,19 +233,19 @@ def artwork(ctx: RunContext) -> dict[str, Any]:
 def profile_blocks(ctx: RunContext, skip: set[int] | None = None) -> tuple[int, Iterator[list[ProfileContext]]]:
     """(profiles to build, blocks of ``pipeline.chunk_size`` contexts in profile id order), skipping
     the profiles in ``skip`` (done before a resume). Contexts are made one block at a time from
-    per-profile features (history, finished, in progress) computed once from the lake."""
-    from features.history import playback_states, profile_histories
+    per-profile features (history, finished, in progress) computed per range of
+    ``pipeline.history_shard_profiles`` profiles from one split pass over the lake's progress
+    events (``features.history.histories_by_range``), never from the whole lake at once.
+    Cost: time linear in events; memory one range's events and features, whatever the profiles."""
+    from features.history import histories_by_range
 
     titles, profiles = world_tables(ctx)
-    events = lake_events(ctx)
     cfg = ctx.config
-    states = playback_states(events, titles, cfg.candidates.finished_fraction, cfg.candidates.continue_min_fraction)
-    histories = profile_histories(events)
     table = profiles.select(["profile_id", "account_id", "region", "max_maturity_level", "is_kids"]).sort_by("profile_id")
     if skip:
         table = table.filter(pc.invert(pc.is_in(table.column("profile_id"), pa.array(sorted(skip), pa.int64()))))
 
-    def context(row: dict[str, Any]) -> ProfileContext:
+    def context(row: dict[str, Any], states: dict[int, Any], histories: dict[int, tuple[int, ...]]) -> ProfileContext:
         pid = int(row["profile_id"])
         state = states.get(pid)
         return ProfileContext(
@@ -241,9 +261,26 @@ def profile_blocks(ctx: RunContext, skip: set[int] | None = None) -> tuple[int, 
             in_progress_ts={t: ts for t, (_, ts) in state.in_progress.items()} if state else {},
         )
 
-    size = cfg.pipeline.chunk_size
-    blocks = ([context(r) for r in table.slice(i, size).to_pylist()] for i in range(0, table.num_rows, size))
-    return table.num_rows, blocks
+    def blocks() -> Iterator[list[ProfileContext]]:
+        work = Path(tempfile.mkdtemp(prefix="histories-", dir=ctx.run_dir))
+        try:
+            ranges = histories_by_range(cfg.lake_dir, titles, table.column("profile_id").to_numpy(),
+                                        cfg.pipeline.history_shard_profiles, work,
+                                        cfg.candidates.finished_fraction, cfg.candidates.continue_min_fraction)
+            cut = -1
+            states: dict[int, Any] = {}
+            histories: dict[int, tuple[int, ...]] = {}
+            for i in range(0, table.num_rows, cfg.pipeline.chunk_size):
+                block = []
+                for row in table.slice(i, cfg.pipeline.chunk_size).to_pylist():
+                    while row["profile_id"] > cut:
+                        cut, states, histories = next(ranges)
+                    block.append(context(row, states, histories))
+                yield block
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    return table.num_rows, blocks()
 
 
 def _profile_contexts(ctx: RunContext) -> list[ProfileContext]:
@@ -253,11 +290,15 @@ def _profile_contexts(ctx: RunContext) -> list[ProfileContext]:
 
 def pages(ctx: RunContext) -> dict[str, Any]:
     """Pages for every profile, block by block into the run's ``pages.sqlite`` (resumable: a killed
-    run keeps its committed blocks), and the fallback pages."""
+    run keeps its committed blocks), the fallback pages and the similar-titles table (pipelines/similar.py).
+    Cost: time linear in profiles (blocks) plus one pass over the lake's progress events
+    (``profile_blocks``); memory one history range and the page builder's models, not profiles."""
     from pathways.pagestore import PAGES_SQLITE, SqlitePageStore
     from pipelines.page_builder import PageBuildSpec, build_pages
     from pipelines.publish import page_counts
+    from pipelines.similar import write_similar_titles
 
+    ctx.cache.pop("training_events", None)  # training is over: its events leave memory
     work = ctx.stage_dir("pages")
     upstream = json.dumps({k: v for k, v in ctx.outputs.items() if k not in ("pages", "publish")}, sort_keys=True, default=str)
     if not ctx.resume or _read(work / "upstream.json") != upstream:  # pages of other models are not resumed
@@ -281,9 +322,12 @@ def pages(ctx: RunContext) -> dict[str, Any]:
         raise
     writer.close()
     pq.write_table(fallback_table(fallbacks), work / FALLBACK)
+    similar = write_similar_titles(Path(ctx.outputs["train_als"]["path"]), ctx.config.candidates.similar_titles_k,
+                                   work / SIMILAR, catalog(ctx).title_ids)
     return {
         **page_counts(work / PAGES_SQLITE),
         "fallback_pages": len(fallbacks),
+        "similar_titles": similar,
         "resumed_profiles": len(done),
         "executor": ctx.config.pipeline.executor,
         "dir": str(work),
@@ -296,22 +340,30 @@ def _read(path: Path) -> str | None:
 
 
 def _write_plays(ctx: RunContext, path: Path) -> dict[str, str]:
-    """The play events the candidate sources aggregate, once per run (atomically); returns the
-    data window (first and last event in the lake)."""
-    events = lake_events(ctx)
-    window = {"window_start": pc.min(events.column("ts")).as_py().isoformat(),
-              "window_end": pc.max(events.column("ts")).as_py().isoformat()}
-    if not path.is_file():
-        from features.schema import EventType
+    """The play events the candidate sources aggregate, once per run (streamed batch by batch,
+    atomically); returns the data window (first and last event in the lake). Memory: one batch."""
+    from features.lake_scan import iter_lake
+    from features.schema import EventType
 
-        plays = events.filter(pc.equal(events.column("event_type"), EventType.PLAY.value))
+    lo, hi = None, None
+    for t in iter_lake(ctx.config.lake_dir, ["ts"]):
+        if t.num_rows:
+            bounds = pc.min_max(t["ts"]).as_py()
+            lo = bounds["min"] if lo is None else min(lo, bounds["min"])
+            hi = bounds["max"] if hi is None else max(hi, bounds["max"])
+    if lo is None or hi is None:
+        raise ValueError("the lake holds no accepted events")
+    if not path.is_file():
         tmp = path.with_suffix(".tmp")
-        pq.write_table(plays, tmp)
+        with pq.ParquetWriter(tmp, EVENT_SCHEMA) as writer:
+            for batch in iter_lake(ctx.config.lake_dir, None, (EventType.PLAY.value,)):
+                writer.write_table(batch)
         tmp.replace(path)
-    return window
+    return {"window_start": lo.isoformat(), "window_end": hi.isoformat()}
 
 
 def publish(ctx: RunContext) -> dict[str, Any]:
+    """The snapshot beside the live one, CURRENT switched last. Cost: linear in pages (copied)."""
     from pipelines.publish import publish_run
 
     return publish_run(ctx, world_tables(ctx))

@@ -67,20 +67,33 @@ def feature_matrix(
     ``trending``: (n,) trending score of the title in the profile's region; ``title_pos``: (n,)
     catalog positions; ``at_days``: (n,) the moment of the pair, in days since the epoch.
     """
-    n = len(title_pos)
     cols: dict[str, np.ndarray] = {}
     for f in PROFILE_FEATURES:
         if f != "genre_affinity":
             cols[f"p_{f}"] = pd.to_numeric(profile_part[f], errors="coerce").to_numpy(np.float32, na_value=np.nan)
     for f in TITLE_FEATURES:
         cols[f"t_{f}"] = pd.to_numeric(title_part[f], errors="coerce").to_numpy(np.float32, na_value=np.nan)
-    for c in COUNTS:
-        cols[c] = np.log1p(np.nan_to_num(cols[c]))
-    cols["r_trending_score"] = np.log1p(np.nan_to_num(np.asarray(trending, np.float32)))
-    affinity = np.zeros((n, genre_shares.shape[1]), np.float32)
+    affinity = np.zeros((len(title_pos), genre_shares.shape[1]), np.float32)
     for i, a in enumerate(profile_part["genre_affinity"].to_numpy()):
         if a is not None and not (isinstance(a, float) and np.isnan(a)) and len(a) == genre_shares.shape[1]:
             affinity[i] = a
+    return feature_arrays(cols, affinity, trending, title_pos, at_days, catalog, genre_shares)
+
+
+def feature_arrays(
+    cols: dict[str, np.ndarray],
+    affinity: np.ndarray,
+    trending: np.ndarray,
+    title_pos: np.ndarray,
+    at_days: np.ndarray,
+    catalog: Catalog,
+    genre_shares: np.ndarray,
+) -> np.ndarray:
+    """``feature_matrix`` from arrays: ``cols`` maps ``p_<f>``/``t_<f>`` to float32 (n,) columns (it is
+    updated in place), ``affinity`` is (n, n_genres) float32; the rest as in ``feature_matrix``."""
+    for c in COUNTS:
+        cols[c] = np.log1p(np.nan_to_num(cols[c]))
+    cols["r_trending_score"] = np.log1p(np.nan_to_num(np.asarray(trending, np.float32)))
     cols["x_genre_match"] = np.einsum("ij,ij->i", affinity, genre_shares[title_pos])
     cols["x_title_age_days"] = (np.asarray(at_days, np.float32) - catalog.release_days[title_pos]).astype(np.float32)
     cols["x_maturity_gap"] = cols["p_max_maturity_level"] - catalog.maturity[title_pos].astype(np.float32)
@@ -209,21 +222,28 @@ class RowScorer:
             out[i] = self._rescore(profiles[i], rows[i], union, p)
         return out
 
+    @staticmethod
+    def learned_logits(listed: tuple[np.ndarray, np.ndarray], union: np.ndarray, logit: np.ndarray) -> np.ndarray:
+        """The learning-to-rank list's standardized scores for the titles ``union`` it holds, and
+        for the others ``logit`` scaled below the list (their ranker order kept); float64 (n,)."""
+        z = (listed[1] - listed[1].mean()) / (listed[1].std() + 1e-6)
+        below = float(z.min()) - 1.0  # titles outside the list rank below it, in the ranker's order
+        ids = np.asarray(listed[0], dtype=np.int64)
+        last = len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]  # a repeated title: its last score
+        order = np.argsort(ids[last], kind="stable")
+        keys, vals = ids[last][order], np.asarray(z, dtype=np.float64)[last][order]
+        at = np.minimum(np.searchsorted(keys, union), max(len(keys) - 1, 0))
+        found = keys[at] == union
+        out: np.ndarray = np.where(found, vals[at], below + 0.01 * logit)
+        return out
+
     def _rescore(self, profile: ProfileContext, rows: list[Candidates], union: np.ndarray, probs: np.ndarray) -> list[Candidates]:
         """Rows re-scored from P(play) of the sorted unique titles ``union`` (vectorized lookups)."""
         probs = np.clip(probs, 1e-6, 1 - 1e-6)
         logit = np.log(probs / (1 - probs)).astype(np.float64)
         listed = self.ltr.get(int(profile.profile_id)) if self.ltr else None
         if listed is not None and len(listed[0]):
-            z = (listed[1] - listed[1].mean()) / (listed[1].std() + 1e-6)
-            below = float(z.min()) - 1.0  # titles outside the list rank below it, in the ranker's order
-            ids = np.asarray(listed[0], dtype=np.int64)
-            last = len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]  # a repeated title: its last score
-            order = np.argsort(ids[last], kind="stable")
-            keys, vals = ids[last][order], np.asarray(z, dtype=np.float64)[last][order]
-            at = np.minimum(np.searchsorted(keys, union), max(len(keys) - 1, 0))
-            found = keys[at] == union
-            logit = np.where(found, vals[at], below + 0.01 * logit)
+            logit = self.learned_logits(listed, union, logit)
         pinned = self.page.pinned_sources
         out = []
         for r in rows:

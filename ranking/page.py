@@ -27,13 +27,22 @@ from ranking.filtering import RowFilter
 _POSITION_DISCOUNT = 1.0 / np.log2(np.arange(2, 202))  # DCG-style discount for up to 200 slots (row_length <= 100)
 
 
+def row_values(sigmoids: np.ndarray, length: int) -> np.ndarray:
+    """Each row's value from its squashed scores laid out in a zero-padded (rows, ``length``)
+    float64 matrix: the discounted sum, one fixed-length sum per row, so a row's value is the same
+    bits whether it is summed alone or with a whole block's rows (``ranking.block_page``)."""
+    out: np.ndarray = (sigmoids * _POSITION_DISCOUNT[:length]).sum(axis=1)
+    return out
+
+
 def _row_value(scores: np.ndarray, length: int) -> float:
     n = min(length, scores.shape[0])
     if n == 0:
         return 0.0
     # Scores may be logits: squash into (0, 1) so values add up sensibly.
-    s = 1.0 / (1.0 + np.exp(-scores[:n].astype(np.float64)))
-    return float(np.dot(s, _POSITION_DISCOUNT[:n]))
+    padded = np.zeros((1, length))
+    padded[0, :n] = 1.0 / (1.0 + np.exp(-scores[:n].astype(np.float64)))
+    return float(row_values(padded, length)[0])
 
 
 def assemble_page(

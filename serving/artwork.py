@@ -5,8 +5,10 @@ genre, ``bandits.features.artwork_context_names``); here the same vector is read
 online store per request and turned into a context by the same function
 (``bandits.features.genre_contexts``). Anything missing (no registered policy, no feature repo)
 gives ``DefaultArtwork``: every title's default variant with propensity 1, and the response says
-so (``artwork_policy: "default"``). ``select_artwork`` maps the policy's arms to each title's
-artwork ids for a page of ``CompactRows``.
+so (``artwork_policy: "default"``). A loaded champion is followed in the registry
+(``RegistryArtwork``, every ``serving.artwork_poll_s``): withdrawn, pages get default artwork
+marked degraded (still personalized); a new version is swapped in. ``select_artwork`` maps the
+policy's arms to each title's artwork ids for a page of ``CompactRows``.
 
 Impressions are logged by the client: it posts ``artwork_impression`` events with the
 ``artwork_id``, ``artwork_propensity`` and ``artwork_policy`` of each title it displayed.
@@ -16,7 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,8 +33,11 @@ from bandits.serving import ArtworkPolicy, ArtworkSelector, ContextFn, DefaultAr
 from pathways.config import PathwaysConfig
 from pathways.types import ArtworkChoice, CompactRows
 from serving.rows import TitleRenderer
+from serving.stages import run_stage
 
 log = logging.getLogger(__name__)
+
+ARTWORK_POLICY_REMOVED = "artwork policy removed from the registry"
 
 
 def online_context_fn(
@@ -60,32 +68,116 @@ def genre_context_fn(feature_repo_dir: Path, context_names: tuple[str, ...]) -> 
     return online_context_fn(read_affinity, genres, context_names)
 
 
-def load_artwork_policy(config: PathwaysConfig) -> ArtworkSelector | DefaultArtwork:
-    """The champion artwork policy with online contexts, or DefaultArtwork when there is none."""
+def _champion(config: PathwaysConfig) -> ArtworkSelector:
+    """The registered champion with online contexts; raises when there is none or it cannot load."""
+    quiet = logging.getLogger("bandits.serving")
+    level, quiet.level = quiet.level, logging.ERROR  # it warns about the context_fn given below
     try:
-        quiet = logging.getLogger("bandits.serving")
-        level, quiet.level = quiet.level, logging.ERROR  # it warns about the context_fn given below
-        try:
-            selector = ArtworkSelector.load(config.mlflow_uri)
-        finally:
-            quiet.setLevel(level)
-        context_fn = genre_context_fn(config.feature_repo_dir, selector.featurizer.context_names)
-    except Exception as exc:  # noqa: BLE001 - no policy must never stop serving
-        log.warning("artwork: serving default artwork (%s)", exc)
-        return DefaultArtwork()
-    log.info("artwork: serving policy %s", selector.version)
+        selector = ArtworkSelector.load(config.mlflow_uri)
+    finally:
+        quiet.setLevel(level)
+    context_fn = genre_context_fn(config.feature_repo_dir, selector.featurizer.context_names)
     return ArtworkSelector(selector.policy, context_fn, selector.version, selector.base_seed)
 
 
+def load_artwork_policy(config: PathwaysConfig) -> RegistryArtwork | DefaultArtwork:
+    """The champion artwork policy with online contexts, followed in the registry
+    (``RegistryArtwork``), or DefaultArtwork when there is none at start-up."""
+    from pathways import tracking
+
+    try:
+        registered = _registered_champion(config)
+        selector = _champion(config)
+    except Exception as exc:  # noqa: BLE001 - no policy must never stop serving
+        log.warning("artwork: serving default artwork (%s)", exc)
+        return DefaultArtwork()
+    log.info("artwork: serving policy %s (registry version %s)", selector.version, registered)
+    return RegistryArtwork(selector, registered, lambda: _champion(config),
+                           lambda: tracking.alias_version("artwork_policy"), config.serving.artwork_poll_s)
+
+
+def _registered_champion(config: PathwaysConfig) -> str | None:
+    import mlflow
+
+    from pathways import tracking
+
+    mlflow.set_tracking_uri(config.mlflow_uri)
+    mlflow.set_registry_uri(config.mlflow_uri)
+    return tracking.alias_version("artwork_policy")
+
+
+class RegistryArtwork:
+    """The champion policy as the registry has it now: re-checked every ``poll_s`` seconds.
+
+    The check runs in a background thread (requests only notice the time has come). When the
+    champion alias is gone (the policy was withdrawn or removed), ``problem`` says so and pages get
+    every title's default artwork, marked degraded, until a champion is back; a new champion
+    version is loaded and swapped in; one that fails to load keeps the current policy (logged).
+    ``select_page`` raises ``LookupError`` while there is no policy to serve.
+    """
+
+    def __init__(self, selector: ArtworkSelector, registered: str | None, load: Callable[[], ArtworkSelector],
+                 champion_version: Callable[[], str | None], poll_s: float, *, background: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._selector: ArtworkSelector | None = selector
+        self._registered = registered
+        self._load, self._champion_version = load, champion_version
+        self.poll_s, self.background, self._clock = poll_s, background, clock
+        self._problem: str | None = None
+        self._next = clock() + poll_s
+        self._checking = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        selector = self._selector
+        return selector.version if selector is not None else DefaultArtwork.version
+
+    @property
+    def problem(self) -> str | None:
+        """Why no policy is served now (None: one is); starts a registry check when one is due."""
+        now = self._clock()
+        if now >= self._next and self._checking.acquire(blocking=False):
+            self._next = now + self.poll_s
+            if self.background:
+                threading.Thread(target=self._check, name="artwork-policy-check", daemon=True).start()
+            else:
+                self._check()
+        return self._problem
+
+    def select_page(self, profile_id: int, title_ids: np.ndarray, positions: np.ndarray,
+                    request_id: str) -> tuple[np.ndarray, np.ndarray]:
+        selector = self._selector
+        if selector is None:
+            raise LookupError(self._problem or ARTWORK_POLICY_REMOVED)
+        return selector.select_page(profile_id, title_ids, positions, request_id)
+
+    def _check(self) -> None:
+        try:
+            version = self._champion_version()
+            if version is None:
+                if self._selector is not None:
+                    log.error("artwork: %s; serving default artwork", ARTWORK_POLICY_REMOVED)
+                self._selector, self._registered, self._problem = None, None, ARTWORK_POLICY_REMOVED
+            elif version != self._registered or self._selector is None:
+                selector = self._load()
+                self._selector, self._registered, self._problem = selector, version, None
+                log.info("artwork: serving policy %s (registry version %s)", selector.version, version)
+        except Exception as exc:  # noqa: BLE001 - a registry or load failure keeps what is served
+            log.error("artwork: registry check failed, keeping %s: %s", self.version, exc)
+        finally:
+            self._checking.release()
+
+
 def select_artwork(
-    rows: CompactRows, renderer: TitleRenderer, policy: ArtworkPolicy | None, profile_id: int, request_id: str
+    rows: CompactRows, renderer: TitleRenderer, policy: ArtworkPolicy | None, profile_id: int, request_id: str,
+    positions: np.ndarray | None = None,
 ) -> ArtworkChoice:
     """``bandits.serving.choose_artwork`` for every title of ``rows``, its arms mapped to each
     title's ``artwork_ids[arm]``; an arm the title does not have (or a propensity outside (0, 1])
     gives that title its default variant with propensity 1."""
     choice = choose_artwork(policy, profile_id, rows.title_ids, rows.positions(), request_id)
     arms, props = choice.arms, choice.propensities
-    pos = renderer.positions(rows.title_ids)
+    pos = renderer.positions(rows.title_ids) if positions is None else positions
     safe = np.maximum(pos, 0)
     valid = (pos >= 0) & (arms >= 0) & (arms < renderer.n_variants[safe]) & (props > 0.0) & (props <= 1.0)
     arms = np.where(valid, arms, 0)
@@ -94,10 +186,31 @@ def select_artwork(
     return replace(choice, arms=arms, propensities=np.where(valid, props, 1.0), artwork_ids=art.astype(np.int64))
 
 
-def default_artwork(rows: CompactRows, renderer: TitleRenderer) -> ArtworkChoice:
+def default_artwork(rows: CompactRows, renderer: TitleRenderer, positions: np.ndarray | None = None) -> ArtworkChoice:
     """What ``select_artwork`` gives without a policy (every title's first variant, propensity 1),
-    from the renderer's precomputed default ids: no policy call, no per-title mapping."""
+    from the renderer's precomputed default ids: no policy call, no per-title mapping. ``positions``:
+    ``renderer.positions(rows.title_ids)`` when the caller has them."""
     n = len(rows.title_ids)
-    pos = renderer.positions(rows.title_ids)
+    pos = renderer.positions(rows.title_ids) if positions is None else positions
     art = np.where(pos >= 0, renderer.default_artwork[np.maximum(pos, 0)], 0).astype(np.int64)
     return ArtworkChoice(np.zeros(n, np.int64), np.ones(n), DefaultArtwork.version, "no policy loaded", art)
+
+
+def artwork_stage(policy: ArtworkPolicy | None, pool: ThreadPoolExecutor, rows: CompactRows, renderer: TitleRenderer,
+                  profile_id: int, request_id: str, budget_s: float,
+                  positions: np.ndarray | None = None) -> tuple[ArtworkChoice, str | None]:
+    """The page's artwork and, when it is the default artwork in place of the policy's, why: the
+    policy withdrawn from the registry, over ``budget_s`` (run in ``pool``), or failed. No policy
+    (or no titles): the default artwork, nothing degraded."""
+    why: str | None = None
+    if policy is not None and len(rows.title_ids):
+        why = getattr(policy, "problem", None)  # RegistryArtwork: no champion now
+        if why is None:
+            art, why = run_stage(pool, lambda: select_artwork(rows, renderer, policy, profile_id, request_id, positions),
+                                 budget_s, "artwork")
+            if art is not None and art.policy_version == DefaultArtwork.version and art.fallback_reason:
+                why = art.fallback_reason  # the policy failed: choose_artwork gave its default artwork
+            if art is not None and why is None:
+                return art, None
+            why = why or "artwork failed"
+    return default_artwork(rows, renderer, positions), why

@@ -22,6 +22,7 @@ import logging
 import os
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,9 @@ class TokenVerifier:
         self.config = config
         self._secret = secret
         self._services = frozenset(config.service_subjects)
+        # token -> (principal, time it stops being valid): a checked signature is not checked again
+        # on every request; bounded (``verified_tokens_cached``), oldest dropped first.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     def verify(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -141,6 +145,11 @@ class TokenVerifier:
         token = token.strip()
         if len(token) > MAX_TOKEN_CHARS:
             raise AuthError(401, f"token longer than {MAX_TOKEN_CHARS} characters")
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() <= known[1]:
+                return known[0]
+            del self._verified[token]
         try:
             claims = jwt.decode(
                 token, self._secret, algorithms=[self.config.algorithm],
@@ -151,7 +160,13 @@ class TokenVerifier:
             raise AuthError(401, "token expired") from None
         except jwt.InvalidTokenError as exc:
             raise AuthError(401, f"invalid token: {exc}") from None
-        return self._principal(claims)
+        principal = self._principal(claims)
+        if self.config.verified_tokens_cached:
+            # pyjwt accepts a token until exp + leeway; so does the cache
+            self._verified[token] = (principal, float(claims["exp"]) + self.config.leeway_s)
+            while len(self._verified) > self.config.verified_tokens_cached:
+                self._verified.popitem(last=False)
+        return principal
 
     def _principal(self, claims: dict[str, object]) -> Principal:
         subject, scope = claims.get("sub"), claims.get("scope", "")

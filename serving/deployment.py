@@ -19,6 +19,7 @@ app's own soft and hard in-flight limits are in ``serving.api``. Replicas share 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -63,6 +64,8 @@ class PathwaysDeployment:
 
         store = InMemoryPlaybackStore() if playback == "memory" else None
         self.service = build_service(cfg, playback=store, artwork=load_artwork_policy(cfg))
+        gc.collect()
+        gc.freeze()  # what start-up built (catalog, renderer, libraries) is never scanned again by the GC
 
     def __serve_build_asgi_app__(self) -> Any:
         from serving.api import create_app

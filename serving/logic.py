@@ -9,9 +9,12 @@ its budget and the request's deadline (``serving.stages``, budgets in ``ServingC
 2. ``overlay``: the real-time playback state (online store), read in parallel with stage 1;
    over budget or failed (store down): the precomputed page is still served, rules applied,
    every row marked degraded with the reason (``personalized`` stays true);
-3. ``artwork``: the artwork policy (online context read); over budget or failed: every title's
-   default artwork, marked degraded;
+3. ``artwork``: the artwork policy (online context read); over budget, failed or withdrawn from
+   the registry: every title's default artwork, marked degraded;
 4. ``serialize``: ``ServedPage.to_json`` (orjson header, pre-encoded title fragments).
+
+A snapshot whose files were removed after it loaded is still served in full (health says so);
+with none loaded pages fall back (``snapshot missing``). Title positions: computed once per page.
 
 Overloaded (the HTTP layer says so): the cohort fallback at once, ``reason="overloaded"``, from a
 cache of encoded fallback rows. A valid request never raises. ``PathwaysService`` bundles pages,
@@ -36,7 +39,8 @@ from experiments.allocation import assign_cell
 from features.schema import KIDS_MAX_MATURITY
 from pathways.config import PathwaysConfig
 from pathways.types import ArtworkChoice, CompactRows, Page, ProfileContext
-from serving.artwork import default_artwork, select_artwork
+from serving.artwork import artwork_stage, default_artwork
+from serving.because import RecentPlaysFn, because_overlay
 from serving.events import EventRecorder, build_recorder
 from serving.fallback import fallback_rows, fill_rows
 from serving.impressions import ImpressionLog
@@ -78,9 +82,10 @@ class ServedPage:
     artwork: ArtworkChoice
     renderer: TitleRenderer | None
     degraded: tuple[tuple[str, str], ...] = ()
-    rows_json: str | None = None
+    rows_json: bytes | None = None
     times: StageTimes = field(default_factory=StageTimes)
     row_rungs: tuple[str, ...] = ()  # per row, when rungs differ (a personalized page filled down the ladder)
+    positions: np.ndarray | None = None  # catalog positions of ``rows.title_ids`` (computed once per page)
 
     @property
     def page(self) -> Page:
@@ -124,19 +129,19 @@ class ServedPage:
             "degraded": self.degraded_rows(),
         }
 
-    def render_rows(self) -> str:
+    def render_rows(self) -> bytes:
         if self.rows_json is not None:
             return self.rows_json
         if self.renderer is None:
-            return "[]"
-        return self.renderer.rows_json(self.rows, self._artwork_ids(), self.artwork.propensities)
+            return b"[]"
+        return self.renderer.rows_json(self.rows, self._artwork_ids(), self.artwork.propensities, self.positions)
 
     def to_json(self) -> bytes:
         """The response body: the header fields, then ``rows`` (rendered without building objects)."""
         t0 = time.perf_counter()
         rows = self.render_rows()
         head = orjson.dumps(self.header())
-        body = head[:-1] + b',"rows":' + rows.encode() + b"}"
+        body = b"".join((memoryview(head)[:-1], b',"rows":', rows, b"}"))
         self.times.add(SERIALIZE, t0)
         return body
 
@@ -164,9 +169,10 @@ class PageService:
         self.playback = playback
         self.artwork = None if isinstance(artwork, DefaultArtwork) else artwork  # default: no stage to run
         self.impressions = impressions
+        self.recent_plays: RecentPlaysFn | None = None  # streamed plays per profile: the BYW row (serving.because)
         self._pool = ThreadPoolExecutor(max_workers=2 * config.serving.max_ongoing_requests, thread_name_prefix="stage")
         self._warned: dict[str, float] = {}
-        self._fallback_cache: OrderedDict[tuple[Any, ...], tuple[CompactRows, str, str]] = OrderedDict()
+        self._fallback_cache: OrderedDict[tuple[Any, ...], tuple[CompactRows, str, bytes]] = OrderedDict()
 
     def profile_context(self, snapshot: LoadedSnapshot | None, profile_id: int) -> ProfileContext:
         """The snapshot's record of ``profile_id``, or the default region and the kids-safe ceiling."""
@@ -200,9 +206,8 @@ class PageService:
             profile = replace(self.profile_context(snapshot, profile_id), cell=cell)
             if overloaded:
                 return self._fallback(snapshot, profile, request_id, row_count, OVERLOADED, times, None, deadline)
-            reason = state.problem or (SNAPSHOT_MISSING if snapshot is None else None)
-            if reason is not None or snapshot is None:
-                return self._fallback(snapshot, profile, request_id, row_count, reason or SNAPSHOT_MISSING, times, None, deadline)
+            if snapshot is None:  # files removed under a loaded snapshot: it is served in full (SNAPSHOT_DETACHED)
+                return self._fallback(snapshot, profile, request_id, row_count, SNAPSHOT_MISSING, times, None, deadline)
             playback = self._pool.submit(self.playback.get, profile_id)  # the overlay's read, beside the page read
             if not profile.known:
                 return self._fallback(snapshot, profile, request_id, row_count, UNKNOWN_PROFILE, times, playback, deadline)
@@ -251,6 +256,7 @@ class PageService:
         t0 = time.perf_counter()
         state, why = wait_stage(playback, deadline.budget_s(cfg.personalize_budget_ms), "real-time overlay",
                                 known={OnlineStoreUnavailable: ONLINE_STORE_UNAVAILABLE})
+        stored = because_overlay(stored, snapshot, profile, self.recent_plays, state, page.row_length)
         if state is None:
             self._warn(why or "real-time overlay failed", "serving precomputed pages without the real-time overlay")
             degraded.append((OVERLAY, why or "real-time overlay failed"))
@@ -268,25 +274,22 @@ class PageService:
                                      row_count=row_count, dedupe_top_rows=page.dedupe_top_rows)
             rungs = (PERSONALIZED,) * own + (rung,) * filled if filled else ()
         times.add(OVERLAY, t0)
-        art = self._artwork(rows, snapshot.renderer, profile.profile_id, request_id, deadline, times, degraded)
+        pos = snapshot.renderer.positions(rows.title_ids)  # once per page: artwork and rendering share them
+        art = self._artwork(rows, snapshot.renderer, profile.profile_id, request_id, deadline, times, degraded, pos)
         reason = "; ".join(r for _, r in degraded) or None
         return ServedPage(profile, request_id, profile.cell, True, reason, None, snapshot.version, rows, art,
-                          snapshot.renderer, tuple(degraded), times=times, row_rungs=rungs)
+                          snapshot.renderer, tuple(degraded), times=times, row_rungs=rungs, positions=pos)
 
     def _artwork(self, rows: CompactRows, renderer: TitleRenderer, profile_id: int, request_id: str, deadline: Deadline,
-                 times: StageTimes, degraded: list[tuple[str, str]]) -> ArtworkChoice:
+                 times: StageTimes, degraded: list[tuple[str, str]], pos: np.ndarray | None = None) -> ArtworkChoice:
         """The policy's artwork within the artwork budget; else the default artwork, marked degraded."""
         t0 = time.perf_counter()
-        art: ArtworkChoice | None = None
-        if self.artwork is not None and len(rows.title_ids):
-            art, why = run_stage(self._pool, lambda: select_artwork(rows, renderer, self.artwork, profile_id, request_id),
-                                 deadline.budget_s(self.config.serving.artwork_budget_ms), "artwork")
-            if art is None:
-                degraded.append((ARTWORK, why or "artwork failed"))
-            elif self.impressions is not None:
-                self.impressions.log(rows, art, profile_id, request_id)
-        if art is None:
-            art = default_artwork(rows, renderer)
+        art, why = artwork_stage(self.artwork, self._pool, rows, renderer, profile_id, request_id,
+                                 deadline.budget_s(self.config.serving.artwork_budget_ms), pos)
+        if why is not None:
+            degraded.append((ARTWORK, why))
+        elif self.impressions is not None and self.artwork is not None and len(rows.title_ids):
+            self.impressions.log(rows, art, profile_id, request_id)
         times.add(ARTWORK, t0)
         return art
 
@@ -308,7 +311,7 @@ class PageService:
         if cached is None:
             rows, rung = fallback_rows(snapshot, replace(profile, finished=finished), row_count=row_count,
                                        row_length=cfg.page.row_length, dedupe_top_rows=cfg.page.dedupe_top_rows)
-            encoded = "[]"
+            encoded = b"[]"
             if renderer is not None:
                 default_art = default_artwork(rows, renderer)
                 art_ids = default_art.artwork_ids if default_art.artwork_ids is not None else np.zeros(len(rows.title_ids), np.int64)
@@ -390,4 +393,5 @@ def build_service(
     events = build_recorder(config, updater, lambda: snapshots.state().snapshot)
     impressions = ImpressionLog(events.stream, config.serving.impression_rows_logged)
     pages = PageService(config, snapshots, playback, artwork, impressions)
+    pages.recent_plays = events.seeds.get if events.seeds is not None else None
     return PathwaysService(pages, events)

@@ -58,19 +58,32 @@ _live_version: str | None = None
 SNAPSHOT_AGE = Gauge("pathways_snapshot_age_seconds", "Seconds since the live snapshot was published", multiprocess_mode="max")
 
 
+_CHILDREN: dict[tuple[Any, ...], Any] = {}  # (metric, *labels) -> its child: one label lookup per label set
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    key = (metric, *labels)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = metric.labels(*labels)
+        if len(_CHILDREN) < 10_000:  # reasons are few; bounded all the same
+            _CHILDREN[key] = child
+    return child
+
+
 def record_page(personalized: bool, reason: str | None, degraded_rows: dict[str, int] | None = None) -> None:
     """Count one served page and its degraded rows by reason."""
-    PAGES.labels("true" if personalized else "false", reason or "").inc()
+    _child(PAGES, "true" if personalized else "false", reason or "").inc()
     for why, n in (degraded_rows or {}).items():
-        DEGRADED_ROWS.labels(why).inc(n)
+        _child(DEGRADED_ROWS, why).inc(n)
 
 
 def record_stages(cell: str | None, stage_ms: dict[str, float], online_store_failed: str | None = None) -> None:
     """Stage latencies of one page, its cell, and an online-store failure in ``online_store_failed`` (a stage)."""
     for stage, ms in stage_ms.items():
-        STAGES.labels(stage).observe(ms / 1000.0)
+        _child(STAGES, stage).observe(ms / 1000.0)
     if cell is not None:
-        CELLS.labels(cell).inc()
+        _child(CELLS, cell).inc()
     if online_store_failed is not None:
         ONLINE_STORE_ERRORS.labels(online_store_failed).inc()
 
@@ -110,6 +123,17 @@ class MetricsMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # label lookups once per label set
+
+    def _observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (REQUESTS.labels(route, method, str(status)), LATENCY.labels(route))
+            if len(self._children) < 1000:  # routes x methods x statuses: few; bounded all the same
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,6 +152,5 @@ class MetricsMiddleware:
             await self.app(scope, receive, capture)
         finally:
             route: Any = scope.get("route")
-            name = getattr(route, "path", None) or "unmatched"
-            REQUESTS.labels(name, scope.get("method", ""), str(status)).inc()
-            LATENCY.labels(name).observe(time.perf_counter() - start)
+            self._observe(getattr(route, "path", None) or "unmatched", scope.get("method", ""), status,
+                          time.perf_counter() - start)

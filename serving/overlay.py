@@ -36,6 +36,9 @@ def enforce_rows(
     ids = rows.title_ids
     if n_rows == 0 or len(ids) == 0:
         return CompactRows.empty()
+    unchanged = _unchanged_prefix(rows, catalog, profile, dedupe_top_rows, row_count)
+    if unchanged is not None:
+        return unchanged
     row_of = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(rows.offsets))
     ok = allowed_mask(catalog, ids, profile.region, profile.max_maturity_level, profile.finished)
     cand = np.flatnonzero(ok)
@@ -63,6 +66,32 @@ def enforce_rows(
         out_ids.append(ids[at])
         out_scores.append(rows.scores[at])
     return CompactRows.build(headers, out_ids, out_scores)
+
+
+def _unchanged_prefix(
+    rows: CompactRows, catalog: Catalog, profile: ProfileContext, dedupe_top_rows: int, row_count: int
+) -> CompactRows | None:
+    """The common case, cheaply: when the first ``row_count`` rows are all non-empty, break no rule
+    and repeat no title (within a row, or across the first ``dedupe_top_rows`` rows), they are the
+    result (the whole of ``rows`` when it has no more rows). None: the general path decides."""
+    n = min(len(rows.headers), row_count)
+    end = int(rows.offsets[n])
+    ids = rows.title_ids[:end]
+    lengths = np.diff(rows.offsets[: n + 1])
+    if not lengths.all() or int(ids.min()) < 0 or int(ids.max()) >= 1 << 31:
+        return None
+    if not allowed_mask(catalog, ids, profile.region, profile.max_maturity_level, profile.finished).all():
+        return None
+    row_of = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    # One key per (row, title), except that the first dedupe_top_rows rows share one key space.
+    keys = np.where(row_of < dedupe_top_rows, 0, row_of) << 32 | ids
+    keys.sort()
+    if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
+        return None
+    scores = np.round(rows.scores[:end], 6)  # as served (the general path's CompactRows.build rounds too)
+    if n == len(rows.headers) and np.array_equal(scores, rows.scores):
+        return rows
+    return CompactRows(rows.headers[:n], rows.offsets[: n + 1], ids, scores)
 
 
 def continue_watching(state: PlaybackState, previous: tuple[np.ndarray, np.ndarray] | None, row_length: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,9 +11,11 @@ gives (tests check both agree).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import chain, repeat
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.json as pa_json
 
@@ -65,15 +67,17 @@ def parse_pages(texts: Sequence[str]) -> list[CompactRows]:
 
 
 class TitleRenderer:
-    """Per-catalog JSON fragments: ``'{"title_id":1,"name":"…","maturity_level":2,"score":'``.
+    """Per-catalog JSON fragments (bytes): ``b'{"title_id":1,"name":"…","maturity_level":2,"score":'``.
 
     ``artwork``: (T, A_max) int64 variant ids, -1 where a title has fewer variants; ``n_variants`` (T,).
+    ``positions`` maps title ids to catalog positions through a dense table when the ids are small
+    non-negative integers (a catalog's usually are), else by binary search.
     """
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.prefix = [
-            f'{{"title_id":{int(t)},"name":{json.dumps(n)},"maturity_level":{int(m)},"score":'
+            f'{{"title_id":{int(t)},"name":{json.dumps(n)},"maturity_level":{int(m)},"score":'.encode()
             for t, n, m in zip(catalog.title_ids.tolist(), catalog.names, catalog.maturity.tolist())
         ]
         a_max = max((len(a) for a in catalog.artwork_ids), default=1) or 1
@@ -83,46 +87,95 @@ class TitleRenderer:
         self.n_variants = np.array([len(a) for a in catalog.artwork_ids], dtype=np.int64)
         self.default_artwork = np.maximum(self.artwork[:, 0], 0)
         # The rest of a card showing the title's default artwork (propensity 1): most cards on most pages.
-        self.default_suffix = [f',"artwork_id":{int(a)},"artwork_propensity":1.0}}' for a in self.default_artwork.tolist()]
-        self._headers: dict[RowHeader, str] = {}
+        self.default_suffix = [f',"artwork_id":{int(a)},"artwork_propensity":1.0}}'.encode()
+                               for a in self.default_artwork.tolist()]
+        self._prefix = np.array(self.prefix + [b""], dtype=object)  # object arrays: one fancy index per page
+        self._default_suffix = np.array(self.default_suffix + [b""], dtype=object)
+        self._headers: dict[RowHeader, bytes] = {}
         self._order = np.argsort(catalog.title_ids, kind="stable")
         self._sorted_ids = catalog.title_ids[self._order]
+        self._dense: np.ndarray | None = None
+        ids = catalog.title_ids
+        if len(ids) and int(ids.min()) >= 0 and int(ids.max()) < _DENSE_IDS_PER_TITLE * len(ids) + _DENSE_MIN:
+            self._dense = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
+            self._dense[ids[::-1]] = np.arange(len(ids) - 1, -1, -1)  # the first position of a repeated id
 
     def positions(self, title_ids: np.ndarray) -> np.ndarray:
         """Catalog positions of ``title_ids`` (n,), -1 for unknown ids (vectorized ``Catalog.positions``)."""
         ids = np.asarray(title_ids, dtype=np.int64)
         if len(self._sorted_ids) == 0:
             return np.full(len(ids), -1, dtype=np.int64)
+        dense = self._dense
+        if dense is not None:
+            inside = (ids >= 0) & (ids < len(dense))
+            if inside.all():
+                return dense[ids]
+            return np.where(inside, dense[np.where(inside, ids, 0)], -1)
         at = np.minimum(np.searchsorted(self._sorted_ids, ids), len(self._sorted_ids) - 1)
         return np.where(self._sorted_ids[at] == ids, self._order[at], -1).astype(np.int64)
 
-    def rows_json(self, rows: CompactRows, artwork_ids: np.ndarray, propensities: np.ndarray) -> str:
+    def rows_json(self, rows: CompactRows, artwork_ids: np.ndarray, propensities: np.ndarray,
+                  positions: np.ndarray | None = None) -> bytes:
         """The ``"rows"`` JSON array, byte-for-byte what ``json.dumps([r.to_dict() ...])`` would give
-        with compact separators. Every title must be in the catalog (the rules see to it)."""
-        pos_arr = self.positions(rows.title_ids)
-        pos, prefix, scores = pos_arr.tolist(), self.prefix, rows.scores.tolist()
-        props = np.round(propensities, 6)
-        if len(pos_arr) and bool(np.all((props == 1.0) & (artwork_ids == self.default_artwork[pos_arr]))):
-            suffix = self.default_suffix
-            cards = [prefix[p] + repr(s) + suffix[p] for p, s in zip(pos, scores)]
-        else:
-            cards = [
-                f'{prefix[p]}{s!r},"artwork_id":{a},"artwork_propensity":{q!r}}}'
-                for p, s, a, q in zip(pos, scores, artwork_ids.tolist(), props.tolist())
-            ]
-        parts = []
-        for r, m in enumerate(rows.headers):
-            a, b = int(rows.offsets[r]), int(rows.offsets[r + 1])
-            parts.append(f'{self._header(m)}{",".join(cards[a:b])}]}}')
-        return "[" + ",".join(parts) + "]"
+        with compact separators. Every title must be in the catalog (the rules see to it);
+        ``positions``: ``self.positions(rows.title_ids)`` when the caller has them already.
 
-    def _header(self, m: RowHeader) -> str:
+        Cost: one fancy index per fragment kind, the numbers written by orjson in one call per
+        array (checked to be ``repr``'s text, else ``repr``), one join; no per-title Python code."""
+        n = len(rows.title_ids)
+        pos = self.positions(rows.title_ids) if positions is None else positions
+        props = np.round(propensities, 6)
+        default = bool(n) and bool(np.all((props == 1.0) & (artwork_ids == self.default_artwork[pos])))
+        columns: list[Iterable[bytes]] = [self._prefix[pos].tolist(), _float_texts(rows.scores)]
+        if default:
+            columns.append(self._default_suffix[pos].tolist())
+        else:
+            columns += [repeat(b',"artwork_id":'), _int_texts(artwork_ids), repeat(b',"artwork_propensity":'),
+                        _float_texts(props), repeat(b"}")]
+        lengths = np.diff(rows.offsets)
+        if n == 0 or not lengths.all():  # an empty row: cards joined row by row
+            cards = list(map(b"".join, zip(*columns)))
+            parts = [self._header(m) + b",".join(cards[int(rows.offsets[r]) : int(rows.offsets[r + 1])]) + b"]}"
+                     for r, m in enumerate(rows.headers)]
+            return b"[" + b",".join(parts) + b"]"
+        # Every row has a card: the separator after each card is ",", or "]}," + the next row's header.
+        seps = [b","] * n
+        heads = [self._header(m) for m in rows.headers]
+        for r, end in enumerate((rows.offsets[1:] - 1).tolist()):
+            seps[end] = b"]}," + heads[r + 1] if r + 1 < len(heads) else b"]}]"
+        return b"[" + heads[0] + b"".join(chain.from_iterable(zip(*columns, seps)))
+
+    def _header(self, m: RowHeader) -> bytes:
         """A row's JSON up to its titles' opening bracket, cached (rows repeat across pages)."""
         head = self._headers.get(m)
         if head is None:
             if len(self._headers) > 100_000:
                 self._headers.clear()
             head = (f'{{"row_id":{json.dumps(m.row_id)},"title":{json.dumps(m.title)},"source":{json.dumps(m.source)},'
-                    f'"evidence":{json.dumps(m.evidence)},"titles":[')
+                    f'"evidence":{json.dumps(m.evidence)},"titles":[').encode()
             self._headers[m] = head
         return head
+
+
+_DENSE_IDS_PER_TITLE, _DENSE_MIN = 8, 1 << 16  # a dense id table at most 8 slots a title (or 64 Ki slots)
+# orjson writes a float as ``repr`` does (shortest round trip) where ``repr`` is positional: 0 and
+# magnitudes in [1e-4, 1e16); checked over millions of 6-decimal values. Outside that, ``repr``.
+_ORJSON_FLOAT_MIN, _ORJSON_FLOAT_MAX = 1e-4, 1e15
+
+
+def _float_texts(values: np.ndarray) -> list[bytes]:
+    """``repr(float(v)).encode()`` of every value, written by orjson when it writes the same text."""
+    v = np.asarray(values, dtype=np.float64)
+    if not len(v):
+        return []
+    m = np.abs(v)
+    if bool(np.all((v == 0.0) | ((m >= _ORJSON_FLOAT_MIN) & (m < _ORJSON_FLOAT_MAX)))):
+        texts: list[bytes] = orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+        return texts
+    return [repr(x).encode() for x in v.tolist()]
+
+
+def _int_texts(values: np.ndarray) -> list[bytes]:
+    """The decimal text of every integer."""
+    v = np.asarray(values, dtype=np.int64)
+    return orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",") if len(v) else []

@@ -5,8 +5,10 @@ the request path: one small file read, no background thread to manage). When the
 a new version, the new snapshot is opened (in a background thread by default, so requests keep
 being served from the old one) and swapped in with one reference assignment. A version that
 fails to open is remembered and not retried; the old snapshot stays live. When the pointer or
-the live version's files vanish, ``state()`` reports ``problem="snapshot missing"`` and keeps
-the last loaded snapshot so fallback pages can still be served from it.
+the live version's files vanish, the loaded snapshot keeps being served in full (its page store
+holds the file open: ``pathways.pagestore.SqlitePageReader``) and ``state()`` reports
+``problem=SNAPSHOT_DETACHED`` (health says so, logged once); ``problem="snapshot missing"`` only
+while nothing is loaded.
 
 The read API (stable): ``LoadedSnapshot.page(profile_id) -> StoredPage | None`` (the cell the
 page was built for and its ``CompactRows``) reads one profile's page from the page store per call
@@ -37,11 +39,13 @@ from pathways.pageblob import StoredPage, decode_page
 from pathways.pagestore import PAGES_SQLITE, PageReader, PageStoreUnavailable, RedisPageStore, SqlitePageStore
 from pathways.snapshot import FALLBACK, PAGES, PROFILES, TITLES, SnapshotError, current_version, read_manifest
 from pathways.types import CompactRows, ProfileContext
+from serving.because import SimilarTitles, load_similar
 from serving.rows import TitleRenderer, parse_pages
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_MISSING = "snapshot missing"
+SNAPSHOT_DETACHED = "snapshot files removed from disk: serving the copy already loaded"
 
 
 class SnapshotUnavailable(SnapshotError):
@@ -142,6 +146,7 @@ class LoadedSnapshot:
     runtime_s: dict[int, float]
     profiles: Mapping[int, ProfileContext]
     manifest: dict[str, Any] = field(default_factory=dict)
+    similar: SimilarTitles | None = None  # the streamed "Because you watched" row's table (serving.because)
 
     def page(self, profile_id: int) -> StoredPage | None:
         """The stored page of ``profile_id`` (None: none in this snapshot); raises
@@ -219,6 +224,7 @@ def load_snapshot(path: Path) -> LoadedSnapshot:
         runtime_s=runtime,
         profiles=index,
         manifest=manifest,
+        similar=load_similar(path),
     )
 
 
@@ -274,12 +280,12 @@ class SnapshotStore:
         except OSError as exc:
             log.warning("cannot read the snapshot pointer under %s: %s", self.root, exc)
             version = None
-        if version is None:
-            self._problem = SNAPSHOT_MISSING
-            return
         live = self._snapshot
+        if version is None:
+            self._set_problem(SNAPSHOT_MISSING if live is None else SNAPSHOT_DETACHED)
+            return
         if live is not None and live.version == version:
-            self._problem = None if (live.path / "manifest.json").is_file() else SNAPSHOT_MISSING
+            self._set_problem(None if (live.path / "manifest.json").is_file() else SNAPSHOT_DETACHED)
             return
         if version in self._failed:
             self._problem = None if live is not None else SNAPSHOT_MISSING
@@ -288,6 +294,13 @@ class SnapshotStore:
             self._start_background_load(version)
         else:
             self._load(version)
+
+    def _set_problem(self, problem: str | None) -> None:
+        if problem != self._problem and problem is not None:
+            log.error("snapshot %s under %s: %s", self.version, self.root, problem)
+        elif problem is None and self._problem == SNAPSHOT_DETACHED:
+            log.warning("snapshot %s is back on disk under %s", self.version, self.root)
+        self._problem = problem
 
     def _start_background_load(self, version: str) -> None:
         with self._lock:

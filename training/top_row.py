@@ -3,7 +3,11 @@
 ``PathwaysFinal``: candidates from SASRec, two-tower, EASE, item-kNN, ALS and popularity ->
 listwise learning-to-rank, registered as ``top_row`` (alias ``champion``). The nightly job writes
 each profile's ranked list for the pages stage (``pathways/artifacts/top_lists.py``, served by
-``candidates/precomputed.py``)."""
+``candidates/precomputed.py``).
+
+Cost: fitting grows with the training events (a sample: ``schedule.sample_profiles``) and the
+titles (EASE is titles x titles); the lists are written ``models.final.user_chunk`` users at a
+time, so memory does not grow with profiles beyond the lists' file."""
 
 from __future__ import annotations
 
@@ -15,9 +19,10 @@ from typing import Any
 import mlflow
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pathways import tracking
-from pathways.artifacts.top_lists import TopLists
+from pathways.artifacts.top_lists import SCHEMA as TOP_LISTS_SCHEMA
 from pathways.catalog import Catalog
 from pathways.models_config import ModelsConfig
 from training.data import interactions_from_events
@@ -53,6 +58,24 @@ def genre_features(catalog: Catalog, item_ids: np.ndarray) -> np.ndarray:
     return out
 
 
+def write_lists(model: PathwaysFinal, n_users: int, user_ids: np.ndarray, item_ids: np.ndarray, keep: int | None,
+                path: Path, block: int) -> Path:
+    """Each trained user's ranked list, ``block`` users at a time (the candidate features of one
+    block in memory, never all users') appended to the ``TopLists`` Parquet file ``path``."""
+    tmp = path.with_suffix(".tmp")
+    with pq.ParquetWriter(tmp, TOP_LISTS_SCHEMA) as writer:
+        for lo in range(0, n_users, block):
+            items, scores = model.candidates(np.arange(lo, min(lo + block, n_users)))
+            ok = [row >= 0 for row in items]
+            writer.write_table(pa.table({
+                "profile_id": pa.array(user_ids[lo:lo + len(items)], pa.int64()),
+                "title_ids": pa.array([item_ids[r[m][:keep]] for r, m in zip(items, ok)], pa.list_(pa.int64())),
+                "scores": pa.array([r[m][:keep] for r, m in zip(scores, ok)], pa.list_(pa.float32())),
+            }, schema=TOP_LISTS_SCHEMA))
+    tmp.replace(path)
+    return path
+
+
 def train_top_row(
     events: pa.Table, catalog: Catalog, out_dir: Path, seed: int, keep: int | None, run_name: str,
     models: ModelsConfig | None = None,
@@ -64,15 +87,9 @@ def train_top_row(
     t0 = time.perf_counter()
     model = PathwaysFinal(models, seed=seed).fit(inter, item_features=genre_features(catalog, inter.item_ids))
     seconds = time.perf_counter() - t0
-    users = np.arange(inter.n_users)
-    items, scores = model.candidates(users)
-    lists_ids, lists_scores = [], []
-    for row_items, row_scores in zip(items, scores, strict=True):
-        ok = row_items >= 0
-        lists_ids.append(inter.item_ids[row_items[ok][:keep]])
-        lists_scores.append(row_scores[ok][:keep])
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = TopLists.from_arrays(inter.user_ids, lists_ids, lists_scores).save(out_dir / "top_row.parquet")
+    path = write_lists(model, inter.n_users, inter.user_ids, inter.item_ids, keep, out_dir / "top_row.parquet",
+                       model.config.final.user_chunk)
     with mlflow.start_run(run_name=run_name):
         tracking.log_params_flat({k: v for k, v in model.get_params().items() if not isinstance(v, dict)})
         mlflow.log_metrics({"fit_seconds": seconds, "n_interactions": float(len(inter)), "n_users": float(inter.n_users)})

@@ -3,8 +3,8 @@
 A preset sets the size knobs (titles, accounts, days, sessions); every other knob (seed, start,
 shares, latent dimensions) comes from ``base``. ``"default"`` is ``base`` itself: the configured
 world. The scale presets (``1k`` ... ``1m``: profiles, at ~2.5 profiles per account) have 20,000
-titles (2,000 for ``1k`` and ``10k``) and about 100 events per profile (a week at ~1.6 sessions), the
-shape of ``bench/nightly.py``'s bar.
+titles (2,000 for ``1k``, ``10k`` and ``30k``, whose ratios measure the growth with profiles alone)
+and about 100 events per profile (a week at ~1.6 sessions), the shape of ``bench/nightly.py``'s bar.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ SIZES: dict[str, dict[str, float]] = {
     "large": {"n_titles": 5_000, "n_accounts": 400_000, "days": 7},  # ~1M profiles: stream to disk
     "1k": {"n_titles": 2_000, "n_accounts": 400, **_SCALE},
     "10k": {"n_titles": 2_000, "n_accounts": 4_000, **_SCALE},
+    "30k": {"n_titles": 2_000, "n_accounts": 12_000, **_SCALE},
     "100k": {"n_titles": 20_000, "n_accounts": 40_000, **_SCALE},
     "300k": {"n_titles": 20_000, "n_accounts": 120_000, **_SCALE},
     "1m": {"n_titles": 20_000, "n_accounts": 400_000, **_SCALE},

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -91,17 +92,22 @@ class EventStream(Protocol):
 
 
 def encode_event(event: Mapping[str, Any]) -> bytes:
-    """An ``EVENT_SCHEMA`` dict as compact JSON; ``ts`` (datetime or epoch ms) as epoch ms."""
+    """An ``EVENT_SCHEMA`` dict as compact JSON (orjson: numpy scalars as numbers, NaN as null);
+    ``ts`` (datetime or epoch ms) as epoch ms."""
     row = dict(event)
     ts = row.get("ts")
     if isinstance(ts, datetime):
         ts = ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
         row["ts"] = int(ts.timestamp() * 1000)
-    return json.dumps(row, separators=(",", ":")).encode()
+    return orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def decode_event(data: bytes | str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads(data)
+    """The dict ``encode_event`` wrote (records of older versions may hold ``NaN``: read by ``json``)."""
+    try:
+        event: dict[str, Any] = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        event = json.loads(data)
     return event
 
 

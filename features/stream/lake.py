@@ -3,15 +3,26 @@
 ``LakeConsumer.poll()`` reads entries into a buffer and flushes it when it holds
 ``flush_events`` or its oldest entry waited ``flush_interval_s``. A flush is
 
-1. an intent, written atomically: the batch's name, its stream positions and the ``now`` used;
+1. an intent, written atomically (fsynced, renamed): the batch's name, its stream positions and
+   the ``now`` used;
 2. ``features.ingest.land``: the same validation as file ingest (events in = landed +
    quarantined, with reasons), one file per day partition and flush, named by the batch;
-3. the group's commit in the stream; then the intent is removed.
+3. the intent again, marked ``landed``;
+4. the group's commit in the stream; then the intent is removed.
 
-A consumer killed anywhere in between finds the intent on restart and redoes that batch from
-the stream (``replay``) with the same name and ``now``: the same files are rewritten, never a
-second copy, and the batch's own files are left out of the duplicate check. So every accepted
-event is landed or quarantined once, counted by id. One consumer per group at a time.
+A consumer killed anywhere in between finds the intent on restart (``recover``):
+
+- not ``landed`` (killed before or during 2): it redoes that batch from the stream (``replay``)
+  with the same name and ``now``: the same files are rewritten, never a second copy, and the
+  batch's own files are left out of the duplicate check;
+- ``landed`` (killed after 3, before or after the commit) and its batch report is there: the lake
+  already holds the batch, so nothing is replayed or rewritten (an ``already_ingested`` report);
+  the commit is made again (committing committed positions changes nothing) and the intent is
+  removed. This path needs no stream entries, so it works even when the stream has since
+  dropped them (retention).
+
+So every accepted event is landed or quarantined once, counted by id, and no batch is landed
+twice. One consumer per group at a time.
 """
 
 from __future__ import annotations
@@ -74,6 +85,12 @@ class LakeConsumer:
         if not self.intent_path.exists():
             return None
         intent = json.loads(self.intent_path.read_text())
+        manifest = self.lake_dir / "batches" / f"{intent['batch_id']}.json"
+        if intent.get("landed") and manifest.exists():
+            log.warning("batch %s was landed before a crash; committing it again", intent["batch_id"])
+            self._commit(intent["positions"])
+            data = json.loads(manifest.read_text())
+            return IngestReport(**{**data, "paths": tuple(data["paths"]), "already_ingested": True})
         entries = self.stream.replay(intent["positions"])
         if len(entries) != len(intent["positions"]):
             raise RuntimeError(f"stream lost entries of unfinished batch {intent['batch_id']} (retention too short?)")
@@ -102,17 +119,26 @@ class LakeConsumer:
 
     def _land(self, entries: Sequence[StreamEntry], batch_id: str, now: datetime) -> IngestReport:
         positions = [e.position for e in entries]
-        intent = {"batch_id": batch_id, "positions": positions, "now": now.isoformat()}
+        intent = {"batch_id": batch_id, "positions": positions, "now": now.isoformat(), "landed": False}
+        self._write_intent(intent)
+        report = land(entries_table(entries), self.titles, self.profiles, self.lake_dir, batch_id, now, index=self.index)
+        self._write_intent({**intent, "landed": True})
+        self._commit(positions)
+        return report
+
+    def _write_intent(self, intent: dict[str, object]) -> None:
+        """Replace the intent file atomically and durably (fsynced, renamed)."""
         tmp = self.intent_path.with_suffix(".tmp")
         with open(tmp, "w") as fh:
             json.dump(intent, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.intent_path)
-        report = land(entries_table(entries), self.titles, self.profiles, self.lake_dir, batch_id, now, index=self.index)
+
+    def _commit(self, positions: Sequence[str]) -> None:
+        """Commit ``positions`` in the stream, then drop the intent (the batch is done)."""
         self.stream.commit(self.group, positions)
         self.intent_path.unlink()
-        return report
 
     def run(self, stop: threading.Event, block_s: float = 0.5) -> None:
         """Recover, then poll until ``stop`` is set; flush what is buffered before returning."""

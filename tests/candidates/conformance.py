@@ -12,7 +12,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from candidates.base import CandidateSource, generate_batch
+from candidates.base import CandidateSource, CohortRules, generate_batch
+from candidates.block import ProfileBlock
+from candidates.registry import generate_all_block
 from features.schema import MAX_MATURITY, REGIONS
 from pathways.types import Candidates, ProfileContext
 from ranking.rules import violations
@@ -88,6 +90,31 @@ class SourceConformance:
             for a, b in zip(rows, single):
                 np.testing.assert_array_equal(a.title_ids, b.title_ids)
                 np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
+
+    def check_block_equals_single(self, profiles: list[ProfileContext]) -> None:
+        """The block path (``generate_all_block``: long form, masks per block) gives each profile the
+        rows ``generate`` gives it alone: same ids, evidence, titles and scores to the bit."""
+        if not getattr(self.source(), "serves_profiles", True):
+            return  # fallback pages only: never in a profile's block
+        catalog = world.catalog()
+        got = generate_all_block([self.source()], ProfileBlock(profiles, catalog, CohortRules(catalog)))
+        for i, profile in enumerate(profiles):
+            single = self.source().generate(profile)
+            mine = np.flatnonzero(got.profile == i)
+            assert [got.row_id(r) for r in mine] == [r.row_id for r in single]
+            for r, want in zip(mine, single):
+                a, b = got.offsets[r], got.offsets[r + 1]
+                assert got.evidence[r] == want.evidence and got.source[r] == want.source
+                np.testing.assert_array_equal(catalog.title_ids[got.positions[a:b]], want.title_ids)
+                np.testing.assert_array_equal(got.scores[a:b], want.scores)
+
+    def test_block_equals_single(self) -> None:
+        self.check_block_equals_single(world.profiles())
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
+    @given(profiles=st.lists(random_profiles(), min_size=1, max_size=6))
+    def test_random_blocks_equal_single(self, profiles: list[ProfileContext]) -> None:
+        self.check_block_equals_single(profiles)
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
     @given(profile=random_profiles())

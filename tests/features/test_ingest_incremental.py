@@ -71,3 +71,21 @@ def test_a_malformed_file_is_set_aside_and_the_night_goes_on(tmp_path: Path) -> 
     assert not broken.exists() and not wrong.exists()
     reports = sorted((lake / "rejected").glob("*.report.json"))
     assert len(reports) == 2 and "not a readable Parquet file" in reports[0].read_text() + reports[1].read_text()
+
+
+def test_a_large_file_is_landed_chunk_by_chunk_with_the_same_events(tmp_path: Path) -> None:
+    titles, profiles = make_titles(), make_profiles()
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = [event(i, "play", 1 + i % 5, 100 + i % 7, hours=i * 0.7, fraction_watched=0.5) for i in range(40)]
+    rows += [event(3, "play", 1, 100, hours=2.1, fraction_watched=0.5), event(41, "play", 99, 100, hours=1)]  # a dup, an unknown profile
+    pq.write_table(events_table(rows), raw / "big.parquet")
+    whole = ingest_new([raw / "big.parquet"], titles, profiles, tmp_path / "whole", now=NOW)
+    chunked = ingest_new([raw / "big.parquet"], titles, profiles, tmp_path / "chunked", now=NOW, chunk_rows=9)
+    assert (chunked["rows_in"], chunked["accepted"], chunked["quarantined"]) == (whole["rows_in"], whole["accepted"], 2)
+    assert set(chunked["by_reason"]) == {"unknown_profile_id", "duplicate_in_lake"}  # the dup sits in a later chunk
+    by_id = lambda t: t.sort_by("event_id")  # noqa: E731
+    assert by_id(read_events(tmp_path / "chunked")).equals(by_id(read_events(tmp_path / "whole")))
+    assert len(list((tmp_path / "chunked" / "batches").glob("*-c*.json"))) == 5
+    again = ingest_new([raw / "big.parquet"], titles, profiles, tmp_path / "chunked", now=NOW, chunk_rows=9)
+    assert again["already_ingested"] == 1 and again["accepted"] == 0

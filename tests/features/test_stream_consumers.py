@@ -3,13 +3,15 @@ one file per day partition and flush, and the real-time state applied in order."
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from features.ingest import read_events
+from features.ingest import land, read_events
+from features.lake_index import write_partitioned
 from features.stream.lake import LakeConsumer, landed_totals
 from features.stream.realtime import RealtimeConsumer, RecentPlays
 from features.stream.segment_log import SegmentLog
@@ -64,37 +66,105 @@ def test_flushes_land_each_event_once_split_by_day(tmp_path: Path) -> None:
     assert stream.lag("lake") == 0
 
 
-@pytest.mark.parametrize("where", ["before_intent", "in_land", "before_commit"])
+CRASH_POINTS = ["before_intent", "before_write", "mid_write", "after_write", "before_commit", "after_commit"]
+
+
+def crash_at(where: str, consumer: LakeConsumer, stream: SegmentLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the consumer's next flush die at ``where`` (the files it wrote so far stay behind)."""
+    def crash(*args: object, **kwargs: object) -> None:
+        raise Crash()
+
+    if where == "before_intent":
+        monkeypatch.setattr(consumer, "_write_intent", crash)
+    elif where == "before_write":  # intent written, nothing landed
+        monkeypatch.setattr("features.stream.lake.land", crash)
+    elif where == "mid_write":  # one day partition written, then killed
+        def write_one_day_then_crash(table, lake_dir, batch_id):
+            write_partitioned(table.slice(0, 1), lake_dir, batch_id)
+            raise Crash()
+
+        monkeypatch.setattr("features.ingest.write_partitioned", write_one_day_then_crash)
+    elif where == "after_write":  # files and report written, intent not yet marked landed
+        def land_then_crash(*args, **kwargs):
+            land(*args, **kwargs)
+            raise Crash()
+
+        monkeypatch.setattr("features.stream.lake.land", land_then_crash)
+    elif where == "before_commit":  # intent marked landed, the commit never made
+        monkeypatch.setattr(stream, "commit", crash)
+    else:  # after_commit: committed in the stream, killed before the intent is removed
+        real_unlink = Path.unlink
+
+        def unlink_or_crash(self: Path, *args, **kwargs):
+            if self.name == "intent.json":
+                raise Crash()
+            return real_unlink(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "unlink", unlink_or_crash)
+
+
+@pytest.mark.parametrize("where", CRASH_POINTS)
 def test_a_crashed_consumer_resumes_without_loss_or_double_landing(tmp_path: Path, monkeypatch, where: str) -> None:
     stream = SegmentLog(tmp_path / "log")
     stream.append(stream_events(120, bad_every=7))
     consumer = make_consumer(stream, tmp_path / "lake")
     consumer.poll(block_s=0.0)  # first batch landed and committed
-    import features.stream.lake as lake_module
-
-    if where == "before_intent":
-        monkeypatch.setattr(consumer, "_land", lambda *a, **k: (_ for _ in ()).throw(Crash()))
-    elif where == "in_land":
-        real_land = lake_module.land
-
-        def land_then_crash(*args, **kwargs):
-            real_land(*args, **kwargs)  # files and report written ...
-            raise Crash()  # ... and the process dies before the commit
-
-        monkeypatch.setattr(lake_module, "land", land_then_crash)
-    else:
-        monkeypatch.setattr(stream, "commit", lambda *a, **k: (_ for _ in ()).throw(Crash()))
+    crash_at(where, consumer, stream, monkeypatch)
     with pytest.raises(Crash):
         consumer.poll(block_s=0.0)
     monkeypatch.undo()
+    intent_left = consumer.intent_path.exists()
+    assert intent_left == (where != "before_intent")
+    if where == "after_commit":
+        assert stream.committed("lake") == 80  # the batch is committed, its intent still there
 
     restarted_stream = SegmentLog(tmp_path / "log")
     drain(make_consumer(restarted_stream, tmp_path / "lake"))
     totals = landed_totals(tmp_path / "lake")
-    assert totals["rows_in"] == 120 and totals["quarantined"] == len(range(0, 120, 7))
+    assert totals == {"rows_in": 120, "accepted": 120 - 18, "quarantined": 18, "batches": 3}  # counts exact
     ids = lake_ids(tmp_path / "lake")
     assert len(ids) == len(set(ids)) == totals["accepted"]  # none lost, none twice
+    reports = [json.loads(p.read_text()) for p in (tmp_path / "lake" / "batches").glob("stream-*.json")]
+    assert all(r["by_reason"] == {"unknown_profile_id": 6} for r in reports)  # no duplicate_in_lake
     assert restarted_stream.lag("lake") == 0
+    assert not consumer.intent_path.exists()
+
+
+@pytest.mark.parametrize("where", ["before_commit", "after_commit"])
+def test_a_landed_batch_is_not_replayed_on_recovery(tmp_path: Path, monkeypatch, where: str) -> None:
+    """Killed after landing: recovery commits without reading the stream or rewriting a file, so
+    it works even when the stream has dropped the entries since."""
+    stream = SegmentLog(tmp_path / "log")
+    stream.append(stream_events(40, bad_every=7))
+    consumer = make_consumer(stream, tmp_path / "lake")
+    crash_at(where, consumer, stream, monkeypatch)
+    with pytest.raises(Crash):
+        consumer.poll(block_s=0.0)
+    monkeypatch.undo()
+    files = {p: p.stat().st_mtime_ns for p in (tmp_path / "lake").rglob("*.parquet")}
+
+    restarted_stream = SegmentLog(tmp_path / "log")
+    monkeypatch.setattr(restarted_stream, "replay", lambda positions: [])  # as if trimmed by retention
+    restarted = make_consumer(restarted_stream, tmp_path / "lake")
+    report = restarted.recover()
+    assert report is not None and report.already_ingested
+    assert (report.rows_in, report.accepted, report.quarantined) == (40, 34, 6)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "lake").rglob("*.parquet")} == files  # nothing rewritten
+    assert restarted_stream.lag("lake") == 0 and not restarted.intent_path.exists()
+    assert restarted.recover() is None
+
+
+def test_an_unlanded_batch_whose_entries_are_gone_stops_the_consumer(tmp_path: Path, monkeypatch) -> None:
+    stream = SegmentLog(tmp_path / "log")
+    stream.append(stream_events(40))
+    consumer = make_consumer(stream, tmp_path / "lake")
+    crash_at("before_write", consumer, stream, monkeypatch)
+    with pytest.raises(Crash):
+        consumer.poll(block_s=0.0)
+    monkeypatch.undo()
+    monkeypatch.setattr(stream, "replay", lambda positions: [])
+    with pytest.raises(RuntimeError, match="lost entries"):
+        make_consumer(stream, tmp_path / "lake").recover()
 
 
 def test_an_event_already_in_the_lake_is_quarantined_as_duplicate(tmp_path: Path) -> None:

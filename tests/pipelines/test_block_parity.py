@@ -3,15 +3,22 @@ and the assembler's rows straight to ``CompactRows`` equal the ``Page`` it build
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 import torch
 
+from candidates.block import RowBlock
 from pathways.artifacts.ranker import MLP, RankerArtifact
 from pathways.config import PageConfig
 from pathways.pageblob import encode_page
 from pathways.types import Candidates, ProfileContext
+from ranking.block_page import choose_block
+from ranking.block_rank import rescore_block
 from ranking.features import FEATURE_COLUMNS, RowScorer
 from ranking.page import assemble_page, choose_rows, compact_page
+from ranking.rules import violations
 from tests.ranking.test_row_scorer import FakeStore
 
 
@@ -63,3 +70,50 @@ def test_chosen_rows_encode_to_the_same_bytes_as_the_assembled_page(catalog):
         assert encode_page(profile.cell, compact_page(chosen)) == encode_page(profile.cell, page)
         n_rows += len(chosen)
     assert n_rows > len(profiles)  # pages with several rows were compared
+
+
+def _row_block(catalog, rows: list[list[Candidates]]) -> RowBlock:
+    flat = [(i, r) for i, rs in enumerate(rows) for r in rs]
+    offsets = np.concatenate([[0], np.cumsum([len(r) for _, r in flat])]).astype(np.int64)
+    return RowBlock(np.array([i for i, _ in flat], np.int64), tuple(r.source for _, r in flat),
+                    tuple(r.evidence for _, r in flat), tuple(r.key for _, r in flat), offsets,
+                    catalog.positions(np.concatenate([r.title_ids for _, r in flat])),
+                    np.concatenate([r.scores for _, r in flat]).astype(np.float32))
+
+
+def _gbdt_scorer(catalog, ltr=None) -> RowScorer:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    n = len(FEATURE_COLUMNS)
+    X = rng.normal(size=(300, n)).astype(np.float32)
+    model = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(X, (X[:, 0] + rng.normal(size=300)) > 0)
+    art = RankerArtifact("gbdt", list(FEATURE_COLUMNS), np.zeros(n, np.float32), np.ones(n, np.float32), model)
+    return RowScorer(art, FakeStore(catalog), catalog, as_of_days=20_000.0, ltr=ltr, page=PageConfig(row_length=8, min_row_length=2))
+
+
+@pytest.mark.parametrize("make_scorer", [_mlp_scorer, _gbdt_scorer])
+@pytest.mark.parametrize("config", [PageConfig(row_length=8, min_row_length=2, dedupe_top_rows=3, max_rows=6),
+                                    PageConfig(row_length=5, min_row_length=4, dedupe_top_rows=0, max_rows=40),
+                                    PageConfig(row_length=8, min_row_length=1, dedupe_top_rows=40, max_rows=3)])
+def test_the_block_path_builds_the_pages_of_the_per_profile_loop(catalog, make_scorer, config):
+    """Re-scoring (``rescore_block``) and assembly (``choose_block``) over a whole block give every
+    profile the bytes of ``score_rows`` + ``assemble_page`` for it alone; the hard rules hold on
+    every title of the block path's pages although the candidate rows break them."""
+    profiles, rows, ltr = _world(catalog, seed=2)
+    cells = ("control", "challenger")
+    profiles = [replace(p, cell=cells[p.profile_id % 2]) for p in profiles]
+    scorers = {"control": make_scorer(catalog, ltr), "challenger": _mlp_scorer(catalog)}
+    block = _row_block(catalog, rows)
+    for cell, scorer in scorers.items():
+        block = rescore_block(scorer, profiles, block, np.array([profiles[i].cell == cell for i in block.profile]))
+    pages = choose_block(block, profiles, catalog, config)
+    broken = 0
+    for profile, candidates, page in zip(profiles, rows, pages):
+        want = assemble_page(scorers[profile.cell].score_rows(profile, candidates), profile, catalog, config)
+        assert encode_page(profile.cell, page) == encode_page(profile.cell, want)
+        assert not violations(catalog, page.title_ids.tolist(), profile.region, profile.max_maturity_level, profile.finished)
+        broken += len(violations(catalog, np.concatenate([c.title_ids for c in candidates]).tolist(), profile.region,
+                                 profile.max_maturity_level, profile.finished))
+    assert broken > 0  # the rows offered titles the rules forbid: the block path removed them
+    assert sum(len(p) for p in pages) > len(profiles)

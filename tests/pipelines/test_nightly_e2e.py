@@ -172,7 +172,7 @@ def test_a_pages_stage_killed_mid_way_resumes_to_the_same_pages(nightly, monkeyp
     uninterrupted build of the same run."""
     import dataclasses
 
-    import pipelines.page_builder as page_builder
+    import ranking.block_page as block_page
     from pathways.snapshot import pages_checksum
     from pipelines import stages
 
@@ -181,15 +181,15 @@ def test_a_pages_stage_killed_mid_way_resumes_to_the_same_pages(nightly, monkeyp
     fresh = dataclasses.replace(ctx, config=small, run_dir=tmp_path / "fresh", cache={}, resume=False)
     expected = stages.pages(fresh)
     killed = dataclasses.replace(ctx, config=small, run_dir=tmp_path / "killed", cache={}, resume=True)
-    real, calls = page_builder.choose_rows, [0]
+    real, calls = block_page.choose_block, [0]
 
-    def dies_on_the_12th(*args, **kwargs):
+    def dies_in_the_3rd_block(*args, **kwargs):
         calls[0] += 1
-        if calls[0] == 12:
+        if calls[0] == 3:
             raise RuntimeError("killed")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(page_builder, "choose_rows", dies_on_the_12th)
+    monkeypatch.setattr(block_page, "choose_block", dies_in_the_3rd_block)
     with pytest.raises(RuntimeError, match="killed"):
         stages.pages(killed)
     monkeypatch.undo()
@@ -289,20 +289,21 @@ def test_served_over_http_rules_heartbeats_and_fallbacks(nightly):
             assert "online store" in page.json()["reason"] and page.json()["degraded"]
             online_db.with_suffix(".gone").rename(online_db)
 
-            # The published snapshot goes away: still a fallback page.
+            # The published snapshot's files go away: the replica keeps serving the copy it has open
+            # (still personalized), and /healthz says the snapshot is detached from the disk.
             import shutil
-
-            shutil.rmtree(snap)
             import time
 
+            shutil.rmtree(snap)
             deadline = time.monotonic() + 10 * config.serving.snapshot_poll_s  # serving polls CURRENT
             while True:
-                page = client.get("/api/v1/pathways", params={"profile_id": adult})
-                assert page.status_code == 200
-                if not page.json()["personalized"] or time.monotonic() > deadline:
+                health = client.get("/healthz")
+                if "removed" in health.text or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
-            assert page.json()["personalized"] is False and "snapshot" in page.json()["reason"]
+            assert health.status_code == 200 and "removed" in health.text, health.text
+            page = client.get("/api/v1/pathways", params={"profile_id": adult})
+            assert page.status_code == 200 and page.json()["personalized"] is True and page.json()["rows"]
     finally:
         deployment.stop()
 

@@ -99,3 +99,24 @@ def test_materialization_starts_where_the_last_one_ended(tmp_path):
     for run, until in (("a", end - timedelta(days=2)), ("b", end - timedelta(days=1)), ("c", end + timedelta(days=1))):
         _done(_ctx(tmp_path, run), "materialize", {"materialized_until": until.isoformat()}, 0)
     assert last_materialized(ctx, end) == end - timedelta(days=1)
+
+
+@pytest.mark.parametrize("window_days, sample", [(None, None), (3.0, None), (None, 12), (2.5, 12)])
+def test_training_events_read_batch_by_batch_equal_the_sampled_whole_lake(tmp_path, monkeypatch, window_days, sample):
+    import features.lake_scan as lake_scan
+    from features.ingest import read_events
+    from features.lake_index import write_partitioned
+    from pipelines.schedule import TRAINING_COLUMNS, read_training_events
+    from world.generator import generate_world
+    from world.sizes import preset
+
+    events = generate_world(preset("tiny")).events
+    half = events.num_rows // 2
+    write_partitioned(events.slice(0, half), tmp_path, "a")
+    write_partitioned(events.slice(half), tmp_path, "b")
+    monkeypatch.setattr(lake_scan, "BATCH_ROWS", 101)
+    want = sample_events(read_events(tmp_path), window_days, sample, 0).select(list(TRAINING_COLUMNS))
+    got = read_training_events(tmp_path, window_days, sample, 0)
+    assert got.num_rows > 0 and got.equals(want)
+    if sample is not None:
+        assert len(set(got["profile_id"].to_pylist())) == sample

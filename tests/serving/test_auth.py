@@ -139,3 +139,38 @@ def test_rate_limit_shared_in_redis_and_failing_open_when_it_is_down(tmp_path) -
     finally:
         stop_redis(proc)
     RateLimiter("2/minute", f"redis://127.0.0.1:{free_port()}/1").hit("s")  # nothing there: let through
+
+
+def test_a_verified_token_is_not_decoded_again_until_it_expires(monkeypatch):
+    v = verifier()
+    tok = token()
+    first = v.verify("Bearer " + tok)
+    calls: list[str] = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: calls.append("decode") or real_decode(*a, **k))
+    assert v.verify("Bearer " + tok) == first and calls == []  # served from the cache
+    with pytest.raises(AuthError):
+        v.verify("Bearer " + tok[:-2] + "xx")  # another string: checked, refused
+    calls.clear()
+    real_time, late = time.time, time.time() + 600 + CFG.leeway_s + 1  # past exp + leeway: checked again
+    monkeypatch.setattr(time, "time", lambda: late)
+    v.verify("Bearer " + tok)
+    assert calls == ["decode"]
+    monkeypatch.setattr(time, "time", real_time)
+
+
+def test_a_cached_token_is_refused_once_it_expires():
+    v = TokenVerifier(CFG.model_copy(update={"leeway_s": 0}), SECRET)
+    exp = int(time.time()) + 1
+    tok = token(exp=exp)
+    v.verify("Bearer " + tok)
+    time.sleep(max(0.0, exp + 1.05 - time.time()))
+    with pytest.raises(AuthError, match="token expired"):
+        v.verify("Bearer " + tok)
+
+
+def test_the_verified_token_cache_is_bounded():
+    v = TokenVerifier(CFG.model_copy(update={"verified_tokens_cached": 3}), SECRET)
+    for i in range(10):
+        v.verify("Bearer " + token(iat=int(time.time()) - i))
+    assert len(v._verified) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 
 import numpy as np
@@ -16,7 +17,7 @@ from ranking.rules import violations
 from serving.fallback import fallback_rows
 from serving.logic import build_service
 from serving.playback import InMemoryPlaybackStore
-from serving.snapshots import load_snapshot
+from serving.snapshots import SNAPSHOT_DETACHED, load_snapshot
 from tests.serving.snapshot_fixtures import (
     ADULT,
     KID,
@@ -53,17 +54,34 @@ def test_known_profile_without_a_page_gets_its_own_cohort(client):
     assert page["profile"]["max_maturity_level"] == 4 and page["profile"]["region"] == "US"
 
 
-def test_removed_pointer_or_files_serve_fallback_from_memory(client, config):
+def test_removed_pointer_keeps_serving_the_loaded_snapshot(client, config):
+    before = get_page(client, ADULT)
     (config.snapshots_dir / "CURRENT").unlink()
     page = get_page(client, ADULT)
-    assert_fallback(page, "snapshot missing")
-    assert page["rows"] and page["profile"]["max_maturity_level"] == 4  # the profile is still known in memory
+    assert page["personalized"] is True and page["reason"] is None and page["rows"] == before["rows"]
+    health = client.get("/healthz").json()
+    assert health["status"] == "degraded" and health["snapshot_problem"] == SNAPSHOT_DETACHED
 
 
-def test_removed_snapshot_dir_serves_fallback(client, config):
+def test_removed_snapshot_dir_keeps_serving_its_pages_from_any_thread(client, service, config):
+    before = {pid: get_page(client, pid) for pid in (ADULT, KID)}
     shutil.rmtree(config.snapshots_dir / "v1")
-    assert_fallback(get_page(client, KID), "snapshot missing")
-    assert client.get("/healthz").json()["snapshot_problem"] == "snapshot missing"
+    after: dict[int, dict] = {}
+    reader = threading.Thread(target=lambda: after.update({pid: get_page(client, pid) for pid in (ADULT, KID)}))
+    reader.start()  # a thread that never read a page before the files went
+    reader.join()
+    for pid in (ADULT, KID):
+        assert after[pid]["personalized"] is True and after[pid]["rows"] == before[pid]["rows"], pid
+    assert client.get("/healthz").json()["snapshot_problem"] == SNAPSHOT_DETACHED
+
+
+def test_snapshot_back_on_disk_clears_the_problem(client, service, config):
+    gone = config.snapshots_dir / "v1.gone"
+    (config.snapshots_dir / "v1").rename(gone)
+    assert service.pages.snapshots.refresh().problem == SNAPSHOT_DETACHED
+    gone.rename(config.snapshots_dir / "v1")
+    assert service.pages.snapshots.refresh().problem is None
+    assert get_page(client, ADULT)["personalized"] is True
 
 
 def test_no_snapshot_ever_gives_an_empty_page_not_a_5xx(tmp_path):

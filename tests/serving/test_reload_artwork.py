@@ -106,3 +106,46 @@ def test_bandits_default_artwork_plugs_in(tmp_path):
     page = get_page(_client(tmp_path, DefaultArtwork()), ADULT)
     assert page["artwork_policy"] == "default"
     assert all(t["artwork_propensity"] == 1.0 for row in page["rows"] for t in row["titles"])
+
+
+def test_a_withdrawn_champion_degrades_only_the_artwork_until_one_is_back(tmp_path):
+    from serving.artwork import ARTWORK_POLICY_REMOVED, RegistryArtwork
+
+    class Second(_ThirdArm):
+        version = "fake-2"
+
+    now, champion, loads = [0.0], ["1"], []
+    policy = RegistryArtwork(_ThirdArm(), "1", lambda: loads.append(1) or Second(), lambda: champion[0], 10.0,
+                             background=False, clock=lambda: now[0])
+    client = _client(tmp_path, policy)
+
+    def page() -> dict:
+        return client.get("/api/v1/pathways", params={"profile_id": ADULT}, headers={"x-request-id": "req-7"}).json()
+
+    assert page()["artwork_policy"] == "fake-1"
+    champion[0] = None  # the alias is deleted in the registry
+    assert page()["artwork_policy"] == "fake-1"  # not re-checked before poll_s
+    now[0] = 11.0
+    withdrawn = page()
+    assert withdrawn["personalized"] is True and withdrawn["artwork_policy"] == "default"
+    assert ARTWORK_POLICY_REMOVED in withdrawn["reason"]
+    assert {d["reason"] for d in withdrawn["degraded"]} == {ARTWORK_POLICY_REMOVED}
+    assert len(withdrawn["degraded"]) == len(withdrawn["rows"])
+    cards = [t for row in withdrawn["rows"] for t in row["titles"]]
+    assert cards and all(t["artwork_id"] == 10 * t["title_id"] and t["artwork_propensity"] == 1.0 for t in cards)
+    champion[0] = "2"
+    now[0] = 22.0
+    back = page()
+    assert back["artwork_policy"] == "fake-2" and back["degraded"] == [] and loads == [1]
+
+
+def test_a_registry_that_cannot_be_read_keeps_the_policy(tmp_path):
+    from serving.artwork import RegistryArtwork
+
+    def unreachable() -> str:
+        raise OSError("registry down")
+
+    now = [0.0]
+    policy = RegistryArtwork(_ThirdArm(), "1", _ThirdArm, unreachable, 1.0, background=False, clock=lambda: now[0])
+    now[0] = 5.0
+    assert policy.problem is None and policy.version == "fake-1"

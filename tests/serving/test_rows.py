@@ -114,3 +114,48 @@ def test_enforce_rows_matches_the_row_filter_on_random_pages() -> None:
         assert [h.row_id for h in got.headers] == [headers[r].row_id for r, _ in kept], case
         assert [got.row(r)[0].tolist() for r in range(len(got.headers))] == want_ids, case
         assert [got.row(r)[1].tolist() for r in range(len(got.headers))] == want_scores, case
+
+
+def test_rows_json_is_the_json_of_the_cards_for_any_artwork_and_scores() -> None:
+    """The fragment renderer against ``json.dumps`` of ``Row.to_dict``: policy artwork, propensities
+    and scores of every magnitude (orjson's text where it equals ``repr``, ``repr`` elsewhere), empty rows."""
+    rng = np.random.default_rng(3)
+    for case in range(60):
+        n_rows = int(rng.integers(0, 6))
+        ids = [rng.integers(1, N_TITLES + 1, int(rng.integers(0 if case % 3 == 0 else 1, 7))) for _ in range(n_rows)]
+        scale = [1.0, 1e-5, 1e12, 1e17][case % 4]
+        scores = [rng.normal(0, scale, len(i)) for i in ids]
+        rows = CompactRows.build([RowHeader(f"r{k}", f"Row \u00e9 {k}", "src", '"q"') for k in range(n_rows)], ids, scores)
+        n = len(rows.title_ids)
+        pos = CATALOG.positions(rows.title_ids)
+        if case % 2:
+            art, props = RENDERER.default_artwork[pos], np.ones(n)
+        else:
+            art, props = rng.integers(0, 10**6, n), rng.choice([1.0, 0.5, 1e-5, 1 / 3, 1e-7], n)
+        want = json.dumps([r.to_dict() for r in rows.to_rows(CATALOG, art, props)], separators=(",", ":")).encode()
+        assert RENDERER.rows_json(rows, art, props) == want, case
+        assert RENDERER.rows_json(rows, art, props, RENDERER.positions(rows.title_ids)) == want, case
+
+
+def test_enforce_rows_matches_the_row_filter_on_clean_pages() -> None:
+    """Pages that mostly break no rule (the common case ``enforce_rows`` answers without rebuilding)
+    give exactly what ``RowFilter.filter_rows`` gives, and an untouched page comes back as is."""
+    from ranking.filtering import RowFilter
+
+    rng = np.random.default_rng(11)
+    unchanged = 0
+    for case in range(200):
+        profile = ProfileContext(1, "US", 4, finished=frozenset({int(rng.integers(1, N_TITLES + 1))} if case % 5 == 0 else ()))
+        allowed = [t for t in range(1, N_TITLES + 1) if not violations(CATALOG, [t], "US", 4)]
+        n_rows = int(rng.integers(1, 8))
+        ids = [rng.choice(allowed, int(rng.integers(1, 5)), replace=case % 7 == 0).astype(np.int64) for _ in range(n_rows)]
+        rows = CompactRows.build([RowHeader(f"r{k}", f"Row {k}", "src", "") for k in range(n_rows)], ids,
+                                 [np.round(rng.random(len(i)), 6) for i in ids])
+        dedupe, row_count = int(rng.integers(0, 4)), int(rng.integers(1, 9))
+        got = enforce_rows(rows, CATALOG, profile, dedupe_top_rows=dedupe, row_count=row_count)
+        kept = RowFilter(CATALOG, profile, dedupe).filter_rows(rows.ids_per_row(), row_count)
+        assert [h.row_id for h in got.headers] == [rows.headers[r].row_id for r, _ in kept], case
+        assert [got.row(r)[0].tolist() for r in range(len(got.headers))] == [rows.row(r)[0][k].tolist() for r, k in kept]
+        assert [got.row(r)[1].tolist() for r in range(len(got.headers))] == [rows.row(r)[1][k].tolist() for r, k in kept]
+        unchanged += got is rows
+    assert unchanged > 20  # the fast path was taken

@@ -93,7 +93,7 @@ def test_presets_resize_but_keep_the_other_knobs():
     tiny_config = preset("tiny", base)
     assert (tiny_config.n_titles, tiny_config.n_accounts, tiny_config.days) == (30, 15, 7)
     assert tiny_config.seed == 3 and tiny_config.kids_profile_share == 0.3
-    assert preset("default", base) == base and set(SIZES) == {"tiny", "small", "default", "large", "1k", "10k", "100k", "300k", "1m"}
+    assert preset("default", base) == base and set(SIZES) == {"tiny", "small", "default", "large", "1k", "10k", "30k", "100k", "300k", "1m"}
     with pytest.raises(ValueError, match="unknown world size 'huge'"):
         preset("huge")
 

@@ -1,0 +1,92 @@
+"""Quality at scale for ``bench/nightly.py --quality-check``: the top row trained on a sample vs on everything.
+
+``quality_check(data, sample)``: the lake of a finished world is cut at its last day; the top row
+(``PathwaysFinal``, the nightly's settings and seed) is trained twice on the days before, once on
+every profile and once on the ``sample`` profiles the nightly's salted hash picks
+(``schedule.sample_profiles``), and both are scored by NDCG@20 against the next-day plays (titles
+new to the profile) of the profiles both models know: the sample's. ``ndcg_loss`` is
+``1 - sample / full``; the issue's bar is at most 0.05.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pathways.catalog import Catalog
+from pathways.config import PathwaysConfig
+
+K = 20
+
+
+def _fit(events: pa.Table, catalog: Catalog, config: PathwaysConfig) -> tuple[Any, Any, float]:
+    from training.data import interactions_from_events
+    from training.models import PathwaysFinal
+    from training.top_row import genre_features
+
+    inter = interactions_from_events(events, item_ids=catalog.title_ids)
+    t0 = time.perf_counter()
+    model = PathwaysFinal(config.models, seed=config.training.seed).fit(
+        inter, item_features=genre_features(catalog, inter.item_ids))
+    return model, inter, time.perf_counter() - t0
+
+
+def _ndcg(model: Any, inter: Any, pids: np.ndarray, truth: dict[int, set[int]], block: int) -> float:
+    from training.evaluation.metrics import ndcg_at_k
+
+    dense = np.searchsorted(inter.user_ids, pids)
+    hits, n_rel = [], []
+    for lo in range(0, len(pids), block):
+        items, _ = model.candidates(dense[lo:lo + block])
+        for pid, row in zip(pids[lo:lo + block], items):
+            top = [int(inter.item_ids[i]) if i >= 0 else -1 for i in row[:K]]
+            top += [-1] * (K - len(top))
+            hits.append([t in truth[int(pid)] for t in top])
+            n_rel.append(len(truth[int(pid)]))
+    return ndcg_at_k(np.array(hits, bool), np.array(n_rel), K)
+
+
+def quality_check(data: Path, sample: int) -> dict[str, Any]:
+    """Train on everything and on ``sample`` profiles (0: ``schedule.sample_profiles``, else a fifth
+    of the profiles) before the last day; NDCG@20 on its plays."""
+    from features.lake_scan import read_lake
+    from pipelines.schedule import TRAINING_COLUMNS, sample_events
+
+    config = PathwaysConfig(data_dir=data)
+    catalog = Catalog.from_table(pq.read_table(config.raw_dir / "world" / "titles.parquet"))
+    events = read_lake(config.lake_dir, TRAINING_COLUMNS)
+    cut = pa.scalar(pc.max(events["ts"]).as_py() - timedelta(days=1), events.schema.field("ts").type)
+    train = events.filter(pc.less(events["ts"], cut))
+    test = events.filter(pc.and_(pc.greater_equal(events["ts"], cut), pc.equal(events["event_type"], "play")))
+    del events
+    sample = sample or config.schedule.sample_profiles or pc.count_distinct(train["profile_id"]).as_py() // 5
+    part = sample_events(train, None, sample, config.schedule.sample_seed)
+    full_model, full_inter, full_s = _fit(train, catalog, config)
+    part_model, part_inter, part_s = _fit(part, catalog, config)
+    known = pd.DataFrame({"profile_id": full_inter.user_ids[full_inter.users], "title_id": full_inter.item_ids[full_inter.items]})
+    plays = test.select(["profile_id", "title_id"]).to_pandas().dropna().astype(np.int64).drop_duplicates()
+    new = plays.merge(known, how="left", on=["profile_id", "title_id"], indicator=True)
+    new = new[new["_merge"] == "left_only"]
+    truth: dict[int, set[int]] = {int(p): set(map(int, g)) for p, g in new.groupby("profile_id")["title_id"]}
+    pids = np.array(sorted(set(truth) & set(part_inter.user_ids.tolist()) & set(full_inter.user_ids.tolist())), np.int64)
+    block = config.models.final.user_chunk
+    full = _ndcg(full_model, full_inter, pids, truth, block)
+    part_ndcg = _ndcg(part_model, part_inter, pids, truth, block)
+    return {"quality": {"sample_profiles": sample, "train_profiles": int(full_inter.n_users), "test_profiles": len(pids),
+                        "ndcg20_full": round(full, 4), "ndcg20_sample": round(part_ndcg, 4),
+                        "ndcg_loss": round(1 - part_ndcg / full, 4) if full > 0 else None,
+                        "fit_s_full": round(full_s, 1), "fit_s_sample": round(part_s, 1)}}
+
+
+def quality_line(q: dict[str, Any]) -> str:
+    """The printed line of ``quality_check``'s result."""
+    return (f"top row NDCG@20 on {q['test_profiles']:,} profiles' next-day plays: trained on all {q['ndcg20_full']}, "
+            f"on {q['sample_profiles']:,} sampled {q['ndcg20_sample']} (loss {q['ndcg_loss']}; bar <= 0.05)")
