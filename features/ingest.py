@@ -122,8 +122,9 @@ def validate_events(
     """``raw`` cast to ``EVENT_SCHEMA`` and the first failing rule per row ('' if valid, shape (n,)).
     ``known_ids``: ids already in the lake (None: not checked). Raises ``IngestError`` as ``ingest``."""
     events, bad_type = coerce_table(raw, EVENT_SCHEMA, name, required=REQUIRED)
-    lake_ids = known_ids if known_ids is not None else pa.array([], pa.string())
-    return events, _reasons(events, bad_type, titles, profiles, now, lake_ids)
+    in_lake = (_mask(pc.is_in(events["event_id"], value_set=known_ids)) if known_ids is not None
+               else np.zeros(events.num_rows, bool))
+    return events, _reasons(events, bad_type, titles, profiles, now, in_lake)
 
 
 def land(
@@ -143,8 +144,8 @@ def land(
     index = index or EventIdIndex(lake_dir)
     part_name = f"part-{batch_id}.parquet"
     events, bad_type = coerce_table(raw, EVENT_SCHEMA, name, required=REQUIRED)
-    lake_ids = index.known_ids(events["ts"], exclude=part_name)
-    reasons = _reasons(events, bad_type, titles, profiles, now, lake_ids)
+    in_lake = index.duplicates(events["event_id"], events["ts"], exclude=part_name)
+    reasons = _reasons(events, bad_type, titles, profiles, now, in_lake)
     bad = reasons != ""
 
     paths: list[str] = []
@@ -235,9 +236,10 @@ def _reasons(
     titles: pa.Table,
     profiles: pa.Table,
     now: datetime,
-    lake_ids: pa.Array,
+    in_lake: np.ndarray,
 ) -> np.ndarray:
-    """The first failing rule per row ('' for valid rows), shape (n,), dtype object."""
+    """The first failing rule per row ('' for valid rows), shape (n,), dtype object; ``in_lake``
+    (shape (n,) bool) marks the ids already in the lake."""
     etype = ev["event_type"]
     tid = ev["title_id"]
 
@@ -273,7 +275,7 @@ def _reasons(
             & (null("propensity") | outside("propensity", 0.0, 1.0, lo_open=True)),
         ),
         ("unknown_artwork_id", artwork_types & ~_known_artwork(ev, titles)),
-        ("duplicate_in_lake", _mask(pc.is_in(ev["event_id"], value_set=lake_ids))),
+        ("duplicate_in_lake", in_lake),
     ]
     masks = [m for _, m in rules]
     names = [r for r, _ in rules]

@@ -167,6 +167,7 @@ class ServingConfig(_Section):
     max_events_per_request: int = Field(1000, ge=1)
     max_profiles_per_request: int = Field(10, ge=1)  # distinct profiles one request may touch
     impression_rows_logged: int = Field(3, ge=0)  # artwork impressions the server logs per page (first rows)
+    impression_queue_pages: int = Field(1000, ge=1)  # pages of impressions waiting to be appended; beyond: dropped, counted
     fallback_cache_pages: int = Field(512, ge=0)  # encoded fallback pages kept per replica (region, maturity, rows)
     degraded_log_every_s: float = Field(10.0, ge=0.0)  # a degradation is logged at most this often per reason
 
@@ -273,12 +274,15 @@ class ScheduleConfig(_Section):
     earlier run that trained them less than N days ago (its artifacts and registry versions);
     inference (the pages) always covers every profile. ``window_days`` / ``sample_profiles`` cut
     what the training stages read: the last N days of events, and a deterministic hash sample of
-    profiles (None: everything).
+    profiles (None: everything). Without ``sample_profiles``, a world of more than
+    ``sample_above_profiles`` profiles trains on a sample of that many (None: never by default).
+    The profiles left out are folded into the trained models (their factors and top rows).
     """
 
     retrain_every_days: dict[str, float] = Field(default_factory=dict)  # e.g. {"train_retrieval": 7, "train_top_row": 7}
     window_days: float | None = Field(None, gt=0.0)
     sample_profiles: int | None = Field(None, ge=1)
+    sample_above_profiles: int | None = Field(100_000, ge=1)
     sample_seed: int = 0
     incremental_materialize: bool = True  # load only what changed since the last materialization (Feast)
 

@@ -69,8 +69,10 @@ def fingerprint(config: PathwaysConfig, files: list[Path]) -> str:
     workers, serving) are left out, so that e.g. switching to the Ray executor resumes the run.
     """
     settings = config.model_dump(mode="json", exclude={"data_dir", "pipeline", "serving", "auth", "publish", "schedule"})
-    if config.schedule.window_days is not None or config.schedule.sample_profiles is not None:  # what training reads
-        settings["training_data"] = config.schedule.model_dump(include={"window_days", "sample_profiles", "sample_seed"})
+    schedule = config.schedule
+    if schedule.window_days is not None or schedule.sample_profiles is not None or schedule.sample_above_profiles is not None:
+        settings["training_data"] = schedule.model_dump(  # what training reads
+            include={"window_days", "sample_profiles", "sample_above_profiles", "sample_seed"})
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for f in files:
         try:

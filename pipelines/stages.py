@@ -27,7 +27,7 @@ from pathways.config import PathwaysConfig
 from pathways.snapshot import FALLBACK, SIMILAR, fallback_table
 from pathways.types import ProfileContext
 from pipelines.runner import RunContext
-from pipelines.schedule import training_events
+from pipelines.schedule import UNSAMPLED_DIR, training_events, unsampled_histories
 
 log = logging.getLogger("pathways.nightly")
 
@@ -77,7 +77,8 @@ def configure_mlflow(ctx: RunContext) -> None:
 # ---------------------------------------------------------------- stages
 def ingest(ctx: RunContext) -> dict[str, Any]:
     """New event files into the lake. Cost: time linear in the new events; memory one chunk of
-    ``features.ingest_chunk_rows`` rows plus the event ids of the days it touches (dedupe)."""
+    ``features.ingest_chunk_rows`` rows plus 12 bytes per event id of the days it touches (dedupe:
+    64-bit hashes, ``features.lake_index.EventIdIndex``), never the ids' strings."""
     from features.ingest_nightly import ingest_new
 
     titles, profiles = world_tables(ctx)
@@ -122,26 +123,30 @@ def materialize(ctx: RunContext) -> dict[str, Any]:
 
 
 def train_als(ctx: RunContext) -> dict[str, Any]:
-    """ALS on the training events (``schedule``'s sample / window). Cost: linear in their plays and
-    in (sampled profiles + titles) x factors^2 per iteration; no growth with profiles beyond the sample."""
+    """ALS on the training events (``schedule``'s sample / window); the profiles the sample left out
+    are folded in (one least-squares solve each against the item factors). Cost: the fit linear in
+    the sample's plays and in (sampled profiles + titles) x factors^2 per iteration; the fold-in
+    linear in the other profiles' plays x factors^2, one profile range in memory plus the factors."""
     from training.als import train_als as fit_als
 
     configure_mlflow(ctx)
     out = ctx.stage_dir("train_als")
-    result = fit_als(training_events(ctx), ctx.config.training, out)
+    result = fit_als(training_events(ctx), ctx.config.training, out, unsampled=unsampled_histories(ctx))
     return {"path": str(out), **{k: v for k, v in result.items() if isinstance(v, (int, float, str))}}
 
 
 def train_retrieval(ctx: RunContext) -> dict[str, Any]:
     """The retrieval models of ``candidates.retrieval_rows`` on the lake's interactions, saved as factor
-    artifacts so the pages stage retrieves from them through faiss like ALS (FactorSource).
-    Cost: epochs x the training events' interactions (a sample caps it), embeddings of titles."""
+    artifacts so the pages stage retrieves from them through faiss like ALS (FactorSource); the
+    profiles a sample left out are encoded from their histories (fold-in). Cost: epochs x the
+    training events' interactions (a sample caps it), embeddings of titles, plus inference linear
+    in the left-out profiles' interactions (one profile range in memory, plus the vectors)."""
     from training.retrieval import train_retrieval as fit
 
     configure_mlflow(ctx)
     return fit(training_events(ctx), catalog(ctx).title_ids, ctx.stage_dir("train_retrieval"),
                tuple(ctx.config.candidates.retrieval_rows),
-               ctx.config.models, ctx.config.training.seed, ctx.run_id)
+               ctx.config.models, ctx.config.training.seed, ctx.run_id, unsampled_histories(ctx))
 
 
 def retrieval_sources(config: PathwaysConfig, retrieval_dir: Path) -> dict[str, tuple[Path, str]]:
@@ -152,13 +157,14 @@ def retrieval_sources(config: PathwaysConfig, retrieval_dir: Path) -> dict[str, 
 def train_top_row(ctx: RunContext) -> dict[str, Any]:
     """The learning-to-rank top row (PathwaysFinal), registered as top_row@champion. Cost: fitting
     grows with the training interactions (a sample caps it) and titles^2 (EASE); its lists are
-    written per block of users (``training/top_row.py``)."""
+    written per block of users (``training/top_row.py``), the profiles a sample left out folded in
+    per profile range: linear in profiles, one range in memory."""
     from training.top_row import train_top_row as fit
 
     configure_mlflow(ctx)
     try:
         return fit(training_events(ctx), catalog(ctx), ctx.stage_dir("train_top_row"), ctx.config.training.seed,
-                   None, f"top_row-{ctx.run_id}", ctx.config.models)
+                   None, f"top_row-{ctx.run_id}", ctx.config.models, unsampled_histories(ctx))
     except ValueError as exc:  # too little history to carve a validation split and train on it
         log.warning("top row not trained: %s", exc)
         return {"path": None, "skipped": str(exc)}
@@ -299,6 +305,7 @@ def pages(ctx: RunContext) -> dict[str, Any]:
     from pipelines.similar import write_similar_titles
 
     ctx.cache.pop("training_events", None)  # training is over: its events leave memory
+    shutil.rmtree(ctx.run_dir / UNSAMPLED_DIR, ignore_errors=True)  # and the left-out profiles' histories the disk
     work = ctx.stage_dir("pages")
     upstream = json.dumps({k: v for k, v in ctx.outputs.items() if k not in ("pages", "publish")}, sort_keys=True, default=str)
     if not ctx.resume or _read(work / "upstream.json") != upstream:  # pages of other models are not resumed

@@ -7,13 +7,17 @@ pair that was played at least once, and 1 (preference 0) elsewhere (Hu, Koren & 
 
 - ``interaction_matrix(events)`` -> (csr (n_profiles, n_titles) of summed fractions, ids, ids)
 - ``fit_als(events, config)`` -> ``FactorArtifacts`` (factors + id maps; pathways/artifacts/factors.py)
-- ``train_als(events, config, out_dir)``: fit, save to ``out_dir``, log params/metrics/model to
-  MLflow, register it as ``als`` with the ``champion`` alias; returns a summary dict.
+- ``fold_in_als(artifacts, config, tables)`` -> the artifacts plus the profiles of ``tables`` (blocks
+  of events of profiles the fit did not see), each solved against the fitted item factors
+- ``train_als(events, config, out_dir, unsampled=...)``: fit, fold in the profiles a training
+  sample left out, save to ``out_dir``, log params/metrics/model to MLflow, register it as ``als``
+  with the ``champion`` alias; returns a summary dict.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -108,6 +112,32 @@ def fit_als(
     return FactorArtifacts(model.user_factors_, model.item_factors_, profile_ids, title_ids, params=params)
 
 
+def fold_in_als(artifacts: FactorArtifacts, config: TrainingConfig, tables: Iterable[pa.Table]) -> FactorArtifacts:
+    """``artifacts`` plus the factors of the profiles of ``tables`` (each a block of events; profiles
+    not in ``artifacts``), solved against the fitted item factors (``ALS.fold_in``, the matrix
+    ``interaction_matrix`` makes; plays of titles without factors are dropped); rows sorted by
+    profile id. Cost: time linear in their plays x factors^2; memory one block plus the factors."""
+    model = nightly_als(config)
+    model.item_factors_ = artifacts.item_factors  # the fitted item side: fold-in solves users only
+    pids, factors = [artifacts.profile_ids], [artifacts.user_factors]
+    for events in tables:
+        summed, profile_ids, title_ids = interaction_matrix(events)
+        col = np.searchsorted(artifacts.title_ids, title_ids)
+        coo = summed.tocoo()
+        ok = np.isin(title_ids, artifacts.title_ids)[coo.col]
+        inter = Interactions(coo.row[ok].astype(np.int64), col[coo.col[ok]].astype(np.int64),
+                             np.zeros(int(ok.sum()), np.int64), len(profile_ids), len(artifacts.title_ids),
+                             weights=coo.data[ok])
+        pids.append(profile_ids)
+        factors.append(model.fold_in(inter).user_factors_)
+    all_pids = np.concatenate(pids)
+    order = np.argsort(all_pids, kind="stable")
+    if len(np.unique(all_pids)) != len(all_pids):
+        raise ValueError("folded-in profiles overlap the trained ones or each other")
+    return FactorArtifacts(np.concatenate(factors)[order], artifacts.item_factors, all_pids[order], artifacts.title_ids,
+                           params={**artifacts.params, "folded_in": int(len(all_pids) - len(artifacts.profile_ids))})
+
+
 def log_als(artifacts: FactorArtifacts, run_name: str, name: str = ALS_MODEL_NAME, alias: str | None = tracking.CHAMPION) -> tuple[str, str]:
     """Log params, metrics and the factors (a pyfunc model) to MLflow; register ``name@alias``.
 
@@ -138,17 +168,22 @@ def train_als(
     as_of: datetime | None = None,
     register: bool = True,
     name: str = ALS_MODEL_NAME,
+    unsampled: Callable[[], Iterable[pa.Table]] | None = None,
 ) -> dict[str, Any]:
-    """Fit, save to ``out_dir`` (``FactorArtifacts.load(out_dir)`` reads it back), log and register.
+    """Fit, fold in the profiles of ``unsampled()`` (blocks of events of profiles left out of
+    ``events``: ``fold_in_als``), save to ``out_dir`` (``FactorArtifacts.load(out_dir)`` reads it
+    back), log and register.
 
     MLflow must already be configured (``pathways.tracking.configure``) when ``register`` is True.
     """
     artifacts = fit_als(events, config, as_of)
+    if unsampled is not None:
+        artifacts = fold_in_als(artifacts, config, unsampled())
     artifacts.save(out_dir)
     summary: dict[str, Any] = {
         "n_profiles": len(artifacts.profile_ids),
         "n_titles": len(artifacts.title_ids),
-        **{k: v for k, v in artifacts.params.items() if k in ("nnz", "fit_seconds", "final_loss")},
+        **{k: v for k, v in artifacts.params.items() if k in ("nnz", "fit_seconds", "final_loss", "folded_in")},
     }
     if register:
         model_uri, version = log_als(artifacts, run_name=f"als-{Path(out_dir).name}", name=name)

@@ -15,7 +15,7 @@ by the synthetic world) or any MovieLens folder (``features.sources.movielens``)
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +83,18 @@ def interactions_from_events(
         user_ids=user_ids.astype(np.int64),
         item_ids=catalog.astype(np.int64),
     )
+
+
+def fold_in_blocks(tables: Iterable[pa.Table], item_ids: np.ndarray) -> Iterator[Interactions]:
+    """``interactions_from_events`` of each table (a block of profiles, e.g. those a training sample left
+    out) over exactly the catalog ``item_ids`` a model was fit on (sorted int64): events of titles
+    outside it are dropped (the model has nothing for them). Empty blocks are skipped."""
+    known = pa.array(np.asarray(item_ids, np.int64))
+    for table in tables:
+        table = table.filter(pc.is_in(table.column("title_id"), known))
+        inter = interactions_from_events(table, item_ids=item_ids)
+        if inter.n_users:
+            yield inter
 
 
 def item_genres_for(interactions: Interactions, titles: pa.Table) -> list[list[str]]:

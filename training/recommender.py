@@ -93,6 +93,24 @@ class FactorModel(Protocol):
     def item_embeddings(self) -> np.ndarray: ...
 
 
+@runtime_checkable
+class FoldIn(Protocol):
+    """A fitted model that scores other users from their histories without retraining (fold-in).
+
+    ``fold_in(data)`` returns a copy whose users are ``data``'s (dense 0..data.n_users-1, same
+    catalog); the learned item side is unchanged. Scoring a user folded in alone or in a block of
+    others gives the same result.
+    """
+
+    def fold_in(self, data: Interactions) -> Self: ...
+
+
+def same_catalog(data: Interactions, n_items: int) -> None:
+    """Raise unless ``data`` indexes the ``n_items`` items the model was fit on."""
+    if data.n_items != n_items:
+        raise ValueError(f"data has n_items={data.n_items}, the model was fit with {n_items}")
+
+
 class Pickled:
     """``save``/``load`` by pickle for models whose learned state is plain arrays (trusted files only)."""
 

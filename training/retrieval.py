@@ -4,11 +4,16 @@
 (``training.registry``; by default the two-tower and SASRec) on the lake's interactions, saves its
 vectors as ``FactorArtifacts`` under ``out_dir / name`` so the pages stage retrieves from them
 through faiss like ALS (``candidates.als.FactorSource``), and logs one MLflow run per model.
+With ``unsampled`` (blocks of events of profiles a training sample left out) each model also
+encodes those profiles from their histories (``fold_in``, no retraining), so the vectors cover
+every profile. Cost: the fit grows with the training interactions; the fold-in is linear in the
+left-out profiles' interactions, one block in memory plus the vectors.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -19,7 +24,8 @@ import pyarrow as pa
 from pathways import tracking
 from pathways.artifacts.factors import FactorArtifacts
 from pathways.models_config import ModelsConfig
-from training.data import interactions_from_events
+from training.data import fold_in_blocks, interactions_from_events
+from training.recommender import FoldIn
 from training.registry import BuildContext, build
 
 RETRIEVAL_MODELS = ("two_tower", "sasrec")
@@ -40,6 +46,7 @@ def train_retrieval(
     models: ModelsConfig | None = None,
     seed: int = 0,
     run_id: str = "",
+    unsampled: Callable[[], Iterable[pa.Table]] | None = None,
 ) -> dict[str, Any]:
     """Fit, export and log each model of ``names``; returns facts (interactions, dir, seconds per model).
 
@@ -57,9 +64,27 @@ def train_retrieval(
             if not isinstance(model, VectorModel):
                 raise TypeError(f"{name} exports no user/item vectors (retrieval_vectors)")
             user_vecs, item_vecs = model.retrieval_vectors(users)
-            FactorArtifacts(user_vecs, item_vecs, inter.user_ids, inter.item_ids, {"fit_seconds": seconds}).save(
-                out_dir / name)
+            pids = inter.user_ids
+            if unsampled is not None:
+                user_vecs, pids = folded_in_vectors(model, user_vecs, pids, inter.item_ids, unsampled())
+            FactorArtifacts(user_vecs, item_vecs, pids, inter.item_ids, {"fit_seconds": seconds}).save(out_dir / name)
             tracking.log_params_flat(getattr(model, "get_params", dict)())
             mlflow.log_metrics({"fit_seconds": seconds, "n_interactions": float(len(inter))})
         out[f"{name}_seconds"] = round(seconds, 2)
     return out
+
+
+def folded_in_vectors(model: VectorModel, user_vecs: np.ndarray, user_ids: np.ndarray, item_ids: np.ndarray,
+                      tables: Iterable[pa.Table]) -> tuple[np.ndarray, np.ndarray]:
+    """``user_vecs`` (rows ``user_ids``) plus the vectors of the profiles of ``tables`` (blocks of
+    events), each block folded into ``model`` (``FoldIn``); rows sorted by profile id."""
+    if not isinstance(model, FoldIn):
+        raise TypeError(f"{type(model).__name__} cannot fold in the profiles a training sample left out")
+    vecs, pids = [user_vecs], [user_ids]
+    for block in fold_in_blocks(tables, item_ids):
+        folded = model.fold_in(block)
+        vecs.append(folded.retrieval_vectors(np.arange(block.n_users))[0])
+        pids.append(block.user_ids)
+    all_pids = np.concatenate(pids)
+    order = np.argsort(all_pids, kind="stable")
+    return np.concatenate(vecs)[order], all_pids[order]

@@ -7,12 +7,17 @@ each profile's ranked list for the pages stage (``pathways/artifacts/top_lists.p
 
 Cost: fitting grows with the training events (a sample: ``schedule.sample_profiles``) and the
 titles (EASE is titles x titles); the lists are written ``models.final.user_chunk`` users at a
-time, so memory does not grow with profiles beyond the lists' file."""
+time, so memory does not grow with profiles beyond the lists' file. The profiles a training sample
+left out get lists too: each block of them is folded into the fitted model
+(``PathwaysFinal.fold_in``: every generator's own inference on their histories, no retraining), at
+a cost linear in their interactions, one block in memory."""
 
 from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,7 @@ from pathways import tracking
 from pathways.artifacts.top_lists import SCHEMA as TOP_LISTS_SCHEMA
 from pathways.catalog import Catalog
 from pathways.models_config import ModelsConfig
-from training.data import interactions_from_events
+from training.data import fold_in_blocks, interactions_from_events
 from training.models import PathwaysFinal
 
 TOP_ROW_NAME = "top_row"
@@ -59,37 +64,47 @@ def genre_features(catalog: Catalog, item_ids: np.ndarray) -> np.ndarray:
 
 
 def write_lists(model: PathwaysFinal, n_users: int, user_ids: np.ndarray, item_ids: np.ndarray, keep: int | None,
-                path: Path, block: int) -> Path:
+                path: Path, block: int, extra: Iterable[tuple[PathwaysFinal, np.ndarray]] = ()) -> Path:
     """Each trained user's ranked list, ``block`` users at a time (the candidate features of one
-    block in memory, never all users') appended to the ``TopLists`` Parquet file ``path``."""
+    block in memory, never all users') appended to the ``TopLists`` Parquet file ``path``; then the
+    users of each ``(folded-in model, its profile ids)`` of ``extra``, the same way."""
     tmp = path.with_suffix(".tmp")
     with pq.ParquetWriter(tmp, TOP_LISTS_SCHEMA) as writer:
-        for lo in range(0, n_users, block):
-            items, scores = model.candidates(np.arange(lo, min(lo + block, n_users)))
-            ok = [row >= 0 for row in items]
-            writer.write_table(pa.table({
-                "profile_id": pa.array(user_ids[lo:lo + len(items)], pa.int64()),
-                "title_ids": pa.array([item_ids[r[m][:keep]] for r, m in zip(items, ok)], pa.list_(pa.int64())),
-                "scores": pa.array([r[m][:keep] for r, m in zip(scores, ok)], pa.list_(pa.float32())),
-            }, schema=TOP_LISTS_SCHEMA))
+        for ranker, ids in chain([(model, user_ids[:n_users])], extra):  # lazily: one folded block at a time
+            for lo in range(0, len(ids), block):
+                items, scores = ranker.candidates(np.arange(lo, min(lo + block, len(ids))))
+                ok = [row >= 0 for row in items]
+                writer.write_table(pa.table({
+                    "profile_id": pa.array(ids[lo:lo + len(items)], pa.int64()),
+                    "title_ids": pa.array([item_ids[r[m][:keep]] for r, m in zip(items, ok)], pa.list_(pa.int64())),
+                    "scores": pa.array([r[m][:keep] for r, m in zip(scores, ok)], pa.list_(pa.float32())),
+                }, schema=TOP_LISTS_SCHEMA))
     tmp.replace(path)
     return path
 
 
+def folded_in(model: PathwaysFinal, tables: Iterable[pa.Table], item_ids: np.ndarray) -> Iterator[tuple[PathwaysFinal, np.ndarray]]:
+    """(the model folded in on a block, the block's profile ids) for each block of events in ``tables``."""
+    for block in fold_in_blocks(tables, item_ids):
+        yield model.fold_in(block), block.user_ids
+
+
 def train_top_row(
     events: pa.Table, catalog: Catalog, out_dir: Path, seed: int, keep: int | None, run_name: str,
-    models: ModelsConfig | None = None,
+    models: ModelsConfig | None = None, unsampled: Callable[[], Iterable[pa.Table]] | None = None,
 ) -> dict[str, Any]:
     """Fit (settings: ``models``, default ``ModelsConfig()``), write ``top_row.parquet`` (``keep`` titles
-    per profile, default all candidates: the pages stage also orders other rows by these scores),
-    log and register. Returns facts."""
+    per profile, default all candidates: the pages stage also orders other rows by these scores) for
+    the trained profiles and those of ``unsampled()`` (blocks of events of profiles left out of
+    ``events``, folded in), log and register. Returns facts."""
     inter = interactions_from_events(events, item_ids=catalog.title_ids)
     t0 = time.perf_counter()
     model = PathwaysFinal(models, seed=seed).fit(inter, item_features=genre_features(catalog, inter.item_ids))
     seconds = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
+    extra = folded_in(model, unsampled(), inter.item_ids) if unsampled is not None else ()
     path = write_lists(model, inter.n_users, inter.user_ids, inter.item_ids, keep, out_dir / "top_row.parquet",
-                       model.config.final.user_chunk)
+                       model.config.final.user_chunk, extra)
     with mlflow.start_run(run_name=run_name):
         tracking.log_params_flat({k: v for k, v in model.get_params().items() if not isinstance(v, dict)})
         mlflow.log_metrics({"fit_seconds": seconds, "n_interactions": float(len(inter)), "n_users": float(inter.n_users)})
@@ -100,4 +115,5 @@ def train_top_row(
                 pip_requirements=tracking.PIP_REQUIREMENTS + ["scikit-learn==1.9.1"],
             )
     version = tracking.register(info.model_uri, TOP_ROW_NAME, alias=tracking.CHAMPION, tags={"kind": "pathways_final"})
-    return {"path": str(path), "fit_seconds": round(seconds, 2), "profiles": int(inter.n_users), "version": version}
+    return {"path": str(path), "fit_seconds": round(seconds, 2), "profiles": int(inter.n_users),
+            "lists": pq.ParquetFile(path).metadata.num_rows, "version": version}

@@ -89,3 +89,32 @@ def test_a_large_file_is_landed_chunk_by_chunk_with_the_same_events(tmp_path: Pa
     assert len(list((tmp_path / "chunked" / "batches").glob("*-c*.json"))) == 5
     again = ingest_new([raw / "big.parquet"], titles, profiles, tmp_path / "chunked", now=NOW, chunk_rows=9)
     assert again["already_ingested"] == 1 and again["accepted"] == 0
+
+
+def test_colliding_id_hashes_never_make_distinct_ids_duplicates(tmp_path: Path, monkeypatch) -> None:
+    """The index keeps 64-bit hashes; with every hash forced to collide, only equal ids are duplicates."""
+    import numpy as np
+
+    real = lake_index.id_hashes
+    monkeypatch.setattr(lake_index, "id_hashes", lambda ids, step=1 << 20: np.zeros(len(real(ids)), np.uint64))
+    titles, profiles = make_titles(), make_profiles()
+    raw, lake = tmp_path / "raw", tmp_path / "lake"
+    raw.mkdir()
+    ingest_new([day_file(raw / "a.parquet", 3, 12)], titles, profiles, lake, now=NOW)
+    mixed = day_file(raw / "mixed.parquet", 3, 12, start=6)  # ids 6..11 are in the lake, 12..17 are new
+    totals = ingest_new([mixed], titles, profiles, lake, now=NOW)
+    assert totals["by_reason"] == {"duplicate_in_lake": 6} and totals["accepted"] == 6
+    assert read_events(lake).num_rows == 18
+
+
+def test_known_ids_are_held_as_hashes_not_strings(tmp_path: Path) -> None:
+    titles, profiles = make_titles(), make_profiles()
+    raw, lake = tmp_path / "raw", tmp_path / "lake"
+    raw.mkdir()
+    ingest_new([day_file(raw / "a.parquet", 3, 500)], titles, profiles, lake, now=NOW)
+    index = lake_index.EventIdIndex(lake)
+    events = read_events(lake)
+    assert index.duplicates(events["event_id"], events["ts"]).all()
+    assert index.nbytes() == 12 * 500  # 8-byte hash + 4-byte row per id
+    other = pa.array([f"x{i}" for i in range(500)])
+    assert not index.duplicates(other, events["ts"]).any()

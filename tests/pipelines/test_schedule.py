@@ -120,3 +120,48 @@ def test_training_events_read_batch_by_batch_equal_the_sampled_whole_lake(tmp_pa
     assert got.num_rows > 0 and got.equals(want)
     if sample is not None:
         assert len(set(got["profile_id"].to_pylist())) == sample
+
+
+@pytest.mark.parametrize("sample_profiles, above, n_profiles, want", [
+    (None, None, 10**6, None), (None, 100, 100, None), (None, 100, 101, 100), (None, 100, None, 100), (7, 100, 5, 7),
+])
+def test_a_large_world_trains_on_a_sample_by_default(sample_profiles, above, n_profiles, want):
+    from pipelines.schedule import sample_size
+
+    schedule = PathwaysConfig().with_overrides(
+        {"schedule.sample_profiles": sample_profiles, "schedule.sample_above_profiles": above}).schedule
+    assert sample_size(schedule, n_profiles) == want
+    assert PathwaysConfig().schedule.sample_above_profiles == 100_000  # 10k-300k worlds: everything; 1M: a sample
+
+
+def test_the_profiles_left_out_of_the_sample_come_back_range_by_range(tmp_path):
+    import pyarrow.compute as pc
+
+    from features.ingest import read_events
+    from features.lake_index import write_partitioned
+    from pipelines.schedule import FOLD_IN_COLUMNS, UNSAMPLED_DIR, training_events, unsampled_histories
+    from training.data import POSITIVE_TYPES
+    from world.generator import generate_world
+    from world.sizes import preset
+
+    ctx = _ctx(tmp_path, "r", **{"schedule.sample_profiles": 12, "schedule.window_days": 4.0,
+                                 "pipeline.history_shard_profiles": 5})
+    events = generate_world(preset("tiny")).events
+    write_partitioned(events, ctx.config.lake_dir, "a")
+    trained = set(training_events(ctx)["profile_id"].to_pylist())
+    ranges = list(unsampled_histories(ctx)())
+    assert len(ranges) > 2 and (ctx.run_dir / UNSAMPLED_DIR / "done").is_file()
+    bounds = [(min(t["profile_id"].to_pylist()), max(t["profile_id"].to_pylist())) for t in ranges]
+    assert all(hi < lo for (_, hi), (lo, _) in zip(bounds, bounds[1:]))  # disjoint ranges, in order
+    assert all(len(set(t["profile_id"].to_pylist())) <= 5 for t in ranges)
+    got = pa.concat_tables(ranges)
+    lake = read_events(ctx.config.lake_dir)
+    start = pc.max(lake["ts"]).as_py() - timedelta(days=4.0)
+    want = lake.filter(pc.and_(pc.and_(pc.is_in(lake["event_type"], pa.array(list(POSITIVE_TYPES))),
+                                       pc.greater_equal(lake["ts"], pa.scalar(start, lake["ts"].type))),
+                               pc.invert(pc.is_in(lake["profile_id"], pa.array(sorted(trained), pa.int64())))))
+    assert got.num_rows == want.num_rows > 0 and not set(got["profile_id"].to_pylist()) & trained
+    key = ["profile_id", "ts", "title_id", "event_type"]
+    assert got.select(list(FOLD_IN_COLUMNS)).sort_by([(k, "ascending") for k in key]).equals(
+        want.select(list(FOLD_IN_COLUMNS)).sort_by([(k, "ascending") for k in key]))
+    assert unsampled_histories(_ctx(tmp_path, "all", **{"schedule.sample_above_profiles": None})) is None

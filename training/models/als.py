@@ -12,14 +12,16 @@ cores); ALS solves each user and item independently, so the result does not depe
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, Self
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from pathways.models_config import ALSConfig
 from training.models.base import ImplicitFactorization
-from training.recommender import Interactions
+from training.recommender import Interactions, same_catalog
 
 
 def summed_pairs(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
@@ -60,6 +62,22 @@ class ALS(ImplicitFactorization):
         w = np.zeros(len(train), np.float32) if train.weights is None else np.asarray(train.weights, np.float32)
         summed = summed_pairs(train.users, train.items, w, (train.n_users, train.n_items))
         return confidence_matrix(summed, self.config.alpha)
+
+    def fold_in(self, data: Interactions) -> Self:
+        """A copy whose user factors are ``data``'s users solved against the fitted item factors
+        (``FoldIn``): implicit's ``recalculate_user``, one exact least-squares solve per user on the
+        matrix ``fit`` would see (same weighting). Cost: linear in ``data``'s pairs x factors^2."""
+        same_catalog(data, self.item_factors_.shape[0])
+        x = self._matrix(data)
+        out = copy.copy(self)
+        if data.n_users == 0:
+            out.user_factors_ = np.zeros((0, self.item_factors_.shape[1]), np.float32)
+            return out
+        with threadpool_limits(1, "blas"):
+            model = self._model()
+            model.item_factors = self.item_factors_
+            out.user_factors_ = np.asarray(model.recalculate_user(np.arange(data.n_users), x), np.float32)
+        return out
 
     def _model(self) -> Any:
         from implicit.cpu.als import AlternatingLeastSquares

@@ -14,6 +14,8 @@ Given each generator's full-catalog scores for a batch of users and the candidat
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from training.recommender import Interactions
@@ -31,14 +33,8 @@ class CandidateFeaturizer:
         self._items_sorted = train.items[order]
         self._ts_sorted = train.timestamps[order].astype(np.int64)
         self._item_start = np.searchsorted(self._items_sorted, np.arange(train.n_items + 1))
-        self.sequences = train.sequences()
         self.n_items = train.n_items
-        last_ts = np.full(train.n_users, train.timestamps.min() if len(train) else 0, dtype=np.int64)
-        first_ts = np.full(train.n_users, np.iinfo(np.int64).max, dtype=np.int64)
-        np.maximum.at(last_ts, train.users, train.timestamps)
-        np.minimum.at(first_ts, train.users, train.timestamps)
-        self.user_last_ts = last_ts
-        self.user_span_days = np.where(first_ts <= last_ts, (last_ts - np.minimum(first_ts, last_ts)) / DAY, 0.0)
+        self._set_users(train)
         span = float(train.timestamps.max() - train.timestamps.min()) if len(train) else DAY
         self.windows = (max(span / 50.0, DAY / 24), max(span / 10.0, DAY / 24))  # seconds
         feats = None
@@ -46,6 +42,25 @@ class CandidateFeaturizer:
             feats = np.asarray(item_features, dtype=np.float32)
             feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-8)
         self.item_features = feats
+
+    def _set_users(self, train: Interactions) -> None:
+        """The user side: each user's sequence, last timestamp and span in days."""
+        self.sequences = train.sequences()
+        last_ts = np.full(train.n_users, train.timestamps.min() if len(train) else 0, dtype=np.int64)
+        first_ts = np.full(train.n_users, np.iinfo(np.int64).max, dtype=np.int64)
+        np.maximum.at(last_ts, train.users, train.timestamps)
+        np.minimum.at(first_ts, train.users, train.timestamps)
+        self.user_last_ts = last_ts
+        self.user_span_days = np.where(first_ts <= last_ts, (last_ts - np.minimum(first_ts, last_ts)) / DAY, 0.0)
+
+    def with_users(self, data: Interactions) -> CandidateFeaturizer:
+        """A copy for ``data``'s users (same catalog): their user side, the fitted item side (item
+        counts over time stay those of the fit's interactions)."""
+        if data.n_items != self.n_items:
+            raise ValueError(f"data has n_items={data.n_items}, the featurizer has {self.n_items}")
+        out = copy.copy(self)
+        out._set_users(data)
+        return out
 
     def _counts_upto(self, items: np.ndarray, t_user: np.ndarray) -> np.ndarray:
         """(n_users, C) interactions of each candidate at or before t_user[row] (shape (n_users,))."""

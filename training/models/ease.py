@@ -15,6 +15,7 @@ popular (the rest score 0), so a catalog of 60k titles does not need a 60k x 60k
 
 from __future__ import annotations
 
+import copy
 from typing import Self
 
 import numpy as np
@@ -24,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from pathways.models_config import EASEConfig
 from training.models.base import ConfiguredModel
-from training.recommender import Interactions
+from training.recommender import Interactions, same_catalog
 
 
 def _item_side_cholesky(xa: sp.csr_matrix, l2: float) -> np.ndarray:
@@ -79,6 +80,20 @@ class EASE(ConfiguredModel):
             self.mode_ = "item"
             self.b_ = (_item_side_cholesky if cfg.solver == "cholesky" else _item_side_inverse)(xa, cfg.l2)
         return self
+
+    def fold_in(self, data: Interactions) -> Self:
+        """A copy scoring ``data``'s users from their rows (``FoldIn``). Item side: B as fitted. User
+        side: W's new rows are x P = (x - (x X^T) W) / lambda (Woodbury, X the fit-time rows), which
+        is exactly W_u for a fit-time user, so folding a train user in gives its fitted scores."""
+        same_catalog(data, self.n_items_)
+        xa = data.matrix(binary=True)[:, self.items_].tocsr()
+        out = copy.copy(self)
+        out.history_ = xa
+        if self.mode_ == "user":
+            with threadpool_limits(1, "blas"):
+                w = (xa.toarray() - np.asarray((xa @ self.history_.T) @ self.w_)) / self.config.l2
+            out.w_ = w.astype(np.float32)
+        return out
 
     def score(self, users: np.ndarray) -> np.ndarray:
         """(len(users), n_items) float32."""

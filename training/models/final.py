@@ -21,6 +21,7 @@ candidates and ``NOT_CANDIDATE`` (very low) elsewhere, so ``recommend`` works un
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any, Self
 
@@ -35,7 +36,15 @@ from training.models.base import configured
 from training.models.candidate_features import CandidateFeaturizer
 from training.models.ltr import ListRanker, PointwiseGBDT
 from training.models.torch_utils import EarlyStoppedModel
-from training.recommender import FactorModel, Interactions, Pickled, Recommender, top_k_excluding, union_candidates
+from training.recommender import (
+    FactorModel,
+    FoldIn,
+    Interactions,
+    Pickled,
+    Recommender,
+    top_k_excluding,
+    union_candidates,
+)
 
 NOT_CANDIDATE = -1e9
 
@@ -144,6 +153,21 @@ class PathwaysFinal(Pickled):
             cands.append(c)
             feats.append(featurizer.features(chunk, c, scores))
         return np.concatenate(cands), np.concatenate(feats)
+
+    def fold_in(self, data: Interactions) -> Self:
+        """A copy ranking for ``data``'s users (``FoldIn``): every generator folds them in with its own
+        inference (SASRec / two-tower encode the sequences, EASE / item-kNN read the rows, ALS solves
+        each user against its item factors), the featurizer takes their histories, the ranker is
+        unchanged. Cost: linear in ``data``'s interactions (ALS: x factors^2)."""
+        folded: dict[str, Recommender] = {}
+        for name, model in self.generators_.items():
+            if not isinstance(model, FoldIn):
+                raise TypeError(f"generator {name} cannot fold in new users (no fold_in)")
+            folded[name] = model.fold_in(data)
+        out = copy.copy(self)
+        out.generators_ = folded
+        out.featurizer_ = self.featurizer_.with_users(data)
+        return out
 
     def candidates(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(items, ranker scores), each (len(users), budget), best first; item -1 = no candidate."""

@@ -10,6 +10,7 @@ half-life), a cheap sequence-aware generator (``item_knn_recent``).
 
 from __future__ import annotations
 
+import copy
 from typing import Self
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 from pathways.models_config import ItemKNNConfig
 from training.evaluation.splits import positions_from_end
 from training.models.base import ConfiguredModel
-from training.recommender import Interactions
+from training.recommender import Interactions, same_catalog
 
 
 def recency_weighted(train: Interactions, half_life: float | None) -> sp.csr_matrix:
@@ -64,6 +65,13 @@ class ItemKNN(ConfiguredModel):
         )
         self.history_ = recency_weighted(train, cfg.recency_half_life)
         return self
+
+    def fold_in(self, data: Interactions) -> Self:
+        """A copy scoring ``data``'s users (``FoldIn``): their (recency-weighted) rows, the fitted S."""
+        same_catalog(data, self.similarity_.shape[0])
+        out = copy.copy(self)
+        out.history_ = recency_weighted(data, self.config.recency_half_life)
+        return out
 
     def score(self, users: np.ndarray) -> np.ndarray:
         """(len(users), n_items) float32: (recency-weighted) sum of similarities to the user's train items."""

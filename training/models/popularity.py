@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Self
 
 import numpy as np
 
 from pathways.models_config import PopularityConfig
 from training.models.base import ConfiguredModel
-from training.recommender import Interactions
+from training.recommender import Interactions, same_catalog
 
 
 class Popularity(ConfiguredModel):
@@ -29,6 +30,11 @@ class Popularity(ConfiguredModel):
             counts = np.bincount(train.items, minlength=train.n_items).astype(np.float32)
         self.counts_ = np.log1p(counts) if self.config.log1p else counts
         return self
+
+    def fold_in(self, data: Interactions) -> Self:
+        """A copy for ``data``'s users (``FoldIn``): the same fitted counts for everyone."""
+        same_catalog(data, len(self.counts_))
+        return copy.copy(self)
 
     def score(self, users: np.ndarray) -> np.ndarray:
         """(len(users), n_items) float32, the same row for everyone."""

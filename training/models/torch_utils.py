@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Self
@@ -12,7 +13,7 @@ import torch
 from training.evaluation.metrics import ndcg_recall
 from training.evaluation.splits import leave_last_k
 from training.models.base import ConfiguredModel
-from training.recommender import Interactions, top_k_excluding
+from training.recommender import Interactions, same_catalog, top_k_excluding
 
 
 @contextmanager
@@ -144,3 +145,11 @@ class EarlyStoppedModel(ConfiguredModel):
 
     def set_history(self, data: Interactions) -> Self:
         raise NotImplementedError
+
+    def fold_in(self, data: Interactions) -> Self:
+        """A copy encoding ``data``'s users from their sequences (``FoldIn``): the trained network and
+        every other learned state (e.g. SASRec's popularity for empty histories) unchanged."""
+        same_catalog(data, self.n_items_)
+        out = copy.copy(self)
+        out.sequences_ = data.sequences()
+        return out

@@ -151,6 +151,12 @@ class TwoTower(EarlyStoppedModel):
         self.sequences_ = data.sequences()
         return self
 
+    def fold_in(self, data: Interactions) -> Self:
+        """``EarlyStoppedModel.fold_in``; a model fit with user features cannot know new users' ones."""
+        if self.user_features_ is not None:
+            raise ValueError("a two-tower fit with user_features cannot fold in users without them")
+        return super().fold_in(data)
+
     def user_embeddings(self, users: np.ndarray) -> np.ndarray:
         """(len(users), dim) float32 unit vectors from each user's full fit-time history."""
         users = np.asarray(users, dtype=np.int64)
