@@ -3,11 +3,12 @@
     python bench/pages.py --data-dir var [--repeats 3] [--workers 2] [--no-ray] [--json PATH]
 
 Needs a data dir where ``pathways nightly`` (or ``make run``) has run. First, in this process on
-the same profiles: the block path (``PageBuilder.build``) and today's per-profile loop
-(``build_loop``), each ``--repeats`` times, with the median profiles per second, the ratio to the
-loop and whether both gave the same bytes (``pages_profiles_per_s``, ``loop_profiles_per_s`` in
-the JSON). Then each executor builds every page ``--repeats`` times against the in-process one;
-Ray's time includes opening one page builder per actor (the play events, models, feature store).
+the same profiles: the block path (``PageBuilder.build_blocks`` on ``pipeline.threads`` threads,
+and on one) and today's per-profile loop (``build_loop``), each ``--repeats`` times, with the
+median profiles per second, the ratio to the loop and whether all gave the same bytes
+(``pages_profiles_per_s``, ``pages_1thread_profiles_per_s``, ``loop_profiles_per_s`` in the
+JSON). Then each executor builds every page ``--repeats`` times against the in-process one; Ray's
+time includes opening one page builder per actor (the play events, models, feature store).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,29 +30,38 @@ from pathways.config import load_config  # noqa: E402
 
 
 def block_and_loop(spec: Any, blocks: list[list[Any]], repeats: int) -> dict[str, Any]:
-    """The block path and the per-profile loop on the same blocks in this process, ``repeats`` times
-    each (alternating); prints the table and returns the medians (profiles per second)."""
+    """The block path (on ``pipeline.threads`` threads, and on one) and the per-profile loop on the
+    same blocks in this process, ``repeats`` times each (alternating); prints the table and returns
+    the medians (profiles per second)."""
     from pipelines.page_builder import PageBuilder
 
     builder = PageBuilder.open(spec)
+    threads = spec.config.pipeline.threads
     n = sum(map(len, blocks))
     builder.build(blocks[0][:20]), builder.build_loop(blocks[0][:20])  # warm the caches alike
-    times: dict[str, list[float]] = {"block": [], "loop": []}
+    paths: dict[str, Callable[[], list[Any]]] = {
+        "block": lambda: [page for part in builder.build_blocks(blocks, threads) for page in part],
+        "block_1": lambda: [page for part in builder.build_blocks(blocks, 1) for page in part],
+        "loop": lambda: [page for block in blocks for page in builder.build_loop(block)],
+    }
+    times: dict[str, list[float]] = {label: [] for label in paths}
     pages: dict[str, list[Any]] = {}
     for _ in range(repeats):
-        for label, build in (("block", builder.build), ("loop", builder.build_loop)):
+        for label, build in paths.items():
             t0 = time.perf_counter()
-            pages[label] = [page for block in blocks for page in build(block)]
+            pages[label] = build()
             times[label].append(time.perf_counter() - t0)
     rate = {label: n / statistics.median(t) for label, t in times.items()}
-    identical = pages["block"] == pages["loop"]
+    identical = pages["block"] == pages["loop"] == pages["block_1"]
     print(f"candidates + ranking + assembly in process, {n:,} profiles, median of {repeats}")
-    print(f"{'path':<18}{'median s':>10}{'profiles/s':>12}{'x loop':>8}")
-    for label, name in (("loop", "per-profile loop"), ("block", "block path")):
-        print(f"{name:<18}{statistics.median(times[label]):>10.2f}{rate[label]:>12.1f}{rate[label] / rate['loop']:>8.2f}")
+    print(f"{'path':<24}{'median s':>10}{'profiles/s':>12}{'x loop':>8}")
+    names = (("loop", "per-profile loop"), ("block_1", "block path, 1 thread"), ("block", f"block path, {threads} threads"))
+    for label, name in names:
+        print(f"{name:<24}{statistics.median(times[label]):>10.2f}{rate[label]:>12.1f}{rate[label] / rate['loop']:>8.2f}")
     print(f"identical pages: {identical}")
-    return {"pages_profiles_per_s": round(rate["block"], 1), "loop_profiles_per_s": round(rate["loop"], 1),
-            "pages_identical": identical, "block_runs_s": times["block"], "loop_runs_s": times["loop"]}
+    return {"pages_profiles_per_s": round(rate["block"], 1), "pages_1thread_profiles_per_s": round(rate["block_1"], 1),
+            "loop_profiles_per_s": round(rate["loop"], 1), "pages_threads": threads, "pages_identical": identical,
+            "block_runs_s": times["block"], "block_1thread_runs_s": times["block_1"], "loop_runs_s": times["loop"]}
 
 
 def main() -> int:

@@ -92,7 +92,11 @@ class BecauseYouWatchedSource:
         if not flat:
             return RowBlock.empty()
         ks = (self.config.per_source + 1 + block.seen_count + block.blocked)[prof]
-        scores, rows = self.index.search(self.index.vectors[[self._usable[a] for a in flat]], int(ks.max()))
+        # Each distinct anchor is searched once (anchors repeat across a block's profiles), with the
+        # largest k any of its rows needs; each row then reads its own first k results.
+        unique, which = np.unique(np.fromiter(flat, np.int64, len(flat)), return_inverse=True)
+        scores, rows = self.index.search(self.index.vectors[[self._usable[int(a)] for a in unique]], int(ks.max()))
+        scores, rows = scores[which], rows[which]
         within = (np.arange(rows.shape[1]) < ks[:, None]) & (rows >= 0)
         pos = np.where(within, self.item_positions[np.maximum(rows, 0)], -1)
         anchor_pos = np.fromiter((self.catalog.index[a] for a in flat), np.int64, len(flat))

@@ -17,12 +17,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import chain
 
 import numpy as np
 
 from candidates.base import CohortRules
 from pathways.catalog import Catalog
 from pathways.types import ProfileContext
+
+
+def pick(values: Sequence[str], at: list[int]) -> tuple[str, ...]:
+    """``tuple(values[i] for i in at)``, at C speed."""
+    return tuple(map(values.__getitem__, at))
 
 
 def segment_starts(offsets: np.ndarray) -> np.ndarray:
@@ -75,8 +81,9 @@ class RowBlock:
         np.cumsum(counts[live], out=offsets[1:])
         pos = positions[line, col] if positions.ndim == 2 else positions[col]
         sc = scores[line, col] if scores.ndim == 2 else scores[col]
-        return cls(np.asarray(profiles, np.int64)[live], (source,) * len(live), tuple(evidence[i] for i in live.tolist()),
-                   tuple(key[i] for i in live.tolist()), offsets, pos.astype(np.int64), sc.astype(np.float32))
+        at = live.tolist()
+        return cls(np.asarray(profiles, np.int64)[live], (source,) * len(live), pick(evidence, at), pick(key, at),
+                   offsets, pos.astype(np.int64), sc.astype(np.float32))
 
     @staticmethod
     def concat(parts: Sequence[RowBlock]) -> RowBlock:
@@ -96,11 +103,23 @@ class RowBlock:
     def take(self, rows: np.ndarray) -> RowBlock:
         """The rows ``rows`` (indices), in that order."""
         idx, offsets = gather_rows(self.offsets, rows)
-        return RowBlock(self.profile[rows], tuple(self.source[r] for r in rows), tuple(self.evidence[r] for r in rows),
-                        tuple(self.key[r] for r in rows), offsets, self.positions[idx], self.scores[idx])
+        at = rows.tolist()
+        return RowBlock(self.profile[rows], pick(self.source, at), pick(self.evidence, at), pick(self.key, at),
+                        offsets, self.positions[idx], self.scores[idx])
 
     def row_id(self, r: int) -> str:
         return f"{self.source[r]}:{self.key[r]}" if self.key[r] else self.source[r]
+
+
+def first_occurrences(keys: np.ndarray) -> np.ndarray | None:
+    """Indices (ascending) of the first occurrence of each distinct value of ``keys`` (int64 (n,)),
+    or None when all are distinct (the common case, found by one fast unstable sort)."""
+    ordered = np.sort(keys)
+    if not (ordered[1:] == ordered[:-1]).any():
+        return None
+    _, first = np.unique(keys, return_index=True)
+    first.sort()
+    return first
 
 
 def first_allowed(ok: np.ndarray, k: int) -> np.ndarray:
@@ -121,11 +140,12 @@ def finalize_long(block: ProfileBlock, profile: np.ndarray, positions: Sequence[
     keep = pos >= 0
     keep[keep] = ok[profile[line[keep]], pos[keep]]
     line, pos, sc = line[keep], pos[keep], sc[keep]
-    order = np.lexsort((-sc, line))
-    line, pos, sc = line[order], pos[order], sc[order]
-    _, first = np.unique(line * len(block.catalog) + pos, return_index=True)
-    first.sort()
-    line, pos, sc = line[first], pos[first], sc[first]
+    if not ((line[1:] != line[:-1]) | (sc[1:] <= sc[:-1])).all():  # lists are mostly sorted already
+        order = np.lexsort((-sc, line))
+        line, pos, sc = line[order], pos[order], sc[order]
+    first = first_occurrences(line * len(block.catalog) + pos)
+    if first is not None:
+        line, pos, sc = line[first], pos[first], sc[first]
     starts = np.searchsorted(line, line)  # first entry of each line
     top = np.arange(len(line)) - starts < k
     line, pos, sc = line[top], pos[top], sc[top]
@@ -133,8 +153,8 @@ def finalize_long(block: ProfileBlock, profile: np.ndarray, positions: Sequence[
     live = np.flatnonzero(counts)
     offsets = np.zeros(len(live) + 1, np.int64)
     np.cumsum(counts[live], out=offsets[1:])
-    return RowBlock(profile[live].astype(np.int64), (source,) * len(live), tuple(evidence[i] for i in live.tolist()),
-                    tuple(key[i] for i in live.tolist()), offsets, pos, sc)
+    at = live.tolist()
+    return RowBlock(profile[live].astype(np.int64), (source,) * len(live), pick(evidence, at), pick(key, at), offsets, pos, sc)
 
 
 class ProfileBlock:
@@ -157,7 +177,7 @@ class ProfileBlock:
 
     def _ids(self, groups: Sequence[Sequence[int] | frozenset[int]]) -> tuple[np.ndarray, np.ndarray]:
         lengths = np.fromiter((len(g) for g in groups), np.int64, len(groups))
-        ids = np.fromiter((int(t) for g in groups for t in g), np.int64, int(lengths.sum()))
+        ids = np.fromiter(chain.from_iterable(groups), np.int64, int(lengths.sum()))
         return np.repeat(np.arange(len(groups), dtype=np.int64), lengths), ids
 
     def _flat(self, groups: Sequence[Sequence[int] | frozenset[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -182,8 +202,9 @@ class ProfileBlock:
         ids = np.concatenate([self.hist_ids, fin_ids])
         if not len(ids):
             return np.zeros(len(self.profiles), np.int64)
-        keys = np.unique(np.stack([prof, ids], axis=1), axis=0)
-        return np.bincount(keys[:, 0], minlength=len(self.profiles)).astype(np.int64)
+        _, code = np.unique(ids, return_inverse=True)  # dense title codes: one int64 key per (profile, title)
+        keys = np.unique(prof * (int(code.max()) + 1) + code.reshape(-1))
+        return np.bincount(keys // (int(code.max()) + 1), minlength=len(self.profiles)).astype(np.int64)
 
     @cached_property
     def blocked(self) -> np.ndarray:

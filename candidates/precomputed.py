@@ -43,5 +43,8 @@ class PrecomputedSource:
         lists = [(i, g) for i, g in got if g is not None and len(g[0])]
         prof = np.fromiter((i for i, _ in lists), np.int64, len(lists))
         n = len(lists)
-        return finalize_long(block, prof, [self.catalog.positions(g[0]) for _, g in lists], [g[1] for _, g in lists],
+        lengths = np.fromiter((len(g[0]) for _, g in lists), np.int64, n)
+        flat = self.catalog.positions(np.concatenate([g[0] for _, g in lists])) if n else np.zeros(0, np.int64)
+        positions = np.split(flat, np.cumsum(lengths)[:-1]) if n else []
+        return finalize_long(block, prof, positions, [g[1] for _, g in lists],
                              block.unseen_ok, self.config.per_source, self.name, [self.evidence] * n, [""] * n)

@@ -77,6 +77,7 @@ class FeatureStoreManager:
         self.config = config
         self.repo_dir = Path(repo_dir).resolve()
         self._store: Any = None
+        self._feature_names: dict[str, list[str]] = {}  # view -> its features (registry reads are slow)
 
     @property
     def data_dir(self) -> Path:
@@ -121,6 +122,7 @@ class FeatureStoreManager:
     def apply(self) -> None:
         """Write the repo and register its definitions (idempotent)."""
         self.write_repo()
+        self._feature_names.clear()
         self.store.apply(self.definitions())
         self.store.refresh_registry()
 
@@ -177,15 +179,20 @@ class FeatureStoreManager:
         return out
 
     def _online(self, view: str, key: str, ids: Sequence[Any], names: Sequence[str] | None = None) -> pd.DataFrame:
-        fv = self.store.get_feature_view(view)
-        names = names or [f.name for f in fv.features]
-        rows = [{key: i} for i in ids]
-        got = self.store.get_online_features(features=[f"{view}:{n}" for n in names], entity_rows=rows)
+        """One bulk read of ``names`` (default: every feature of ``view``) for the entities ``ids``,
+        passed to Feast as one column (its feature names are looked up once per manager)."""
+        if names is None:
+            cached = self._feature_names.get(view)
+            if cached is None:
+                cached = self._feature_names[view] = [f.name for f in self.store.get_feature_view(view).features]
+            names = cached
+        got = self.store.get_online_features(features=[f"{view}:{n}" for n in names], entity_rows={key: list(ids)})
         return got.to_df()[[key, *names]]
 
-    def online_profiles(self, ids: Sequence[int]) -> pd.DataFrame:
-        """profile_stats from the online store: one row per id, in order (null if unknown)."""
-        return self._online("profile_stats", "profile_id", [int(i) for i in ids])
+    def online_profiles(self, ids: Sequence[int], names: Sequence[str] | None = None) -> pd.DataFrame:
+        """profile_stats (``names``, default all) from the online store: one row per id, in order
+        (null if unknown)."""
+        return self._online("profile_stats", "profile_id", [int(i) for i in ids], names)
 
     def online_titles(self, ids: Sequence[int]) -> pd.DataFrame:
         """title_stats from the online store: one row per id, in order (null if unknown)."""

@@ -155,6 +155,9 @@ class ServingConfig(_Section):
     request_timeout_s: float = Field(10.0, gt=0.0)  # Serve's proxy gives up on a request after this
     overload_inflight: int = Field(24, ge=1)  # requests in one replica beyond which pages are the precomputed fallback
     max_inflight: int = Field(56, ge=1)  # requests in one replica past which: 503 with Retry-After (below max_ongoing_requests)
+    page_workers: int = Field(2, ge=1)  # threads building pages per replica (the rest in flight wait for one)
+    queue_budget_ms: float = Field(100.0, gt=0.0)  # a request that waited longer for a page worker: the fallback (overloaded)
+    gil_switch_ms: float = Field(1.0, gt=0.0, le=100.0)  # sys.setswitchinterval in a serving process (CPython: 5 ms)
     retry_after_s: int = Field(1, ge=1)
     # One deadline per page request, split into stage budgets (serving/logic.py).
     deadline_ms: float = Field(45.0, gt=0.0)  # the whole page; each stage gets min(its budget, what is left)
@@ -179,6 +182,7 @@ class PipelineConfig(_Section):
     ray_address: str | None = None  # None: start a local Ray; "auto" or "ray://...": join a cluster
     workers: int = Field(2, ge=1)
     chunk_size: int = Field(256, ge=1)  # profiles per task
+    threads: int = Field(2, ge=1, le=64)  # local executor: blocks built at once in-process (the heavy steps release the GIL)
     history_shard_profiles: int = Field(50_000, ge=1)  # profiles per shard of the pages stage's one-pass history split
     keep_snapshots: int = Field(3, ge=1)
 

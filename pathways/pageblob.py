@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -47,13 +48,35 @@ def encode_page(cell: str, rows: CompactRows | Page) -> bytes:
     narrow = scores.astype(np.float32)
     if not np.array_equal(np.round(narrow.astype(np.float64), 6), scores):
         flags |= _SCORES_64
-    meta = json.dumps({"cell": cell, "h": [list(h) for h in compact.headers]}, separators=(",", ":")).encode()
+    return encode_prepared(
+        cell, [header_json(h) for h in compact.headers], compact.offsets, flags,
+        ids.astype("<i8" if flags & _IDS_64 else "<i4"),
+        scores.astype("<f8") if flags & _SCORES_64 else narrow.astype("<f4"),
+    )
+
+
+def header_json(header: RowHeader) -> str:
+    """One row header as ``encode_page``'s metadata lists it (a compact JSON array)."""
+    return json.dumps(list(header), separators=(",", ":"))
+
+
+def wide_flags(ids_64: bool, scores_64: bool) -> int:
+    """The flags byte: which of ids and scores are stored wide (int64, float64)."""
+    return (_IDS_64 if ids_64 else 0) | (_SCORES_64 if scores_64 else 0)
+
+
+def encode_prepared(cell: str, headers_json: Sequence[str], offsets: np.ndarray, flags: int, ids: np.ndarray,
+                    scores: np.ndarray) -> bytes:
+    """``encode_page``'s bytes from parts a caller has prepared (a block of pages at once): the
+    headers as ``header_json`` strings, ``ids`` and ``scores`` already in the little-endian types
+    ``flags`` names (int32/int64, float32/float64; narrow only where exact, as ``encode_page`` decides)."""
+    meta = ('{"cell":' + json.dumps(cell) + ',"h":[' + ",".join(headers_json) + "]}").encode()
     body = b"".join((
-        _HEAD.pack(MAGIC, flags, len(compact.headers), len(ids), len(meta)),
+        _HEAD.pack(MAGIC, flags, len(headers_json), len(ids), len(meta)),
         meta,
-        compact.offsets.astype("<i4").tobytes(),
-        ids.astype("<i8" if flags & _IDS_64 else "<i4").tobytes(),
-        (scores.astype("<f8") if flags & _SCORES_64 else narrow.astype("<f4")).tobytes(),
+        offsets.astype("<i4").tobytes(),
+        ids.tobytes(),
+        scores.tobytes(),
     ))
     return zlib.compress(body, 1)
 

@@ -10,27 +10,30 @@ into ``BuiltPage`` records: the page as the page store holds it (``pathways.page
 feature matrix per block and cell, the assembler's rows straight into ``CompactRows``;
 ``build_loop`` is the per-profile path through ``Page`` objects it replaced, kept as the parity
 reference and the benchmark's baseline (both give the same bytes). The local executor runs one
-builder in-process; the Ray executor runs one builder per worker as a Ray actor with at most two
-blocks in flight per actor — the same code either way. Each finished block goes to ``sink`` at
+builder in-process, ``pipeline.threads`` blocks at a time (``build_blocks``: the heavy steps release
+the GIL); the Ray executor runs one builder per worker as a Ray actor with at most two blocks in
+flight per actor — the same code either way. Each finished block goes to ``sink`` at
 once, so no stage holds every profile's page in memory.
 
 Cost of ``build`` (P profiles in a block, T catalog titles, R candidate rows of ~L titles per
 profile): time grows linearly with the number of profiles (blocks are independent; a few Python
 steps per block, per source, per genre chosen and per greedy row step, none per title), and per
-block as P x (T + R x L) array work plus one faiss search per factor source (P x T x dim). The
-ranker runs once per profile (MLP) or once per block (trees). Memory is bounded by the block, not
-the run: a few (P, T) bool masks (rules, history, titles already placed) and the block's rows.
+block as P x (T + R x L) array work plus one faiss search per factor source (P x T x dim) and one
+bulk online read of the block's profile features per cell. The ranker runs once per profile (MLP)
+or once per block (trees). Memory is bounded by the block, not the run: a few (P, T) masks (rules,
+history, titles already placed) and the block's rows, times the blocks in flight.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -151,13 +154,32 @@ class PageBuilder:
 
         block = ProfileBlock(profiles, self.catalog, self.rules)
         rows = generate_all_block(self.sources, block)
-        cells = np.array([self._cell(p) for p in profiles], dtype=object)
-        for cell, scorer in self.scorers.items():
-            selected = cells[rows.profile] == cell
-            if selected.any():
-                rows = rescore_block(scorer, profiles, rows, selected)
+        rows = rescore_block(self.scorers, [self._cell(p) for p in profiles], profiles, rows)
         pages = choose_block(rows, profiles, self.catalog, self.spec.config.page)
-        return [BuiltPage(p.profile_id, p.cell, encode_page(p.cell, page), len(page)) for p, page in zip(profiles, pages)]
+        blobs = pages.encode([p.cell for p in profiles])
+        return [BuiltPage(p.profile_id, p.cell, blob, pages.n_rows(i)) for i, (p, blob) in enumerate(zip(profiles, blobs))]
+
+    def build_blocks(self, blocks: Iterable[list[ProfileContext]], threads: int = 1) -> Iterator[list[BuiltPage]]:
+        """``build`` of each block, yielded in block order, ``threads`` blocks at a time in this
+        process: the heavy steps (numpy, faiss, torch, sklearn, zlib, SQLite) release the GIL, so
+        two threads keep both cores of a small machine busy. Blocks are independent (each one's
+        bytes are the same on any thread); at most ``2 x threads`` are in flight, so memory stays
+        bounded by the block."""
+        if threads <= 1:
+            yield from map(self.build, blocks)
+            return
+        with ThreadPoolExecutor(threads, thread_name_prefix="pages") as pool:
+            pending: deque[Future[list[BuiltPage]]] = deque()
+            try:
+                for block in blocks:
+                    pending.append(pool.submit(self.build, block))
+                    if len(pending) >= 2 * threads:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:  # a failed block (or a caller that stops early): drop the blocks not started yet
+                for future in pending:
+                    future.cancel()
 
     def build_loop(self, profiles: list[ProfileContext]) -> list[BuiltPage]:
         """The same pages one profile at a time, through ``Page`` objects (the path before blocks:
@@ -211,9 +233,9 @@ def build_pages(
     try:
         if spec.config.pipeline.executor == "local":
             builder = PageBuilder.open(spec)
-            for block in blocks:
-                sink(builder.build(block))
-                bar.update(len(block))
+            for part in builder.build_blocks(blocks, spec.config.pipeline.threads):
+                sink(part)
+                bar.update(len(part))
             return builder.fallbacks()
         return _build_on_ray(spec, blocks, sink, bar)
     finally:

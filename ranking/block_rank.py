@@ -1,14 +1,18 @@
-"""Re-scoring a block's candidate rows (``candidates.block.RowBlock``) with one cell's ``RowScorer``.
+"""Re-scoring a block's candidate rows (``candidates.block.RowBlock``) with each profile's ``RowScorer``.
 
 ``rescore_block`` gives every row the scores and order ``RowScorer.score_rows`` gives it for its
-profile alone: the (profile, title) pairs of the block are found with one ``np.unique``, their
-features are one matrix (``ranking.features.feature_arrays``, the function training uses), and
-each title's new score is one vectorized lookup. The ranker runs once per profile for the MLP (a
-neural network's float32 output may change in the last bit with the batch size; pages must not
-depend on blocks) and once per block for gradient-boosted trees (each row scored on its own).
+profile alone, for every cell of the block in one pass: the (profile, title) pairs of the block
+are found with one dense scatter over (profiles, titles), each cell's profile features are one
+bulk online read (not cached: memory stays bounded by the block), the features of a cell's pairs
+are one matrix (``ranking.features.feature_arrays``, the function training uses), the ranker runs
+once per profile segment (``RankerArtifact.predict_segments``: a neural network's float32 output
+may change in the last bit with the batch shape; pages must not depend on blocks) and the rows
+are re-sorted by their new scores in one padded (rows, longest row) stable sort.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,16 +36,24 @@ def _title_columns(scorer: RowScorer) -> dict[str, np.ndarray]:
     return cached
 
 
+def _dense_unique(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_inverse=True)`` for int64 keys in [0, size), by one scatter over a
+    (size,) mask instead of a sort (size is profiles x titles of one block)."""
+    mark = np.zeros(size, bool)
+    mark[keys] = True
+    uniq = np.flatnonzero(mark)
+    where = np.empty(size, np.int64)
+    where[uniq] = np.arange(len(uniq))
+    return uniq, where[keys]
+
+
 def _probabilities(scorer: RowScorer, profiles: list[ProfileContext], pair_prof: np.ndarray,
                    pair_pos: np.ndarray) -> np.ndarray:
     """P(play) of each (profile, title) pair, pairs sorted by profile then title id; float32 (n,)."""
     titles = _title_columns(scorer)
     todo, starts = np.unique(pair_prof, return_index=True)
     local = np.repeat(np.arange(len(todo)), np.diff(np.append(starts, len(pair_prof))))
-    missing = [profiles[i].profile_id for i in todo if profiles[i].profile_id not in scorer._profiles]
-    if missing:
-        scorer.prefetch(missing)
-    frame = pd.DataFrame([scorer._profiles[profiles[i].profile_id] for i in todo])
+    frame = scorer.profile_frame([profiles[i].profile_id for i in todo])
     cols = {f"p_{f}": pd.to_numeric(frame[f], errors="coerce").to_numpy(np.float32, na_value=np.nan)[local]
             for f in PROFILE_FEATURES if f != "genre_affinity"}
     cols.update({name: values[pair_pos] for name, values in titles.items() if name != "rank"})
@@ -57,37 +69,76 @@ def _probabilities(scorer: RowScorer, profiles: list[ProfileContext], pair_prof:
     at = scorer.as_of_days if scorer.as_of_days is not None else float(scorer.catalog.release_days.max())
     X = feature_arrays(cols, per_profile[local], trend[region_of[local], pair_pos], pair_pos,
                        np.full(len(pair_pos), at), scorer.catalog, genres)
-    if scorer.ranker.kind == "gbdt":  # trees score each row on its own: one call for the block
-        return scorer.ranker.predict(X)
-    bounds = np.append(starts, len(pair_prof))
-    return np.concatenate([scorer.ranker.predict(X[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
+    return scorer.ranker.predict_segments(X, np.append(starts, len(pair_prof)))
 
 
-def rescore_block(scorer: RowScorer, profiles: list[ProfileContext], block: RowBlock, selected: np.ndarray) -> RowBlock:
-    """``block`` with the rows ``selected`` (bool (R,)) re-scored as ``scorer.score_rows`` does
-    (ranker logit, or the learning-to-rank list's standardized score, + ``source_weight`` x the
-    row's own rank prior; rows of ``pinned_sources`` keep theirs) and re-sorted by the new scores."""
-    pinned = scorer.page.pinned_sources
+def _sort_rows(scores: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Entry order (E,) that sorts each row of ``rows`` (indices, ascending) by descending score,
+    ties in their order (as a stable sort does), and keeps every other entry where it is."""
+    order = np.arange(len(scores))
+    if not len(rows):
+        return order
+    lengths = np.diff(offsets)[rows]
+    width = int(lengths.max())
+    slot = np.arange(width)
+    inside = slot < lengths[:, None]
+    entries = (offsets[:-1][rows][:, None] + slot)[inside]
+    padded = np.full((len(rows), width), np.inf, np.float32)
+    padded[inside] = -scores[entries]
+    perm = np.argsort(padded, axis=1, kind="stable")
+    keep = perm < lengths[:, None]  # the padding (inf; after NaN-free scores, but filtered either way)
+    order[entries] = (perm + offsets[:-1][rows][:, None])[keep]
+    return order
+
+
+def rescore_block(scorers: Mapping[str, RowScorer], cells: Sequence[str], profiles: list[ProfileContext],
+                  block: RowBlock) -> RowBlock:
+    """``block`` with each row re-scored as ``scorers[cells[i]].score_rows`` does for its profile i
+    (ranker logit, or the learning-to-rank list's standardized score, + ``source_weight`` x the row's
+    own rank prior; rows of ``pinned_sources`` keep theirs) and re-sorted by the new scores.
+    The scorers share one catalog."""
+    names = list(scorers)
+    cell_of = np.array([names.index(c) for c in cells], np.int64).reshape(-1)
     lengths = np.diff(block.offsets)
-    scorable = selected & (lengths > 0) & np.array([s not in pinned for s in block.source], dtype=bool)
+    source_names = sorted(set(block.source))
+    code = {s: j for j, s in enumerate(source_names)}
+    row_source = np.fromiter((code[s] for s in block.source), np.int64, len(block))
+    row_cell = cell_of[block.profile]
+    pinned = np.zeros((len(names), max(len(source_names), 1)), bool)
+    for j, name in enumerate(names):
+        pinned[j, :len(source_names)] = [s in scorers[name].page.pinned_sources for s in source_names]
+    scorable = (lengths > 0) & ~pinned[row_cell, row_source] if len(block) else np.zeros(0, bool)
     if not scorable.any():
         return block
+    first = scorers[names[0]]
+    catalog = first.catalog
     row = entry_rows(block.offsets)
     sel = scorable[row]
-    n_titles = len(scorer.catalog)
-    rank = _title_columns(scorer)["rank"]
-    pairs, inverse = np.unique(block.profile[row[sel]] * n_titles + rank[block.positions[sel]], return_inverse=True)
+    n_titles = len(catalog)
+    rank = _title_columns(first)["rank"]
+    pairs, inverse = _dense_unique(block.profile[row[sel]] * n_titles + rank[block.positions[sel]],
+                                   len(profiles) * n_titles)
     by_rank = np.argsort(rank)
     pair_prof, pair_pos = pairs // n_titles, by_rank[pairs % n_titles]
-    probs = np.clip(_probabilities(scorer, profiles, pair_prof, pair_pos), 1e-6, 1 - 1e-6)
-    logit = np.log(probs / (1 - probs)).astype(np.float64)
-    if scorer.ltr:
-        _learned_order(scorer, profiles, logit, pair_prof, scorer.catalog.title_ids[pair_pos])
+    pair_cell = cell_of[pair_prof]
+    logit = np.empty(len(pairs), np.float64)
+    weight = np.zeros(len(names))
+    for j, name in enumerate(names):
+        mine = np.flatnonzero(pair_cell == j)
+        if not len(mine):
+            continue
+        scorer = scorers[name]
+        weight[j] = scorer.page.source_weight
+        probs = np.clip(_probabilities(scorer, profiles, pair_prof[mine], pair_pos[mine]), 1e-6, 1 - 1e-6)
+        part = np.log(probs / (1 - probs)).astype(np.float64)
+        if scorer.ltr:
+            _learned_order(scorer, profiles, part, pair_prof[mine], catalog.title_ids[pair_pos[mine]])
+        logit[mine] = part
     index = np.arange(len(row)) - segment_starts(block.offsets)
     prior = 1.0 - index[sel] / np.maximum(lengths[row[sel]], 1)
     scores = block.scores.copy()
-    scores[sel] = (logit[inverse] + scorer.page.source_weight * prior).astype(np.float32)
-    order = np.lexsort((np.where(sel, -scores, np.float32(0)), row))
+    scores[sel] = (logit[inverse] + weight[row_cell[row[sel]]] * prior).astype(np.float32)
+    order = _sort_rows(scores, block.offsets, np.flatnonzero(scorable))
     return RowBlock(block.profile, block.source, block.evidence, block.key, block.offsets,
                     block.positions[order], scores[order])
 

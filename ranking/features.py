@@ -168,6 +168,12 @@ class RowScorer:
             self._trending[region] = got["trending_score"].to_numpy(np.float32, na_value=0.0)
         return self._trending[region]
 
+    def profile_frame(self, profile_ids: list[int]) -> pd.DataFrame:
+        """The profiles' features, one row per id in order: one bulk online read (the values
+        ``prefetch`` caches), not cached (a block's read: memory stays bounded by the block)."""
+        frame: pd.DataFrame = self.store.online_profiles(profile_ids, PROFILE_FEATURES).reset_index(drop=True)
+        return frame
+
     def prefetch(self, profile_ids: list[int]) -> None:
         frame = self.store.online_profiles(profile_ids)
         for row in frame.to_dict("records"):

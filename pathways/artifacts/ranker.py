@@ -62,13 +62,24 @@ class RankerArtifact:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """P(play) for each row of ``X`` (n, n_features) -> (n,) float32."""
+        return self.predict_segments(X, np.array([0, len(X)]))
+
+    def predict_segments(self, X: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+        """``predict`` of each segment ``X[bounds[i]:bounds[i + 1]]`` alone, concatenated -> (n,) float32.
+        The standardization is element-wise (one pass for all rows); the MLP runs once per segment,
+        because its float32 output can change in the last bit with the batch shape (a block of
+        profiles scores each profile as if it were alone); trees score every row on its own."""
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != len(self.feature_names):
             raise ValueError(f"expected (n, {len(self.feature_names)}) features, got {X.shape}")
+        if not len(X):
+            return np.zeros(0, np.float32)
         X = np.nan_to_num((X - self.mean) / self.std, nan=0.0, posinf=0.0, neginf=0.0)
         if self.kind == "mlp":
-            with torch.no_grad():
-                out: np.ndarray = torch.sigmoid(self.model(torch.from_numpy(X))).numpy().astype(np.float32)
+            x = torch.from_numpy(X)
+            with torch.inference_mode():  # ~2x less overhead per call than no_grad
+                parts = [torch.sigmoid(self.model(x[a:b])) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+                out: np.ndarray = torch.cat(parts).numpy().astype(np.float32)
             return out
         proba: np.ndarray = self.model.predict_proba(X)[:, 1].astype(np.float32)
         return proba

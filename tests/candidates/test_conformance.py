@@ -10,6 +10,7 @@ from candidates.because_you_watched import BecauseYouWatchedSource
 from candidates.continue_watching import ContinueWatchingSource
 from candidates.genres import GenreSource
 from candidates.new_releases import NewReleasesSource
+from candidates.precomputed import PrecomputedSource
 from candidates.trending import PopularSource, TrendingSource, title_popularity, trending_by_region
 from pathways.artifacts.factors import FactorArtifacts
 from tests.candidates import world
@@ -57,6 +58,21 @@ class TestContinueWatching(SourceConformance):
 class TestNewReleases(SourceConformance):
     def make_source(self) -> CandidateSource:
         return NewReleasesSource(world.catalog(), _popularity(), world.CONFIG, world.AS_OF)
+
+
+def _lists() -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Offline lists that repeat titles (one unknown), unsorted and with ties: the block path's
+    sort and first-occurrence steps are exercised, not only its already-sorted fast path."""
+    rng = np.random.default_rng(4)
+    ids = np.array(ALL_TITLES + (999,), np.int64)
+    lists = {pid: (rng.choice(ids, 14), rng.integers(0, 5, 14).astype(np.float32)) for pid in (1, 9, 14, 20, 30, 2)}
+    lists[5] = (ids[:8], np.linspace(1.0, 0.0, 8).astype(np.float32))  # sorted, no repeats
+    return lists
+
+
+class TestPrecomputed(SourceConformance):
+    def make_source(self) -> CandidateSource:
+        return PrecomputedSource(_lists(), world.catalog(), world.CONFIG, "top_picks", "Your top picks")
 
 
 class _RulesSkipped(SourceConformance):

@@ -15,7 +15,7 @@ from pathways.config import PageConfig
 from pathways.pageblob import encode_page
 from pathways.types import Candidates, ProfileContext
 from ranking.block_page import choose_block
-from ranking.block_rank import rescore_block
+from ranking.block_rank import _dense_unique, _sort_rows, rescore_block
 from ranking.features import FEATURE_COLUMNS, RowScorer
 from ranking.page import assemble_page, choose_rows, compact_page
 from ranking.rules import violations
@@ -29,7 +29,8 @@ def _mlp_scorer(catalog, ltr=None) -> RowScorer:
     return RowScorer(art, FakeStore(catalog), catalog, as_of_days=20_000.0, ltr=ltr, page=PageConfig(row_length=8, min_row_length=2))
 
 
-def _world(catalog, n_profiles: int = 40, seed: int = 0):
+def _world(catalog, n_profiles: int = 40, seed: int = 0, repeats: bool = False):
+    """Profiles with candidate rows (``repeats``: rows may repeat a title, scores unsorted)."""
     rng = np.random.default_rng(seed)
     ids = catalog.title_ids
     profiles, rows = [], []
@@ -41,8 +42,9 @@ def _world(catalog, n_profiles: int = 40, seed: int = 0):
         for source in ("als", "genre", "trending", "continue_watching", "top_picks"):
             for k in range(1 + pid % 3 if source == "genre" else 1):
                 n = int(rng.integers(0, 25))
-                picked = rng.choice(ids, n, replace=False)
-                mine.append(Candidates(source, picked, np.sort(rng.random(n).astype(np.float32))[::-1], f"{source} {k}", str(k)))
+                picked = rng.choice(ids, n, replace=repeats)
+                scores = rng.random(n).astype(np.float32) if repeats else np.sort(rng.random(n).astype(np.float32))[::-1]
+                mine.append(Candidates(source, picked, scores, f"{source} {k}", str(k)))
         rows.append(mine)
     ltr = {pid: (rng.choice(ids, 12), rng.normal(size=12).astype(np.float32)) for pid in range(1, n_profiles, 2)}  # repeats
     return profiles, rows, ltr
@@ -92,28 +94,65 @@ def _gbdt_scorer(catalog, ltr=None) -> RowScorer:
     return RowScorer(art, FakeStore(catalog), catalog, as_of_days=20_000.0, ltr=ltr, page=PageConfig(row_length=8, min_row_length=2))
 
 
+@pytest.mark.parametrize("repeats", [False, True])
 @pytest.mark.parametrize("make_scorer", [_mlp_scorer, _gbdt_scorer])
 @pytest.mark.parametrize("config", [PageConfig(row_length=8, min_row_length=2, dedupe_top_rows=3, max_rows=6),
                                     PageConfig(row_length=5, min_row_length=4, dedupe_top_rows=0, max_rows=40),
                                     PageConfig(row_length=8, min_row_length=1, dedupe_top_rows=40, max_rows=3)])
-def test_the_block_path_builds_the_pages_of_the_per_profile_loop(catalog, make_scorer, config):
+def test_the_block_path_builds_the_pages_of_the_per_profile_loop(catalog, make_scorer, config, repeats):
     """Re-scoring (``rescore_block``) and assembly (``choose_block``) over a whole block give every
     profile the bytes of ``score_rows`` + ``assemble_page`` for it alone; the hard rules hold on
-    every title of the block path's pages although the candidate rows break them."""
-    profiles, rows, ltr = _world(catalog, seed=2)
+    every title of the block path's pages although the candidate rows break them (and, with
+    ``repeats``, repeat titles within a row: each is shown once, as the loop shows it)."""
+    profiles, rows, ltr = _world(catalog, seed=2, repeats=repeats)
     cells = ("control", "challenger")
     profiles = [replace(p, cell=cells[p.profile_id % 2]) for p in profiles]
     scorers = {"control": make_scorer(catalog, ltr), "challenger": _mlp_scorer(catalog)}
     block = _row_block(catalog, rows)
-    for cell, scorer in scorers.items():
-        block = rescore_block(scorer, profiles, block, np.array([profiles[i].cell == cell for i in block.profile]))
+    block = rescore_block(scorers, [p.cell for p in profiles], profiles, block)
     pages = choose_block(block, profiles, catalog, config)
+    blobs = pages.encode([p.cell for p in profiles])
     broken = 0
-    for profile, candidates, page in zip(profiles, rows, pages):
+    for i, (profile, candidates) in enumerate(zip(profiles, rows)):
         want = assemble_page(scorers[profile.cell].score_rows(profile, candidates), profile, catalog, config)
-        assert encode_page(profile.cell, page) == encode_page(profile.cell, want)
+        page = pages.compact(i)
+        assert blobs[i] == encode_page(profile.cell, page) == encode_page(profile.cell, want)
+        assert pages.n_rows(i) == len(want.rows)
         assert not violations(catalog, page.title_ids.tolist(), profile.region, profile.max_maturity_level, profile.finished)
         broken += len(violations(catalog, np.concatenate([c.title_ids for c in candidates]).tolist(), profile.region,
                                  profile.max_maturity_level, profile.finished))
     assert broken > 0  # the rows offered titles the rules forbid: the block path removed them
-    assert sum(len(p) for p in pages) > len(profiles)
+    assert sum(pages.n_rows(i) for i in range(len(pages))) > len(profiles)
+
+
+def test_rows_sort_as_a_stable_lexsort_does():
+    """``_sort_rows`` (one padded sort per block) orders the chosen rows as ``np.lexsort`` by row and
+    descending score would (ties in place, NaN last) and leaves the other rows untouched."""
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(0, 9, 30)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    scores = rng.integers(0, 4, offsets[-1]).astype(np.float32)
+    scores[rng.random(len(scores)) < 0.1] = np.nan
+    rows = np.flatnonzero(rng.random(30) < 0.7)
+    chosen = np.isin(np.repeat(np.arange(30), lengths), rows)
+    row = np.repeat(np.arange(30), lengths)
+    want = np.lexsort((np.where(chosen, -scores, np.float32(0)), row))
+    assert np.array_equal(_sort_rows(scores, offsets, rows), want)
+
+
+def test_dense_unique_is_np_unique():
+    keys = np.random.default_rng(4).integers(0, 500, 2_000)
+    got, inverse = _dense_unique(keys, 500)
+    want, want_inverse = np.unique(keys, return_inverse=True)
+    assert np.array_equal(got, want) and np.array_equal(inverse, want_inverse)
+
+
+@pytest.mark.parametrize("make_scorer", [_mlp_scorer, _gbdt_scorer])
+def test_a_block_of_segments_predicts_each_segment_alone(catalog, make_scorer):
+    """``predict_segments`` (the block path) equals ``predict`` on each segment (the loop), to the bit."""
+    ranker = make_scorer(catalog).ranker
+    X = np.random.default_rng(5).normal(size=(500, len(FEATURE_COLUMNS))).astype(np.float32)
+    X[::7, 3] = np.nan
+    bounds = np.array([0, 1, 1, 120, 121, 380, 500])
+    want = np.concatenate([ranker.predict(X[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
+    assert np.array_equal(ranker.predict_segments(X, bounds), want)

@@ -177,7 +177,7 @@ def test_a_pages_stage_killed_mid_way_resumes_to_the_same_pages(nightly, monkeyp
     from pipelines import stages
 
     config, ctx, _ = nightly
-    small = config.with_overrides({"pipeline.chunk_size": 5})
+    small = config.with_overrides({"pipeline.chunk_size": 5, "pipeline.threads": 1})  # one thread: the 3rd call is the 3rd block
     fresh = dataclasses.replace(ctx, config=small, run_dir=tmp_path / "fresh", cache={}, resume=False)
     expected = stages.pages(fresh)
     killed = dataclasses.replace(ctx, config=small, run_dir=tmp_path / "killed", cache={}, resume=True)

@@ -26,10 +26,10 @@ class FakeStore:
     def online_trending(self, keys):
         return pd.DataFrame({"title_region": keys, "trending_score": 0.0})
 
-    def online_profiles(self, ids):
+    def online_profiles(self, ids, names=None):
         row = {f: 1.0 for f in PROFILE_FEATURES}
         row["genre_affinity"] = [0.5, 0.5]
-        return pd.DataFrame([{**row, "profile_id": i} for i in ids])
+        return pd.DataFrame([{**row, "profile_id": i} for i in ids])[["profile_id", *(names or PROFILE_FEATURES)]]
 
 
 class PopularityModel:
