@@ -13,12 +13,18 @@ main effects. Padded variants (titles with fewer than ``A_max``) are all-zero an
 The context the artwork policy is trained and served with is the profile's genre affinity, one
 slot per genre (``artwork_context_names``); ``genre_contexts`` builds it, for the nightly job
 (affinities as of each logged impression) and for serving (the online store's) alike.
+
+Serving scores a whole page at once: an arm's features depend only on its (slot, kind) *code* and
+the context, so ``code_features(context)`` (C, D) holds every code's features for one profile and
+``layouts`` groups titles whose arms have the same codes; a page needs one policy call over its
+distinct layouts (``bandits.serving``), never per-title features.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,7 @@ import numpy as np
 
 KINDS: tuple[str, ...] = ("genre", "cast", "mood")
 NO_SLOT = -1
+MAX_DENSE_TITLE_ID = 1 << 22  # title ids up to this are looked up in a dense array (4 bytes each), else searched
 
 
 def artwork_context_names(genres: Sequence[str]) -> tuple[str, ...]:
@@ -105,9 +112,56 @@ class ArmFeaturizer:
     def rows(self, title_ids: np.ndarray) -> np.ndarray:
         """Row of each title in the layout, int64 (n,); -1 for titles the featurizer does not know."""
         ids = np.asarray(title_ids, dtype=np.int64)
+        dense = self._dense_rows
+        if dense is not None:
+            inside = (ids >= 0) & (ids < len(dense))
+            return np.where(inside, dense[np.where(inside, ids, 0)], -1).astype(np.int64)
         pos = np.searchsorted(self.title_ids, ids)
         pos = np.minimum(pos, len(self.title_ids) - 1)
         return np.where(self.title_ids[pos] == ids, pos, -1)
+
+    @cached_property
+    def _dense_rows(self) -> np.ndarray | None:
+        """title id -> row, int32 (max id + 1,), -1 for none; None when ids are too large for it."""
+        top = int(self.title_ids.max(initial=-1))
+        if not 0 <= top < MAX_DENSE_TITLE_ID or self.title_ids.min(initial=0) < 0:
+            return None
+        dense = np.full(top + 1, -1, np.int32)
+        dense[self.title_ids] = np.arange(len(self.title_ids), dtype=np.int32)
+        return dense
+
+    @cached_property
+    def layouts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Titles grouped by arm codes: (layout of each title int64 (T,), each layout's arm codes
+        int64 (L, A_max), its variants int64 (L,)). Code ``(slot + 1) * (K + 1) + kind + 1`` indexes
+        ``code_features``; padded arms (and arms with neither slot nor kind) are code 0, all zero."""
+        codes = (self.arm_slot.astype(np.int64) + 1) * (len(KINDS) + 1) + self.arm_kind + 1
+        codes = np.where(self.arm_mask, codes, 0)
+        keys, layout = np.unique(np.c_[codes, self.arm_mask.sum(axis=1)], axis=0, return_inverse=True)
+        return layout.reshape(-1), keys[:, :-1], keys[:, -1]
+
+    @cached_property
+    def _code_slots(self) -> tuple[np.ndarray, np.ndarray]:
+        """Slot and kind of each code, int64 (C,) each (-1: none)."""
+        k = len(KINDS) + 1
+        code = np.arange((self.n_context + 1) * k)
+        return code // k - 1, code % k - 1
+
+    def code_features(self, context: np.ndarray) -> np.ndarray:
+        """Features float32 (C, D) of every arm code (``layouts``) for one context (S,): row
+        ``layouts[1][l]`` of it equals ``transform(context, t)`` for every title t of layout l."""
+        ctx = np.asarray(context, dtype=np.float32)
+        if ctx.shape != (self.n_context,):
+            raise ValueError(f"context: expected ({self.n_context},), got {ctx.shape}")
+        slot, kind = self._code_slots
+        s = self.n_context
+        out = np.zeros((len(slot), self.dim), dtype=np.float32)
+        has = np.nonzero(slot >= 0)[0]
+        out[has, slot[has]] = ctx[slot[has]]
+        out[has, s + slot[has]] = 1.0
+        has = np.nonzero(kind >= 0)[0]
+        out[has, 2 * s + kind[has]] = 1.0
+        return out
 
     def n_arms(self, title_ids: np.ndarray) -> np.ndarray:
         """Variants per title, int32 (n,); 0 for unknown titles."""

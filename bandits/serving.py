@@ -3,17 +3,22 @@
 ``ArtworkSelector`` wraps the promoted policy. Its exploration is replayable: the generator for a
 page is ``decision_rng(base_seed, profile_id, request_id)``, so the same request gets the same
 artwork. Titles the policy's featurizer does not know get their default artwork (arm 0,
-propensity 1). ``choose_artwork`` is the explicit fallback step: no policy, or a policy that fails
-or answers with arrays of the wrong shape, gives ``DefaultArtwork`` for the page and says why
+propensity 1). A page is one policy call over its titles' distinct arm layouts
+(``ArmFeaturizer.layouts``: all titles whose arms share codes share one distribution), then one
+draw per title from exactly that distribution: the logged propensity is the probability the arm had.
+The context is ``context_fn`` of the profile, or, when the caller already read the profile's online
+features (one read per page, with the playback state), ``features_context`` of them.
+``choose_artwork`` is the explicit fallback step: no policy, or a policy that fails or answers
+with arrays of the wrong shape, gives ``DefaultArtwork`` for the page and says why
 (``pathways.types.ArtworkChoice``, the one type serving and the event log share).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 ContextFn = Callable[[np.ndarray], np.ndarray]  # profile ids (n,) -> context (n, S)
+FeaturesContextFn = Callable[[Mapping[str, Any]], np.ndarray]  # one profile's online features -> context (S,)
 
 
 class ArtworkPolicy(Protocol):
@@ -35,7 +41,8 @@ class ArtworkPolicy(Protocol):
     def version(self) -> str: ...
 
     def select_page(
-        self, profile_id: int, title_ids: np.ndarray, positions: np.ndarray, request_id: str
+        self, profile_id: int, title_ids: np.ndarray, positions: np.ndarray, request_id: str,
+        profile_features: Mapping[str, Any] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -45,7 +52,8 @@ class DefaultArtwork:
 
     version: str = "default"
 
-    def select_page(self, profile_id: int, title_ids: np.ndarray, positions: np.ndarray, request_id: str) -> tuple[np.ndarray, np.ndarray]:
+    def select_page(self, profile_id: int, title_ids: np.ndarray, positions: np.ndarray, request_id: str,
+                    profile_features: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
         n = len(np.asarray(title_ids))
         return np.zeros(n, dtype=np.int64), np.ones(n)
 
@@ -58,18 +66,31 @@ class ArtworkSelector:
     context_fn: ContextFn
     version: str
     base_seed: int = 0
+    features_context: FeaturesContextFn | None = None
 
     @property
     def featurizer(self) -> ArmFeaturizer:
         """The policy's arm layout; a policy without one cannot serve (ValueError)."""
         return _featurizer(self.policy)
 
-    def select_page(self, profile_id: int, title_ids: np.ndarray, positions: np.ndarray, request_id: str) -> tuple[np.ndarray, np.ndarray]:
+    def context(self, profile_id: int, profile_features: Mapping[str, Any] | None = None) -> np.ndarray:
+        """The profile's context (S,): from ``profile_features`` when given and this selector maps
+        features to contexts, else ``context_fn``."""
+        if profile_features is not None and self.features_context is not None:
+            return np.asarray(self.features_context(profile_features), dtype=np.float32)
+        return np.asarray(self.context_fn(np.array([profile_id], dtype=np.int64)), dtype=np.float32)[0]
+
+    def select_page(self, profile_id: int, title_ids: np.ndarray, positions: np.ndarray, request_id: str,
+                    profile_features: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Arms int64 (n,) and propensities (n,) for the page's titles (any order, e.g. 40 x 40 flattened).
 
         ``positions`` (n,) are where each title sits; the policy's choice does not depend on them
-        but they are checked so the caller logs the same rounds it served.
+        but they are checked so the caller logs the same rounds it served. The distribution is
+        ``policy.probabilities`` of each distinct arm layout on the page (one call), and each
+        title's arm is drawn from its layout's row with ``decision_rng`` (``bandits.policies.draw``).
         """
+        from bandits.policies import draw
+
         titles = np.asarray(title_ids, dtype=np.int64)
         if np.asarray(positions).shape != titles.shape:
             raise ValueError(f"positions {np.asarray(positions).shape} must match title_ids {titles.shape}")
@@ -78,11 +99,12 @@ class ArtworkSelector:
         rows = fz.rows(titles)
         known = rows >= 0
         if known.any():
-            context = np.asarray(self.context_fn(np.array([profile_id], dtype=np.int64)), dtype=np.float32)[0]
-            kt = titles[known]
-            feats = fz.transform(context, kt)
+            code_features = fz.code_features(self.context(profile_id, profile_features))
+            layout_of, layout_codes, layout_arms = fz.layouts
+            used, inverse = np.unique(layout_of[rows[known]], return_inverse=True)
             rng = decision_rng(self.base_seed, profile_id, request_id)
-            arms[known], props[known] = self.policy.select_batch(feats, fz.n_arms(kt), rng)
+            probs = self.policy.probabilities(code_features[layout_codes[used]], layout_arms[used], rng)
+            arms[known], props[known] = draw(probs[inverse.reshape(-1)], rng)
         return arms, props
 
     @classmethod
@@ -119,10 +141,12 @@ def _featurizer(policy: Policy) -> ArmFeaturizer:
 
 
 def choose_artwork(
-    policy: ArtworkPolicy | None, profile_id: int, title_ids: np.ndarray, positions: np.ndarray, request_id: str
+    policy: ArtworkPolicy | None, profile_id: int, title_ids: np.ndarray, positions: np.ndarray, request_id: str,
+    profile_features: Mapping[str, Any] | None = None,
 ) -> ArtworkChoice:
     """The policy's artwork (arms int64, propensities float64, (n,)), or every title's default
-    artwork when there is no policy or it fails; a page without titles never asks the policy."""
+    artwork when there is no policy or it fails; a page without titles never asks the policy.
+    ``profile_features``: the profile's online features when the caller read them (see ``ArtworkSelector``)."""
     default = DefaultArtwork()
     if policy is None:
         return ArtworkChoice(*default.select_page(profile_id, title_ids, positions, request_id), default.version, "no policy loaded")
@@ -130,7 +154,7 @@ def choose_artwork(
     if n == 0:
         return ArtworkChoice(np.zeros(0, np.int64), np.zeros(0), policy.version)
     try:
-        arms, props = policy.select_page(profile_id, title_ids, positions, request_id)
+        arms, props = policy.select_page(profile_id, title_ids, positions, request_id, profile_features)
         arms, props = np.asarray(arms, np.int64), np.asarray(props, np.float64)
         if arms.shape != (n,) or props.shape != (n,):
             raise ValueError(f"policy returned shapes {arms.shape}, {props.shape} for {n} titles")

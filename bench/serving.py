@@ -33,7 +33,6 @@ with ``delay()``), so the generator does not share the server's interpreter. Mea
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.util
 import json
 import os
@@ -197,13 +196,12 @@ def _child_server(kind: str, config_path: Path, port: int) -> None:
     if kind == "uvicorn":
         import uvicorn
 
-        from serving.api import create_app
+        from serving.api import create_app, settle_process
         from serving.artwork import load_artwork_policy
         from serving.logic import build_service
 
         app = create_app(build_service(config, artwork=load_artwork_policy(config)))
-        gc.collect()
-        gc.freeze()  # as the Serve replica does (serving.deployment)
+        settle_process()  # as the Serve replica does (serving.deployment)
         uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=60)
         return
     from serving import deployment
@@ -288,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the Serve variant that gets the rate sweep, the hostile table and the faults")
     p.add_argument("--data-dir", type=Path, help="keep the world here (default: a temp dir)")
     p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help='a config override for the servers (a JSON value), e.g. serving.page_workers=3, a.b=\'"text"\'')
     p.add_argument("--_server", nargs=3, help=argparse.SUPPRESS)  # child mode: KIND CONFIG PORT
     args = p.parse_args(argv)
     if args._server:
@@ -309,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     online.start()
     stream.start()
     config = bench_config(data_dir, online.port, stream.port)
+    if args.set:
+        config = config.with_overrides({k: json.loads(v) for k, _, v in (o.partition("=") for o in args.set)})
     config_path = data_dir / "bench_config.json"
     config_path.write_text(config.model_dump_json())
     # The test suite's key: the hostile table's hand-made tokens (expired, other key ...) apply as written.

@@ -24,26 +24,43 @@ Three frames (``FeatureFrames``), ready to be written as Feast FileSources:
 
 Smoothed rates are ``(k + m * p0) / (n + m)`` with ``m = PRIOR_WEIGHT`` and ``p0`` the global
 rate over the same window as of the same day. Everything is vectorized over entities with numpy
-(dense entity x day grids, one short loop over days for the decayed sums).
+(dense entity x day grids, ``features/daily_grid.py``; one short loop over days for decayed sums).
+
+``compute_features`` computes the three frames from events in memory; ``features/compute_ranges.py``
+computes the same tables from the lake in bounded memory with the same pieces: ``profile_features``
+per range of profiles, ``TitleDaily`` and ``TitleRegionDaily`` summed over event sets.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.daily_grid import (
+    Calendar,
+    DayGrid,
+    day_end,
+    decayed,
+    entity_index,
+    feature_table,
+    smoothed,
+    window,
+)
 from features.schema import EventType
 from pathways.config import FeatureConfig
 
+__all__ = ["EVENT_COLUMNS", "FRAME_COLUMNS", "FeatureFrames", "TitleDaily", "TitleRegionDaily", "compute_features", "day_end",
+           "genre_vocabulary", "impression_training_frame", "profile_features", "profile_rates"]
+
 EVENT_COLUMNS = ("event_type", "ts", "profile_id", "title_id", "session_id", "fraction_watched", "rating",
                  "row_index", "position")  # what compute_features reads of the events
+FRAME_COLUMNS = EVENT_COLUMNS[:7]  # those it reads into a pandas frame (the rest: for conversions)
 NEVER_PLAYED_DAYS = 365.0
-PRIOR_WEIGHT = 5.0
 
 
 @dataclass(frozen=True)
@@ -56,66 +73,9 @@ class FeatureFrames:
     genres: tuple[str, ...]  # the order of ``genre_affinity``'s entries
 
 
-def day_end(day: date) -> datetime:
-    """The moment that closes ``day``: midnight UTC starting the next day."""
-    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
-
-
 def genre_vocabulary(titles: pa.Table) -> tuple[str, ...]:
     """All genres of the catalog, sorted: the order of ``genre_affinity``."""
     return tuple(sorted(set(titles["genres"].combine_chunks().flatten().to_pylist())))
-
-
-class _Grid:
-    """Maps events to (entity, day) cells of a dense ``(n_entities, n_days)`` grid."""
-
-    def __init__(self, day0: date, n_days: int) -> None:
-        self.day0 = pd.Timestamp(day0, tz="UTC")
-        self.n_days = n_days
-
-    def day_index(self, ts: pd.Series) -> np.ndarray:
-        index: np.ndarray = ((ts.dt.floor("D") - self.day0) // pd.Timedelta(days=1)).to_numpy(np.int64)
-        return index
-
-    def age_at_day_end(self, ts: pd.Series) -> np.ndarray:
-        """Days from each event to the end of its day, in (0, 1]."""
-        end = ts.dt.floor("D") + pd.Timedelta(days=1)
-        age: np.ndarray = ((end - ts) / pd.Timedelta(days=1)).to_numpy(np.float64)
-        return age
-
-    def daily(self, ent: np.ndarray, day: np.ndarray, n_ent: int, weights: np.ndarray | None = None) -> np.ndarray:
-        """Per-cell sums of ``weights`` (or counts), shape (n_ent, n_days)."""
-        flat = np.bincount(ent * self.n_days + day, weights=weights, minlength=n_ent * self.n_days)
-        return flat.reshape(n_ent, self.n_days).astype(np.float64)
-
-
-def window(daily: np.ndarray, days: int) -> np.ndarray:
-    """Sums over the last ``days`` days including each day, shape like ``daily`` (n, n_days)."""
-    cs = np.cumsum(daily, axis=1)
-    out = cs.copy()
-    out[:, days:] -= cs[:, :-days]
-    return out
-
-
-def decayed(daily: np.ndarray, half_life_days: float) -> np.ndarray:
-    """Running decayed sums along axis 1 (days): s[d] = s[d-1] * 0.5**(1/half_life) + daily[d].
-
-    ``daily`` has shape (n, n_days) or (n, n_days, k); the result has the same shape.
-    """
-    decay = 0.5 ** (1.0 / half_life_days)
-    out = np.empty_like(daily)
-    acc = np.zeros_like(daily[:, 0])
-    for d in range(daily.shape[1]):
-        acc = acc * decay + daily[:, d]
-        out[:, d] = acc
-    return out
-
-
-def smoothed(k: np.ndarray, n: np.ndarray, default: float) -> np.ndarray:
-    """(k + m p0) / (n + m) per cell, p0 the global k/n of each day (column), shape (e, days)."""
-    tot_k, tot_n = k.sum(axis=0), n.sum(axis=0)
-    p0 = np.where(tot_n > 0, tot_k / np.maximum(tot_n, 1e-12), default)
-    return ((k + PRIOR_WEIGHT * p0) / (n + PRIOR_WEIGHT)).astype(np.float32)
 
 
 def compute_features(
@@ -126,28 +86,23 @@ def compute_features(
     config: FeatureConfig | None = None,
     finished_fraction: float = 0.9,
 ) -> FeatureFrames:
-    """Daily snapshots for ``as_of_days`` (default: every day from the first to the last event)."""
+    """Daily snapshots for ``as_of_days`` (default: every day from the first to the last event),
+    from ``events`` in memory (cost: the events as a pandas frame plus the entity x day grids)."""
     config = config or FeatureConfig()
-    ev = events.select(["event_type", "ts", "profile_id", "title_id", "session_id", "fraction_watched", "rating"]).to_pandas()
-    if as_of_days is None:
-        if ev.empty:
-            raise ValueError("no events and no as_of_days: nothing to compute")
-        first, last = ev["ts"].min().date(), ev["ts"].max().date()
-        as_of_days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    days = sorted(set(as_of_days))
-    day0 = min([days[0], *([ev["ts"].min().date()] if len(ev) else [])])
-    grid = _Grid(day0, (days[-1] - day0).days + 1)
-    ev = ev[ev["ts"] < pd.Timestamp(day_end(days[-1]))].reset_index(drop=True)
-    keep = np.array([(d - day0).days for d in days])
-    stamps = pd.DatetimeIndex([day_end(d) for d in days]).as_unit("ns")
+    ev = events.select(list(FRAME_COLUMNS)).to_pandas()
+    span = (ev["ts"].min().date(), ev["ts"].max().date()) if len(ev) else (None, None)
+    cal = Calendar.of(as_of_days, *span)
+    ev = ev[ev["ts"] < cal.end].reset_index(drop=True)
 
-    prof = _profile_features(ev, titles, profiles, grid, config, finished_fraction)
-    titl = _title_features(ev, titles, events, grid, finished_fraction)
-    treg = _title_region_features(ev, profiles, grid, config)
+    prof = profile_features(ev, titles, profiles, cal.grid, config, finished_fraction)
+    title_daily = TitleDaily(titles, cal.grid)
+    title_daily.add(ev, events, finished_fraction)
+    regions = TitleRegionDaily(titles, profiles, cal.grid, config.trending_half_life_days)
+    regions.add(ev[ev["event_type"] == EventType.PLAY])
     return FeatureFrames(
-        profiles=_to_frame("profile_id", profiles["profile_id"].to_numpy(), prof, keep, stamps),
-        titles=_to_frame("title_id", titles["title_id"].to_numpy(), titl, keep, stamps),
-        title_regions=_title_region_frame(treg, keep, stamps),
+        profiles=feature_table("profile_id", profiles["profile_id"].to_numpy(), prof, cal).to_pandas(),
+        titles=title_daily.table(cal).to_pandas(),
+        title_regions=regions.table(cal).to_pandas(),
         genres=genre_vocabulary(titles),
     )
 
@@ -164,24 +119,38 @@ def _genre_shares(titles: pa.Table, genres: tuple[str, ...]) -> np.ndarray:
     return normalized
 
 
-def _index(ids: np.ndarray, values: pd.Series, what: str) -> np.ndarray:
-    """Positions of ``values`` in ``ids``, shape (len(values),); unknown values are an error."""
-    order = np.argsort(ids)
-    vals = values.to_numpy(np.int64)
-    pos = np.clip(np.searchsorted(ids, vals, sorter=order), 0, max(len(ids) - 1, 0))
-    found: np.ndarray = order[pos] if len(ids) else pos
-    unknown = ~(ids[found] == vals) if len(ids) else np.ones(len(vals), bool)
-    if unknown.any():
-        raise ValueError(f"events reference unknown {what} ids, e.g. {sorted(set(vals[unknown].tolist()))[:5]}")
-    return found
+def _rates(ent: np.ndarray, day: np.ndarray, frac: np.ndarray, n: int, grid: DayGrid, finished_fraction: float
+           ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Windowed (numerator, denominator) of the smoothed rates from plays (their profile row, day
+    and fraction watched), each (n, n_days)."""
+    plays = grid.daily(ent, day, n)
+    done = grid.daily(ent, day, n, (frac >= finished_fraction).astype(float))
+    watched = grid.daily(ent, day, n, frac)
+    return {"play_through_rate_28d": (window(done, 28), window(plays, 28)),
+            "mean_fraction_watched_28d": (window(watched, 28), window(plays, 28))}
 
 
-def _profile_features(
-    ev: pd.DataFrame, titles: pa.Table, profiles: pa.Table, grid: _Grid, config: FeatureConfig, finished_fraction: float
+def profile_rates(ev: pd.DataFrame, profiles: pa.Table, grid: DayGrid, finished_fraction: float
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The smoothed profile rates' windowed (numerator, denominator) for ``profiles`` (every event of
+    ``ev`` is theirs), each (n_profiles, n_days): ``profile_features``' ``totals`` are their column
+    sums over every profile, in the profiles' order."""
+    is_play = (ev["event_type"] == EventType.PLAY).to_numpy()
+    plays = ev[is_play]
+    ent = entity_index(profiles["profile_id"].to_numpy(), plays["profile_id"], "profile_id")
+    frac = plays["fraction_watched"].fillna(0.0).to_numpy(np.float64)
+    return _rates(ent, grid.day_index(plays["ts"]), frac, profiles.num_rows, grid, finished_fraction)
+
+
+def profile_features(
+    ev: pd.DataFrame, titles: pa.Table, profiles: pa.Table, grid: DayGrid, config: FeatureConfig,
+    finished_fraction: float, totals: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, np.ndarray]:
+    """The features of ``profiles`` (every event of ``ev`` is theirs), each (n, n_days[, genres]);
+    ``totals``: the rates' column sums over every profile (default: over ``profiles``)."""
     pids = profiles["profile_id"].to_numpy()
     n = len(pids)
-    ent = _index(pids, ev["profile_id"], "profile_id")
+    ent = entity_index(pids, ev["profile_id"], "profile_id")
     day = grid.day_index(ev["ts"])
     is_play = (ev["event_type"] == EventType.PLAY).to_numpy()
     is_imp = (ev["event_type"] == EventType.IMPRESSION).to_numpy()
@@ -190,17 +159,15 @@ def _profile_features(
     plays = grid.daily(ent[is_play], day[is_play], n)
     imps = grid.daily(ent[is_imp], day[is_imp], n)
     first = ev[ev["session_id"].notna()].drop_duplicates("session_id")
-    sessions = grid.daily(_index(pids, first["profile_id"], "profile_id"), grid.day_index(first["ts"]), n)
-    done = grid.daily(ent[is_play], day[is_play], n, (frac[is_play] >= finished_fraction).astype(float))
-    watched = grid.daily(ent[is_play], day[is_play], n, frac[is_play])
+    sessions = grid.daily(entity_index(pids, first["profile_id"], "profile_id"), grid.day_index(first["ts"]), n)
 
     out: dict[str, np.ndarray] = {}
     for w in (7, 28):
         out[f"plays_{w}d"] = window(plays, w).astype(np.int64)
         out[f"impressions_{w}d"] = window(imps, w).astype(np.int64)
         out[f"sessions_{w}d"] = window(sessions, w).astype(np.int64)
-    out["play_through_rate_28d"] = smoothed(window(done, 28), window(plays, 28), 0.5)
-    out["mean_fraction_watched_28d"] = smoothed(window(watched, 28), window(plays, 28), 0.5)
+    for name, (k, m) in _rates(ent[is_play], day[is_play], frac[is_play], n, grid, finished_fraction).items():
+        out[name] = smoothed(k, m, 0.5, None if totals is None else totals[name])
 
     # Recency: the last play's time, carried forward day by day.
     last = np.full((n, grid.n_days), -np.inf)
@@ -212,7 +179,7 @@ def _profile_features(
 
     # Genre affinity: decayed, fraction-weighted plays spread over each title's genres.
     genres = genre_vocabulary(titles)
-    tidx = _index(titles["title_id"].to_numpy(), ev["title_id"][is_play], "title_id")
+    tidx = entity_index(titles["title_id"].to_numpy(), ev["title_id"][is_play], "title_id")
     share = _genre_shares(titles, genres)[tidx]  # (plays, genres)
     weight = frac[is_play] * 0.5 ** (grid.age_at_day_end(ev["ts"][is_play]) / config.recency_half_life_days)
     per_genre = np.stack(
@@ -231,89 +198,100 @@ def _profile_features(
     return out
 
 
-def _title_features(
-    ev: pd.DataFrame, titles: pa.Table, events: pa.Table, grid: _Grid, finished_fraction: float
-) -> dict[str, np.ndarray]:
-    tids = titles["title_id"].to_numpy()
-    n = len(tids)
-    has_title = ev["title_id"].notna().to_numpy()
-    ent = np.full(len(ev), -1)
-    ent[has_title] = _index(tids, ev["title_id"][has_title], "title_id")
-    day = grid.day_index(ev["ts"])
-    etype = ev["event_type"].to_numpy()
-    frac = ev["fraction_watched"].fillna(0.0).to_numpy(np.float64)
-    is_play, is_imp, is_rating = (etype == EventType.PLAY), (etype == EventType.IMPRESSION), (etype == EventType.RATING)
+class TitleDaily:
+    """Per-title daily sums, each (n_titles, n_days), over the event sets ``add``-ed (whole numbers
+    or halves, so exact in any order): plays, impressions, finished plays, converted impressions
+    (on the play's day), rating sum and count; ``table`` turns them into the ``titles`` table."""
 
-    plays = grid.daily(ent[is_play], day[is_play], n)
-    imps = grid.daily(ent[is_imp], day[is_imp], n)
-    done = grid.daily(ent[is_play], day[is_play], n, (frac[is_play] >= finished_fraction).astype(float))
-    labels = impression_training_frame(events)
-    conv = labels[labels["label"] == 1]
-    conv = conv[conv["played_at"] < grid.day0 + pd.Timedelta(days=grid.n_days)]
-    clicks = grid.daily(_index(tids, conv["title_id"], "title_id"), grid.day_index(conv["played_at"]), n)
-    rating = ev["rating"].fillna(0.0).to_numpy(np.float64)
-    r_sum = np.cumsum(grid.daily(ent[is_rating], day[is_rating], n, rating[is_rating]), axis=1)
-    r_cnt = np.cumsum(grid.daily(ent[is_rating], day[is_rating], n), axis=1)
+    def __init__(self, titles: pa.Table, grid: DayGrid) -> None:
+        self.titles, self.grid = titles, grid
+        self.ids = titles["title_id"].to_numpy()
+        names = ("plays", "imps", "done", "clicks", "rating_sum", "rating_count")
+        self.sums = {name: np.zeros((len(self.ids), grid.n_days)) for name in names}
 
-    release = pd.Series(pd.to_datetime(titles["release_date"].to_pandas()), dtype="datetime64[ns]").dt.tz_localize("UTC")
-    return {
-        "plays_7d": window(plays, 7).astype(np.int64),
-        "plays_28d": window(plays, 28).astype(np.int64),
-        "impressions_28d": window(imps, 28).astype(np.int64),
-        "completion_rate_28d": smoothed(window(done, 28), window(plays, 28), 0.5),
-        "ctr_28d": smoothed(window(clicks, 28), window(imps, 28), 0.05),
-        "mean_rating": smoothed(r_sum, r_cnt, 3.5),
-        "rating_count": r_cnt.astype(np.int64),
-        "_valid": grid.day_index(release)[:, None] <= np.arange(grid.n_days)[None, :],
-    }
+    def add(self, ev: pd.DataFrame, events: pa.Table, finished_fraction: float) -> None:
+        """``ev``: events cut at the calendar's end; ``events``: the same profiles' events, uncut
+        (an impression converts by a play up to a day later, counted if the play is in the grid)."""
+        grid, n = self.grid, len(self.ids)
+        has_title = ev["title_id"].notna().to_numpy()
+        ent = np.full(len(ev), -1)
+        ent[has_title] = entity_index(self.ids, ev["title_id"][has_title], "title_id")
+        day = grid.day_index(ev["ts"])
+        etype = ev["event_type"].to_numpy()
+        frac = ev["fraction_watched"].fillna(0.0).to_numpy(np.float64)
+        is_play, is_imp, is_rating = (etype == EventType.PLAY), (etype == EventType.IMPRESSION), (etype == EventType.RATING)
+        labels = impression_training_frame(events)
+        conv = labels[labels["label"] == 1]
+        conv = conv[conv["played_at"] < grid.day0 + pd.Timedelta(days=grid.n_days)]
+        rating = ev["rating"].fillna(0.0).to_numpy(np.float64)
+        parts = {
+            "plays": grid.daily(ent[is_play], day[is_play], n),
+            "imps": grid.daily(ent[is_imp], day[is_imp], n),
+            "done": grid.daily(ent[is_play], day[is_play], n, (frac[is_play] >= finished_fraction).astype(float)),
+            "clicks": grid.daily(entity_index(self.ids, conv["title_id"], "title_id"), grid.day_index(conv["played_at"]), n),
+            "rating_sum": grid.daily(ent[is_rating], day[is_rating], n, rating[is_rating]),
+            "rating_count": grid.daily(ent[is_rating], day[is_rating], n),
+        }
+        for name, part in parts.items():
+            self.sums[name] += part
 
-
-def _title_region_features(ev: pd.DataFrame, profiles: pa.Table, grid: _Grid, config: FeatureConfig) -> dict[str, np.ndarray]:
-    plays = ev[ev["event_type"] == EventType.PLAY]
-    region_of = pd.Series(profiles["region"].to_pylist(), index=profiles["profile_id"].to_numpy())
-    keys = plays["title_id"].astype(np.int64).astype(str) + ":" + plays["profile_id"].map(region_of)
-    uniq, ent = np.unique(keys.to_numpy(dtype=str), return_inverse=True)
-    day = grid.day_index(plays["ts"])
-    weight = 0.5 ** (grid.age_at_day_end(plays["ts"]) / config.trending_half_life_days)
-    counts = grid.daily(ent, day, len(uniq))
-    return {
-        "_keys": uniq,
-        "trending_score": decayed(grid.daily(ent, day, len(uniq), weight), config.trending_half_life_days).astype(np.float32),
-        "plays_7d": window(counts, 7).astype(np.int64),
-        "_valid": np.cumsum(counts, axis=1) > 0,
-    }
-
-
-def _to_frame(
-    key: str, ids: np.ndarray, feats: dict[str, np.ndarray], keep: np.ndarray, stamps: pd.DatetimeIndex
-) -> pd.DataFrame:
-    """Long frame of the kept days: one row per (entity, day) where ``_valid``."""
-    n = len(ids)
-    valid = feats["_valid"][:, keep].reshape(-1)
-    cols: dict[str, object] = {
-        key: np.repeat(ids, len(keep))[valid],
-        "event_timestamp": np.tile(stamps, n)[valid],
-    }
-    for name, arr in feats.items():
-        if name.startswith("_"):
-            continue
-        sel = arr[:, keep]
-        if sel.ndim == 3:  # a vector per cell
-            cols[name] = list(sel.reshape(n * len(keep), -1)[valid])
-        else:
-            cols[name] = sel.reshape(-1)[valid]
-    frame = pd.DataFrame(cols)
-    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
-    return frame.reset_index(drop=True)
+    def table(self, cal: Calendar) -> pa.Table:
+        """The ``titles`` table: one row per title per output day from its release."""
+        s, grid = self.sums, self.grid
+        r_sum, r_cnt = np.cumsum(s["rating_sum"], axis=1), np.cumsum(s["rating_count"], axis=1)
+        release = pd.Series(pd.to_datetime(self.titles["release_date"].to_pandas()), dtype="datetime64[ns]").dt.tz_localize("UTC")
+        feats = {
+            "plays_7d": window(s["plays"], 7).astype(np.int64),
+            "plays_28d": window(s["plays"], 28).astype(np.int64),
+            "impressions_28d": window(s["imps"], 28).astype(np.int64),
+            "completion_rate_28d": smoothed(window(s["done"], 28), window(s["plays"], 28), 0.5),
+            "ctr_28d": smoothed(window(s["clicks"], 28), window(s["imps"], 28), 0.05),
+            "mean_rating": smoothed(r_sum, r_cnt, 3.5),
+            "rating_count": r_cnt.astype(np.int64),
+            "_valid": grid.day_index(release)[:, None] <= np.arange(grid.n_days)[None, :],
+        }
+        return feature_table("title_id", self.ids, feats, cal)
 
 
-def _title_region_frame(feats: dict[str, np.ndarray], keep: np.ndarray, stamps: pd.DatetimeIndex) -> pd.DataFrame:
-    keys = feats["_keys"]
-    frame = _to_frame("title_region", keys.astype(object), feats, keep, stamps)
-    parts = frame["title_region"].str.split(":", n=1, expand=True)
-    frame.insert(1, "title_id", parts[0].astype(np.int64) if len(frame) else pd.Series([], dtype=np.int64))
-    frame.insert(2, "region", parts[1] if len(frame) else pd.Series([], dtype=object))
-    return frame
+class TitleRegionDaily:
+    """Plays per (title, region of the playing profile) and day, dense over titles x regions x days,
+    with their trending weights. ``add`` adds the weights one play at a time in the order given
+    (``np.add.at``), so batches added in lake order sum exactly as one pass over the lake does."""
+
+    def __init__(self, titles: pa.Table, profiles: pa.Table, grid: DayGrid, half_life_days: float) -> None:
+        self.grid, self.half_life = grid, half_life_days
+        self.title_ids, self.pids = titles["title_id"].to_numpy(), profiles["profile_id"].to_numpy()
+        region = np.asarray(profiles["region"].to_pylist(), dtype=object)
+        self.regions = np.unique(region) if len(region) else np.zeros(0, object)
+        self.profile_region = np.searchsorted(self.regions, region)
+        self.cells = len(self.title_ids) * len(self.regions) * grid.n_days
+        self.weights, self.counts = np.zeros(self.cells), np.zeros(self.cells)
+
+    def add(self, plays: pd.DataFrame) -> None:
+        """Play events (``ts``, ``profile_id``, ``title_id``), cut at the calendar's end."""
+        region = self.profile_region[entity_index(self.pids, plays["profile_id"], "profile_id")]
+        title = entity_index(self.title_ids, plays["title_id"], "title_id")
+        cell = (title * len(self.regions) + region) * self.grid.n_days + self.grid.day_index(plays["ts"])
+        np.add.at(self.weights, cell, 0.5 ** (self.grid.age_at_day_end(plays["ts"]) / self.half_life))
+        self.counts += np.bincount(cell, minlength=self.cells)
+
+    def table(self, cal: Calendar) -> pa.Table:
+        """The ``title_regions`` table: one row per played (title, region) per output day from its
+        first play there, ordered by the key ``"<title_id>:<region>"``."""
+        shape = (len(self.title_ids) * len(self.regions), self.grid.n_days)
+        counts, weights = self.counts.reshape(shape), self.weights.reshape(shape)
+        played = np.flatnonzero(counts.sum(axis=1) > 0)
+        tids = self.title_ids[played // max(len(self.regions), 1)].astype(np.int64)
+        regions = self.regions[played % max(len(self.regions), 1)].astype(object)
+        keys = np.asarray([f"{t}:{r}" for t, r in zip(tids.tolist(), regions)], dtype=object)
+        order = np.argsort(keys.astype(str), kind="stable")
+        played, keys, tids, regions = played[order], keys[order], tids[order], regions[order]
+        feats: dict[str, np.ndarray] = {
+            "trending_score": decayed(weights[played], self.half_life).astype(np.float32),
+            "plays_7d": window(counts[played], 7).astype(np.int64),
+            "_valid": np.cumsum(counts[played], axis=1) > 0,
+        }
+        return feature_table("title_region", keys, feats, cal, {"title_id": tids, "region": regions})
 
 
 def impression_training_frame(events: pa.Table, within: timedelta = timedelta(hours=24)) -> pd.DataFrame:

@@ -7,7 +7,8 @@ no registry, a missing SQLite file, Redis down, any exception inside Feast) rais
 
 Playback state lives in the ``profile_playback`` feature view, fed by the
 ``profile_playback_push`` PushSource: parallel arrays ``in_progress_title_ids``,
-``in_progress_fractions``, ``in_progress_updated`` (epoch s) and ``finished_title_ids``.
+``in_progress_fractions``, ``in_progress_updated`` (epoch s) and ``finished_title_ids``. ``page_state`` reads it together with
+the profile features a page's artwork context needs (``CONTEXT_FIELDS``) in ONE online read.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ PROFILE_VIEW = "profile_stats"
 PLAYBACK_VIEW = "profile_playback"
 PLAYBACK_PUSH = "profile_playback_push"
 PLAYBACK_FIELDS = ("in_progress_title_ids", "in_progress_fractions", "in_progress_updated", "finished_title_ids")
+CONTEXT_FIELDS = ("genre_affinity",)  # profile_stats features of the artwork policy's context (bandits.features)
+_PLAYBACK_REFS = [f"{PLAYBACK_VIEW}:{f}" for f in PLAYBACK_FIELDS]
+_PAGE_REFS = _PLAYBACK_REFS + [f"{PROFILE_VIEW}:{f}" for f in CONTEXT_FIELDS]
 
 
 class OnlineStoreUnavailable(RuntimeError):
@@ -93,17 +97,13 @@ class OnlineFeatureClient:
 
     def playback_state(self, profile_id: int) -> PlaybackState:
         """The pushed playback state of ``profile_id`` (empty if none was pushed)."""
-        got = self._read([f"{PLAYBACK_VIEW}:{f}" for f in PLAYBACK_FIELDS], profile_id)
-        ids = got.get("in_progress_title_ids") or []
-        fracs = got.get("in_progress_fractions") or []
-        updated = got.get("in_progress_updated") or []
-        if not len(ids) == len(fracs) == len(updated):
-            raise OnlineStoreUnavailable(f"playback state of profile {profile_id} has ragged arrays")
-        return PlaybackState(
-            # Fractions are stored as float32: round to 6 decimals so 0.4 reads back as 0.4.
-            {int(t): (round(float(f), 6), float(u)) for t, f, u in zip(ids, fracs, updated)},
-            frozenset(int(t) for t in got.get("finished_title_ids") or []),
-        )
+        return _playback(self._read(_PLAYBACK_REFS, profile_id), profile_id)
+
+    def page_state(self, profile_id: int) -> tuple[PlaybackState, dict[str, Any]]:
+        """What one page needs from the online store, in one read: the playback state and the
+        ``CONTEXT_FIELDS`` of profile_stats (name -> value, None if never materialized)."""
+        got = self._read(_PAGE_REFS, profile_id)
+        return _playback(got, profile_id), {f: got.get(f) for f in CONTEXT_FIELDS}
 
     def write_playback_state(self, profile_id: int, state: PlaybackState, now: datetime | None = None) -> None:
         """Write ``state`` for ``profile_id`` to the online store (replaces the previous one)."""
@@ -123,6 +123,20 @@ class OnlineFeatureClient:
             store.write_to_online_store(PLAYBACK_VIEW, pd.DataFrame(row))
         except Exception as exc:
             raise OnlineStoreUnavailable(f"playback push failed: {exc}") from exc
+
+
+def _playback(got: dict[str, Any], profile_id: int) -> PlaybackState:
+    """The playback state from an online read's values (``PLAYBACK_FIELDS``)."""
+    ids = got.get("in_progress_title_ids") or []
+    fracs = got.get("in_progress_fractions") or []
+    updated = got.get("in_progress_updated") or []
+    if not len(ids) == len(fracs) == len(updated):
+        raise OnlineStoreUnavailable(f"playback state of profile {profile_id} has ragged arrays")
+    return PlaybackState(
+        # Fractions are stored as float32: round to 6 decimals so 0.4 reads back as 0.4.
+        {int(t): (round(float(f), 6), float(u)) for t, f, u in zip(ids, fracs, updated)},
+        frozenset(int(t) for t in got.get("finished_title_ids") or []),
+    )
 
 
 def _fail_fast_on_redis(store: Any) -> None:

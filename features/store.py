@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.compute import FeatureFrames, impression_training_frame
+from features.offline_writer import FeatureTableWriter
 from pathways.config import FeatureConfig
 
 __all__ = ["FeatureStoreManager", "build_feature_store", "impression_training_frame", "BATCH_VIEWS", "PLAYBACK_SCHEMA"]
@@ -126,21 +127,17 @@ class FeatureStoreManager:
         self.store.apply(self.definitions())
         self.store.refresh_registry()
 
+    def feature_writer(self) -> FeatureTableWriter:
+        """A writer that appends feature tables block by block to the Parquet files the FileSources
+        read (frames ``profiles``, ``titles``, ``title_regions``; see ``features/offline_writer.py``)."""
+        return FeatureTableWriter(self.data_dir, BATCH_VIEWS)
+
     def write_features(self, frames: FeatureFrames) -> dict[str, Path]:
         """Write each frame to the Parquet file its FileSource reads; returns view -> path."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        paths = {}
-        for attr, view in BATCH_VIEWS.items():
-            frame: pd.DataFrame = getattr(frames, attr).copy()
-            # DuckDB cannot cast TIMESTAMPTZ_NS in Feast's queries: store microseconds.
-            frame["event_timestamp"] = frame["event_timestamp"].astype("datetime64[us, UTC]")
-            path = self.data_dir / f"{view}.parquet"
-            tmp = path.with_suffix(".tmp")
-            frame.to_parquet(tmp, index=False)
-            tmp.replace(path)
-            paths[view] = path
-        (self.data_dir / "genres.json").write_text(json.dumps(list(frames.genres)))
-        return paths
+        with self.feature_writer() as writer:
+            for attr in BATCH_VIEWS:
+                writer.append(attr, pa.Table.from_pandas(getattr(frames, attr), preserve_index=False))
+            return writer.commit(frames.genres)
 
     def genres(self) -> tuple[str, ...]:
         """The order of ``genre_affinity``'s entries, as written by ``write_features``."""

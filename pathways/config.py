@@ -47,6 +47,7 @@ class FeatureConfig(_Section):
     trending_half_life_days: float = Field(3.0, gt=0.0)
     recency_half_life_days: float = Field(14.0, gt=0.0)
     ingest_chunk_rows: int = Field(2_000_000, ge=1)  # a larger event file is ingested this many rows at a time
+    block_profiles: int = Field(2_000, ge=1)  # profiles per block of the features stage (its pandas working set)
 
 
 class TrainingConfig(_Section):
@@ -157,7 +158,6 @@ class ServingConfig(_Section):
     max_inflight: int = Field(56, ge=1)  # requests in one replica past which: 503 with Retry-After (below max_ongoing_requests)
     page_workers: int = Field(2, ge=1)  # threads building pages per replica (the rest in flight wait for one)
     queue_budget_ms: float = Field(100.0, gt=0.0)  # a request that waited longer for a page worker: the fallback (overloaded)
-    gil_switch_ms: float = Field(1.0, gt=0.0, le=100.0)  # sys.setswitchinterval in a serving process (CPython: 5 ms)
     retry_after_s: int = Field(1, ge=1)
     # One deadline per page request, split into stage budgets (serving/logic.py).
     deadline_ms: float = Field(45.0, gt=0.0)  # the whole page; each stage gets min(its budget, what is left)

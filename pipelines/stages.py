@@ -47,15 +47,6 @@ def catalog(ctx: RunContext) -> Catalog:
     return ctx.cache["catalog"]
 
 
-def lake_table(ctx: RunContext, columns: tuple[str, ...] | None = None,
-               event_types: tuple[str, ...] | None = None) -> pa.Table:
-    """The lake's events projected to ``columns`` and cut to ``event_types``, read batch by batch
-    for one stage (never cached: no stage keeps the whole lake for the next)."""
-    from features.lake_scan import read_lake
-
-    return read_lake(ctx.config.lake_dir, columns, event_types)
-
-
 def feature_store(ctx: RunContext):  # -> features.store.FeatureStoreManager
     if "store" not in ctx.cache:
         from features.store import FeatureStoreManager
@@ -92,19 +83,25 @@ def ingest(ctx: RunContext) -> dict[str, Any]:
 
 
 def features(ctx: RunContext) -> dict[str, Any]:
-    """Daily feature tables into the offline store. Cost: the lake's feature columns in memory
-    (linear in events), time linear in events plus profiles x days and titles x days."""
-    from features.compute import EVENT_COLUMNS, compute_features
+    """Daily feature tables into the offline store, by profile range (``features/compute_ranges.py``).
+    Cost: time linear in events plus (profiles + titles x regions) x days; memory one range of
+    ``pipeline.history_shard_profiles`` profiles' events and one block of ``features.block_profiles``
+    profiles' features, never the whole lake or a whole table."""
+    from features.compute import genre_vocabulary
+    from features.compute_ranges import compute_features_by_range
 
     titles, profiles = world_tables(ctx)
-    events = lake_table(ctx, EVENT_COLUMNS)
-    if events.num_rows == 0:
-        raise ValueError("the lake holds no accepted events: nothing to compute features from")
-    end = pc.max(events.column("ts")).as_py()  # tz-aware UTC datetime: the log's last moment
-    frames = compute_features(events, titles, profiles)
-    store = feature_store(ctx)
-    store.write_features(frames)
-    return {"as_of": end.isoformat(), "events": events.num_rows}
+    cfg = ctx.config
+    work = Path(tempfile.mkdtemp(prefix="feature-ranges-", dir=ctx.run_dir))
+    try:
+        with feature_store(ctx).feature_writer() as writer:
+            span = compute_features_by_range(cfg.lake_dir, titles, profiles, writer.append, work,
+                                             cfg.pipeline.history_shard_profiles, cfg.features.block_profiles, cfg.features)
+            writer.commit(genre_vocabulary(titles))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert span.last is not None  # the lake held events: compute_features_by_range checked
+    return {"as_of": span.last.isoformat(), "events": span.events}  # as_of: the log's last moment (UTC)
 
 
 def materialize(ctx: RunContext) -> dict[str, Any]:

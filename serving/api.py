@@ -13,6 +13,10 @@ pre-encoded title fragments of ``ServedPage.to_json``), never ``jsonable_encoder
   ``degraded``); beyond ``serving.overload_inflight`` requests in flight the precomputed fallback
   at once (reason ``overloaded``), beyond ``serving.max_inflight`` 503 with ``Retry-After``; 422
   for a missing, non-integer or out-of-range parameter, 400 for an unknown or repeated one.
+  Pages are built by ``serving.page_workers`` threads per replica (CPU-bound work: more threads
+  only fight over the GIL and starve the event loop that answers overloaded requests); requests
+  waiting for one count as in flight, and one that waited past ``serving.queue_budget_ms`` gets
+  the precomputed fallback (``overloaded``) from the worker at once: no request waits unbounded.
 - ``POST /api/v1/events`` (``events:write``): one event or a list (``EventIn``); 202 once the
   event stream has them, with a result per event (accepted, duplicate, or rejected with the
   ingest rule it failed; 422 when every event is rejected); 422 for events that do not parse,
@@ -28,8 +32,12 @@ pre-encoded title fragments of ``ServedPage.to_json``), never ``jsonable_encoder
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -133,6 +141,13 @@ def _observe(served: ServedPage) -> None:
     metrics.record_stages(served.cell, served.times.ms, OVERLAY if overlay_failed else None)
 
 
+def settle_process() -> None:
+    """Once the service is built, in the process that serves it (a Serve replica, bare uvicorn):
+    what start-up built (catalog, renderer, libraries) is never scanned by the GC again."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(service: PathwaysService, *, echo_request_id: bool = True) -> PathwaysApp:
     """The ASGI app serving ``service`` (no Ray here: ``serving.deployment`` wraps it): the FastAPI
     app inside the request-id, metrics and body-size middlewares. ``echo_request_id=False`` behind
@@ -142,6 +157,7 @@ def create_app(service: PathwaysService, *, echo_request_id: bool = True) -> Pat
     retry_after_s = config.stream.retry_after_s
     access = AccessControl(config, service.pages.account_of)
     gate = LoadGate(cfg.overload_inflight, cfg.max_inflight)
+    builders = ThreadPoolExecutor(max_workers=cfg.page_workers, thread_name_prefix="page")
     app = FastAPI(title="Pathways", description="Personalized home pages", version="1")
 
     @app.exception_handler(RequestValidationError)
@@ -182,11 +198,14 @@ def create_app(service: PathwaysService, *, echo_request_id: bool = True) -> Pat
                 served = service.pages.get_page(profile_id, row_count, rid, overloaded=True)
                 body = _page_body(served)
             else:
+                queued = time.perf_counter()
+
                 def build() -> tuple[ServedPage, bytes]:
-                    page = service.pages.get_page(profile_id, row_count, rid)
+                    late = time.perf_counter() - queued > cfg.queue_budget_ms / 1000.0  # waited too long: overloaded
+                    page = service.pages.get_page(profile_id, row_count, rid, overloaded=late)
                     return page, _page_body(page)
 
-                served, body = await run_in_threadpool(build)
+                served, body = await asyncio.get_running_loop().run_in_executor(builders, build)
         _observe(served)
         return Response(body, media_type=JSON, headers={"Server-Timing": served.times.header()})
 

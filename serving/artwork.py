@@ -1,17 +1,18 @@
 """Artwork at request time: the champion policy with contexts from the online store, per page.
 
 The nightly job trains the policy on contexts = the profile's genre affinity (one slot per
-genre, ``bandits.features.artwork_context_names``); here the same vector is read from the Feast
-online store per request and turned into a context by the same function
-(``bandits.features.genre_contexts``). Anything missing (no registered policy, no feature repo)
+genre, ``bandits.features.artwork_context_names``); here the same vector comes from the Feast
+online store, read once per page together with the playback state
+(``features.online.OnlineFeatureClient.page_state``), and is turned into a context by the same
+function (``bandits.features.genre_contexts``); a caller without those features lets the policy
+read them itself (``genre_context_fn``). Anything missing (no registered policy, no feature repo)
 gives ``DefaultArtwork``: every title's default variant with propensity 1, and the response says
 so (``artwork_policy: "default"``). A loaded champion is followed in the registry
 (``RegistryArtwork``, every ``serving.artwork_poll_s``): withdrawn, pages get default artwork
 marked degraded (still personalized); a new version is swapped in. ``select_artwork`` maps the
 policy's arms to each title's artwork ids for a page of ``CompactRows``.
 
-Impressions are logged by the client: it posts ``artwork_impression`` events with the
-``artwork_id``, ``artwork_propensity`` and ``artwork_policy`` of each title it displayed.
+Impressions are logged by the server from what it chose (``serving.impressions``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from bandits.features import genre_contexts
-from bandits.serving import ArtworkPolicy, ArtworkSelector, ContextFn, DefaultArtwork, choose_artwork
+from bandits.serving import ArtworkPolicy, ArtworkSelector, ContextFn, DefaultArtwork, FeaturesContextFn, choose_artwork
 from pathways.config import PathwaysConfig
 from pathways.types import ArtworkChoice, CompactRows
 from serving.rows import TitleRenderer
@@ -56,7 +58,7 @@ def genre_context_fn(feature_repo_dir: Path, context_names: tuple[str, ...]) -> 
     """``online_context_fn`` over the Feast online store of ``feature_repo_dir``."""
     from features.online import OnlineFeatureClient, OnlineStoreUnavailable
 
-    genres = json.loads((feature_repo_dir / "data" / "genres.json").read_text())
+    genres = _genres(feature_repo_dir)
     client = OnlineFeatureClient(feature_repo_dir)
 
     def read_affinity(profile_id: int) -> Any:
@@ -68,6 +70,20 @@ def genre_context_fn(feature_repo_dir: Path, context_names: tuple[str, ...]) -> 
     return online_context_fn(read_affinity, genres, context_names)
 
 
+def features_context_fn(genres: list[str], context_names: tuple[str, ...]) -> FeaturesContextFn:
+    """One profile's online features (``features.online.CONTEXT_FIELDS``) -> its context (S,); no
+    ``genre_affinity`` (never materialized, or the store was down) gives the average member."""
+
+    def context(features: Mapping[str, Any]) -> np.ndarray:
+        return genre_contexts([features.get("genre_affinity")], genres, context_names)[0]
+
+    return context
+
+
+def _genres(feature_repo_dir: Path) -> list[str]:
+    return list(json.loads((feature_repo_dir / "data" / "genres.json").read_text()))
+
+
 def _champion(config: PathwaysConfig) -> ArtworkSelector:
     """The registered champion with online contexts; raises when there is none or it cannot load."""
     quiet = logging.getLogger("bandits.serving")
@@ -76,8 +92,10 @@ def _champion(config: PathwaysConfig) -> ArtworkSelector:
         selector = ArtworkSelector.load(config.mlflow_uri)
     finally:
         quiet.setLevel(level)
-    context_fn = genre_context_fn(config.feature_repo_dir, selector.featurizer.context_names)
-    return ArtworkSelector(selector.policy, context_fn, selector.version, selector.base_seed)
+    names = selector.featurizer.context_names
+    context_fn = genre_context_fn(config.feature_repo_dir, names)
+    return ArtworkSelector(selector.policy, context_fn, selector.version, selector.base_seed,
+                           features_context_fn(_genres(config.feature_repo_dir), names))
 
 
 def load_artwork_policy(config: PathwaysConfig) -> RegistryArtwork | DefaultArtwork:
@@ -144,12 +162,12 @@ class RegistryArtwork:
                 self._check()
         return self._problem
 
-    def select_page(self, profile_id: int, title_ids: np.ndarray, positions: np.ndarray,
-                    request_id: str) -> tuple[np.ndarray, np.ndarray]:
+    def select_page(self, profile_id: int, title_ids: np.ndarray, positions: np.ndarray, request_id: str,
+                    profile_features: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
         selector = self._selector
         if selector is None:
             raise LookupError(self._problem or ARTWORK_POLICY_REMOVED)
-        return selector.select_page(profile_id, title_ids, positions, request_id)
+        return selector.select_page(profile_id, title_ids, positions, request_id, profile_features)
 
     def _check(self) -> None:
         try:
@@ -170,12 +188,12 @@ class RegistryArtwork:
 
 def select_artwork(
     rows: CompactRows, renderer: TitleRenderer, policy: ArtworkPolicy | None, profile_id: int, request_id: str,
-    positions: np.ndarray | None = None,
+    positions: np.ndarray | None = None, profile_features: Mapping[str, Any] | None = None,
 ) -> ArtworkChoice:
     """``bandits.serving.choose_artwork`` for every title of ``rows``, its arms mapped to each
     title's ``artwork_ids[arm]``; an arm the title does not have (or a propensity outside (0, 1])
     gives that title its default variant with propensity 1."""
-    choice = choose_artwork(policy, profile_id, rows.title_ids, rows.positions(), request_id)
+    choice = choose_artwork(policy, profile_id, rows.title_ids, rows.positions(), request_id, profile_features)
     arms, props = choice.arms, choice.propensities
     pos = renderer.positions(rows.title_ids) if positions is None else positions
     safe = np.maximum(pos, 0)
@@ -197,20 +215,46 @@ def default_artwork(rows: CompactRows, renderer: TitleRenderer, positions: np.nd
 
 
 def artwork_stage(policy: ArtworkPolicy | None, pool: ThreadPoolExecutor, rows: CompactRows, renderer: TitleRenderer,
-                  profile_id: int, request_id: str, budget_s: float,
-                  positions: np.ndarray | None = None) -> tuple[ArtworkChoice, str | None]:
+                  profile_id: int, request_id: str, budget_s: float, positions: np.ndarray | None = None,
+                  page_read: Future[tuple[Any, Mapping[str, Any] | None]] | None = None) -> tuple[ArtworkChoice, str | None]:
     """The page's artwork and, when it is the default artwork in place of the policy's, why: the
     policy withdrawn from the registry, over ``budget_s`` (run in ``pool``), or failed. No policy
-    (or no titles): the default artwork, nothing degraded."""
+    (or no titles): the default artwork, nothing degraded. ``page_read``: the page's one online
+    read (``PlaybackStore.get_with_features``), whose profile features give the context; it is
+    awaited within ``budget_s``, and a failed read gives the average member's context."""
     why: str | None = None
     if policy is not None and len(rows.title_ids):
         why = getattr(policy, "problem", None)  # RegistryArtwork: no champion now
         if why is None:
-            art, why = run_stage(pool, lambda: select_artwork(rows, renderer, policy, profile_id, request_id, positions),
-                                 budget_s, "artwork")
-            if art is not None and art.policy_version == DefaultArtwork.version and art.fallback_reason:
-                why = art.fallback_reason  # the policy failed: choose_artwork gave its default artwork
-            if art is not None and why is None:
-                return art, None
+            t0 = time.perf_counter()
+            features, why = _page_features(page_read, budget_s)
+            left = budget_s - (time.perf_counter() - t0)
+            if why is None and left <= 0.0:
+                why = _over_budget(budget_s)
+            if why is None:
+                art, why = run_stage(pool, lambda: select_artwork(rows, renderer, policy, profile_id, request_id,
+                                                                  positions, features), left, "artwork")
+                if art is not None and art.policy_version == DefaultArtwork.version and art.fallback_reason:
+                    why = art.fallback_reason  # the policy failed: choose_artwork gave its default artwork
+                if art is not None and why is None:
+                    return art, None
             why = why or "artwork failed"
     return default_artwork(rows, renderer, positions), why
+
+
+def _over_budget(budget_s: float) -> str:
+    return f"artwork over budget ({budget_s * 1000.0:.0f} ms)"
+
+
+def _page_features(read: Future[tuple[Any, Mapping[str, Any] | None]] | None,
+                   budget_s: float) -> tuple[Mapping[str, Any] | None, str | None]:
+    """(profile features, None) from the page's online read; (None, why) when it overran ``budget_s``;
+    no read (or a store without features): None, the policy reads its own context."""
+    if read is None:
+        return None, None
+    try:
+        return read.result(timeout=max(budget_s, 0.0))[1], None
+    except (FutureTimeout, CancelledError):
+        return None, _over_budget(budget_s)
+    except Exception:  # noqa: BLE001 - the store is down: the average member's context, as a failed read gives
+        return {}, None

@@ -19,7 +19,6 @@ app's own soft and hard in-flight limits are in ``serving.api``. Replicas share 
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import shutil
@@ -60,12 +59,12 @@ class PathwaysDeployment:
 
         configure_json_logs()
         cfg = PathwaysConfig.model_validate(config)
+        from serving.api import settle_process
         from serving.artwork import load_artwork_policy
 
         store = InMemoryPlaybackStore() if playback == "memory" else None
         self.service = build_service(cfg, playback=store, artwork=load_artwork_policy(cfg))
-        gc.collect()
-        gc.freeze()  # what start-up built (catalog, renderer, libraries) is never scanned again by the GC
+        settle_process()  # gc.freeze
 
     def __serve_build_asgi_app__(self) -> Any:
         from serving.api import create_app

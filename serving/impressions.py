@@ -6,9 +6,15 @@ API refuses such events from clients (only an ``admin`` token may backfill them)
 them itself: for each page whose artwork came from a policy, the titles of its first
 ``serving.impression_rows_logged`` rows, with the artwork id, the propensity and the policy version
 the server used, and the page's request id as the session (``event_id = <request id>:<title id>``,
-so a replayed log counts once). ``ImpressionLog.log`` only queues (no I/O on the request path); a
-daemon thread appends the queue to the event stream in batches, and drops (counted) what does not
-fit in ``max_pending``, never blocking a page.
+so a replayed log counts once).
+
+Off the request path: ``ImpressionLog.log`` puts ONE item per page on a bounded queue (the page's
+impressions as arrays, ``PageImpressions``) and never blocks: when ``serving.impression_queue_pages``
+pages are already waiting, the page's impressions are dropped and counted (``dropped``, and
+``pathways_artwork_impressions_total{outcome="dropped"}``). A daemon thread turns queued pages
+into ``EVENT_SCHEMA`` rows and appends them to the event stream in batches, then runs
+``after_append`` (the inline real-time consumer's catch-up: it reads every entry of the stream,
+impressions included, so the thread that adds them reads past them, not the next event request).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,60 +32,91 @@ import numpy as np
 from features.schema import EVENT_SCHEMA, EventType
 from features.stream import EventStream
 from pathways.types import ArtworkChoice, CompactRows
+from serving.metrics import record_impressions
 
 log = logging.getLogger(__name__)
 
 EMPTY_EVENT: dict[str, Any] = {name: None for name in EVENT_SCHEMA.names}
 
 
-def impression_rows(
-    rows: CompactRows, choice: ArtworkChoice, profile_id: int, request_id: str, n_rows: int, now: datetime | None = None
-) -> list[dict[str, Any]]:
-    """``EVENT_SCHEMA`` rows for the titles of the first ``n_rows`` rows of a page, as chosen."""
-    if n_rows <= 0 or not len(rows.headers) or choice.artwork_ids is None:
-        return []
-    ts = now or datetime.now(UTC)
-    end = int(rows.offsets[min(n_rows, len(rows.headers))])
-    positions = rows.positions()
-    row_of = np.repeat(np.arange(len(rows.headers)), np.diff(rows.offsets))
-    return [
-        {**EMPTY_EVENT, "event_id": f"{request_id}:{t}", "event_type": EventType.ARTWORK_IMPRESSION.value, "ts": ts,
-         "profile_id": int(profile_id), "title_id": t, "session_id": request_id, "row_index": r, "position": p,
-         "artwork_id": a, "propensity": q, "policy_version": choice.policy_version}
-        for t, r, p, a, q in zip(rows.title_ids[:end].tolist(), row_of[:end].tolist(), positions[:end].tolist(),
-                                 choice.artwork_ids[:end].tolist(), choice.propensities[:end].tolist())
-    ]
+@dataclass(frozen=True)
+class PageImpressions:
+    """One page's logged impressions: parallel arrays (n,) over the titles of its first rows."""
+
+    request_id: str
+    profile_id: int
+    policy_version: str
+    ts: datetime
+    title_ids: np.ndarray  # int64
+    row_index: np.ndarray  # int64
+    position: np.ndarray  # int64, column within the row
+    artwork_ids: np.ndarray  # int64
+    propensities: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return len(self.title_ids)
+
+    @classmethod
+    def of(cls, rows: CompactRows, choice: ArtworkChoice, profile_id: int, request_id: str, n_rows: int,
+           now: datetime | None = None) -> PageImpressions | None:
+        """The titles of the first ``n_rows`` rows of a page, as chosen; None when there are none."""
+        k = min(n_rows, len(rows.headers))
+        if k <= 0 or choice.artwork_ids is None:
+            return None
+        offsets = np.asarray(rows.offsets[: k + 1], np.int64)
+        end = int(offsets[-1])
+        lengths = np.diff(offsets)
+        row_index = np.repeat(np.arange(k, dtype=np.int64), lengths)
+        position = np.arange(end, dtype=np.int64) - np.repeat(offsets[:-1], lengths)
+        return cls(request_id, int(profile_id), choice.policy_version, now or datetime.now(UTC),
+                   rows.title_ids[:end], row_index, position, choice.artwork_ids[:end], choice.propensities[:end])
+
+    def events(self) -> list[dict[str, Any]]:
+        """As ``EVENT_SCHEMA`` rows (``artwork_impression``)."""
+        kind, rid, pid, ts, version = EventType.ARTWORK_IMPRESSION.value, self.request_id, self.profile_id, self.ts, self.policy_version
+        return [
+            {**EMPTY_EVENT, "event_id": f"{rid}:{t}", "event_type": kind, "ts": ts, "profile_id": pid, "title_id": t,
+             "session_id": rid, "row_index": r, "position": p, "artwork_id": a, "propensity": q, "policy_version": version}
+            for t, r, p, a, q in zip(self.title_ids.tolist(), self.row_index.tolist(), self.position.tolist(),
+                                     self.artwork_ids.tolist(), self.propensities.tolist())
+        ]
 
 
 class ImpressionLog:
-    """Queues impressions per page and appends them to ``stream`` from a daemon thread."""
+    """Queues one item per page (bounded: ``max_pages``, dropped and counted beyond) and appends
+    the impressions to ``stream`` from a daemon thread, at most ``batch`` events per append."""
 
-    def __init__(self, stream: EventStream, n_rows: int, max_pending: int = 100_000, batch: int = 5_000) -> None:
+    def __init__(self, stream: EventStream, n_rows: int, max_pages: int = 1000, batch: int = 5_000,
+                 after_append: Callable[[], Any] | None = None) -> None:
         self.stream = stream
+        self.after_append = after_append
         self.n_rows = n_rows
         self.batch = batch
         self.dropped = 0
         self.appended = 0
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=max_pending)
+        self._queue: queue.Queue[PageImpressions] = queue.Queue(maxsize=max_pages)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def log(self, rows: CompactRows, choice: ArtworkChoice, profile_id: int, request_id: str) -> int:
-        """Queue the page's impressions (policy artwork only); returns how many were queued."""
+        """Queue the page's impressions (policy artwork only); returns how many were queued (0 if dropped)."""
         if choice.fallback_reason is not None or choice.policy_version == "default":
             return 0
-        events = impression_rows(rows, choice, profile_id, request_id, self.n_rows)
-        queued = 0
-        for event in events:
-            try:
-                self._queue.put_nowait(event)
-                queued += 1
-            except queue.Full:
-                self.dropped += len(events) - queued
-                break
-        if queued:
+        page = PageImpressions.of(rows, choice, profile_id, request_id, self.n_rows)
+        if page is None or not len(page):
+            return 0
+        try:
+            self._queue.put_nowait(page)
+        except queue.Full:  # never block a page: drop and count
+            self._drop(len(page))
+            return 0
+        if self._thread is None:
             self._start()
-        return queued
+        return len(page)
+
+    def _drop(self, n: int) -> None:
+        self.dropped += n
+        record_impressions("dropped", n)
 
     def _start(self) -> None:
         with self._lock:
@@ -89,9 +128,9 @@ class ImpressionLog:
         """Append what is queued now (the thread does this continuously); returns how many were appended."""
         events: list[dict[str, Any]] = []
         try:
-            events.append(self._queue.get(timeout=timeout_s))
+            events.extend(self._queue.get(timeout=timeout_s).events())
             while len(events) < self.batch:
-                events.append(self._queue.get_nowait())
+                events.extend(self._queue.get_nowait().events())
         except queue.Empty:
             pass
         if not events:
@@ -100,9 +139,15 @@ class ImpressionLog:
             self.stream.append(events)
         except Exception as exc:  # noqa: BLE001 - the log must never take the service down
             log.warning("dropping %d artwork impressions: %s", len(events), exc)
-            self.dropped += len(events)
+            self._drop(len(events))
             return 0
         self.appended += len(events)
+        record_impressions("appended", len(events))
+        if self.after_append is not None:
+            try:
+                self.after_append()
+            except Exception as exc:  # noqa: BLE001 - the next event request catches up again
+                log.warning("catching up after appending impressions failed: %s", exc)
         return len(events)
 
     def _run(self) -> None:

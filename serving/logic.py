@@ -6,11 +6,12 @@ its budget and the request's deadline (``serving.stages``, budgets in ``ServingC
 1. ``snapshot_read``: the profile's precomputed page (``LoadedSnapshot.page``, the page store);
    over budget or failed, or no page: the fallback ladder (``serving.fallback``: cohort row for
    region and maturity, then global, then catalog) with ``personalized=False`` and the reason;
-2. ``overlay``: the real-time playback state (online store), read in parallel with stage 1;
+2. ``overlay``: the real-time playback state (online store), read in parallel with stage 1, in
+   the page's ONE online read together with the artwork context's profile features;
    over budget or failed (store down): the precomputed page is still served, rules applied,
    every row marked degraded with the reason (``personalized`` stays true);
-3. ``artwork``: the artwork policy (online context read); over budget, failed or withdrawn from
-   the registry: every title's default artwork, marked degraded;
+3. ``artwork``: the artwork policy (context from that same read); over budget, failed or withdrawn
+   from the registry: every title's default artwork, marked degraded;
 4. ``serialize``: ``ServedPage.to_json`` (orjson header, pre-encoded title fragments).
 
 A snapshot whose files were removed after it loaded is still served in full (health says so);
@@ -208,7 +209,7 @@ class PageService:
                 return self._fallback(snapshot, profile, request_id, row_count, OVERLOADED, times, None, deadline)
             if snapshot is None:  # files removed under a loaded snapshot: it is served in full (SNAPSHOT_DETACHED)
                 return self._fallback(snapshot, profile, request_id, row_count, SNAPSHOT_MISSING, times, None, deadline)
-            playback = self._pool.submit(self.playback.get, profile_id)  # the overlay's read, beside the page read
+            playback = self._pool.submit(self.playback.get_with_features, profile_id)  # beside the page read
             if not profile.known:
                 return self._fallback(snapshot, profile, request_id, row_count, UNKNOWN_PROFILE, times, playback, deadline)
             t0 = time.perf_counter()
@@ -254,8 +255,9 @@ class PageService:
         cfg, page = self.config.serving, self.config.page
         degraded: list[tuple[str, str]] = []
         t0 = time.perf_counter()
-        state, why = wait_stage(playback, deadline.budget_s(cfg.personalize_budget_ms), "real-time overlay",
-                                known={OnlineStoreUnavailable: ONLINE_STORE_UNAVAILABLE})
+        got, why = wait_stage(playback, deadline.budget_s(cfg.personalize_budget_ms), "real-time overlay",
+                              known={OnlineStoreUnavailable: ONLINE_STORE_UNAVAILABLE})
+        state = got[0] if got is not None else None
         stored = because_overlay(stored, snapshot, profile, self.recent_plays, state, page.row_length)
         if state is None:
             self._warn(why or "real-time overlay failed", "serving precomputed pages without the real-time overlay")
@@ -275,17 +277,19 @@ class PageService:
             rungs = (PERSONALIZED,) * own + (rung,) * filled if filled else ()
         times.add(OVERLAY, t0)
         pos = snapshot.renderer.positions(rows.title_ids)  # once per page: artwork and rendering share them
-        art = self._artwork(rows, snapshot.renderer, profile.profile_id, request_id, deadline, times, degraded, pos)
+        art = self._artwork(rows, snapshot.renderer, profile.profile_id, request_id, deadline, times, degraded, pos,
+                            playback)
         reason = "; ".join(r for _, r in degraded) or None
         return ServedPage(profile, request_id, profile.cell, True, reason, None, snapshot.version, rows, art,
                           snapshot.renderer, tuple(degraded), times=times, row_rungs=rungs, positions=pos)
 
     def _artwork(self, rows: CompactRows, renderer: TitleRenderer, profile_id: int, request_id: str, deadline: Deadline,
-                 times: StageTimes, degraded: list[tuple[str, str]], pos: np.ndarray | None = None) -> ArtworkChoice:
-        """The policy's artwork within the artwork budget; else the default artwork, marked degraded."""
+                 times: StageTimes, degraded: list[tuple[str, str]], pos: np.ndarray | None, page_read: Any) -> ArtworkChoice:
+        """The policy's artwork within the artwork budget (context: the features of ``page_read``, the
+        page's online read); else the default artwork, marked degraded."""
         t0 = time.perf_counter()
         art, why = artwork_stage(self.artwork, self._pool, rows, renderer, profile_id, request_id,
-                                 deadline.budget_s(self.config.serving.artwork_budget_ms), pos)
+                                 deadline.budget_s(self.config.serving.artwork_budget_ms), pos, page_read)
         if why is not None:
             degraded.append((ARTWORK, why))
         elif self.impressions is not None and self.artwork is not None and len(rows.title_ids):
@@ -300,8 +304,8 @@ class PageService:
         finished: frozenset[int] = frozenset()
         if playback is not None:
             t0 = time.perf_counter()
-            state, _ = wait_stage(playback, deadline.budget_s(cfg.serving.personalize_budget_ms), "real-time overlay")
-            finished = state.finished if state is not None else frozenset()
+            got, _ = wait_stage(playback, deadline.budget_s(cfg.serving.personalize_budget_ms), "real-time overlay")
+            finished = got[0].finished if got is not None else frozenset()
             times.add(OVERLAY, t0)
         version = snapshot.version if snapshot is not None else None
         renderer = snapshot.renderer if snapshot is not None else None
@@ -314,8 +318,7 @@ class PageService:
             encoded = b"[]"
             if renderer is not None:
                 default_art = default_artwork(rows, renderer)
-                art_ids = default_art.artwork_ids if default_art.artwork_ids is not None else np.zeros(len(rows.title_ids), np.int64)
-                encoded = renderer.rows_json(rows, art_ids, default_art.propensities)
+                encoded = renderer.rows_json(rows, default_art.artwork_ids, default_art.propensities)  # type: ignore[arg-type]
             cached = (rows, rung, encoded)
             if not finished:
                 self._fallback_cache[key] = cached
@@ -324,7 +327,7 @@ class PageService:
         rows, rung, encoded = cached
         degraded: list[tuple[str, str]] = []
         if use_policy and renderer is not None:
-            art = self._artwork(rows, renderer, profile.profile_id, request_id, deadline, times, degraded)
+            art = self._artwork(rows, renderer, profile.profile_id, request_id, deadline, times, degraded, None, playback)
             encoded_rows = None
         else:
             art = default_artwork(rows, renderer) if renderer else _NO_ARTWORK
@@ -380,8 +383,7 @@ def build_service(
 
     live: list[SnapshotStore] = []
     loader = LastGoodLoader(lambda: bool(live) and live[0].version is not None)
-    snapshots = SnapshotStore(config.snapshots_dir, config.serving.snapshot_poll_s, background=background_reload,
-                              loader=loader)
+    snapshots = SnapshotStore(config.snapshots_dir, config.serving.snapshot_poll_s, background=background_reload, loader=loader)
     live.append(snapshots)
     snapshots.refresh()
     playback = playback if playback is not None else OnlinePlaybackStore(config.feature_repo_dir)
@@ -391,7 +393,8 @@ def build_service(
         log.warning("the online store does not answer at start-up; pages go without the real-time overlay")
     updater = PlaybackUpdater(playback, config.candidates.finished_fraction, config.candidates.continue_min_fraction)
     events = build_recorder(config, updater, lambda: snapshots.state().snapshot)
-    impressions = ImpressionLog(events.stream, config.serving.impression_rows_logged)
-    pages = PageService(config, snapshots, playback, artwork, impressions)
+    catch_up = events.realtime.catch_up if events.realtime is not None else None  # past the impressions, off requests
+    pages = PageService(config, snapshots, playback, artwork, ImpressionLog(
+        events.stream, config.serving.impression_rows_logged, config.serving.impression_queue_pages, after_append=catch_up))
     pages.recent_plays = events.seeds.get if events.seeds is not None else None
     return PathwaysService(pages, events)

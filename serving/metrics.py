@@ -52,6 +52,8 @@ STAGES = Histogram(
 )
 CELLS = Counter("pathways_cells_total", "Pages served per experiment cell", ["cell"])
 ONLINE_STORE_ERRORS = Counter("pathways_online_store_errors_total", "Online store reads that failed or overran", ["stage"])
+IMPRESSIONS = Counter("pathways_artwork_impressions_total", "Artwork impressions the server logged",
+                      ["outcome"])  # appended; dropped (queue full, or the stream failed)
 REFUSED = Counter("pathways_refused_total", "Requests refused before any work", ["status", "reason"])
 SNAPSHOT_INFO = Gauge("pathways_snapshot_info", "The live snapshot version (value 1)", ["version"], multiprocess_mode="max")
 _live_version: str | None = None
@@ -86,6 +88,11 @@ def record_stages(cell: str | None, stage_ms: dict[str, float], online_store_fai
         _child(CELLS, cell).inc()
     if online_store_failed is not None:
         ONLINE_STORE_ERRORS.labels(online_store_failed).inc()
+
+
+def record_impressions(outcome: str, n: int) -> None:
+    """``n`` artwork impressions ``queued``, ``appended`` to the stream, or ``dropped``."""
+    _child(IMPRESSIONS, outcome).inc(n)
 
 
 def record_refused(status: int, reason: str) -> None:

@@ -4,7 +4,9 @@
 - ``OnlinePlaybackStore``: an adapter over ``features.online.OnlineFeatureClient`` (the Feast online
   store, SQLite or Redis), for the real stack.
 
-Both raise ``OnlineStoreUnavailable`` when the state cannot be read or written; serving turns a
+``get_with_features`` is a page's one online read: the playback state and the profile features of
+the artwork context together (``None`` from a store that holds no features: the policy reads its
+own). Both raise ``OnlineStoreUnavailable`` when the state cannot be read or written; serving turns a
 failed read into a fallback page and a failed write into ``state_updated: false``.
 ``PlaybackUpdater`` folds events into a profile's state with ``features.history.apply_event``,
 read-modify-write under a per-profile lock so concurrent heartbeats of one profile are not lost
@@ -37,6 +39,10 @@ class PlaybackStore(Protocol):
         """The state of ``profile_id`` (empty if none); raises ``OnlineStoreUnavailable``."""
         ...
 
+    def get_with_features(self, profile_id: int) -> tuple[PlaybackState, dict[str, Any] | None]:
+        """The state and the profile's context features in one read (None: no features here)."""
+        ...
+
     def put(self, profile_id: int, state: PlaybackState) -> None:
         """Replace the state of ``profile_id``; raises ``OnlineStoreUnavailable``."""
         ...
@@ -61,6 +67,9 @@ class InMemoryPlaybackStore:
         self._check()
         return self._states.get(int(profile_id), PlaybackState())
 
+    def get_with_features(self, profile_id: int) -> tuple[PlaybackState, dict[str, Any] | None]:
+        return self.get(profile_id), None
+
     def put(self, profile_id: int, state: PlaybackState) -> None:
         self._check()
         self._states[int(profile_id)] = state
@@ -81,6 +90,10 @@ class OnlinePlaybackStore:
 
     def get(self, profile_id: int) -> PlaybackState:
         return self.client.playback_state(int(profile_id))
+
+    def get_with_features(self, profile_id: int) -> tuple[PlaybackState, dict[str, Any] | None]:
+        state, features = self.client.page_state(int(profile_id))
+        return state, features
 
     def put(self, profile_id: int, state: PlaybackState) -> None:
         self.client.write_playback_state(int(profile_id), state)

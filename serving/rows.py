@@ -90,6 +90,9 @@ class TitleRenderer:
         self.default_suffix = [f',"artwork_id":{int(a)},"artwork_propensity":1.0}}'.encode()
                                for a in self.default_artwork.tolist()]
         self._prefix = np.array(self.prefix + [b""], dtype=object)  # object arrays: one fancy index per page
+        # A card's artwork up to its propensity, per (title, variant): a policy's choices are a fancy index.
+        self._artwork_head = np.array([[f',"artwork_id":{a},"artwork_propensity":'.encode() for a in arts]
+                                       for arts in self.artwork.tolist()], dtype=object).reshape(self.artwork.shape)
         self._default_suffix = np.array(self.default_suffix + [b""], dtype=object)
         self._headers: dict[RowHeader, bytes] = {}
         self._order = np.argsort(catalog.title_ids, kind="stable")
@@ -129,6 +132,10 @@ class TitleRenderer:
         columns: list[Iterable[bytes]] = [self._prefix[pos].tolist(), _float_texts(rows.scores)]
         if default:
             columns.append(self._default_suffix[pos].tolist())
+        elif n and bool(np.all(pos >= 0)) and (arms := _variants(self.artwork[pos], artwork_ids)) is not None:
+            values, which = np.unique(props, return_inverse=True)  # a policy's propensities take few values
+            tails = np.array([t + b"}" for t in _float_texts(values)], dtype=object)
+            columns += [self._artwork_head[pos, arms].tolist(), tails[which.reshape(-1)].tolist()]
         else:
             columns += [repeat(b',"artwork_id":'), _int_texts(artwork_ids), repeat(b',"artwork_propensity":'),
                         _float_texts(props), repeat(b"}")]
@@ -173,6 +180,12 @@ def _float_texts(values: np.ndarray) -> list[bytes]:
         texts: list[bytes] = orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
         return texts
     return [repr(x).encode() for x in v.tolist()]
+
+
+def _variants(variants: np.ndarray, artwork_ids: np.ndarray) -> np.ndarray | None:
+    """Which of each title's variants (n, A_max) is ``artwork_ids`` (n,); None when one is none of them."""
+    hit = variants == np.asarray(artwork_ids, dtype=np.int64)[:, None]
+    return hit.argmax(axis=1) if bool(hit.any(axis=1).all()) else None
 
 
 def _int_texts(values: np.ndarray) -> list[bytes]:

@@ -76,7 +76,7 @@ class _Answers:
     def __init__(self, arms, props):
         self.arms, self.props, self.calls = arms, props, 0
 
-    def select_page(self, profile_id, title_ids, positions, request_id):
+    def select_page(self, profile_id, title_ids, positions, request_id, profile_features=None):
         self.calls += 1
         return self.arms, self.props
 
@@ -122,3 +122,64 @@ def test_served_page_round_trips_through_events(selector, world):
     np.testing.assert_allclose(log.propensity, choice.propensities, rtol=1e-6)
     assert log.reward.tolist() == [float(i == 2) for i in range(len(titles))]
     assert set(log.policy_version) == {"lin-1"}
+
+
+@pytest.mark.parametrize("kind", ["uniform", "epsilon_greedy", "linucb", "thompson", "logistic"])
+def test_one_call_per_page_gives_exactly_the_distribution_it_logs(kind, world, uniform_log):
+    """The page is scored per distinct arm layout; each title's logged propensity is its arm's
+    probability under the policy's distribution for that title's own features (computed here
+    the slow way, title by title's features, with the same generator)."""
+    policy = make_policy(kind, world.featurizer).fit(uniform_log)
+    selector = ArtworkSelector(policy, context_fn=world.truth.context, version=f"{kind}-1", base_seed=9)
+    titles, positions = _page(world, 300, seed=4)
+    arms, props = selector.select_page(7, titles, positions, "req-3")
+    fz = world.featurizer
+    from bandits.rng import decision_rng
+
+    rng = decision_rng(9, 7, "req-3")  # what select_page used: the distribution first, then the draw
+    pi = policy.probabilities(fz.transform(world.truth.context(np.array([7]))[0], titles), fz.n_arms(titles), rng)
+    np.testing.assert_allclose(props, pi[np.arange(len(arms)), arms], rtol=1e-5)
+    assert np.all(props > 0) and np.all(arms < fz.n_arms(titles))
+    layouts = fz.layouts[0][fz.rows(titles)]
+    assert len(np.unique(layouts)) > 1  # the page mixes layouts: the grouping is exercised
+
+
+def test_code_features_are_exactly_the_per_title_features(world):
+    fz = world.featurizer
+    context = world.truth.context(np.array([11]))[0]
+    layout, codes, n_arms = fz.layouts
+    np.testing.assert_array_equal(fz.code_features(context)[codes[layout]], fz.transform(context, fz.title_ids))
+    np.testing.assert_array_equal(n_arms[layout], fz.n_arms(fz.title_ids))
+    with pytest.raises(ValueError, match="context: expected"):
+        fz.code_features(np.zeros(fz.n_context + 1))
+
+
+def test_dense_and_searched_title_lookups_agree(world):
+    from dataclasses import replace
+
+    fz = world.featurizer
+    far = replace(fz, title_ids=fz.title_ids + (1 << 40))  # too large for the dense table: searched
+    probe = np.r_[fz.title_ids[::-1], -5, 0, fz.title_ids.max() + 1, 1 << 50]
+    assert fz._dense_rows is not None and far._dense_rows is None
+    np.testing.assert_array_equal(fz.rows(probe), far.rows(np.where(probe >= 0, probe + (1 << 40), probe)))
+    got = fz.rows(probe)
+    assert got[[-4, -2, -1]].tolist() == [-1, -1, -1]
+    np.testing.assert_array_equal(fz.title_ids[got[: len(fz.title_ids)]], fz.title_ids[::-1])
+
+
+def test_profile_features_given_by_the_caller_replace_the_context_read(selector, world):
+    reads = []
+
+    def context_fn(ids):
+        reads.append(ids.tolist())
+        return world.truth.context(ids)
+
+    fixed = world.truth.context(np.array([5]))[0]
+    given = ArtworkSelector(selector.policy, context_fn, "lin-1", 9, features_context=lambda f: f["ctx"])
+    titles, positions = _page(world)
+    a1, p1 = given.select_page(5, titles, positions, "req-1", {"ctx": fixed})
+    assert reads == []  # the caller's features: no read of its own
+    a2, p2 = given.select_page(5, titles, positions, "req-1")
+    assert reads == [[5]]
+    np.testing.assert_array_equal(a1, a2)
+    np.testing.assert_array_equal(p1, p2)

@@ -61,3 +61,13 @@ def test_default_artwork_is_what_select_artwork_gives_without_a_policy() -> None
     assert fast.artwork_ids.tolist() == slow.artwork_ids.tolist() == [30, 10, 400, 70, 0]
     assert fast.arms.tolist() == slow.arms.tolist() and fast.propensities.tolist() == slow.propensities.tolist()
     assert (fast.policy_version, fast.fallback_reason) == (slow.policy_version, slow.fallback_reason)
+
+
+def test_the_page_read_features_give_the_same_context_as_the_nightly_job():
+    from serving.artwork import features_context_fn
+
+    names = artwork_context_names(GENRES)
+    fn = features_context_fn(GENRES, names)
+    served = np.stack([fn({"genre_affinity": AFFINITY[p]}) for p in (1, 2, 3, 4)])
+    np.testing.assert_array_equal(served, _nightly([1, 2, 3, 4]))
+    np.testing.assert_array_equal(fn({}), np.zeros(3, np.float32))  # the store was down: the average member

@@ -183,7 +183,7 @@ def test_a_slow_artwork_policy_degrades_only_the_artwork(tmp_path):
     class SlowPolicy:
         version = "slow-1"
 
-        def select_page(self, profile_id, title_ids, positions, request_id):
+        def select_page(self, profile_id, title_ids, positions, request_id, profile_features=None):
             time.sleep(0.5)
             n = len(title_ids)
             return np.ones(n, np.int64), np.full(n, 0.5)

@@ -86,7 +86,7 @@ def test_auth_disabled_lets_anyone_in(tmp_path):
 class _Policy:
     version = "pol-7"
 
-    def select_page(self, profile_id, title_ids, positions, request_id):
+    def select_page(self, profile_id, title_ids, positions, request_id, profile_features=None):
         n = len(title_ids)
         return np.ones(n, np.int64), np.full(n, 0.25)
 

@@ -18,11 +18,15 @@ def test_redis_killed_then_restarted(tmp_path) -> None:
         cfg = make_config(tmp_path, **{"features.online_store": "redis", "features.redis_connection": f"127.0.0.1:{port}"})
         publish(cfg.snapshots_dir, "v1", cfg)
         FeatureStoreManager(cfg.features, cfg.feature_repo_dir).apply()
-        client = api_client(build_service(cfg, background_reload=False))
+        service = build_service(cfg, background_reload=False)
+        client = api_client(service)
         beat = {"profile_id": ADULT, "title_id": 30, "position_s": 0.5 * RUNTIME_S}
         assert client.put("/api/v1/playback/r1/heartbeat", json=beat).status_code == 202
         page = get_page(client, ADULT)
         assert page["rows"][0]["titles"][0]["title_id"] == 30 and page["degraded"] == []
+        state, features = service.pages.playback.get_with_features(ADULT)  # the page's one read: both views
+        assert state == service.pages.playback.get(ADULT) and 30 in state.in_progress
+        assert features == {"genre_affinity": None}  # profile_stats never materialized here
 
         proc.send_signal(signal.SIGKILL)
         proc.wait()

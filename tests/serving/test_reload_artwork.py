@@ -62,7 +62,7 @@ def test_polling_waits_poll_s_between_checks(tmp_path):
 class _ThirdArm:
     version = "fake-1"
 
-    def select_page(self, profile_id, title_ids, positions, request_id):
+    def select_page(self, profile_id, title_ids, positions, request_id, profile_features=None):
         ids = np.asarray(title_ids)
         assert np.asarray(positions).shape == ids.shape and request_id == "req-7"
         return ids % 3, np.full(len(ids), 0.25)
@@ -71,7 +71,7 @@ class _ThirdArm:
 class _Broken:
     version = "broken-1"
 
-    def select_page(self, profile_id, title_ids, positions, request_id):
+    def select_page(self, profile_id, title_ids, positions, request_id, profile_features=None):
         return np.zeros(1, np.int64), np.ones(1)  # wrong shape
 
 

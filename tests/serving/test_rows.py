@@ -130,6 +130,9 @@ def test_rows_json_is_the_json_of_the_cards_for_any_artwork_and_scores() -> None
         pos = CATALOG.positions(rows.title_ids)
         if case % 2:
             art, props = RENDERER.default_artwork[pos], np.ones(n)
+        elif case % 4 == 2:  # a policy's choice: one of each title's own variants (pre-encoded fragments)
+            art = RENDERER.artwork[pos, (rng.random(n) * RENDERER.n_variants[pos]).astype(np.int64)]
+            props = rng.choice([0.95, 0.05 / 3, 1e-5, 1 / 3, 1e-7, 1.0], n)
         else:
             art, props = rng.integers(0, 10**6, n), rng.choice([1.0, 0.5, 1e-5, 1 / 3, 1e-7], n)
         want = json.dumps([r.to_dict() for r in rows.to_rows(CATALOG, art, props)], separators=(",", ":")).encode()
