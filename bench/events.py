@@ -53,6 +53,7 @@ from pathways.snapshot import PROFILES, TITLES
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+PHASES = frozenset({"faults", "ingest", "baseline"})  # what --skip may leave out
 GONE_TITLES = 30  # titles 1..30 are in the snapshot but not in the lake's catalog: quarantined
 
 
@@ -214,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serve", nargs=2, metavar=("DATA_DIR", "PORT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     skip = {x for x in args.skip.split(",") if x}
+    if skip - PHASES:
+        p.error(f"--skip: unknown phase(s) {', '.join(sorted(skip - PHASES))}; known: {', '.join(sorted(PHASES))}")
     if args.serve:
         serve(Path(args.serve[0]), int(args.serve[1]))
         return 0

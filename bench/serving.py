@@ -63,7 +63,7 @@ import pyarrow.parquet as pq
 
 from experiments.allocation import assign_cell
 from features.schema import KIDS_MAX_MATURITY, MATURITY_LEVELS, PROFILE_SCHEMA, REGIONS, TITLE_SCHEMA
-from pathways.config import PathwaysConfig
+from pathways.config import ConfigError, PathwaysConfig, parse_override
 from pathways.pageblob import encode_page
 from pathways.snapshot import FALLBACK, FALLBACK_SCHEMA, PROFILES, TITLES, SnapshotWriter
 from pathways.types import CompactRows
@@ -290,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
                    help='a config override for the servers (a JSON value), e.g. serving.page_workers=3, a.b=\'"text"\'')
     p.add_argument("--_server", nargs=3, help=argparse.SUPPRESS)  # child mode: KIND CONFIG PORT
     args = p.parse_args(argv)
+    try:  # checked before any server starts: a bad override is a clear error, not a half-run benchmark
+        overrides = dict(parse_override(o) for o in args.set)
+        PathwaysConfig().with_overrides(overrides)
+    except (ValueError, ConfigError) as exc:
+        p.error(f"--set: {exc}")
     if args._server:
         _child_server(args._server[0], Path(args._server[1]), int(args._server[2]))
         return 0
@@ -310,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     stream.start()
     config = bench_config(data_dir, online.port, stream.port)
     if args.set:
-        config = config.with_overrides({k: json.loads(v) for k, _, v in (o.partition("=") for o in args.set)})
+        config = config.with_overrides(overrides)
     config_path = data_dir / "bench_config.json"
     config_path.write_text(config.model_dump_json())
     # The test suite's key: the hostile table's hand-made tokens (expired, other key ...) apply as written.
