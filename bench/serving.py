@@ -201,7 +201,7 @@ def _child_server(kind: str, config_path: Path, port: int) -> None:
         from serving.logic import build_service
 
         app = create_app(build_service(config, artwork=load_artwork_policy(config)))
-        settle_process()  # as the Serve replica does (serving.deployment)
+        settle_process(config.serving.gil_switch_interval_ms)  # as the Serve replica does (serving.deployment)
         uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=60)
         return
     from serving import deployment

@@ -159,6 +159,7 @@ class ServingConfig(_Section):
     page_workers: int = Field(2, ge=1)  # threads building pages per replica (the rest in flight wait for one)
     queue_budget_ms: float = Field(100.0, gt=0.0)  # a request that waited longer for a page worker: the fallback (overloaded)
     retry_after_s: int = Field(1, ge=1)
+    gil_switch_interval_ms: float = Field(5.0, gt=0.0, le=100.0)  # a replica's sys.setswitchinterval (Python's default: 5)
     # One deadline per page request, split into stage budgets (serving/logic.py).
     deadline_ms: float = Field(45.0, gt=0.0)  # the whole page; each stage gets min(its budget, what is left)
     snapshot_read_budget_ms: float = Field(15.0, gt=0.0)  # the profile's precomputed page (page store read)

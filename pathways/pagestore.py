@@ -14,17 +14,36 @@ before ``activate`` accepts it; older versions stay for rollback until ``prune``
 ``PageStoreUnavailable`` when the backend cannot be reached, so serving can fall back.
 Costs: a write is O(pages) with memory O(block); a read is one indexed lookup (SQLite) or one
 round trip (Redis, a Lua script follows the pointer and fetches the page atomically).
+
+Profile records (``pathways.profilerecords``: region, maturity ceiling, kids, account) live in the
+same store, so serving holds nothing per profile: SQLite tables ``profiles`` (``profile_id``
+primary key, region as a code) and ``profile_regions`` (code -> name), written at publish by
+``write_profiles``; Redis keys ``<prefix>:<version>:p:<profile_id>`` (12 bytes each) and
+``<prefix>:<version>:profiles`` (region names and count), written with the pages before the
+``:complete`` marker and deleted with the version. Readers answer ``profile(profile_id) ->
+ProfileRecord | None`` (one indexed lookup / one round trip) and ``profile_count() -> int | None``
+(None: a version written before records were stored; serving then reads ``profiles.parquet``).
 """
 
 from __future__ import annotations
 
-import os
+import json
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
+
+from pathways.profilerecords import (
+    ProfileRecord,
+    RecordRow,
+    fsync_file,
+    has_profiles,
+    pack_record,
+    to_record,
+    unpack_record,
+)
 
 PAGES_SQLITE = "pages.sqlite"
 
@@ -45,6 +64,10 @@ class PageReader(Protocol):
     version: str
 
     def get(self, profile_id: int) -> bytes | None: ...
+
+    def profile(self, profile_id: int) -> ProfileRecord | None: ...
+
+    def profile_count(self) -> int | None: ...
 
     def close(self) -> None: ...
 
@@ -100,8 +123,7 @@ class SqlitePageWriter:
         if self.resumable:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
-        with open(self.path, "rb+") as f:  # durable before the snapshot is published
-            os.fsync(f.fileno())
+        fsync_file(self.path)
         return int(count)
 
 
@@ -122,6 +144,8 @@ class SqlitePageReader:
         try:
             self._db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
             self._db.execute("SELECT 1 FROM pages LIMIT 1").fetchall()  # opens the file now, not at the first read
+            self._regions = [str(n) for (n,) in self._db.execute(
+                "SELECT name FROM profile_regions ORDER BY code")] if has_profiles(self._db) else None
         except sqlite3.Error as exc:
             raise PageStoreUnavailable(f"reading {path}: {exc}") from exc
 
@@ -135,6 +159,18 @@ class SqlitePageReader:
     def get(self, profile_id: int) -> bytes | None:
         row = self._one("SELECT page FROM pages WHERE profile_id = ?", (int(profile_id),))
         return None if row is None else bytes(row[0])
+
+    def profile(self, profile_id: int) -> ProfileRecord | None:
+        """The record of ``profile_id`` (None: not in this snapshot, or no records stored)."""
+        if self._regions is None:
+            return None
+        row = self._one("SELECT region, maturity, kids, account_id FROM profiles WHERE profile_id = ?",
+                        (int(profile_id),))
+        return None if row is None else to_record(self._regions, *row)
+
+    def profile_count(self) -> int | None:
+        """How many profile records (None: a file written before records were stored)."""
+        return None if self._regions is None else int(self._one("SELECT count(*) FROM profiles")[0])
 
     def __len__(self) -> int:
         return int(self._one("SELECT count(*) FROM pages")[0])
@@ -264,6 +300,19 @@ class RedisPageWriter:
             self.store._call(pipe.execute)
             self.count += pending
 
+    def put_profiles(self, regions: list[str], rows: Iterable[list[RecordRow]]) -> int:
+        """The version's profile records (before ``close``): one key each, then the names and count."""
+        prefix = f"{self.store.prefix}:{self.version}"
+        count = 0
+        for block in rows:
+            pipe = self.store.client.pipeline(transaction=False)
+            for row in block:
+                pipe.set(f"{prefix}:p:{int(row[0])}", pack_record(row))
+            self.store._call(pipe.execute)
+            count += len(block)
+        self.store._call(self.store.client.set, f"{prefix}:profiles", json.dumps({"regions": regions, "count": count}))
+        return count
+
     def close(self) -> int:
         prefix = f"{self.store.prefix}:{self.version}"
         pipe = self.store.client.pipeline(transaction=True)
@@ -280,6 +329,7 @@ class RedisPageReader:
         self.store = store
         self.fixed = version
         self.version = version or (store.current() or "")
+        self._meta: dict[str, Any] | None = None  # the fixed version's profile names and count, once read
 
     def get(self, profile_id: int) -> bytes | None:
         if self.fixed is not None:
@@ -288,6 +338,26 @@ class RedisPageReader:
         version, page = self.store.get_live(profile_id)
         self.version = version or ""
         return page
+
+    def _profiles_meta(self) -> dict[str, Any] | None:
+        if self.fixed is None:
+            raise ValueError("profile records are read from a fixed version (reader(version))")
+        if self._meta is None:
+            raw = self.store._call(self.store.client.get, f"{self.store.prefix}:{self.fixed}:profiles")
+            self._meta = {} if raw is None else json.loads(raw)
+        return self._meta or None
+
+    def profile(self, profile_id: int) -> ProfileRecord | None:
+        """The record of ``profile_id`` in the fixed version: one round trip (None: not there)."""
+        meta = self._profiles_meta()
+        if meta is None:
+            return None
+        value = self.store._call(self.store.client.get, f"{self.store.prefix}:{self.fixed}:p:{int(profile_id)}")
+        return None if value is None else unpack_record(meta["regions"], value)
+
+    def profile_count(self) -> int | None:
+        meta = self._profiles_meta()
+        return None if meta is None else int(meta["count"])
 
     def close(self) -> None:
         return None

@@ -1,10 +1,11 @@
 """Publishing a nightly run: checks against the live snapshot, the page store, the manifest, retention.
 
 ``publish_run(ctx, (titles, profiles))`` stages the snapshot (the run's ``pages.sqlite`` copied
-whole, fallbacks, titles, profiles), refuses it when its page count or share of empty pages is
+whole, with every profile's record added to it for serving: ``pathways.profilerecords``;
+fallbacks, titles, profiles), refuses it when its page count or share of empty pages is
 off from the live snapshot's beyond ``publish.max_page_count_change`` /
 ``publish.max_empty_share_increase`` (``PublishRefused``; the live snapshot stays), writes the
-Redis page version first when the page store is Redis, then switches ``CURRENT`` and the Redis
+Redis page version (pages and profile records) first when the page store is Redis, then switches ``CURRENT`` and the Redis
 pointer, and prunes old snapshots, Redis versions and run folders. The manifest records what
 the snapshot was made from: MLflow model versions, the Feast feature services, the data
 window, the code version (git commit, no secrets) and a checksum of every page.
@@ -24,6 +25,7 @@ import pyarrow as pa
 from pathways.config import PathwaysConfig
 from pathways.pageblob import row_count
 from pathways.pagestore import PAGES_SQLITE, RedisPageStore
+from pathways.profilerecords import profile_rows, read_profiles, write_profiles
 from pathways.snapshot import (
     FALLBACK,
     PROFILES,
@@ -153,6 +155,9 @@ def _write_redis(config: PathwaysConfig, version: str, pages_sqlite: Path) -> tu
     writer = store.writer(version, block=cfg.write_block)
     for block in iter_page_blobs(pages_sqlite, cfg.write_block):
         writer.put_many(block)
+    records = read_profiles(pages_sqlite, cfg.write_block)
+    if records is not None:
+        writer.put_profiles(*records)
     writer.close()
     info = {"backend": "redis", "url": _without_password(url), "prefix": cfg.redis_prefix,
             "timeout_s": cfg.redis_timeout_s}
@@ -179,6 +184,7 @@ def publish_run(ctx: RunContext, world: tuple[pa.Table, pa.Table]) -> dict[str, 
             shutil.copyfile(work / SIMILAR, writer.staging / SIMILAR)
         writer.write_table(TITLES, world[0])
         writer.write_table(PROFILES, world[1])
+        write_profiles(writer.staging / PAGES_SQLITE, *profile_rows(world[1], config.publish.write_block))
         checksum = pages_checksum(writer.staging / PAGES_SQLITE)
         store_info: dict[str, Any] = {"backend": "sqlite", "file": PAGES_SQLITE}
         if page_store_backend(config) == "redis":

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -141,11 +142,16 @@ def _observe(served: ServedPage) -> None:
     metrics.record_stages(served.cell, served.times.ms, OVERLAY if overlay_failed else None)
 
 
-def settle_process() -> None:
+def settle_process(switch_interval_ms: float | None = None) -> None:
     """Once the service is built, in the process that serves it (a Serve replica, bare uvicorn):
-    what start-up built (catalog, renderer, libraries) is never scanned by the GC again."""
+    what start-up built (catalog, renderer, libraries) is never scanned by the GC again, and the
+    interpreter hands the GIL between threads every ``switch_interval_ms`` (``serving.
+    gil_switch_interval_ms``; Python's default, 5 ms, lets a busy page thread hold the event loop
+    up to 5 ms at each hand-over of a request)."""
     gc.collect()
     gc.freeze()
+    if switch_interval_ms is not None:
+        sys.setswitchinterval(switch_interval_ms / 1000.0)
 
 
 def create_app(service: PathwaysService, *, echo_request_id: bool = True) -> PathwaysApp:

@@ -131,8 +131,12 @@ class RegistryArtwork:
     champion alias is gone (the policy was withdrawn or removed), ``problem`` says so and pages get
     every title's default artwork, marked degraded, until a champion is back; a new champion
     version is loaded and swapped in; one that fails to load keeps the current policy (logged).
-    ``select_page`` raises ``LookupError`` while there is no policy to serve.
+    ``select_page`` raises ``LookupError`` while there is no policy to serve. ``in_process``: its
+    choice is one bounded vectorized call in this process, run inline by ``artwork_stage`` (a thread
+    hop would cost more than it; a policy without the flag runs in the pool, abandoned at its budget).
     """
+
+    in_process = True
 
     def __init__(self, selector: ArtworkSelector, registered: str | None, load: Callable[[], ArtworkSelector],
                  champion_version: Callable[[], str | None], poll_s: float, *, background: bool = True,
@@ -233,7 +237,8 @@ def artwork_stage(policy: ArtworkPolicy | None, pool: ThreadPoolExecutor, rows: 
                 why = _over_budget(budget_s)
             if why is None:
                 art, why = run_stage(pool, lambda: select_artwork(rows, renderer, policy, profile_id, request_id,
-                                                                  positions, features), left, "artwork")
+                                                                  positions, features), left, "artwork",
+                                     inline=getattr(policy, "in_process", False))
                 if art is not None and art.policy_version == DefaultArtwork.version and art.fallback_reason:
                     why = art.fallback_reason  # the policy failed: choose_artwork gave its default artwork
                 if art is not None and why is None:

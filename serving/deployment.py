@@ -64,7 +64,7 @@ class PathwaysDeployment:
 
         store = InMemoryPlaybackStore() if playback == "memory" else None
         self.service = build_service(cfg, playback=store, artwork=load_artwork_policy(cfg))
-        settle_process()  # gc.freeze
+        settle_process(cfg.serving.gil_switch_interval_ms)  # gc.freeze, GIL hand-over
 
     def __serve_build_asgi_app__(self) -> Any:
         from serving.api import create_app

@@ -14,8 +14,12 @@ The read API (stable): ``LoadedSnapshot.page(profile_id) -> StoredPage | None`` 
 page was built for and its ``CompactRows``) reads one profile's page from the page store per call
 (``pages.sqlite``: one indexed lookup, ~0.1 ms; Redis: one round trip), so a replica's memory does
 not grow with the number of profiles; ``LoadedSnapshot.profile(profile_id) -> ProfileContext | None``
-reads the build-time record (region, maturity ceiling, kids, account) from columnar arrays
-(~12 bytes a profile). ``pages`` and ``profiles`` are the same reads as read-only mappings.
+reads the build-time record (region, maturity ceiling, kids, account) from the same page store
+(one indexed lookup, a few us; Redis: one round trip), so nothing per profile stays in memory; a
+store that cannot be read answers None (the unknown-profile path: kids-safe fallback, and access
+control denies account tokens). Snapshots published before the store held records read
+``profiles.parquet`` into columnar arrays (``ProfileIndex``, ~12 bytes a profile), as before.
+``pages`` and ``profiles`` are the same reads as read-only mappings.
 Fallback pages, the catalog and runtimes stay in memory. Snapshots of the older layout
 (``pages.parquet``) are parsed whole at load, as before.
 """
@@ -28,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +41,7 @@ import pyarrow.parquet as pq
 from pathways.catalog import Catalog
 from pathways.pageblob import StoredPage, decode_page
 from pathways.pagestore import PAGES_SQLITE, PageReader, PageStoreUnavailable, RedisPageStore, SqlitePageStore
+from pathways.profilerecords import COLUMNS as PROFILE_COLUMNS
 from pathways.snapshot import FALLBACK, PAGES, PROFILES, TITLES, SnapshotError, current_version, read_manifest
 from pathways.types import CompactRows, ProfileContext
 from serving.because import SimilarTitles, load_similar
@@ -52,7 +57,20 @@ class SnapshotUnavailable(SnapshotError):
     """The snapshot is fine but its page store cannot be reached now (Redis down): retried later."""
 
 
-class StorePages(Mapping[int, StoredPage]):
+V = TypeVar("V")
+
+
+class _ByGet(Mapping[int, V]):
+    """A read-only mapping whose ``get`` does the lookup (None: absent); ``[]`` raises KeyError then."""
+
+    def __getitem__(self, profile_id: int) -> V:
+        value = self.get(profile_id)
+        if value is None:
+            raise KeyError(profile_id)
+        return value
+
+
+class StorePages(_ByGet[StoredPage]):
     """Profile id -> ``StoredPage``, read from a page store on each lookup (nothing cached)."""
 
     def __init__(self, reader: PageReader, count: int) -> None:
@@ -62,12 +80,6 @@ class StorePages(Mapping[int, StoredPage]):
     def get(self, profile_id: int, default: Any = None) -> Any:
         blob = self.reader.get(int(profile_id))
         return default if blob is None else decode_page(blob)
-
-    def __getitem__(self, profile_id: int) -> StoredPage:
-        page = self.get(profile_id)
-        if page is None:
-            raise KeyError(profile_id)
-        return page
 
     def __contains__(self, profile_id: object) -> bool:
         return isinstance(profile_id, int) and self.reader.get(profile_id) is not None
@@ -79,10 +91,39 @@ class StorePages(Mapping[int, StoredPage]):
         raise TypeError("a page store is read one profile at a time; it is not iterated")
 
 
-class ProfileIndex(Mapping[int, ProfileContext]):
-    """The profiles seen at build time as sorted columnar arrays; ``get`` builds one ``ProfileContext``."""
+class StoreProfiles(_ByGet[ProfileContext]):
+    """Profile id -> build-time ``ProfileContext``, read from the page store's records on each lookup."""
 
-    COLUMNS = ("profile_id", "region", "max_maturity_level", "is_kids", "account_id")
+    def __init__(self, reader: PageReader, count: int) -> None:
+        self.reader = reader
+        self.count = count
+        self._warned_at = -float("inf")
+
+    def get(self, profile_id: int, default: Any = None) -> Any:
+        try:
+            record = self.reader.profile(int(profile_id))
+        except PageStoreUnavailable as exc:  # unknown for now: the kids-safe path, never a foreign account
+            if time.monotonic() - self._warned_at > 60.0:
+                self._warned_at = time.monotonic()
+                log.warning("profile records unreadable, serving profiles as unknown (logged once a minute): %s", exc)
+            return default
+        if record is None:
+            return default
+        return ProfileContext(profile_id=int(profile_id), region=record.region, max_maturity_level=record.max_maturity_level,
+                              is_kids=record.is_kids, account_id=record.account_id)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[int]:
+        raise TypeError("profile records are read one profile at a time; they are not iterated")
+
+
+class ProfileIndex(_ByGet[ProfileContext]):
+    """The profiles seen at build time as sorted columnar arrays; ``get`` builds one ``ProfileContext``
+    (snapshots whose page store holds no profile records)."""
+
+    COLUMNS = PROFILE_COLUMNS
 
     def __init__(self, table: pa.Table) -> None:
         table = table.select(list(self.COLUMNS)).sort_by("profile_id")
@@ -98,7 +139,7 @@ class ProfileIndex(Mapping[int, ProfileContext]):
         pid = int(profile_id)
         if not np.iinfo(self.ids.dtype).min <= pid <= np.iinfo(self.ids.dtype).max:
             return default
-        at = int(np.searchsorted(self.ids, pid))
+        at = int(np.searchsorted(self.ids, self.ids.dtype.type(pid)))  # a Python int would copy ids to int64
         if at >= len(self.ids) or self.ids[at] != pid:
             return default
         account = int(self.account[at])
@@ -106,12 +147,6 @@ class ProfileIndex(Mapping[int, ProfileContext]):
             profile_id=pid, region=self.region_names[self.region_codes[at]], max_maturity_level=int(self.maturity[at]),
             is_kids=bool(self.is_kids[at]), account_id=None if account < 0 else account,
         )
-
-    def __getitem__(self, profile_id: int) -> ProfileContext:
-        record = self.get(profile_id)
-        if record is None:
-            raise KeyError(profile_id)
-        return record
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -158,28 +193,39 @@ class LoadedSnapshot:
         return self.profiles.get(int(profile_id))
 
 
-def open_pages(path: Path, manifest: dict[str, Any]) -> Mapping[int, StoredPage]:
-    """The pages of the snapshot at ``path``: its ``pages.sqlite``, the Redis version its manifest
-    names, or (older layout) ``pages.parquet`` parsed whole. One page is decoded to check the format."""
+def open_pages(path: Path, manifest: dict[str, Any]) -> tuple[Mapping[int, StoredPage], Mapping[int, ProfileContext]]:
+    """The pages and profile records of the snapshot at ``path``: its ``pages.sqlite``, the Redis
+    version its manifest names, or (older layout) ``pages.parquet`` parsed whole; profile records
+    from the same store, else (stores written before records) ``profiles.parquet`` in memory.
+    One page is decoded to check the format."""
     version = str(manifest.get("version", path.name))
     store = manifest.get("page_store") or {}
     count = int(manifest.get("counts", {}).get("profiles", 0) or 0)
+    reader: PageReader | None = None
+    pages: Mapping[int, StoredPage]
     if store.get("backend") == "redis":
         redis_store = RedisPageStore.from_url(store["url"], store["prefix"], float(store.get("timeout_s", 0.05)))
         if not redis_store.is_complete(version):
             raise SnapshotError(f"page store version {version} is not complete in redis")
-        return StorePages(redis_store.reader(version), count)
-    if (path / PAGES_SQLITE).is_file():
-        reader = SqlitePageStore().reader(path, version)
-        pages = StorePages(reader, len(reader))
-        first = reader.sample()
+        reader = redis_store.reader(version)
+        pages = StorePages(reader, count)
+    elif (path / PAGES_SQLITE).is_file():
+        sqlite_reader = SqlitePageStore().reader(path, version)
+        reader, pages = sqlite_reader, StorePages(sqlite_reader, len(sqlite_reader))
+        first = sqlite_reader.sample()
         if first is not None:
             decode_page(first)
-        return pages
-    table = pq.read_table(path / PAGES)
-    rows = parse_pages(table.column("page_json").to_pylist())
-    return {int(p): StoredPage(str(c), r) for p, c, r in zip(
-        table.column("profile_id").to_pylist(), table.column("cell").to_pylist(), rows)}
+    else:
+        table = pq.read_table(path / PAGES)
+        rows = parse_pages(table.column("page_json").to_pylist())
+        pages = {int(p): StoredPage(str(c), r) for p, c, r in zip(
+            table.column("profile_id").to_pylist(), table.column("cell").to_pylist(), rows)}
+    n_records = reader.profile_count() if reader is not None else None
+    if reader is not None and n_records is not None:
+        return pages, StoreProfiles(reader, n_records)
+    index = ProfileIndex(pq.read_table(path / PROFILES, columns=list(ProfileIndex.COLUMNS)))
+    pa.default_memory_pool().release_unused()  # the Arrow table read above is garbage now
+    return pages, index
 
 
 def load_snapshot(path: Path) -> LoadedSnapshot:
@@ -189,8 +235,9 @@ def load_snapshot(path: Path) -> LoadedSnapshot:
     try:
         fallbacks = pq.read_table(path / FALLBACK)
         titles = pq.read_table(path / TITLES)
-        profiles = pq.read_table(path / PROFILES, columns=list(ProfileIndex.COLUMNS))
-        pages = open_pages(path, manifest)
+        if not (path / PROFILES).is_file():
+            raise SnapshotError(f"snapshot {path} has no {PROFILES}")
+        pages, profiles = open_pages(path, manifest)
     except PageStoreUnavailable as exc:  # Redis down: worth trying again at the next poll
         raise SnapshotUnavailable(f"page store of snapshot {path} unreachable: {exc}") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:  # ArrowInvalid is a ValueError
@@ -211,8 +258,6 @@ def load_snapshot(path: Path) -> LoadedSnapshot:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"snapshot {path} holds an unreadable page: {exc!r}") from None
-    index = ProfileIndex(profiles)
-    del profiles
     pa.default_memory_pool().release_unused()  # the Arrow tables read above are garbage now
     return LoadedSnapshot(
         version=str(manifest.get("version", path.name)),
@@ -222,7 +267,7 @@ def load_snapshot(path: Path) -> LoadedSnapshot:
         catalog=catalog,
         renderer=TitleRenderer(catalog),
         runtime_s=runtime,
-        profiles=index,
+        profiles=profiles,
         manifest=manifest,
         similar=load_similar(path),
     )

@@ -72,8 +72,17 @@ def wait_stage(
         return None, f"{what} failed: {type(exc).__name__}"
 
 
-def run_stage(pool: ThreadPoolExecutor, fn: Callable[[], T], budget_s: float, what: str) -> tuple[T | None, str | None]:
-    """``fn()`` in ``pool`` within ``budget_s`` (see ``wait_stage``); no budget left: not started."""
+def run_stage(pool: ThreadPoolExecutor, fn: Callable[[], T], budget_s: float, what: str,
+              inline: bool = False) -> tuple[T | None, str | None]:
+    """``fn()`` in ``pool`` within ``budget_s`` (see ``wait_stage``); no budget left: not started.
+    ``inline``: run in this thread (bounded CPU work: no hop), its error turned into the same reason."""
     if budget_s <= 0.0:
         return None, f"{what} skipped: request deadline reached"
+    if inline:
+        done: Future[T] = Future()
+        try:
+            done.set_result(fn())
+        except Exception as exc:  # noqa: BLE001 - reported as the pool would report it
+            done.set_exception(exc)
+        return wait_stage(done, budget_s, what)
     return wait_stage(pool.submit(fn), budget_s, what)

@@ -10,6 +10,7 @@ import pytest
 
 from pathways.config import PathwaysConfig
 from pathways.pageblob import encode_page
+from pathways.profilerecords import read_profiles
 from pathways.snapshot import FALLBACK, SnapshotError, current_version, fallback_table, read_manifest
 from pipelines import publish as pub
 from pipelines.nightly import NightlyLocked, nightly_lock
@@ -70,6 +71,10 @@ def test_publish_writes_pages_and_a_traceable_manifest(tmp_path):
     assert manifest["models"]["train_als"] == {"model_uri": "models:/m-1", "version": 2}
     assert manifest["data_window"] == {"start": "a", "end": "b"} and manifest["run_id"] == "r1"
     assert set(manifest["code"]) == {"git_sha", "dirty"}
+    regions, blocks = read_profiles(snap / "pages.sqlite")  # serving's profile records, beside the pages
+    records = {pid: (regions[code], level, kids, account) for b in blocks for pid, code, level, kids, account in b}
+    assert records == {r["profile_id"]: (r["region"], r["max_maturity_level"], r["is_kids"], r["account_id"])
+                       for r in profiles_table().to_pylist()}
 
 
 @pytest.mark.parametrize(
@@ -177,6 +182,8 @@ def test_redis_page_store_publish_serve_and_rollback(tmp_path, redis_port):  # n
     store = SnapshotStore(config.snapshots_dir, poll_s=0.0, background=False)
     snap = store.refresh().snapshot
     assert snap.version == v2 and snap.page(3).cell == "control" and snap.page(99) is None
+    assert snap.profile(3).region == "BR" and snap.profile(3).account_id == 11 and snap.profile(99) is None
+    assert type(snap.profiles).__name__ == "StoreProfiles"  # read from Redis, nothing per profile in memory
     redis_store = pub.RedisPageStore.from_url(f"127.0.0.1:{redis_port}", "t9", 1.0)
     assert redis_store.current() == v2 and redis_store.versions() == [v1, v2]
     pub.rollback(config)

@@ -19,6 +19,8 @@ import pyarrow as pa
 from experiments.allocation import assign_cell
 from features.schema import PROFILE_SCHEMA, TITLE_SCHEMA
 from pathways.config import PathwaysConfig
+from pathways.pagestore import PAGES_SQLITE
+from pathways.profilerecords import profile_rows, write_profiles
 from pathways.snapshot import PROFILES, TITLES, SnapshotWriter
 from pathways.types import Page, Row, TitleCard
 
@@ -73,7 +75,10 @@ def stored_page(profile_id: int | None, region: str, level: int, n_rows: int = 1
     return Page(profile_id, region, level, tuple(rows), personalized=profile_id is not None)
 
 
-def publish(root: Path, version: str, config: PathwaysConfig, *, with_cw: bool = True, fallback_keys=None) -> None:
+def publish(root: Path, version: str, config: PathwaysConfig, *, with_cw: bool = True, fallback_keys=None,
+            profile_records: bool = True) -> None:
+    """A snapshot of ADULT, KID and BR_ADULT's pages; ``profile_records=False``: the layout before the
+    page store held profile records (serving reads ``profiles.parquet``)."""
     writer = SnapshotWriter(root, version)
     pages = []
     for pid, region, level in ((ADULT, "US", 4), (KID, "US", 1), (BR_ADULT, "BR", 3)):
@@ -87,6 +92,8 @@ def publish(root: Path, version: str, config: PathwaysConfig, *, with_cw: bool =
     writer.write_fallbacks({k: stored_page(None, k[0], k[1], n_rows=6, source="trending") for k in keys})
     writer.write_table(TITLES, titles_table())
     writer.write_table(PROFILES, profiles_table())
+    if profile_records:
+        write_profiles(writer.staging / PAGES_SQLITE, *profile_rows(profiles_table()))
     writer.publish({"counts": {"profiles": 3}})
 
 

@@ -106,6 +106,28 @@ def test_rate_limit_per_subject_with_retry_after() -> None:
     limiter.hit("b")  # another subject is not affected
 
 
+def test_in_process_rate_limit_starts_no_thread_per_hit_and_prunes_expired_windows() -> None:
+    import threading
+
+    from serving.auth import PrunedMemoryStorage
+
+    limiter = RateLimiter("5/second")
+    storage = limiter._limiter.storage
+    assert isinstance(storage, PrunedMemoryStorage)
+    storage._prune_every_s = 0.05
+    threads = threading.active_count()
+    for _ in range(5):
+        limiter.hit("a")
+    with pytest.raises(AuthError):
+        limiter.hit("a")  # counting is the stock moving window
+    for i in range(300):
+        limiter.hit(f"s{i}")
+    assert threading.active_count() == threads  # the stock storage starts a Timer thread per hit
+    time.sleep(1.3)  # the window passes, the pruner drops every expired entry
+    assert storage.events == {}
+    limiter.hit("a")  # allowed again
+
+
 def test_secret_from_env_or_file_and_never_short(tmp_path, monkeypatch) -> None:
     path = tmp_path / "secrets" / "jwt"
     cfg = AuthConfig(secret_env="PW_TEST_SECRET", secret_file=path)

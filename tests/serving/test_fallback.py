@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import threading
 import time
 
@@ -195,6 +196,51 @@ def test_a_slow_artwork_policy_degrades_only_the_artwork(tmp_path):
     assert page["personalized"] is True and page["reason"] == "artwork over budget (50 ms)"
     assert page["artwork_policy"] == "default"
     assert all(t["artwork_propensity"] == 1.0 and t["artwork_id"] == 10 * t["title_id"] for r in page["rows"] for t in r["titles"])
+
+
+class _InProcessPolicy:
+    """A bounded in-process policy (``in_process``): chosen in the page's own thread, no hop."""
+
+    version = "inproc-1"
+    in_process = True
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.threads = fail, []
+
+    def select_page(self, profile_id, title_ids, positions, request_id, profile_features=None):
+        self.threads.append(threading.current_thread().name)
+        if self.fail:
+            raise ValueError("bad context")
+        n = len(title_ids)
+        return np.ones(n, np.int64), np.full(n, 0.5)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_an_in_process_policy_runs_in_the_page_thread_and_its_failure_degrades_only_the_artwork(tmp_path, fail):
+    cfg = make_config(tmp_path)
+    publish(cfg.snapshots_dir, "v1", cfg)
+    policy = _InProcessPolicy(fail=fail)
+    service = build_service(cfg, playback=InMemoryPlaybackStore(), artwork=policy, background_reload=False)
+    page = service.pages.get_page(ADULT, 3)
+    assert policy.threads == [threading.current_thread().name]  # not a stage-pool thread
+    assert page.personalized
+    if fail:
+        assert page.reason == "policy failed: bad context"  # choose_artwork's reason, as from the pool
+        assert page.artwork.policy_version == "default" and dict(page.degraded) == {"artwork": "policy failed: bad context"}
+    else:
+        assert page.reason is None and page.artwork.policy_version == "inproc-1"
+        assert set(page.artwork.propensities.tolist()) == {0.5}
+
+
+def test_settle_process_sets_the_gil_switch_interval():
+    from serving.api import settle_process
+
+    before = sys.getswitchinterval()
+    try:
+        settle_process(1.0)
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+    finally:
+        sys.setswitchinterval(before)
 
 
 def test_overloaded_gets_the_cohort_fallback_at_once_and_past_the_cap_503(tmp_path):
