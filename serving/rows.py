@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from itertools import chain, repeat
+from itertools import islice, repeat
 
 import numpy as np
 import orjson
@@ -150,7 +150,11 @@ class TitleRenderer:
         heads = [self._header(m) for m in rows.headers]
         for r, end in enumerate((rows.offsets[1:] - 1).tolist()):
             seps[end] = b"]}," + heads[r + 1] if r + 1 < len(heads) else b"]}]"
-        return b"[" + heads[0] + b"".join(chain.from_iterable(zip(*columns, seps)))
+        columns.append(seps)
+        parts: list[bytes] = [b""] * (len(columns) * n)  # interleaved by slice assignment: C speed, no tuples
+        for j, column in enumerate(columns):
+            parts[j :: len(columns)] = column if isinstance(column, list) else list(islice(column, n))
+        return b"[" + heads[0] + b"".join(parts)
 
     def _header(self, m: RowHeader) -> bytes:
         """A row's JSON up to its titles' opening bracket, cached (rows repeat across pages)."""
