@@ -151,10 +151,10 @@ class TitleRenderer:
         for r, end in enumerate((rows.offsets[1:] - 1).tolist()):
             seps[end] = b"]}," + heads[r + 1] if r + 1 < len(heads) else b"]}]"
         columns.append(seps)
-        parts: list[bytes] = [b""] * (len(columns) * n)  # interleaved by slice assignment: C speed, no tuples
+        pieces: list[bytes] = [b""] * (len(columns) * n)  # interleaved by slice assignment: C speed, no tuples
         for j, column in enumerate(columns):
-            parts[j :: len(columns)] = column if isinstance(column, list) else list(islice(column, n))
-        return b"[" + heads[0] + b"".join(parts)
+            pieces[j :: len(columns)] = column if isinstance(column, list) else list(islice(column, n))
+        return b"[" + heads[0] + b"".join(pieces)
 
     def _header(self, m: RowHeader) -> bytes:
         """A row's JSON up to its titles' opening bracket, cached (rows repeat across pages)."""
