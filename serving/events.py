@@ -18,7 +18,9 @@ body of ``PUT /api/v1/playback/{session_id}/heartbeat``.
    "Because you watched" seed), so the next page shows them. A failed state write is reported
    (``state_updated: false``) and retried by the next request; the events are in the stream.
 
-The lake consumer (``python -m features.stream lake``) lands the stream in the lake.
+The lake consumer (``python -m features.stream lake``) lands the stream in the lake. Artwork
+impressions the server logs go to their own stream (``serving.impressions``), which the real-time
+consumer never reads.
 """
 
 from __future__ import annotations

@@ -5,16 +5,18 @@ could post ``artwork_impression`` events with a propensity of 1e-9 would sway it
 API refuses such events from clients (only an ``admin`` token may backfill them), and serving logs
 them itself: for each page whose artwork came from a policy, the titles of its first
 ``serving.impression_rows_logged`` rows, with the artwork id, the propensity and the policy version
-the server used, and the page's request id as the session (``event_id = <request id>:<title id>``,
-so a replayed log counts once).
+the server used, and the page's request id as the session (the lake lands them as
+``artwork_impression`` events with ``event_id = <request id>:<title id>``, so a replayed log
+counts once).
 
 Off the request path: ``ImpressionLog.log`` puts ONE item per page on a bounded queue (the page's
 impressions as arrays, ``PageImpressions``) and never blocks: when ``serving.impression_queue_pages``
 pages are already waiting, the page's impressions are dropped and counted (``dropped``, and
-``pathways_artwork_impressions_total{outcome="dropped"}``). A daemon thread turns queued pages
-into ``EVENT_SCHEMA`` rows and appends them to the event stream in batches, then runs
-``after_append`` (the inline real-time consumer's catch-up: it reads every entry of the stream,
-impressions included, so the thread that adds them reads past them, not the next event request).
+``pathways_artwork_impressions_total{outcome="dropped"}``). A daemon thread appends queued pages
+to the ``impressions`` stream (``open_stream(config, "impressions")``), ONE entry per page
+(``features.stream.impressions.page_entry``: the arrays, no Python object per impression), in
+batches. The real-time consumer reads only the ``events`` stream, so it never reads impressions;
+the lake consumer of the impressions stream expands each page into its ``artwork_impression`` rows.
 """
 
 from __future__ import annotations
@@ -22,21 +24,19 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from features.schema import EVENT_SCHEMA, EventType
-from features.stream import EventStream
+from features.stream import EventStream, open_stream
+from features.stream.impressions import page_entry
+from pathways.config import PathwaysConfig
 from pathways.types import ArtworkChoice, CompactRows
 from serving.metrics import record_impressions
 
 log = logging.getLogger(__name__)
-
-EMPTY_EVENT: dict[str, Any] = {name: None for name in EVENT_SCHEMA.names}
 
 
 @dataclass(frozen=True)
@@ -71,25 +71,19 @@ class PageImpressions:
         return cls(request_id, int(profile_id), choice.policy_version, now or datetime.now(UTC),
                    rows.title_ids[:end], row_index, position, choice.artwork_ids[:end], choice.propensities[:end])
 
-    def events(self) -> list[dict[str, Any]]:
-        """As ``EVENT_SCHEMA`` rows (``artwork_impression``)."""
-        kind, rid, pid, ts, version = EventType.ARTWORK_IMPRESSION.value, self.request_id, self.profile_id, self.ts, self.policy_version
-        return [
-            {**EMPTY_EVENT, "event_id": f"{rid}:{t}", "event_type": kind, "ts": ts, "profile_id": pid, "title_id": t,
-             "session_id": rid, "row_index": r, "position": p, "artwork_id": a, "propensity": q, "policy_version": version}
-            for t, r, p, a, q in zip(self.title_ids.tolist(), self.row_index.tolist(), self.position.tolist(),
-                                     self.artwork_ids.tolist(), self.propensities.tolist())
-        ]
+    def entry(self) -> dict[str, Any]:
+        """As one entry of the impressions stream (``features.stream.impressions.page_entry``)."""
+        return page_entry(self.request_id, self.profile_id, self.policy_version, self.ts, self.title_ids,
+                          self.row_index, self.position, self.artwork_ids, self.propensities)
 
 
 class ImpressionLog:
     """Queues one item per page (bounded: ``max_pages``, dropped and counted beyond) and appends
-    the impressions to ``stream`` from a daemon thread, at most ``batch`` events per append."""
+    them to ``stream`` (the impressions stream) from a daemon thread, one entry per page, at most
+    ``batch`` pages per append."""
 
-    def __init__(self, stream: EventStream, n_rows: int, max_pages: int = 1000, batch: int = 5_000,
-                 after_append: Callable[[], Any] | None = None) -> None:
+    def __init__(self, stream: EventStream, n_rows: int, max_pages: int = 1000, batch: int = 500) -> None:
         self.stream = stream
-        self.after_append = after_append
         self.n_rows = n_rows
         self.batch = batch
         self.dropped = 0
@@ -97,6 +91,12 @@ class ImpressionLog:
         self._queue: queue.Queue[PageImpressions] = queue.Queue(maxsize=max_pages)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_config(cls, config: PathwaysConfig) -> ImpressionLog:
+        """The log over ``open_stream(config, "impressions")`` with ``config.serving``'s rows and queue."""
+        return cls(open_stream(config, "impressions"), config.serving.impression_rows_logged,
+                   config.serving.impression_queue_pages)
 
     def log(self, rows: CompactRows, choice: ArtworkChoice, profile_id: int, request_id: str) -> int:
         """Queue the page's impressions (policy artwork only); returns how many were queued (0 if dropped)."""
@@ -125,30 +125,27 @@ class ImpressionLog:
                 self._thread.start()
 
     def flush(self, timeout_s: float = 1.0) -> int:
-        """Append what is queued now (the thread does this continuously); returns how many were appended."""
-        events: list[dict[str, Any]] = []
+        """Append what is queued now (the thread does this continuously); returns how many impressions
+        were appended."""
+        pages: list[PageImpressions] = []
         try:
-            events.extend(self._queue.get(timeout=timeout_s).events())
-            while len(events) < self.batch:
-                events.extend(self._queue.get_nowait().events())
+            pages.append(self._queue.get(timeout=timeout_s))
+            while len(pages) < self.batch:
+                pages.append(self._queue.get_nowait())
         except queue.Empty:
             pass
-        if not events:
+        if not pages:
             return 0
+        n = sum(len(p) for p in pages)
         try:
-            self.stream.append(events)
+            self.stream.append([p.entry() for p in pages])
         except Exception as exc:  # noqa: BLE001 - the log must never take the service down
-            log.warning("dropping %d artwork impressions: %s", len(events), exc)
-            self._drop(len(events))
+            log.warning("dropping %d artwork impressions of %d pages: %s", n, len(pages), exc)
+            self._drop(n)
             return 0
-        self.appended += len(events)
-        record_impressions("appended", len(events))
-        if self.after_append is not None:
-            try:
-                self.after_append()
-            except Exception as exc:  # noqa: BLE001 - the next event request catches up again
-                log.warning("catching up after appending impressions failed: %s", exc)
-        return len(events)
+        self.appended += n
+        record_impressions("appended", n)
+        return n
 
     def _run(self) -> None:
         while True:

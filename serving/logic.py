@@ -393,8 +393,6 @@ def build_service(
         log.warning("the online store does not answer at start-up; pages go without the real-time overlay")
     updater = PlaybackUpdater(playback, config.candidates.finished_fraction, config.candidates.continue_min_fraction)
     events = build_recorder(config, updater, lambda: snapshots.state().snapshot)
-    catch_up = events.realtime.catch_up if events.realtime is not None else None  # past the impressions, off requests
-    pages = PageService(config, snapshots, playback, artwork, ImpressionLog(
-        events.stream, config.serving.impression_rows_logged, config.serving.impression_queue_pages, after_append=catch_up))
+    pages = PageService(config, snapshots, playback, artwork, ImpressionLog.for_config(config))
     pages.recent_plays = events.seeds.get if events.seeds is not None else None
     return PathwaysService(pages, events)

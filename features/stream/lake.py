@@ -23,6 +23,13 @@ A consumer killed anywhere in between finds the intent on restart (``recover``):
 
 So every accepted event is landed or quarantined once, counted by id, and no batch is landed
 twice. One consumer per group at a time.
+
+Each stream has its own consumer (``stream_name``): ``events`` lands one row per entry
+(``entries_table``), ``impressions`` one ``artwork_impression`` row per title of each page entry
+(``features.stream.impressions``); ``flush_events`` counts rows either way. The impressions
+consumer's state and batches are named ``impressions-<group>`` so they never collide with the
+events consumer's (``<group>``). ``run_consumers`` runs several in one process, in turn (pass
+them one ``EventIdIndex``: each then sees the ids the other landed).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,8 +49,16 @@ import pyarrow as pa
 from features.ingest import IngestReport, land
 from features.lake_index import EventIdIndex
 from features.stream.base import EventStream, StreamEntry, entries_table
+from features.stream.impressions import impression_entries_table, page_rows
 
 log = logging.getLogger(__name__)
+
+# Per stream name: its entries as EVENT_SCHEMA rows, how many rows one entry holds, and how many
+# to expect per entry before any was read (a page logs ~120 impressions).
+LANDINGS: dict[str, tuple[Callable[[Sequence[StreamEntry]], pa.Table], Callable[[StreamEntry], int], float]] = {
+    "events": (entries_table, lambda entry: 1, 1.0),
+    "impressions": (impression_entries_table, page_rows, 100.0),
+}
 
 
 class LakeConsumer:
@@ -61,8 +76,12 @@ class LakeConsumer:
         flush_events: int = 20_000,
         flush_interval_s: float = 5.0,
         dedupe_days: int = 1,
+        stream_name: str = "events",
+        index: EventIdIndex | None = None,
     ) -> None:
         self.stream = stream
+        self.to_table, self.rows_of, self._per_entry = LANDINGS[stream_name]
+        self.label = group if stream_name == "events" else f"{stream_name}-{group}"
         self.lake_dir = Path(lake_dir)
         self.titles = titles
         self.profiles = profiles
@@ -70,10 +89,11 @@ class LakeConsumer:
         self.consumer = consumer
         self.flush_events = flush_events
         self.flush_interval_s = flush_interval_s
-        self.index = EventIdIndex(self.lake_dir, dedupe_days=dedupe_days)
-        self.state_dir = self.lake_dir / "stream" / group
+        self.index = index if index is not None else EventIdIndex(self.lake_dir, dedupe_days=dedupe_days)
+        self.state_dir = self.lake_dir / "stream" / self.label
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.buffer: list[StreamEntry] = []
+        self.buffered_rows = 0
         self._oldest_at = 0.0
 
     @property
@@ -99,13 +119,18 @@ class LakeConsumer:
 
     def poll(self, block_s: float = 0.5) -> IngestReport | None:
         """Read what is there (waiting up to ``block_s``); flush if the buffer is full or old enough."""
-        room = self.flush_events - len(self.buffer)
-        entries = self.stream.read(self.group, self.consumer, room, block_s=block_s) if room > 0 else []
+        room = self.flush_events - self.buffered_rows
+        count = max(1, int(room / max(self._per_entry, 1.0)))  # entries that fill the room in rows, about
+        entries = self.stream.read(self.group, self.consumer, count, block_s=block_s) if room > 0 else []
         if entries and not self.buffer:
             self._oldest_at = time.monotonic()
         self.buffer.extend(entries)
+        rows = sum(self.rows_of(e) for e in entries)
+        self.buffered_rows += rows
+        if entries:
+            self._per_entry = rows / len(entries)
         due = self.buffer and time.monotonic() - self._oldest_at >= self.flush_interval_s
-        if len(self.buffer) >= self.flush_events or due:
+        if self.buffered_rows >= self.flush_events or due:
             return self.flush()
         return None
 
@@ -113,15 +138,15 @@ class LakeConsumer:
         """Land the buffer now (intent, land, commit)."""
         if not self.buffer:
             return None
-        entries, self.buffer = self.buffer, []
-        batch_id = f"stream-{self.group}-{re.sub(r'[^0-9A-Za-z_-]', '_', entries[0].position)}"
+        entries, self.buffer, self.buffered_rows = self.buffer, [], 0
+        batch_id = f"stream-{self.label}-{re.sub(r'[^0-9A-Za-z_-]', '_', entries[0].position)}"
         return self._land(entries, batch_id, datetime.now(UTC))
 
     def _land(self, entries: Sequence[StreamEntry], batch_id: str, now: datetime) -> IngestReport:
         positions = [e.position for e in entries]
         intent = {"batch_id": batch_id, "positions": positions, "now": now.isoformat(), "landed": False}
         self._write_intent(intent)
-        report = land(entries_table(entries), self.titles, self.profiles, self.lake_dir, batch_id, now, index=self.index)
+        report = land(self.to_table(entries), self.titles, self.profiles, self.lake_dir, batch_id, now, index=self.index)
         self._write_intent({**intent, "landed": True})
         self._commit(positions)
         return report
@@ -142,12 +167,21 @@ class LakeConsumer:
 
     def run(self, stop: threading.Event, block_s: float = 0.5) -> None:
         """Recover, then poll until ``stop`` is set; flush what is buffered before returning."""
-        self.recover()
-        while not stop.is_set():
-            report = self.poll(block_s)
+        run_consumers([self], stop, block_s)
+
+
+def run_consumers(consumers: Sequence[LakeConsumer], stop: threading.Event, block_s: float = 0.5) -> None:
+    """Recover each consumer, then poll them in turn (waiting up to ``block_s`` in all per round)
+    until ``stop`` is set; flush what each has buffered before returning."""
+    for consumer in consumers:
+        consumer.recover()
+    while not stop.is_set():
+        for consumer in consumers:
+            report = consumer.poll(block_s / len(consumers))
             if report is not None:
-                log.info("%s; lag %d", report, self.stream.lag(self.group))
-        self.flush()
+                log.info("%s: %s; lag %d", consumer.label, report, consumer.stream.lag(consumer.group))
+    for consumer in consumers:
+        consumer.flush()
 
 
 def landed_totals(lake_dir: Path | str) -> dict[str, int]:

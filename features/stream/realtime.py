@@ -101,7 +101,7 @@ class RealtimeConsumer:
                     break
                 by_profile: dict[int, list[dict[str, Any]]] = defaultdict(list)
                 for entry in entries:
-                    if entry.event["event_type"] in RELEVANT:  # impressions, searches...: no state to move
+                    if entry.event["event_type"] in RELEVANT:  # client impressions, searches...: no state to move
                         event = _as_event(entry)
                         by_profile[int(event["profile_id"])].append(event)
                 try:

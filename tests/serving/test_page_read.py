@@ -1,13 +1,19 @@
 """One online read per page: the playback state and the artwork context's features come together,
-and the server's impression log takes one bounded queue item per page (dropped and counted beyond)."""
+and the server's impression log takes one bounded queue item per page (dropped and counted beyond)
+and appends one entry per page to its own stream."""
 
 from __future__ import annotations
 
 import time
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from features.history import PlaybackState
+from features.ingest import read_events
+from features.stream import open_stream
+from features.stream.impressions import impressions_table
+from features.stream.lake import LakeConsumer
 from serving.impressions import ImpressionLog
 from serving.logic import build_service
 from serving.playback import InMemoryPlaybackStore
@@ -100,8 +106,9 @@ def test_impressions_one_queue_item_per_page_bounded_drop_counted(tmp_path):
     assert log._queue.qsize() == 2 and log.dropped == per_page  # the third page's impressions: dropped
     after = sample(render()[0].decode(), "pathways_artwork_impressions_total", outcome="dropped")
     assert after - before == per_page
-    assert log.flush(timeout_s=0.1) == 2 * per_page  # both queued pages, as events, in one append
-    events = log.stream.appended
+    assert log.flush(timeout_s=0.1) == 2 * per_page  # both queued pages in one append, one entry each
+    assert [e["event_id"] for e in log.stream.appended] == [pages[0]["request_id"], pages[1]["request_id"]]
+    events = impressions_table(log.stream.appended).to_pylist()
     assert {e["session_id"] for e in events} == {pages[0]["request_id"], pages[1]["request_id"]}
     first = [e for e in events if e["session_id"] == pages[0]["request_id"]]
     shown = [(i, j, t["title_id"], t["artwork_id"]) for i, r in enumerate(pages[0]["rows"][:2]) for j, t in enumerate(r["titles"])]
@@ -123,17 +130,28 @@ def test_a_request_that_waited_past_the_queue_budget_gets_the_fallback_at_once(t
     assert late["personalized"] is False and late["reason"] == "overloaded" and late["rows"]
 
 
-def test_the_impression_thread_reads_past_its_impressions_not_the_next_event_request(tmp_path):
-    """The inline real-time consumer reads every stream entry: the server's impressions are read past
-    by the thread that appended them, so an event request after a busy hour has no backlog to read."""
+def test_impressions_go_to_their_own_stream_the_lake_gets_them_the_realtime_group_never_sees_them(tmp_path):
+    """One entry per page in the impressions stream; the real-time consumer (events stream) reads
+    none of them; the lake consumer of the impressions stream lands one row per title, once."""
     service = _service(tmp_path, _Store(), _Policy(), **{"serving.impression_rows_logged": 2})
-    log, realtime = service.pages.impressions, service.events.realtime
+    cfg, log, realtime = service.pages.config, service.pages.impressions, service.events.realtime
     log._start = lambda: None  # appended below, in this thread, as the log's thread would
-    shown = sum(len(r["titles"]) for r in get_page(api_client(service), ADULT, row_count=3)["rows"][:2])
-    assert log.flush(timeout_s=1.0) == shown
-    assert realtime.stream.read(realtime.group, realtime.consumer, 10_000) == []  # nothing left to read
-    page = service.pages.get_page(ADULT, 3)
-    fails = ImpressionLog(_Stream(), 2, after_append=lambda: 1 / 0)
-    fails._start = lambda: None
-    assert fails.log(page.rows, page.artwork, ADULT, "r1") == shown
-    assert fails.flush(timeout_s=1.0) == shown  # a failing catch-up never loses the appended impressions
+    client = api_client(service)
+    pages = [get_page(client, ADULT, row_count=3) for _ in range(2)]
+    shown = [(p["request_id"], t["title_id"], i, j) for p in pages for i, r in enumerate(p["rows"][:2])
+             for j, t in enumerate(r["titles"])]
+    assert log.flush(timeout_s=1.0) == len(shown)
+    impressions = open_stream(cfg, "impressions")
+    assert impressions.lag(cfg.stream.lake_group) == 2  # one entry per page
+    assert realtime.stream.read(realtime.group, realtime.consumer, 10_000) == []
+    assert open_stream(cfg).lag(cfg.stream.lake_group) == 0  # nothing in the events stream
+    snap = cfg.snapshots_dir / "v1"
+    lake = LakeConsumer(impressions, cfg.lake_dir, pq.read_table(snap / "titles.parquet"),
+                        pq.read_table(snap / "profiles.parquet"), stream_name="impressions")
+    report = lake.poll(block_s=0.0) or lake.flush()
+    assert report is not None and (report.rows_in, report.accepted) == (len(shown), len(shown))
+    rows = read_events(cfg.lake_dir).to_pylist()
+    assert sorted((r["session_id"], r["title_id"], r["row_index"], r["position"]) for r in rows) == sorted(shown)
+    assert all(r["event_id"] == f"{r['session_id']}:{r['title_id']}" and r["event_type"] == "artwork_impression"
+               and r["policy_version"] == "ctx-1" and r["propensity"] == 0.5 for r in rows)
+    assert impressions.lag(cfg.stream.lake_group) == 0
