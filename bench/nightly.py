@@ -327,7 +327,7 @@ def main() -> int:
     parser.add_argument("--replica-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--reads", type=int, default=3000)
     parser.add_argument("--quality-check", action="store_true", help="top row NDCG@20: a sample vs all (largest size)")
-    parser.add_argument("--quality-sample", type=int, default=0, help="0: schedule.sample_profiles, else profiles / 5")
+    parser.add_argument("--quality-sample", type=int, default=0, help="0: the top row's configured sample, else profiles / 5")
     args = parser.parse_args()
     if args.replica_child:
         replica_child(args.replica_child, args.reads)

@@ -3,7 +3,8 @@
 ``quality_check(data, sample)``: the lake of a finished world is cut at its last day; the top row
 (``PathwaysFinal``, the nightly's settings and seed) is trained twice on the days before, once on
 every profile and once on the ``sample`` profiles the nightly's salted hash picks
-(``schedule.sample_profiles``), and both are scored by NDCG@20 against the next-day plays (titles
+(the top row's configured sample, ``schedule``'s ``sample_size(..., "train_top_row")``, else a
+fifth of the profiles), and both are scored by NDCG@20 against the next-day plays (titles
 new to the profile) of the same test profiles: every profile with a training history and a new
 play on the last day. The sample-trained model ranks the profiles outside its sample as the
 nightly job does, by folding their histories in (``PathwaysFinal.fold_in``); the NDCG is also
@@ -63,10 +64,10 @@ def _ndcg(tops: dict[int, list[int]], pids: np.ndarray, truth: dict[int, set[int
 
 
 def quality_check(data: Path, sample: int) -> dict[str, Any]:
-    """Train on everything and on ``sample`` profiles (0: ``schedule.sample_profiles``, else a fifth
-    of the profiles) before the last day; NDCG@20 on its plays."""
+    """Train on everything and on ``sample`` profiles (0: the top row's configured sample, else a
+    fifth of the profiles) before the last day; NDCG@20 on its plays."""
     from features.lake_scan import read_lake
-    from pipelines.schedule import TRAINING_COLUMNS, sample_events
+    from pipelines.schedule import TRAINING_COLUMNS, sample_events, sample_size
     from training.data import fold_in_blocks
 
     config = PathwaysConfig(data_dir=data)
@@ -76,7 +77,8 @@ def quality_check(data: Path, sample: int) -> dict[str, Any]:
     train = events.filter(pc.less(events["ts"], cut))
     test = events.filter(pc.and_(pc.greater_equal(events["ts"], cut), pc.equal(events["event_type"], "play")))
     del events
-    sample = sample or config.schedule.sample_profiles or pc.count_distinct(train["profile_id"]).as_py() // 5
+    profiles = pc.count_distinct(train["profile_id"]).as_py()
+    sample = sample or sample_size(config.schedule, profiles, "train_top_row") or profiles // 5
     part = sample_events(train, None, sample, config.schedule.sample_seed)
     full_model, full_inter, full_s = _fit(train, catalog, config)
     part_model, part_inter, part_s = _fit(part, catalog, config)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -159,7 +159,7 @@ class ServingConfig(_Section):
     page_workers: int = Field(2, ge=1)  # threads building pages per replica (the rest in flight wait for one)
     queue_budget_ms: float = Field(100.0, gt=0.0)  # a request that waited longer for a page worker: the fallback (overloaded)
     retry_after_s: int = Field(1, ge=1)
-    gil_switch_interval_ms: float = Field(5.0, gt=0.0, le=100.0)  # a replica's sys.setswitchinterval (Python's default: 5)
+    gil_switch_interval_ms: float = Field(1.0, gt=0.0, le=100.0)  # a replica's sys.setswitchinterval (Python's: 5; 1 measured better)
     # One deadline per page request, split into stage budgets (serving/logic.py).
     deadline_ms: float = Field(45.0, gt=0.0)  # the whole page; each stage gets min(its budget, what is left)
     snapshot_read_budget_ms: float = Field(15.0, gt=0.0)  # the profile's precomputed page (page store read)
@@ -281,19 +281,26 @@ class ScheduleConfig(_Section):
     what the training stages read: the last N days of events, and a deterministic hash sample of
     profiles (None: everything). Without ``sample_profiles``, a world of more than
     ``sample_above_profiles`` profiles trains on a sample of that many (None: never by default).
-    The profiles left out are folded into the trained models (their factors and top rows).
+    ``stage_sample_profiles`` caps one training stage's sample (the smaller of it and the general
+    rule): the stages with deep models (SASRec / two-tower, cost epochs x events: the retrieval rows
+    and the top row, whose generators include them) train on about 20,000 profiles while ALS and
+    the rankers follow the general rule. Samples are nested (one salted hash: a smaller sample is a
+    subset of a larger one). The profiles a stage left out are folded into its trained models
+    (their factors and top rows).
     """
 
     retrain_every_days: dict[str, float] = Field(default_factory=dict)  # e.g. {"train_retrieval": 7, "train_top_row": 7}
     window_days: float | None = Field(None, gt=0.0)
     sample_profiles: int | None = Field(None, ge=1)
     sample_above_profiles: int | None = Field(100_000, ge=1)
+    stage_sample_profiles: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: {"train_retrieval": 20_000, "train_top_row": 20_000})  # per stage, at most
     sample_seed: int = 0
     incremental_materialize: bool = True  # load only what changed since the last materialization (Feast)
 
-    @field_validator("retrain_every_days")
+    @field_validator("retrain_every_days", "stage_sample_profiles")
     @classmethod
-    def _known_stages(cls, value: dict[str, float]) -> dict[str, float]:
+    def _known_stages(cls, value: dict[str, Any]) -> dict[str, Any]:
         known = {"train_als", "train_retrieval", "train_top_row", "train_ranker", "artwork"}
         unknown = sorted(set(value) - known)
         if unknown:

@@ -72,7 +72,7 @@ def fingerprint(config: PathwaysConfig, files: list[Path]) -> str:
     schedule = config.schedule
     if schedule.window_days is not None or schedule.sample_profiles is not None or schedule.sample_above_profiles is not None:
         settings["training_data"] = schedule.model_dump(  # what training reads
-            include={"window_days", "sample_profiles", "sample_above_profiles", "sample_seed"})
+            include={"window_days", "sample_profiles", "sample_above_profiles", "stage_sample_profiles", "sample_seed"})
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for f in files:
         try:

@@ -5,18 +5,38 @@
   days ago is recorded as this run's (its artifacts and MLflow versions; ``reused_from`` names the
   run), so the runner skips the stage. The deep models can train weekly while ALS and the rankers
   train nightly; the pages stage still covers every profile.
-- ``training_events(ctx)``: what the training stages read: the lake's events, cut to the last
+- ``training_events(ctx, stage)``: what a training stage reads: the lake's events, cut to the last
   ``schedule.window_days`` and to a sample of profiles chosen by a salted hash (the same profiles
   every night for one seed; ``sample_size``: ``schedule.sample_profiles``, or by default
-  ``sample_above_profiles`` once the world is larger), or everything when neither applies; read
-  batch by batch, so with a sample the training stages' cost stops growing with profiles.
-- ``unsampled_histories(ctx)``: the profiles the sample left out, one profile range at a time (their
-  positive events in the window), for the training stages to fold them into the trained models, so
-  inference covers every profile. One split pass over the lake per run (shards under the run dir);
-  memory one range of ``pipeline.history_shard_profiles`` profiles.
+  ``sample_above_profiles`` once the world is larger, each capped per stage by
+  ``schedule.stage_sample_profiles``), or everything when neither applies; read batch by batch,
+  so with a sample the training stages' cost stops growing with profiles. Samples are nested:
+  every size takes the first profiles of one hash order, so a smaller stage's sample is a subset of
+  a larger one's and is cut from the larger table already in memory (one read of the lake).
+- ``unsampled_histories(ctx, stage)``: the profiles that stage's sample left out, one profile range
+  at a time (their positive events in the window), for the stage to fold them into its trained
+  models, so inference covers every profile. One split pass over the lake per run, for the
+  smallest sample of the fold-in stages (its left-out profiles include every other stage's: shards
+  under the run dir); each stage reads the shards without the profiles of its own sample. Memory
+  one range of ``pipeline.history_shard_profiles`` profiles.
 - ``last_materialized(ctx, end)``: where the online store's data ends, so the materialize stage
   loads only the new window (Feast materialize from there to ``end``).
 - ``referenced_runs(ctx)``: earlier runs whose artifacts this run uses (kept by retention).
+
+How each training stage's cost grows with the profiles P it trains on (S: sampled; the rest,
+P - S, are folded in, linear in their plays) at a fixed number of titles T:
+
+- ``train_als``: per iteration linear in the plays plus (S + T) x factors^2: linear in S, and
+  cheap (about 20 s at 100k profiles, all of them): the general rule.
+- ``train_retrieval`` (SASRec, two-tower): epochs x the training interactions (each a transformer
+  / tower step): linear in S with a large constant (more than 18 minutes at 100k profiles): capped
+  at 20,000 profiles by default; the fold-in is one forward pass per left-out profile.
+- ``train_top_row`` (``PathwaysFinal``): its generators include SASRec and two-tower (as above),
+  plus candidates and features per sampled profile and the EASE solve (T^3, not profiles): linear
+  in S with the deep models' constant: capped at 20,000 profiles by default; the left-out profiles'
+  lists come from the fitted generators' inference on their histories.
+- ``train_ranker``: the impressions of S profiles, capped at ``training.ranker_max_rows`` rows:
+  bounded; ``artwork``: linear in the impressions of S profiles.
 """
 
 from __future__ import annotations
@@ -101,10 +121,14 @@ def _window_start(end: datetime, window_days: float, ts_type: pa.DataType) -> pa
     return pa.scalar(end - timedelta(days=window_days), ts_type)
 
 
+def _ranked(pids: np.ndarray, seed: int) -> np.ndarray:
+    """``pids`` (unique) by their salted hash: a sample of n profiles is the first n."""
+    return pids[np.argsort([bucket(int(p), f"training-sample-{seed}") for p in pids], kind="stable")].astype(np.int64)
+
+
 def _sampled(pids: np.ndarray, sample_profiles: int, seed: int) -> pa.Array:
     """The ``sample_profiles`` ids of ``pids`` (unique) with the smallest salted hash, sorted."""
-    order = np.argsort([bucket(int(p), f"training-sample-{seed}") for p in pids], kind="stable")
-    return pa.array(np.sort(pids[order[:sample_profiles]]))
+    return pa.array(np.sort(_ranked(pids, seed)[:sample_profiles]))
 
 
 def sample_events(events: pa.Table, window_days: float | None, sample_profiles: int | None, seed: int) -> pa.Table:
@@ -135,31 +159,57 @@ class TrainingSample:
     left_out: np.ndarray
 
 
-def sample_size(schedule: ScheduleConfig, n_profiles: int | None) -> int | None:
-    """How many profiles training samples: ``sample_profiles``, else ``sample_above_profiles`` when the
-    world holds more profiles than that (``n_profiles`` None: unknown, the sample applies), else None."""
+FOLD_IN_STAGES = ("train_als", "train_retrieval", "train_top_row")  # the stages that fold the left-out in
+
+
+def sample_size(schedule: ScheduleConfig, n_profiles: int | None, stage: str | None = None) -> int | None:
+    """How many profiles ``stage`` samples: ``sample_profiles``, else ``sample_above_profiles`` when the
+    world holds more profiles than that (``n_profiles`` None: unknown, the sample applies), else None;
+    capped by ``stage_sample_profiles[stage]`` (the smaller of the two)."""
     if schedule.sample_profiles is not None:
-        return schedule.sample_profiles
-    above = schedule.sample_above_profiles
-    return above if above is not None and (n_profiles is None or n_profiles > above) else None
+        size: int | None = schedule.sample_profiles
+    else:
+        above = schedule.sample_above_profiles
+        size = above if above is not None and (n_profiles is None or n_profiles > above) else None
+    cap = schedule.stage_sample_profiles.get(stage) if stage is not None else None
+    return cap if size is None else size if cap is None else min(size, cap)
 
 
-def training_sample(lake_dir: Path, window_days: float | None, sample_profiles: int | None, seed: int) -> TrainingSample:
-    """The window's start and the sample (see ``TrainingSample``): one cheap pass over ``ts`` for the
-    window's end, one over ``ts`` / ``profile_id`` for its profiles. Memory: the profile ids."""
+@dataclass(frozen=True)
+class WindowProfiles:
+    """The window's start (None: all events) and its profiles ranked by the salted hash: the sample
+    of n profiles is the first n (so samples are nested)."""
+
+    start: pa.Scalar | None
+    ranked: np.ndarray
+
+    def sample(self, sample_profiles: int | None) -> TrainingSample:
+        """The ``TrainingSample`` of ``sample_profiles`` profiles (None, or at least all: everything)."""
+        if sample_profiles is None or len(self.ranked) <= sample_profiles:
+            return TrainingSample(self.start, None, np.zeros(0, np.int64))
+        return TrainingSample(self.start, pa.array(np.sort(self.ranked[:sample_profiles])),
+                              np.sort(self.ranked[sample_profiles:]).astype(np.int64))
+
+
+def window_profiles(lake_dir: Path, window_days: float | None, seed: int, profiles: bool = True) -> WindowProfiles:
+    """One cheap pass over ``ts`` for the window's end, one over ``ts`` / ``profile_id`` for its
+    profiles (``profiles`` False: not needed, none). Memory: the profile ids."""
     start = None
     if window_days is not None:
         ends = [pc.max(t["ts"]).as_py() for t in iter_lake(lake_dir, ["ts"]) if t.num_rows]
         start = _window_start(max(ends), window_days, EVENT_SCHEMA.field("ts").type) if ends else None
-    if sample_profiles is None:
-        return TrainingSample(start, None, np.zeros(0, np.int64))
+    if not profiles:
+        return WindowProfiles(start, np.zeros(0, np.int64))
     seen = [pc.unique(t["profile_id"].filter(pc.greater_equal(t["ts"], start)) if start is not None else t["profile_id"])
             for t in iter_lake(lake_dir, ["ts", "profile_id"])]
     pids = pc.unique(pa.chunked_array([s.cast(pa.int64()) for s in seen], pa.int64())).to_numpy() if seen else np.zeros(0, np.int64)
-    if len(pids) <= sample_profiles:
-        return TrainingSample(start, None, np.zeros(0, np.int64))
-    keep = _sampled(pids, sample_profiles, seed)
-    return TrainingSample(start, keep, np.sort(np.setdiff1d(pids, keep.to_numpy())).astype(np.int64))
+    return WindowProfiles(start, _ranked(pids, seed))
+
+
+def training_sample(lake_dir: Path, window_days: float | None, sample_profiles: int | None, seed: int) -> TrainingSample:
+    """The window's start and the sample of ``sample_profiles`` profiles (see ``TrainingSample``,
+    ``window_profiles``)."""
+    return window_profiles(lake_dir, window_days, seed, sample_profiles is not None).sample(sample_profiles)
 
 
 def _cut(table: pa.Table, sample: TrainingSample, keep: bool = True) -> pa.Table:
@@ -191,41 +241,66 @@ def _profile_count(ctx: RunContext) -> int | None:
     return pq.ParquetFile(path).metadata.num_rows if path.is_file() else None
 
 
-def _sample(ctx: RunContext) -> TrainingSample:
-    if "training_sample" not in ctx.cache:
-        cfg = ctx.config.schedule
-        size = sample_size(cfg, _profile_count(ctx))
-        ctx.cache["training_sample"] = (training_sample(ctx.config.lake_dir, cfg.window_days, size, cfg.sample_seed)
-                                        if cfg.window_days is not None or size is not None else None)
-    sample: TrainingSample | None = ctx.cache["training_sample"]
-    return sample or TrainingSample(None, None, np.zeros(0, np.int64))
+def _size(ctx: RunContext, stage: str) -> int | None:
+    return sample_size(ctx.config.schedule, _profile_count(ctx), stage)
 
 
-def training_events(ctx: RunContext) -> pa.Table:
-    """The lake's events as the training stages should see them (cached for the run's training
-    stages; the pages stage drops them)."""
-    if "training_events" not in ctx.cache:
-        ctx.cache["training_events"] = read_training_events(ctx.config.lake_dir, None, None, 0, _sample(ctx))
-    events: pa.Table = ctx.cache["training_events"]
-    return events
+def _sample_of(ctx: RunContext, size: int | None) -> TrainingSample:
+    """The run's sample of ``size`` profiles (the window's profiles found once per run)."""
+    cfg = ctx.config.schedule
+    if cfg.window_days is None and size is None:
+        return TrainingSample(None, None, np.zeros(0, np.int64))
+    ranked = size is not None  # the window's profiles are needed
+    if "training_window" not in ctx.cache or (ranked and not ctx.cache["training_window_ranked"]):
+        ctx.cache["training_window"] = window_profiles(ctx.config.lake_dir, cfg.window_days, cfg.sample_seed, ranked)
+        ctx.cache["training_window_ranked"] = ranked
+    window: WindowProfiles = ctx.cache["training_window"]
+    return window.sample(size)
 
 
-def unsampled_histories(ctx: RunContext) -> Callable[[], Iterator[pa.Table]] | None:
-    """None when training reads every profile; else a function yielding, one profile range at a
-    time, the positive events (``FOLD_IN_COLUMNS``, in the window) of the profiles the sample left
-    out. The first call splits the lake once into ``<run dir>/unsampled-histories`` (reused by the
-    later training stages and on resume; the pages stage deletes it). Cost: one pass over the
+def _sample(ctx: RunContext, stage: str) -> TrainingSample:
+    return _sample_of(ctx, _size(ctx, stage))
+
+
+def training_events(ctx: RunContext, stage: str) -> pa.Table:
+    """The lake's events as training stage ``stage`` should see them (cached per sample size for the
+    run's training stages; a smaller sample is cut from a larger one in memory; the pages stage
+    drops them)."""
+    sample = _sample(ctx, stage)
+    key = None if sample.keep is None else len(sample.keep)
+    cached: dict[int | None, pa.Table] = ctx.cache.setdefault("training_events", {})
+    if key not in cached:
+        wider = [k for k in cached if k is None or (key is not None and k > key)]
+        if wider:  # nested samples: ours is inside every larger one
+            source = cached[None] if None in wider else cached[min(k for k in wider if k is not None)]
+            cached[key] = source.filter(pc.is_in(source["profile_id"], sample.keep)) if sample.keep is not None else source
+        else:
+            cached[key] = read_training_events(ctx.config.lake_dir, None, None, 0, sample)
+    return cached[key]
+
+
+def unsampled_histories(ctx: RunContext, stage: str) -> Callable[[], Iterator[pa.Table]] | None:
+    """None when ``stage`` trains on every profile; else a function yielding, one profile range at a
+    time, the positive events (``FOLD_IN_COLUMNS``, in the window) of the profiles its sample left
+    out. The first call splits the lake once into ``<run dir>/unsampled-histories``, for the
+    smallest sample of ``FOLD_IN_STAGES`` (whose left-out profiles hold every stage's), reused by
+    the later training stages and on resume; the pages stage deletes it. Cost: one pass over the
     lake; memory one range of ``pipeline.history_shard_profiles`` profiles' events."""
-    sample = _sample(ctx)
+    sample = _sample(ctx, stage)
     if not len(sample.left_out):
         return None
     out = ctx.run_dir / UNSAMPLED_DIR
+    sizes = [size for s in FOLD_IN_STAGES if (size := _size(ctx, s)) is not None]
+    widest = _sample_of(ctx, min(sizes)) if sizes else sample
+    if len(widest.left_out) < len(sample.left_out):  # a stage outside FOLD_IN_STAGES: its own sample
+        widest = sample
 
     def tables() -> Iterator[pa.Table]:
         if not (out / "done").is_file():
             shutil.rmtree(out, ignore_errors=True)
             step = ctx.config.pipeline.history_shard_profiles
-            cuts = np.unique(np.r_[sample.left_out[step - 1::step], sample.left_out[-1]])
+            left_out = widest.left_out
+            cuts = np.unique(np.r_[left_out[step - 1::step], left_out[-1]])
             split_by_profile(ctx.config.lake_dir, cuts, out, FOLD_IN_COLUMNS, POSITIVE_TYPES)
             (out / "done").write_text(str(len(cuts)))
         for path in sorted(out.glob("shard-*.parquet")):

@@ -128,7 +128,7 @@ def train_als(ctx: RunContext) -> dict[str, Any]:
 
     configure_mlflow(ctx)
     out = ctx.stage_dir("train_als")
-    result = fit_als(training_events(ctx), ctx.config.training, out, unsampled=unsampled_histories(ctx))
+    result = fit_als(training_events(ctx, "train_als"), ctx.config.training, out, unsampled=unsampled_histories(ctx, "train_als"))
     return {"path": str(out), **{k: v for k, v in result.items() if isinstance(v, (int, float, str))}}
 
 
@@ -141,9 +141,9 @@ def train_retrieval(ctx: RunContext) -> dict[str, Any]:
     from training.retrieval import train_retrieval as fit
 
     configure_mlflow(ctx)
-    return fit(training_events(ctx), catalog(ctx).title_ids, ctx.stage_dir("train_retrieval"),
+    return fit(training_events(ctx, "train_retrieval"), catalog(ctx).title_ids, ctx.stage_dir("train_retrieval"),
                tuple(ctx.config.candidates.retrieval_rows),
-               ctx.config.models, ctx.config.training.seed, ctx.run_id, unsampled_histories(ctx))
+               ctx.config.models, ctx.config.training.seed, ctx.run_id, unsampled_histories(ctx, "train_retrieval"))
 
 
 def retrieval_sources(config: PathwaysConfig, retrieval_dir: Path) -> dict[str, tuple[Path, str]]:
@@ -160,8 +160,8 @@ def train_top_row(ctx: RunContext) -> dict[str, Any]:
 
     configure_mlflow(ctx)
     try:
-        return fit(training_events(ctx), catalog(ctx), ctx.stage_dir("train_top_row"), ctx.config.training.seed,
-                   None, f"top_row-{ctx.run_id}", ctx.config.models, unsampled_histories(ctx))
+        return fit(training_events(ctx, "train_top_row"), catalog(ctx), ctx.stage_dir("train_top_row"), ctx.config.training.seed,
+                   None, f"top_row-{ctx.run_id}", ctx.config.models, unsampled_histories(ctx, "train_top_row"))
     except ValueError as exc:  # too little history to carve a validation split and train on it
         log.warning("top row not trained: %s", exc)
         return {"path": None, "skipped": str(exc)}
@@ -176,7 +176,7 @@ def train_ranker(ctx: RunContext) -> dict[str, Any]:
     from training.ranker import train_ranker as fit
 
     configure_mlflow(ctx)
-    frame = training_frame(training_events(ctx), feature_store(ctx), catalog(ctx), world_tables(ctx)[1],
+    frame = training_frame(training_events(ctx, "train_ranker"), feature_store(ctx), catalog(ctx), world_tables(ctx)[1],
                            max_rows=ctx.config.training.ranker_max_rows, seed=ctx.config.training.seed)
     cfg = ctx.config.training
     out: dict[str, Any] = {"impressions": len(frame)}
@@ -202,7 +202,7 @@ def artwork(ctx: RunContext) -> dict[str, Any]:
     configure_mlflow(ctx)
     store = feature_store(ctx)
     titles, _ = world_tables(ctx)
-    events = training_events(ctx)  # the training stages' sample / window, already in memory
+    events = training_events(ctx, "artwork")  # the training stages' sample / window, already in memory
     events = events.filter(pc.is_in(events.column("event_type"), pa.array(["artwork_impression", "artwork_click", "play"])))
     names = artwork_context_names(store.genres())
     imp = events.filter(pc.equal(events.column("event_type"), "artwork_impression"))

@@ -87,6 +87,7 @@ def test_training_data_settings_change_the_run_but_the_schedule_alone_does_not(t
     base = PathwaysConfig(data_dir=tmp_path)
     assert fingerprint(base, []) == fingerprint(base.with_overrides({"schedule.retrain_every_days": {"train_als": 3}}), [])
     assert fingerprint(base, []) != fingerprint(base.with_overrides({"schedule.sample_profiles": 100}), [])
+    assert fingerprint(base, []) != fingerprint(base.with_overrides({"schedule.stage_sample_profiles": {}}), [])
 
 
 def test_materialization_starts_where_the_last_one_ended(tmp_path):
@@ -148,8 +149,8 @@ def test_the_profiles_left_out_of_the_sample_come_back_range_by_range(tmp_path):
                                  "pipeline.history_shard_profiles": 5})
     events = generate_world(preset("tiny")).events
     write_partitioned(events, ctx.config.lake_dir, "a")
-    trained = set(training_events(ctx)["profile_id"].to_pylist())
-    ranges = list(unsampled_histories(ctx)())
+    trained = set(training_events(ctx, "train_als")["profile_id"].to_pylist())
+    ranges = list(unsampled_histories(ctx, "train_als")())
     assert len(ranges) > 2 and (ctx.run_dir / UNSAMPLED_DIR / "done").is_file()
     bounds = [(min(t["profile_id"].to_pylist()), max(t["profile_id"].to_pylist())) for t in ranges]
     assert all(hi < lo for (_, hi), (lo, _) in zip(bounds, bounds[1:]))  # disjoint ranges, in order
@@ -164,4 +165,66 @@ def test_the_profiles_left_out_of_the_sample_come_back_range_by_range(tmp_path):
     key = ["profile_id", "ts", "title_id", "event_type"]
     assert got.select(list(FOLD_IN_COLUMNS)).sort_by([(k, "ascending") for k in key]).equals(
         want.select(list(FOLD_IN_COLUMNS)).sort_by([(k, "ascending") for k in key]))
-    assert unsampled_histories(_ctx(tmp_path, "all", **{"schedule.sample_above_profiles": None})) is None
+    assert unsampled_histories(_ctx(tmp_path, "all", **{"schedule.sample_above_profiles": None}), "train_als") is None
+
+
+@pytest.mark.parametrize("sample_profiles, above, caps, n_profiles, want", [
+    (None, 100, {"train_retrieval": 20}, 50, {"train_als": None, "train_retrieval": 20, "train_top_row": None}),
+    (None, 100, {"train_retrieval": 20}, 500, {"train_als": 100, "train_retrieval": 20, "train_top_row": 100}),
+    (None, 100, {"train_retrieval": 200}, 500, {"train_als": 100, "train_retrieval": 100, "train_top_row": 100}),
+    (7, None, {"train_retrieval": 20, "train_top_row": 5}, 500, {"train_als": 7, "train_retrieval": 7, "train_top_row": 5}),
+])
+def test_each_stage_samples_the_smaller_of_its_cap_and_the_general_rule(sample_profiles, above, caps, n_profiles, want):
+    from pipelines.schedule import sample_size
+
+    schedule = PathwaysConfig().with_overrides({"schedule.sample_profiles": sample_profiles, "schedule.sample_above_profiles": above,
+                                                "schedule.stage_sample_profiles": caps}).schedule
+    assert {stage: sample_size(schedule, n_profiles, stage) for stage in want} == want
+    assert PathwaysConfig().schedule.stage_sample_profiles == {"train_retrieval": 20_000, "train_top_row": 20_000}
+
+
+@pytest.mark.parametrize("value", [{"train_sasrec": 10}, {"train_retrieval": 0}, {"train_als": -5}, {"train_als": "many"}])
+def test_stage_sample_sizes_reject_unknown_stages_and_bad_sizes(tmp_path, value):
+    with pytest.raises(ConfigError):
+        PathwaysConfig(data_dir=tmp_path).with_overrides({"schedule.stage_sample_profiles": value})
+
+
+def test_stage_samples_are_nested_and_every_profile_is_trained_or_folded_in_per_stage(tmp_path, monkeypatch):
+    import features.lake_scan as lake_scan
+    import pipelines.schedule as schedule
+    from features.lake_index import write_partitioned
+    from pipelines.schedule import FOLD_IN_STAGES, read_training_events, training_events, unsampled_histories
+    from training.data import POSITIVE_TYPES
+    from world.generator import generate_world
+    from world.sizes import preset
+
+    ctx = _ctx(tmp_path, "r", **{"schedule.sample_above_profiles": 18, "schedule.window_days": 4.0,
+                                 "schedule.stage_sample_profiles": {"train_retrieval": 8, "train_top_row": 12},
+                                 "pipeline.history_shard_profiles": 5})
+    write_partitioned(generate_world(preset("tiny")).events, ctx.config.lake_dir, "a")
+    monkeypatch.setattr(lake_scan, "BATCH_ROWS", 97)
+    splits = []
+    split = schedule.split_by_profile
+    monkeypatch.setattr(schedule, "split_by_profile", lambda *a, **k: splits.append(a[1]) or split(*a, **k))
+    window = read_training_events(ctx.config.lake_dir, 4.0, None, 0)
+    everyone = set(window["profile_id"].to_pylist())
+    active = set(window.filter(pc_is_in(window["event_type"], list(POSITIVE_TYPES)))["profile_id"].to_pylist())
+    trained = {stage: set(training_events(ctx, stage)["profile_id"].to_pylist()) for stage in FOLD_IN_STAGES}
+    assert [len(trained[s]) for s in FOLD_IN_STAGES] == [18, 8, 12] and len(everyone) > 18
+    assert trained["train_retrieval"] < trained["train_top_row"] < trained["train_als"] < everyone  # nested
+    for stage, size in (("train_retrieval", 8), ("train_top_row", 12)):  # cut in memory = read from the lake
+        assert training_events(ctx, stage).equals(read_training_events(ctx.config.lake_dir, 4.0, size, 0))
+    for stage in FOLD_IN_STAGES:
+        folded = pa.concat_tables(list(unsampled_histories(ctx, stage)()))
+        left_out = set(folded["profile_id"].to_pylist())
+        assert not left_out & trained[stage]  # only the profiles this stage left out
+        assert left_out | trained[stage] >= active  # and every profile with a play is trained or folded in
+        assert left_out == active - trained[stage]
+    assert len(splits) == 1  # one split pass over the lake for every stage
+    assert training_events(ctx, "train_ranker").equals(training_events(ctx, "train_als"))  # the same table, cached
+
+
+def pc_is_in(column, values):
+    import pyarrow.compute as pc
+
+    return pc.is_in(column, pa.array(values))
