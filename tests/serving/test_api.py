@@ -89,3 +89,51 @@ def test_healthz_reports_snapshot_and_online_store(client, store):
     store.available = False
     body = client.get("/healthz")
     assert body.status_code == 200 and body.json()["online_store"] is False
+
+
+FAST_PATH_QUERIES = [
+    "profile_id=1", "profile_id=1&row_count=3", "row_count=2&profile_id=2", "profile_id=007&row_count=40",
+    "profile_id=12345", "profile_id=0", f"profile_id={2**63 - 1}",  # plain: served past FastAPI
+    *[q for q, _, _ in BAD_PARAMS], f"profile_id={2**63}", "profile_id=1&", "profile_id=%31", "profile_id=+1",
+    "profile_id=1&row_count=0040", "profile_id=00000000000000000001",  # anything else: FastAPI's own answer
+]
+
+
+@pytest.mark.parametrize("query", FAST_PATH_QUERIES)
+@pytest.mark.parametrize("auth", ["service", "none", "bad"])
+def test_the_page_fast_path_answers_exactly_as_fastapi(service, query, auth):
+    """``PageFastPath`` takes plain page requests past FastAPI: for every query (plain or not) and
+    token the status, the body (but its request id) and the headers that matter are FastAPI's."""
+    from fastapi.testclient import TestClient
+
+    from serving.api import create_app
+    from tests.serving.snapshot_fixtures import auth_headers
+
+    headers = {"service": auth_headers(service.pages.config), "none": {}, "bad": {"Authorization": "Bearer nope"}}[auth]
+    app = create_app(service)
+    fast, slow = TestClient(app, headers=headers), TestClient(app.fastapi, headers=headers)  # app.fastapi: no fast path
+    a, b = fast.get(f"/api/v1/pathways?{query}"), slow.get(f"/api/v1/pathways?{query}")
+    assert a.status_code == b.status_code, (a.text, b.text)
+    body_a, body_b = a.json(), b.json()
+    body_a.pop("request_id", None), body_b.pop("request_id", None)
+    assert body_a == body_b
+    for name in ("content-type", "www-authenticate", "retry-after"):
+        assert a.headers.get(name) == b.headers.get(name)
+
+
+def test_the_fast_path_is_taken_and_labels_the_route(service, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from serving import api
+    from serving.api import create_app
+    from tests.serving.snapshot_fixtures import auth_headers
+
+    taken: list[tuple[int, int]] = []
+    plain = api.PageFastPath._plain
+    monkeypatch.setattr(api.PageFastPath, "_plain", lambda self, q: taken.append(plain(self, q)) or taken[-1])
+    client = TestClient(create_app(service), headers=auth_headers(service.pages.config))
+    assert client.get("/api/v1/pathways?profile_id=1&row_count=3").status_code == 200
+    assert client.get("/api/v1/pathways?profile_id=1&rows=3").status_code == 400
+    assert taken == [(1, 3), None]
+    text = client.get("/metrics").text
+    assert 'route="/api/v1/pathways"' in text and 'status="200"' in text
