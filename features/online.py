@@ -37,8 +37,10 @@ class OnlineStoreUnavailable(RuntimeError):
 class OnlineFeatureClient:
     """Per-request online reads (profile features, playback state) and playback pushes."""
 
-    def __init__(self, repo_dir: Path | str) -> None:
+    def __init__(self, repo_dir: Path | str, read_timeout_s: float | None = None) -> None:
         self.repo_dir = Path(repo_dir)
+        self.read_timeout_s = read_timeout_s
+        self.bounded_reads = False  # True once on Redis with read_timeout_s: every call ends within it
         self._store: Any = None
         self._profile_features: list[str] = []
         self._sqlite_path: Path | None = None
@@ -75,7 +77,8 @@ class OnlineFeatureClient:
             if not self._sqlite_path.exists():
                 raise OnlineStoreUnavailable(f"online store file {self._sqlite_path} is missing")
         if getattr(online, "type", "") == "redis":
-            _fail_fast_on_redis(store)
+            _fail_fast_on_redis(store, self.read_timeout_s)
+            self.bounded_reads = self.read_timeout_s is not None
         view = store.get_feature_view(PROFILE_VIEW)
         self._profile_features = [f"{PROFILE_VIEW}:{f.name}" for f in view.features]
         return store
@@ -139,12 +142,16 @@ def _playback(got: dict[str, Any], profile_id: int) -> PlaybackState:
     )
 
 
-def _fail_fast_on_redis(store: Any) -> None:
+def _fail_fast_on_redis(store: Any, timeout_s: float | None = None) -> None:
     """Make the Redis client raise at once when Redis is down (redis-py retries with a back-off
-    of seconds by default, far beyond a page's latency budget). Uses Feast's client accessor."""
+    of seconds by default, far beyond a page's latency budget) and, with ``timeout_s``, when it does
+    not answer within it (a paused or stalled server). Uses Feast's client accessor."""
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
     online = store.provider.online_store
     client = online._get_client(store.config.online_store)  # Feast has no public accessor
     client.set_retry(Retry(NoBackoff(), 0))
+    if timeout_s is not None:
+        client.connection_pool.connection_kwargs.update(socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        client.connection_pool.disconnect()  # connections made from now on carry the timeouts

@@ -28,7 +28,6 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -40,6 +39,7 @@ from experiments.allocation import assign_cell
 from features.schema import KIDS_MAX_MATURITY
 from pathways.config import PathwaysConfig
 from pathways.types import ArtworkChoice, CompactRows, Page, ProfileContext
+from serving import stages
 from serving.artwork import artwork_stage, default_artwork
 from serving.because import RecentPlaysFn, because_overlay
 from serving.events import EventRecorder, build_recorder
@@ -171,7 +171,7 @@ class PageService:
         self.artwork = None if isinstance(artwork, DefaultArtwork) else artwork  # default: no stage to run
         self.impressions = impressions
         self.recent_plays: RecentPlaysFn | None = None  # streamed plays per profile: the BYW row (serving.because)
-        self._pool = ThreadPoolExecutor(max_workers=2 * config.serving.max_ongoing_requests, thread_name_prefix="stage")
+        self._pool = stages.StagePool(max_workers=2 * config.serving.max_ongoing_requests, thread_name_prefix="stage")
         self._warned: dict[str, float] = {}
         self._fallback_cache: OrderedDict[tuple[Any, ...], tuple[CompactRows, str, bytes]] = OrderedDict()
 
@@ -209,7 +209,7 @@ class PageService:
                 return self._fallback(snapshot, profile, request_id, row_count, OVERLOADED, times, None, deadline)
             if snapshot is None:  # files removed under a loaded snapshot: it is served in full (SNAPSHOT_DETACHED)
                 return self._fallback(snapshot, profile, request_id, row_count, SNAPSHOT_MISSING, times, None, deadline)
-            playback = self._pool.submit(self.playback.get_with_features, profile_id)  # beside the page read
+            playback = self._pool.start(self.playback.get_with_features, profile_id, getattr(self.playback, "bounded_reads", False))
             if not profile.known:
                 return self._fallback(snapshot, profile, request_id, row_count, UNKNOWN_PROFILE, times, playback, deadline)
             t0 = time.perf_counter()
@@ -386,7 +386,8 @@ def build_service(
     snapshots = SnapshotStore(config.snapshots_dir, config.serving.snapshot_poll_s, background=background_reload, loader=loader)
     live.append(snapshots)
     snapshots.refresh()
-    playback = playback if playback is not None else OnlinePlaybackStore(config.feature_repo_dir)
+    playback = playback if playback is not None else OnlinePlaybackStore(
+        config.feature_repo_dir, read_timeout_s=min(config.serving.personalize_budget_ms, config.serving.deadline_ms) / 1e3)
     try:
         playback.ping()  # connects now (Feast takes seconds the first time), not on the first page
     except Exception:  # noqa: BLE001 - a store that is down at start-up only costs the overlay

@@ -81,12 +81,18 @@ class InMemoryPlaybackStore:
 class OnlinePlaybackStore:
     """``PlaybackStore`` over the Feast online store of the feature repo at ``repo_dir``."""
 
-    def __init__(self, repo_dir: Path | str, client: Any = None) -> None:
+    def __init__(self, repo_dir: Path | str, client: Any = None, read_timeout_s: float | None = None) -> None:
         if client is None:
             from features.online import OnlineFeatureClient
 
-            client = OnlineFeatureClient(repo_dir)
+            client = OnlineFeatureClient(repo_dir, read_timeout_s)
         self.client = client
+
+    @property
+    def bounded_reads(self) -> bool:
+        """Whether every read ends within the client's timeout (Redis with ``read_timeout_s``): the
+        page's read then runs in the page's own thread, no hop to the stage pool."""
+        return bool(getattr(self.client, "bounded_reads", False))
 
     def get(self, profile_id: int) -> PlaybackState:
         return self.client.playback_state(int(profile_id))

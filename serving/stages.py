@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -78,11 +78,24 @@ def run_stage(pool: ThreadPoolExecutor, fn: Callable[[], T], budget_s: float, wh
     ``inline``: run in this thread (bounded CPU work: no hop), its error turned into the same reason."""
     if budget_s <= 0.0:
         return None, f"{what} skipped: request deadline reached"
-    if inline:
-        done: Future[T] = Future()
-        try:
-            done.set_result(fn())
-        except Exception as exc:  # noqa: BLE001 - reported as the pool would report it
-            done.set_exception(exc)
-        return wait_stage(done, budget_s, what)
-    return wait_stage(pool.submit(fn), budget_s, what)
+    return wait_stage(start_stage(pool, fn, inline), budget_s, what)
+
+
+def start_stage(pool: ThreadPoolExecutor, fn: Callable[[], T], inline: bool = False) -> Future[T]:
+    """``fn()`` submitted to ``pool``, or with ``inline`` run now in this thread (work bounded by
+    itself: no hop), its result or error in the returned future either way."""
+    if not inline:
+        return pool.submit(fn)
+    done: Future[T] = Future()
+    try:
+        done.set_result(fn())
+    except Exception as exc:  # noqa: BLE001 - reported as the pool would report it
+        done.set_exception(exc)
+    return done
+
+
+class StagePool(ThreadPoolExecutor):
+    """The threads a page's stages run in; ``start(fn, arg, inline)``: ``start_stage`` of ``fn(arg)``."""
+
+    def start(self, fn: Callable[[Any], T], arg: Any, inline: bool = False) -> Future[T]:
+        return start_stage(self, lambda: fn(arg), inline)

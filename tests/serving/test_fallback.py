@@ -232,6 +232,40 @@ def test_an_in_process_policy_runs_in_the_page_thread_and_its_failure_degrades_o
         assert set(page.artwork.propensities.tolist()) == {0.5}
 
 
+def test_stage_pool_starts_bounded_work_inline_and_the_rest_in_its_threads():
+    from serving.stages import StagePool
+
+    pool = StagePool(max_workers=1, thread_name_prefix="stage")
+    here = threading.current_thread().name
+    assert pool.start(lambda _: threading.current_thread().name, 0, inline=True).result() == here
+    assert pool.start(lambda _: threading.current_thread().name, 0).result().startswith("stage")
+    assert isinstance(pool.start(lambda x: 1 / x, 0, inline=True).exception(), ZeroDivisionError)
+
+
+class _BoundedStore(InMemoryPlaybackStore):
+    """A store whose reads end within their own timeout (as Redis with a socket timeout)."""
+
+    bounded_reads = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+
+    def get(self, profile_id: int) -> PlaybackState:
+        self.threads.append(threading.current_thread().name)
+        return super().get(profile_id)
+
+
+def test_a_bounded_store_is_read_in_the_page_thread(tmp_path):
+    cfg = make_config(tmp_path)
+    publish(cfg.snapshots_dir, "v1", cfg)
+    store = _BoundedStore()
+    service = build_service(cfg, playback=store, background_reload=False)
+    page = service.pages.get_page(ADULT, 3)
+    assert page.personalized and page.reason is None
+    assert store.threads == [threading.current_thread().name]
+
+
 def test_settle_process_sets_the_gil_switch_interval():
     from serving.api import settle_process
 

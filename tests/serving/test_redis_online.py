@@ -4,6 +4,7 @@ the real-time overlay comes back without restarting the service."""
 from __future__ import annotations
 
 import signal
+import time
 
 from features.store import FeatureStoreManager
 from serving.logic import build_service
@@ -39,5 +40,31 @@ def test_redis_killed_then_restarted(tmp_path) -> None:
         page = get_page(client, ADULT)
         assert page["personalized"] is True and page["reason"] is None and page["degraded"] == []
         assert client.get("/healthz").json()["status"] == "ok"
+    finally:
+        stop_redis(proc)
+
+
+@needs_redis
+def test_a_stalled_redis_costs_a_page_its_read_timeout_in_the_page_thread(tmp_path) -> None:
+    """With Redis, every online read ends within the overlay budget (the client's socket timeout),
+    so the page's read runs inline (no hop to the stage pool); a stalled server (CLIENT PAUSE)
+    costs a page that timeout, then the precomputed rows, degraded."""
+    import redis
+
+    proc, port = start_redis(tmp_path)
+    try:
+        cfg = make_config(tmp_path, **{"features.online_store": "redis", "features.redis_connection": f"127.0.0.1:{port}",
+                                       "serving.personalize_budget_ms": 50.0})
+        publish(cfg.snapshots_dir, "v1", cfg)
+        FeatureStoreManager(cfg.features, cfg.feature_repo_dir).apply()
+        service = build_service(cfg, background_reload=False)
+        client = api_client(service)
+        assert get_page(client, ADULT)["degraded"] == []
+        assert service.pages.playback.bounded_reads and service.pages.playback.client.read_timeout_s == 0.05
+        redis.Redis(port=port).execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        t0 = time.perf_counter()
+        page = get_page(client, ADULT)
+        assert time.perf_counter() - t0 < 0.5  # not the 1.5 s pause
+        assert page["personalized"] is True and page["reason"] == "online store unavailable"
     finally:
         stop_redis(proc)
