@@ -121,6 +121,11 @@ def overlay_playback(
     """``rows`` with the real-time state applied: continue watching first, finished removed."""
     cw_index = next((i for i, h in enumerate(rows.headers) if h.source == CONTINUE_WATCHING), None)
     cw_ids, cw_scores = continue_watching(state, rows.row(cw_index) if cw_index is not None else None, row_length)
+    profile = replace(profile, finished=state.finished)
+    if _in_place(rows, cw_index, cw_ids, cw_scores):  # the common case: no row moves, none is rebuilt
+        if cw_index == 0:
+            rows = CompactRows((CONTINUE_HEADER, *rows.headers[1:]), rows.offsets, rows.title_ids, rows.scores)
+        return enforce_rows(rows, catalog, profile, dedupe_top_rows=dedupe_top_rows, row_count=row_count)
     headers, ids, scores = [], [], []
     if len(cw_ids):
         headers.append(CONTINUE_HEADER)
@@ -132,7 +137,16 @@ def overlay_playback(
             i, s = rows.row(r)
             ids.append(i)
             scores.append(s)
-    return enforce_rows(
-        CompactRows.build(headers, ids, scores), catalog, replace(profile, finished=state.finished),
-        dedupe_top_rows=dedupe_top_rows, row_count=row_count,
-    )
+    return enforce_rows(CompactRows.build(headers, ids, scores), catalog, profile, dedupe_top_rows=dedupe_top_rows,
+                        row_count=row_count)
+
+
+def _in_place(rows: CompactRows, cw_index: int | None, cw_ids: np.ndarray, cw_scores: np.ndarray) -> bool:
+    """Whether "Continue watching" is already what it must be: absent with nothing to show, or
+    first with the same titles and scores (as served: 6 decimals)."""
+    if cw_index is None:
+        return not len(cw_ids)
+    if cw_index != 0:
+        return False
+    ids, scores = rows.row(0)
+    return np.array_equal(ids, cw_ids) and np.array_equal(np.round(scores, 6), np.round(cw_scores, 6))

@@ -162,3 +162,40 @@ def test_enforce_rows_matches_the_row_filter_on_clean_pages() -> None:
         assert [got.row(r)[1].tolist() for r in range(len(got.headers))] == [rows.row(r)[1][k].tolist() for r, k in kept]
         unchanged += got is rows
     assert unchanged > 20  # the fast path was taken
+
+
+def test_overlay_without_moves_equals_the_rebuilt_page() -> None:
+    """``overlay_playback``'s shortcut (no continue-watching change: the stored rows as they are)
+    gives exactly what rebuilding the rows first gives, for pages with and without that row."""
+    from dataclasses import replace as with_
+
+    from serving.overlay import CONTINUE_HEADER, continue_watching
+
+    rng = np.random.default_rng(3)
+    for case in range(300):
+        n_rows = int(rng.integers(0, 10))
+        ids = [rng.integers(1, 46, int(rng.integers(0, 9))).astype(np.int64) for _ in range(n_rows)]
+        scores = [np.round(rng.random(len(i)), 6) for i in ids]
+        headers = [RowHeader(f"r{k}", f"Row {k}", "src", "") for k in range(n_rows)]
+        if n_rows and case % 2:  # a stored "Continue watching" row (the nightly's header), first or not
+            stored_cw = RowHeader("continue_watching:0", "Continue watching", "continue_watching", "Continue watching")
+            headers[int(rng.integers(0, n_rows)) if case % 4 == 1 else 0] = stored_cw
+        rows = CompactRows.build(headers, ids, scores)
+        finished = frozenset(rng.integers(1, 41, int(rng.integers(0, 3))).tolist())
+        state = PlaybackState({}, finished)
+        profile = ProfileContext(1, str(rng.choice(["US", "BR"])), int(rng.integers(0, 5)))
+        dedupe, row_count = int(rng.integers(0, 6)), int(rng.integers(1, 12))
+        got = overlay_playback(rows, state, CATALOG, profile, row_length=8, dedupe_top_rows=dedupe, row_count=row_count)
+        cw_index = next((i for i, h in enumerate(rows.headers) if h.source == "continue_watching"), None)
+        cw_ids, cw_scores = continue_watching(state, rows.row(cw_index) if cw_index is not None else None, 8)
+        h2, i2, s2 = ([CONTINUE_HEADER], [cw_ids], [cw_scores]) if len(cw_ids) else ([], [], [])
+        for r, h in enumerate(rows.headers):
+            if r != cw_index:
+                h2.append(h)
+                i2.append(rows.row(r)[0])
+                s2.append(rows.row(r)[1])
+        want = enforce_rows(CompactRows.build(h2, i2, s2), CATALOG, with_(profile, finished=finished),
+                            dedupe_top_rows=dedupe, row_count=row_count)
+        assert got.headers == want.headers, case
+        assert got.offsets.tolist() == want.offsets.tolist() and got.title_ids.tolist() == want.title_ids.tolist()
+        assert got.scores.tolist() == want.scores.tolist()
