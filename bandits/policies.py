@@ -48,6 +48,23 @@ def draw(probs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     return arms, probs[np.arange(len(arms)), arms]
 
 
+def draw_grouped(probs: np.ndarray, which: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``draw(probs[which], rng)`` (the same generator calls, the same arms and propensities) for
+    rounds sharing a few distinct distributions ``probs`` (L, A): each group's arms by one
+    ``searchsorted`` in its CDF, no (n, A) arrays. Many distinct rows: ``draw`` itself."""
+    if len(probs) > 4:
+        return draw(probs[which], rng)
+    cdf = np.cumsum(probs, axis=1)
+    u = rng.random(len(which)) * cdf[which, -1]
+    arms = np.empty(len(which), dtype=np.int64)
+    for group in range(len(probs)):
+        mask = which == group
+        arms[mask] = np.searchsorted(cdf[group], u[mask], side="right")  # how many CDF steps are <= u
+    arms = np.minimum(arms, probs.shape[1] - 1)
+    arms = np.where(probs[which, arms] > 0, arms, np.argmax(probs, axis=1)[which])
+    return arms, probs[which, arms]
+
+
 class Policy(ABC):
     """Base of every artwork policy. Subclasses set ``kind`` and ``Config``; learned state ends in ``_``."""
 

@@ -87,9 +87,9 @@ class ArtworkSelector:
         ``positions`` (n,) are where each title sits; the policy's choice does not depend on them
         but they are checked so the caller logs the same rounds it served. The distribution is
         ``policy.probabilities`` of each distinct arm layout on the page (one call), and each
-        title's arm is drawn from its layout's row with ``decision_rng`` (``bandits.policies.draw``).
+        title's arm is drawn from its layout's row with ``decision_rng`` (``bandits.policies.draw_grouped``).
         """
-        from bandits.policies import draw
+        from bandits.policies import draw_grouped
 
         titles = np.asarray(title_ids, dtype=np.int64)
         if np.asarray(positions).shape != titles.shape:
@@ -104,7 +104,7 @@ class ArtworkSelector:
             used, inverse = np.unique(layout_of[rows[known]], return_inverse=True)
             rng = decision_rng(self.base_seed, profile_id, request_id)
             probs = self.policy.probabilities(code_features[layout_codes[used]], layout_arms[used], rng)
-            arms[known], props[known] = draw(probs[inverse.reshape(-1)], rng)
+            arms[known], props[known] = draw_grouped(probs, inverse.reshape(-1), rng)
         return arms, props
 
     @classmethod

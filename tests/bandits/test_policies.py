@@ -110,3 +110,22 @@ def test_update_equals_fit_on_concatenation(world, uniform_log):
 def test_bad_policy_configs(world, kind, params, match):
     with pytest.raises(ValueError, match=match):
         make_policy(kind, world.featurizer, **params)
+
+
+@pytest.mark.parametrize("n_groups", [1, 3, 4, 7])
+def test_draw_grouped_is_draw_of_the_expanded_rows(n_groups):
+    """Same generator calls, same arms and propensities as ``draw(probs[which])``, padded
+    (zero-probability) arms included; more than 4 groups fall back to ``draw`` itself."""
+    from bandits.policies import draw, draw_grouped
+
+    rng = np.random.default_rng(n_groups)
+    probs = rng.random((n_groups, 4))
+    probs[:, 3] *= rng.random(n_groups) > 0.5  # some layouts have 3 arms
+    probs[0, 1] = 0.0
+    probs /= probs.sum(axis=1, keepdims=True)
+    which = rng.integers(0, n_groups, 2000)
+    for seed in range(5):
+        a1, p1 = draw(probs[which], np.random.default_rng(seed))
+        a2, p2 = draw_grouped(probs, which, np.random.default_rng(seed))
+        assert a1.tolist() == a2.tolist() and p1.tolist() == p2.tolist()
+        assert (p2 > 0).all()
