@@ -1,6 +1,7 @@
 """Quick private bench of training/models on a MovieLens-format ratings.csv under leave-last-5.
 
 Usage: python bench/models_quick.py [--data DIR] [--models sasrec,two_tower,...] [--runs N] [--json PATH]
+       [--model-overrides '{"sasrec": {"full_softmax_max_items": 1000}}']
 DIR is a MovieLens folder or a synthetic world folder (``training.data.load_dataset``).
 Prints NDCG@20 / Recall@20 / train seconds per model (median of runs) and the ratio to EASE
 measured in the same run. Validation (for early stopping / the ranker) is always carved from train.
@@ -85,19 +86,24 @@ def tuned_baseline(name: str, grid: list[dict], train: Interactions, test: Inter
 
 
 def run_model(
-    name: str, train: Interactions, test: Interactions, item_features: np.ndarray | None, overrides: dict | None = None
+    name: str, train: Interactions, test: Interactions, item_features: np.ndarray | None, overrides: dict | None = None,
+    model_overrides: dict | None = None,
 ) -> dict:
+    from pathways.models_config import ModelsConfig
     from training.models import PathwaysFinal
     from training.registry import BuildContext, build
 
+    models = ModelsConfig.model_validate(model_overrides or {})
     start = time.perf_counter()
     if name.startswith("pathways_final"):
         ranker = name.split(":")[1] if ":" in name else "listwise"
-        model = PathwaysFinal(ranker=ranker, **(overrides or {})).fit(train, item_features=item_features)
+        model = PathwaysFinal(models, ranker=ranker, **(overrides or {})).fit(train, item_features=item_features)
     else:  # models that use no item features ignore them
-        model = build(name, BuildContext()).fit(train, item_features=item_features)
+        model = build(name, BuildContext(models=models)).fit(train, item_features=item_features)
     seconds = time.perf_counter() - start
     row = {"model": name, **evaluate(model, train, test), "train_s": seconds}
+    if hasattr(model, "best_epochs_"):
+        row["best_epochs"] = model.best_epochs_
     if hasattr(model, "train_seconds_by_part_"):
         row["parts"] = {k: round(v, 1) for k, v in model.train_seconds_by_part_.items()}
         row["valid_candidate_recall"] = model.valid_candidate_recall_
@@ -119,6 +125,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--final-overrides", type=json.loads, default={}, help='e.g. {"budget": 500}')
+    parser.add_argument("--model-overrides", type=json.loads, default={},
+                        help='sections of models, e.g. {"sasrec": {"full_softmax_max_items": 1000}}')
     args = parser.parse_args()
     from training.data import load_dataset
     from training.evaluation.metrics import genre_matrix
@@ -131,7 +139,7 @@ def main() -> None:
     print(f"{args.data}: {data.n_users} users, {data.n_items} items, {len(data)} interactions", flush=True)
     rows = [tuned_baseline(b, BASELINE_GRIDS[b], train, test) for b in filter(None, args.baselines.split(","))]
     for name in filter(None, args.models.split(",")):
-        runs = [run_model(name, train, test, features, args.final_overrides) for _ in range(args.runs)]
+        runs = [run_model(name, train, test, features, args.final_overrides, args.model_overrides) for _ in range(args.runs)]
         med = {k: float(np.median([r[k] for r in runs])) for k in ("ndcg@20", "recall@20", "train_s")}
         rows.append({**runs[0], **med})
         print(rows[-1], flush=True)

@@ -1,8 +1,7 @@
 """The nightly job at scale: end-to-end runs per world size, pages/s, replica memory, resume, rollback.
 
-    python bench/nightly.py --sizes 10k[,100k,300k,1m] [--root DIR] [--json PATH]
-                            [--sample 2000] [--kills 5] [--replica-profiles 100000,1000000]
-                            [--redis-profiles 100000,300000] [--quality-check [--quality-sample N]]
+    python bench/nightly.py --sizes 10k[,100k,300k,1m] [--root DIR] [--json PATH] [--only runs,pages,replicas,...]
+        [--sample 2000] [--kills 5] [--replica-profiles 100000,1000000] [--redis-profiles 100000,300000] [--quality-check]
 
 1. ``runs``: per size, the world is generated (once, kept under ``--root``) and ``pathways nightly``
    runs end to end in a child process: wall time, the job's peak RSS and seconds per stage
@@ -12,7 +11,8 @@
    same ``--sample`` profiles; ``pages_identical`` says whether both built the same bytes.
 3. ``replica_rss_mb``: a serving replica (a child process opening the snapshot the way serving
    does and reading random pages) over synthetic page stores of each ``--replica-profiles`` size,
-   made from the real pages; the Redis store when ``redis-server`` is installed.
+   made from the real pages and profile records (as publish writes them: a replica reads one record
+   per request, ``profiles_from``); the Redis store when ``redis-server`` is installed.
    ``page_read_p99_ms``: one profile's page read, p99, per store and size.
 4. ``resume_identical``: the pages and publish stages redone with the job killed (SIGKILL) at a
    random point ``--kills`` times in a row, then finished: the published checksum against the
@@ -153,26 +153,29 @@ def synthetic_snapshot(source: Path, root: Path, n: int, redis_url: str | None) 
     import pyarrow.parquet as pq
 
     from pathways.pagestore import RedisPageStore
-    from pathways.snapshot import FALLBACK, PROFILES, TITLES, SnapshotWriter, iter_page_blobs
+    from pathways.profilerecords import profile_rows, write_profiles
+    from pathways.snapshot import FALLBACK, PAGES_SQLITE, PROFILES, TITLES, SnapshotWriter, iter_page_blobs
 
-    blobs = [b for block in iter_page_blobs(source / "pages.sqlite") for _, b in block]
+    blobs = [b for block in iter_page_blobs(source / PAGES_SQLITE) for _, b in block]
     version = f"v{n:09d}{'r' if redis_url else 's'}"
     writer = SnapshotWriter(root, version)
-    store_info: dict[str, Any] = {"backend": "sqlite"}
+    profiles = pq.read_table(source / PROFILES)
+    table = profiles.take(pa.array(np.arange(n) % profiles.num_rows)).set_column(0, "profile_id", pa.array(np.arange(1, n + 1), pa.int64()))
     sink = RedisPageStore.from_url(redis_url, "bench", 10.0).writer(version, 5000) if redis_url else writer.page_writer()
     for start in range(1, n + 1, 50_000):
         sink.put_many((pid, blobs[pid % len(blobs)]) for pid in range(start, min(start + 50_000, n + 1)))
+    if redis_url:  # as publish writes them: profile records beside the pages (a replica reads one per request)
+        sink.put_profiles(*profile_rows(table, 5000))
     sink.close()
     if redis_url:
-        store_info = {"backend": "redis", "url": redis_url, "prefix": "bench", "timeout_s": 1.0}
-        writer.page_writer().close()  # an empty file record; pages are read from Redis
-    profiles = pq.read_table(source / PROFILES)
-    rows = np.arange(n) % profiles.num_rows
-    table = profiles.take(pa.array(rows)).set_column(0, "profile_id", pa.array(np.arange(1, n + 1), pa.int64()))
+        writer.page_writer().close()  # an empty file record; pages and records are read from Redis
+    else:  # publish's layout: the profile records in pages.sqlite, written after the pages
+        write_profiles(writer.staging / PAGES_SQLITE, *profile_rows(table, 50_000))
     writer.write_table(PROFILES, table)
     for name in (TITLES, FALLBACK):
         shutil.copyfile(source / name, writer.staging / name)
-    writer.publish({"counts": {"profiles": n}, "page_store": store_info, "synthetic": True})
+    store = {"backend": "redis", "url": redis_url, "prefix": "bench", "timeout_s": 1.0} if redis_url else {"backend": "sqlite"}
+    writer.publish({"counts": {"profiles": n}, "page_store": store, "synthetic": True})
     return root / version
 
 
@@ -184,9 +187,7 @@ def replica_child(snapshot: Path, reads: int) -> None:
     from serving.snapshots import load_snapshot
 
     snap = load_snapshot(snapshot)
-    n = len(snap.profiles)
-    rng = random.Random(0)
-    times = []
+    n, rng, times = len(snap.profiles), random.Random(0), []
     for _ in range(reads):
         pid = rng.randint(1, n)
         t0 = time.perf_counter()
@@ -195,10 +196,11 @@ def replica_child(snapshot: Path, reads: int) -> None:
         assert page is not None and profile is not None
     rss = psutil.Process().memory_info().rss / 2**20
     print(json.dumps({"rss_mb": round(rss, 1), "p50_ms": round(float(np.percentile(times, 50)), 3),
-                      "p99_ms": round(float(np.percentile(times, 99)), 3)}))
+                      "p99_ms": round(float(np.percentile(times, 99)), 3), "profiles_from": type(snap.profiles).__name__}))
 
 
 def replicas(source: Path, root: Path, sizes: list[int], redis_sizes: list[int]) -> dict[str, Any]:
+    from pathways.pagestore import RedisPageStore
     from tests.redis_server import start_redis, stop_redis
 
     out: dict[str, dict[str, Any]] = {"sqlite": {}, "redis": {}}
@@ -216,8 +218,6 @@ def replicas(source: Path, root: Path, sizes: list[int], redis_sizes: list[int])
                 out[store][str(n)] = json.loads(child.stdout.strip().splitlines()[-1])
                 shutil.rmtree(snap)
                 if store == "redis":
-                    from pathways.pagestore import RedisPageStore
-
                     RedisPageStore.from_url(url, "bench", 10.0).client.flushall()
     finally:
         if proc is not None:
@@ -270,7 +270,7 @@ def resume_check(data: Path, kills: int, seed: int = 0) -> dict[str, Any]:
 
 def rollback_check(data: Path, readers: int = 4, seconds: float = 3.0) -> dict[str, Any]:
     """Readers on the live snapshot while ``rollback`` switches back and forth; errors and switch time."""
-    from pathways.snapshot import current_version, list_versions
+    from pathways.snapshot import PAGES_SQLITE, current_dir, current_version, iter_page_blobs, list_versions
     from pipelines.publish import rollback
     from serving.snapshots import SnapshotStore
 
@@ -280,7 +280,7 @@ def rollback_check(data: Path, readers: int = 4, seconds: float = 3.0) -> dict[s
         return {"rollback_errors": None, "note": "one snapshot only"}
     store = SnapshotStore(config.snapshots_dir, poll_s=0.05, background=True)
     store.refresh()
-    ids = store.state().snapshot.profiles.ids[:5000].tolist()
+    ids = [pid for pid, _ in next(iter_page_blobs(current_dir(config.snapshots_dir) / PAGES_SQLITE, 5000))]  # with a page
     errors, reads, stop = [0], [0], threading.Event()
 
     def read() -> None:
@@ -352,7 +352,7 @@ def main() -> int:
         ints = [int(x) for x in args.replica_profiles.split(",") if x]
         redis_ints = [int(x) for x in args.redis_profiles.split(",") if x]
         rep = replicas(current_dir(largest / "snapshots"), args.root, ints, redis_ints)
-        for key, field in (("replica_rss_mb", "rss_mb"), ("page_read_p99_ms", "p99_ms"), ("page_read_p50_ms", "p50_ms")):
+        for key, field in (("replica_rss_mb", "rss_mb"), ("page_read_p99_ms", "p99_ms"), ("page_read_p50_ms", "p50_ms"), ("replica_profiles_from", "profiles_from")):
             result[key] = {store: {n: r[field] for n, r in by.items()} for store, by in rep.items()}
     if "resume" in only:
         result.update(resume_check(largest, args.kills))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from candidates.base import CohortRules, finalize, seen_titles
-from candidates.block import ProfileBlock, RowBlock, first_allowed
+from candidates.block import ProfileBlock, RowBlock, first_fetch, search_first_allowed
 from pathways.artifacts.factor_index import FactorIndex
 from pathways.artifacts.factors import FactorArtifacts
 from pathways.catalog import Catalog
@@ -80,20 +80,23 @@ class FactorSource:
 
 
     def generate_block(self, block: ProfileBlock) -> RowBlock:
-        """``generate_batch``'s rows in long form: the same faiss search, then the first
-        ``per_source`` allowed titles of each profile's own ``k`` results as one mask."""
+        """``generate_batch``'s rows in long form: the first ``per_source`` allowed titles of each
+        profile's own ``k`` results, read from faiss searches of the few results they need
+        (``search_first_allowed``), not of ``k`` (which counts every title the rules block)."""
         known = np.fromiter((i for i, p in enumerate(block.profiles) if p.profile_id in self.artifacts.profile_row), np.int64)
         if not len(known):
             return RowBlock.empty()
-        users = [self.artifacts.profile_row[block.profiles[i].profile_id] for i in known]
+        users = np.array([self.artifacts.profile_row[block.profiles[i].profile_id] for i in known], np.int64)
         ks = np.minimum(len(self.index), self.config.per_source + block.blocked[known] + block.seen_count[known])
-        scores, rows = self.index.search(self.artifacts.user_factors[users], int(ks.max()))
-        within = (np.arange(rows.shape[1]) < ks[:, None]) & (rows >= 0)
-        pos = np.where(within, self.item_positions[np.maximum(rows, 0)], -1)
-        ok = (pos >= 0) & block.unseen_ok[known[:, None], np.maximum(pos, 0)]
+
+        def allowed(lines: np.ndarray, pos: np.ndarray) -> np.ndarray:
+            return block.unseen_ok[known[lines][:, None], np.maximum(pos, 0)]
+
+        k = self.config.per_source
+        pos, scores = search_first_allowed(self.index, self.artifacts.user_factors, users, ks, self.item_positions,
+                                           allowed, k, first_fetch(k, block.seen_count[known]))
         n = len(known)
-        return RowBlock.from_mask(first_allowed(ok, self.config.per_source), known, pos, scores, self.name,
-                                  [self.evidence] * n, [""] * n)
+        return RowBlock.from_mask(pos >= 0, known, pos, scores, self.name, [self.evidence] * n, [""] * n)
 
 
 class AlsSource(FactorSource):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from candidates.base import CohortRules, finalize_at, profile_allowed, seen_titles
-from candidates.block import ProfileBlock, RowBlock, first_allowed
+from candidates.block import ProfileBlock, RowBlock, first_fetch, search_first_allowed
 from pathways.artifacts.factor_index import FactorIndex
 from pathways.artifacts.factors import FactorArtifacts
 from pathways.catalog import Catalog
@@ -92,17 +92,17 @@ class BecauseYouWatchedSource:
         if not flat:
             return RowBlock.empty()
         ks = (self.config.per_source + 1 + block.seen_count + block.blocked)[prof]
-        # Each distinct anchor is searched once (anchors repeat across a block's profiles), with the
-        # largest k any of its rows needs; each row then reads its own first k results.
-        unique, which = np.unique(np.fromiter(flat, np.int64, len(flat)), return_inverse=True)
-        scores, rows = self.index.search(self.index.vectors[[self._usable[int(a)] for a in unique]], int(ks.max()))
-        scores, rows = scores[which], rows[which]
-        within = (np.arange(rows.shape[1]) < ks[:, None]) & (rows >= 0)
-        pos = np.where(within, self.item_positions[np.maximum(rows, 0)], -1)
         anchor_pos = np.fromiter((self.catalog.index[a] for a in flat), np.int64, len(flat))
-        pos = np.where(pos == anchor_pos[:, None], -1, pos)  # the anchor itself is not shown
-        ok = (pos >= 0) & block.unseen_ok[prof[:, None], np.maximum(pos, 0)]
-        return RowBlock.from_mask(first_allowed(ok, self.config.per_source), prof, pos, scores, self.name,
+        anchor_row = np.fromiter((self._usable[a] for a in flat), np.int64, len(flat))
+
+        def allowed(lines: np.ndarray, pos: np.ndarray) -> np.ndarray:  # the anchor itself is not shown
+            return block.unseen_ok[prof[lines][:, None], np.maximum(pos, 0)] & (pos != anchor_pos[lines][:, None])
+
+        # Each distinct anchor is searched once per round (anchors repeat across a block's profiles).
+        k = self.config.per_source
+        pos, scores = search_first_allowed(self.index, self.index.vectors, anchor_row, ks, self.item_positions,
+                                           allowed, k, first_fetch(k + 1, block.seen_count[prof]))
+        return RowBlock.from_mask(pos >= 0, prof, pos, scores, self.name,
                                   [f"Because you watched {self.catalog.name(a)}" for a in flat], [str(a) for a in flat])
 
 

@@ -14,7 +14,7 @@ so a block of 256 profiles over 20k titles holds ~10 MB, whatever the number of 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain
@@ -22,6 +22,7 @@ from itertools import chain
 import numpy as np
 
 from candidates.base import CohortRules
+from pathways.artifacts.factor_index import FactorIndex
 from pathways.catalog import Catalog
 from pathways.types import ProfileContext
 
@@ -125,6 +126,66 @@ def first_occurrences(keys: np.ndarray) -> np.ndarray | None:
 def first_allowed(ok: np.ndarray, k: int) -> np.ndarray:
     """Bool like ``ok`` (n, L): the first ``k`` True of each line (lists sorted best first, no repeats)."""
     return ok & (np.cumsum(ok, axis=1) <= k)
+
+
+def first_allowed_prefix(ok: np.ndarray, lines: np.ndarray, columns: np.ndarray, k: int, first: int) -> np.ndarray:
+    """``first_allowed(ok[lines][:, columns], k)`` (bool (len(lines), len(columns)); a column -1 is
+    never allowed) for a list of catalog positions ``columns`` sorted best first and ``ok`` (P, T):
+    each line looks at the first ``first`` columns, and only the lines that do not find ``k``
+    allowed titles there look at four times as many, until the end of the list."""
+    keep = np.zeros((len(lines), len(columns)), bool)
+    todo = np.arange(len(lines))
+    w = min(max(first, k), len(columns))
+    while len(todo):
+        cols = columns[:w]
+        got = first_allowed((cols >= 0)[None, :] & ok[lines[todo][:, None], np.maximum(cols, 0)[None, :]], k)
+        done = (got.sum(axis=1) >= k) | (w >= len(columns))
+        keep[todo[done], :w] = got[done]
+        todo = todo[~done]
+        w = min(4 * w, len(columns))
+    return keep
+
+
+def first_fetch(k: int, seen: np.ndarray) -> int:
+    """How many results ``search_first_allowed`` reads first: twice what a line needs when the rules
+    block nothing (``k`` plus its seen titles), enough for most cohorts in one round."""
+    return 2 * (k + int(seen.max(initial=0)))
+
+
+def search_first_allowed(index: FactorIndex, vectors: np.ndarray, query: np.ndarray, ks: np.ndarray,
+                         item_positions: np.ndarray, allowed: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                         k: int, first_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each line i (query ``vectors[query[i]]``): the first ``k`` results among its first
+    ``ks[i]`` (faiss order) that ``allowed(lines, positions)`` (bool like ``positions``) allows, as
+    (catalog positions int64 (n, k), -1 past the end; scores float32 (n, k)).
+
+    The same titles as one search of ``ks.max()`` results, at the cost of the few a line needs:
+    every line first reads ``first_k`` results, and only the lines whose first ``k`` allowed
+    titles lie further (a cohort the rules block much of the catalog for) are searched again with
+    four times as many, up to their own ``ks[i]``. Exact: faiss's top ``m`` are the first ``m`` of
+    its top ``n > m`` (ties broken by id) and a query's scores do not depend on its batch (both
+    checked in ``tests/candidates/test_block_search.py``); each distinct query is searched once per round."""
+    n = len(query)
+    out_pos = np.full((n, k), -1, np.int64)
+    out_scores = np.zeros((n, k), np.float32)
+    todo = np.arange(n)
+    fetch = max(int(first_k), k)
+    while len(todo):
+        kk = max(int(min(fetch, ks[todo].max(), len(index))), 1)
+        unique, which = np.unique(query[todo], return_inverse=True)
+        scores, rows = index.search(vectors[unique], kk)
+        scores, rows = scores[which.reshape(-1)], rows[which.reshape(-1)]
+        within = (np.arange(kk) < ks[todo, None]) & (rows >= 0)
+        pos = np.where(within, item_positions[np.maximum(rows, 0)], -1)
+        keep = first_allowed((pos >= 0) & allowed(todo, pos), k)
+        done = (keep.sum(axis=1) >= k) | (ks[todo] <= kk) | (kk >= len(index))
+        line, col = np.nonzero(keep & done[:, None])
+        slot = np.cumsum(keep, axis=1)[line, col] - 1
+        out_pos[todo[line], slot] = pos[line, col]
+        out_scores[todo[line], slot] = scores[line, col]
+        todo = todo[~done]
+        fetch = 4 * kk
+    return out_pos, out_scores
 
 
 def finalize_long(block: ProfileBlock, profile: np.ndarray, positions: Sequence[np.ndarray], scores: Sequence[np.ndarray],

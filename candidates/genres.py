@@ -21,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 
 from candidates.base import CohortRules, finalize_at, profile_allowed, seen_titles
-from candidates.block import ProfileBlock, RowBlock, first_allowed
+from candidates.block import ProfileBlock, RowBlock, first_allowed_prefix, first_fetch
 from features.schema import KIDS_MAX_MATURITY
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
@@ -147,10 +147,11 @@ class GenreSource:
             for rank, genre in enumerate(chosen):
                 picks.setdefault(genre, []).append((i, rank, n_liked > 0))
         parts, ranks = [], []
+        first = first_fetch(self.config.per_source, block.seen_count)
         for genre, who in picks.items():
             prof = np.array([w[0] for w in who], np.int64)
             pos = self.members[genre]
-            keep = first_allowed(block.unseen_ok[prof[:, None], pos[None, :]], self.config.per_source)
+            keep = first_allowed_prefix(block.unseen_ok, prof, pos, self.config.per_source, first)
             evidence = [f"Because you like {genre}" if w[2] else genre for w in who]
             part = RowBlock.from_mask(keep, prof, pos, self.popularity[pos], self.name, evidence, [genre] * len(who))
             live = keep.any(axis=1)

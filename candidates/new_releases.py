@@ -12,7 +12,7 @@ from datetime import datetime
 import numpy as np
 
 from candidates.base import CohortRules, finalize, rank_scores
-from candidates.block import ProfileBlock, RowBlock, first_allowed
+from candidates.block import ProfileBlock, RowBlock, first_allowed_prefix, first_fetch
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
 from pathways.types import Candidates, ProfileContext
@@ -54,6 +54,7 @@ class NewReleasesSource:
     def generate_block(self, block: ProfileBlock) -> RowBlock:
         """``generate`` for a block: the first ``per_source`` allowed titles of the list, one mask."""
         n = len(block.profiles)
-        ok = block.rules_ok[:, self.positions]
-        return RowBlock.from_mask(first_allowed(ok, self.config.per_source), np.arange(n), self.positions,
-                                  self.row.scores, self.name, [self.evidence] * n, [""] * n)
+        keep = first_allowed_prefix(block.rules_ok, np.arange(n), self.positions, self.config.per_source,
+                                    first_fetch(self.config.per_source, block.finished_count))
+        return RowBlock.from_mask(keep, np.arange(n), self.positions, self.row.scores, self.name,
+                                  [self.evidence] * n, [""] * n)

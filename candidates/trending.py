@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from candidates.base import CohortRules, finalize
-from candidates.block import ProfileBlock, RowBlock, first_allowed
+from candidates.block import ProfileBlock, RowBlock, first_allowed_prefix, first_fetch
 from features.schema import REGIONS, EventType
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
@@ -100,15 +100,16 @@ class TrendingSource:
         """``generate`` for a block: per region, the first ``per_source`` allowed titles as one mask."""
         regions = np.array([p.region for p in block.profiles], dtype=object)
         parts = []
+        first = first_fetch(self.config.per_source, block.finished_count)
         for region, cands in self.trending.items():
             profs = np.flatnonzero(regions == region)
             if not len(profs):
                 continue
             pos = self.positions[region]
-            ok = (pos >= 0)[None, :] & block.rules_ok[profs[:, None], np.maximum(pos, 0)[None, :]]
             n = len(profs)
-            parts.append(RowBlock.from_mask(first_allowed(ok, self.config.per_source), profs, pos, cands.scores,
-                                            self.name, [cands.evidence] * n, [cands.key] * n))
+            keep = first_allowed_prefix(block.rules_ok, profs, pos, self.config.per_source, first)
+            parts.append(RowBlock.from_mask(keep, profs, pos, cands.scores, self.name, [cands.evidence] * n,
+                                            [cands.key] * n))
         return RowBlock.concat(parts)
 
 

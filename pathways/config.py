@@ -152,6 +152,7 @@ class ServingConfig(_Section):
     num_replicas: int | None = Field(None, ge=1)  # None: 2 where the machine allows (>= 2 cores, redis stream), else 1
     ingress: Literal["proxy", "haproxy"] = "proxy"  # haproxy: Serve's HAProxy ingress straight to the replicas (needs the haproxy binary)
     replica_cpus: float = Field(0.5, gt=0.0)  # CPUs Ray reserves per replica (its default, 1, fits one replica on 2 cores)
+    worker_niceness: int = Field(0, ge=0, le=19)  # the replicas' nice value when serve starts Ray (Ray's own default: 15)
     max_queued_requests: int = Field(512, ge=-1)  # Serve's queue beyond the replicas' ongoing requests (-1: unbounded)
     request_timeout_s: float = Field(10.0, gt=0.0)  # Serve's proxy gives up on a request after this
     overload_inflight: int = Field(24, ge=1)  # requests in one replica beyond which pages are the precomputed fallback

@@ -88,7 +88,9 @@ class SASRecConfig(_Section):
     patience: int = Field(3, ge=1)  # evaluations without improvement before stopping
     valid_k: int = Field(5, ge=1)  # held out per user from the fit data for early stopping
     refit: bool = False  # True: retrain on all fit data for the best epoch count; False: keep the weights
-    full_softmax_max_items: int = Field(50_000, ge=1)
+    # Above this catalog size the sampled softmax (n_negatives): at 20k titles (12,851 profiles of the
+    # 100k world, leave-last-5) NDCG@20 0.5166 -> 0.5162, recall@20 0.6139 -> 0.6146, fit 335 -> 101 s.
+    full_softmax_max_items: int = Field(10_000, ge=1)
     n_negatives: int = Field(4096, ge=1)  # shared negatives per step for the sampled softmax
     bf16: bool = True
     threads: int = Field(1, ge=1)

@@ -18,10 +18,13 @@ once, so no stage holds every profile's page in memory.
 Cost of ``build`` (P profiles in a block, T catalog titles, R candidate rows of ~L titles per
 profile): time grows linearly with the number of profiles (blocks are independent; a few Python
 steps per block, per source, per genre chosen and per greedy row step, none per title), and per
-block as P x (T + R x L) array work plus one faiss search per factor source (P x T x dim) and one
-bulk online read of the block's profile features per cell. The ranker runs once per profile (MLP)
-or once per block (trees). Memory is bounded by the block, not the run: a few (P, T) masks (rules,
-history, titles already placed) and the block's rows, times the blocks in flight.
+block as P x R x L array work (sources read only the head of their ranked lists that a row needs:
+``candidates.block.first_allowed_prefix``, ``search_first_allowed``), a few (P, T) mask
+operations, one faiss search of ~2 x ``per_source`` results per factor source (P x T x dim inner
+products) and one bulk online read of the block's profile features per cell. The catalog-wide
+features (titles, trending per region) are read once at ``open``. The ranker runs once per profile
+(MLP) or once per block (trees). Memory is bounded by the block, not the run: a few (P, T) masks
+(rules, history, titles already placed) and the block's rows, times the blocks in flight.
 """
 
 from __future__ import annotations
@@ -140,6 +143,9 @@ class PageBuilder:
                             ltr=top_lists if cell in cfg.experiment.ltr_cells else None, page=cfg.page)
             for cell, alias in cfg.experiment.ranker_aliases.items()
         }
+        first = next(iter(scorers.values()), None)
+        for scorer in scorers.values():  # the catalog-wide reads once per run, shared by the cells
+            scorer.preload(REGIONS, like=None if scorer is first else first)
         return cls(spec, catalog, sources, scorers)
 
     def build(self, profiles: list[ProfileContext]) -> list[BuiltPage]:

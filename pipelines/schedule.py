@@ -34,7 +34,8 @@ P - S, are folded in, linear in their plays) at a fixed number of titles T:
 - ``train_top_row`` (``PathwaysFinal``): its generators include SASRec and two-tower (as above),
   plus candidates and features per sampled profile and the EASE solve (T^3, not profiles): linear
   in S with the deep models' constant: capped at 20,000 profiles by default; the left-out profiles'
-  lists come from the fitted generators' inference on their histories.
+  lists come from the fitted generators' inference on their histories. With the same sample as
+  ``train_retrieval`` (the default caps), it takes that stage's SASRec instead of fitting it again.
 - ``train_ranker``: the impressions of S profiles, capped at ``training.ranker_max_rows`` rows:
   bounded; ``artwork``: linear in the impressions of S profiles.
 """

@@ -137,13 +137,15 @@ def train_retrieval(ctx: RunContext) -> dict[str, Any]:
     artifacts so the pages stage retrieves from them through faiss like ALS (FactorSource); the
     profiles a sample left out are encoded from their histories (fold-in). Cost: epochs x the
     training events' interactions (a sample caps it), embeddings of titles, plus inference linear
-    in the left-out profiles' interactions (one profile range in memory, plus the vectors)."""
+    in the left-out profiles' interactions (one profile range in memory, plus the vectors). The
+    models the top row also uses as generators are saved as fit, for it to take (``training.shared_fit``)."""
     from training.retrieval import train_retrieval as fit
 
     configure_mlflow(ctx)
-    return fit(training_events(ctx, "train_retrieval"), catalog(ctx).title_ids, ctx.stage_dir("train_retrieval"),
-               tuple(ctx.config.candidates.retrieval_rows),
-               ctx.config.models, ctx.config.training.seed, ctx.run_id, unsampled_histories(ctx, "train_retrieval"))
+    names = tuple(ctx.config.candidates.retrieval_rows)
+    return fit(training_events(ctx, "train_retrieval"), catalog(ctx).title_ids, ctx.stage_dir("train_retrieval"), names,
+               ctx.config.models, ctx.config.training.seed, ctx.run_id, unsampled_histories(ctx, "train_retrieval"),
+               share=tuple(n for n in names if n in ctx.config.models.final.generators))
 
 
 def retrieval_sources(config: PathwaysConfig, retrieval_dir: Path) -> dict[str, tuple[Path, str]]:
@@ -155,13 +157,17 @@ def train_top_row(ctx: RunContext) -> dict[str, Any]:
     """The learning-to-rank top row (PathwaysFinal), registered as top_row@champion. Cost: fitting
     grows with the training interactions (a sample caps it) and titles^2 (EASE); its lists are
     written per block of users (``training/top_row.py``), the profiles a sample left out folded in
-    per profile range: linear in profiles, one range in memory."""
+    per profile range: linear in profiles, one range in memory. A generator ``train_retrieval`` saved
+    (SASRec) is taken instead of fit again when it was fit on the same events with the same settings
+    and seed (``training.shared_fit``: one SASRec fit a night); otherwise the top row fits its own."""
     from training.top_row import train_top_row as fit
 
     configure_mlflow(ctx)
+    retrieval = ctx.outputs.get("train_retrieval", {})
+    shared = {k.removesuffix("_shared"): v for k, v in retrieval.items() if k.endswith("_shared") and v}
     try:
         return fit(training_events(ctx, "train_top_row"), catalog(ctx), ctx.stage_dir("train_top_row"), ctx.config.training.seed,
-                   None, f"top_row-{ctx.run_id}", ctx.config.models, unsampled_histories(ctx, "train_top_row"))
+                   None, f"top_row-{ctx.run_id}", ctx.config.models, unsampled_histories(ctx, "train_top_row"), shared)
     except ValueError as exc:  # too little history to carve a validation split and train on it
         log.warning("top row not trained: %s", exc)
         return {"path": None, "skipped": str(exc)}

@@ -38,7 +38,11 @@ def _title_columns(scorer: RowScorer) -> dict[str, np.ndarray]:
 
 def _dense_unique(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(keys, return_inverse=True)`` for int64 keys in [0, size), by one scatter over a
-    (size,) mask instead of a sort (size is profiles x titles of one block)."""
+    (size,) mask instead of a sort (size is profiles x titles of one block) while the keys fill a
+    good part of it; by the sort when the catalog is large next to the block's candidates."""
+    if size > 16 * len(keys):
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        return uniq, inverse.reshape(-1)
     mark = np.zeros(size, bool)
     mark[keys] = True
     uniq = np.flatnonzero(mark)

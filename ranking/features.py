@@ -12,6 +12,7 @@ the profile's maturity ceiling the title sits.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,6 +168,19 @@ class RowScorer:
             got = self.store.online_trending(keys)
             self._trending[region] = got["trending_score"].to_numpy(np.float32, na_value=0.0)
         return self._trending[region]
+
+    def preload(self, regions: Iterable[str], like: RowScorer | None = None) -> None:
+        """Read the catalog-wide features now (title features, trending in each of ``regions``), or
+        take them from ``like`` (a scorer over the same store and catalog): once per run at open,
+        not in the first blocks, and one read for every scorer instead of one each."""
+        if like is not None:
+            self._titles, self._genres = like._title_features(), like._genres
+            for region in regions:
+                self._trending[region] = like._trend(region)
+            return
+        self._title_features()
+        for region in regions:
+            self._trend(region)
 
     def profile_frame(self, profile_ids: list[int]) -> pd.DataFrame:
         """The profiles' features, one row per id in order: one bulk online read (the values

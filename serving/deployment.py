@@ -123,10 +123,11 @@ def start(config: PathwaysConfig, port: int | None = None, temp_dir: Path | str 
         load_secret(auth_config(config))
     port = int(port or config.serving.port)
     temp_dir = str(temp_dir or tempfile.mkdtemp(prefix="pathways-ray-"))
+    env = {"RAY_worker_niceness": str(config.serving.worker_niceness)}  # Ray's default, 15, starves replicas
     if config.serving.ingress == "haproxy":
-        env = haproxy_env()
-        _ENV_SET.update(k for k in env if k not in os.environ)
-        os.environ.update(env)
+        env |= haproxy_env()
+    _ENV_SET.update(k for k in env if k not in os.environ)
+    os.environ.update(env)
     ray.init(_temp_dir=temp_dir, include_dashboard=False, ignore_reinit_error=True, configure_logging=False)
     logging_config = {"enable_access_log": access_log, "log_level": "INFO" if access_log else "WARNING"}
     serve.start(http_options={"host": config.serving.host, "port": port, "request_timeout_s": config.serving.request_timeout_s},

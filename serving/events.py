@@ -45,7 +45,7 @@ from features.schema import EVENT_SCHEMA, EventType
 from features.stream import EventStream, open_stream
 from features.stream.realtime import RealtimeConsumer, RecentPlays
 from pathways.config import PathwaysConfig
-from pathways.snapshot import PROFILES, TITLES
+from pathways.snapshot import TITLES
 
 log = logging.getLogger(__name__)
 
@@ -165,28 +165,32 @@ class RecordResult:
 
 
 class EventChecker:
-    """Ingest's rules over posted rows, with titles and profiles of the live snapshot."""
+    """Ingest's rules over posted rows, with the titles of the live snapshot (read once per version)
+    and its profiles read one indexed record per distinct profile of a request (``snapshot.profile``:
+    nothing per profile held in memory)."""
 
     def __init__(self, snapshot_fn: Callable[[], Any]) -> None:
         self.snapshot_fn = snapshot_fn
-        self._tables: tuple[str, pa.Table, pa.Table] | None = None
+        self._titles: tuple[str, pa.Table] | None = None
         self._lock = threading.Lock()
 
-    def _catalog(self) -> tuple[pa.Table, pa.Table] | None:
+    def _catalog(self, rows: Sequence[dict[str, Any]]) -> tuple[pa.Table, pa.Table] | None:
+        """(the live snapshot's titles, the profiles of ``rows`` it knows), or None without a snapshot."""
         snapshot = self.snapshot_fn()
         if snapshot is None:
             return None
         with self._lock:
-            if self._tables is None or self._tables[0] != snapshot.version:
-                titles = pq.read_table(snapshot.path / TITLES, columns=["title_id", "artwork_ids"])
-                profiles = pq.read_table(snapshot.path / PROFILES, columns=["profile_id"])
-                self._tables = (snapshot.version, titles, profiles)
-            return self._tables[1], self._tables[2]
+            if self._titles is None or self._titles[0] != snapshot.version:
+                self._titles = (snapshot.version, pq.read_table(snapshot.path / TITLES, columns=["title_id", "artwork_ids"]))
+            titles = self._titles[1]
+        pids = {int(r["profile_id"]) for r in rows if isinstance(r.get("profile_id"), int)}
+        known = sorted(p for p in pids if snapshot.profile(p) is not None)
+        return titles, pa.table({"profile_id": pa.array(known, pa.int64())})
 
     def reasons(self, rows: Sequence[dict[str, Any]], now: datetime) -> np.ndarray:
         """The first failing ingest rule per row ('' when valid), shape (n,)."""
         table = pa.Table.from_pylist(list(rows), schema=EVENT_SCHEMA)
-        catalog = self._catalog()
+        catalog = self._catalog(rows)
         if catalog is None:
             titles = pa.table({"title_id": pa.array([], pa.int64()), "artwork_ids": pa.array([], pa.list_(pa.int32()))})
             reasons = validate_events(table, titles, pa.table({"profile_id": pa.array([], pa.int64())}), now)[1]

@@ -6,8 +6,10 @@ vectors as ``FactorArtifacts`` under ``out_dir / name`` so the pages stage retri
 through faiss like ALS (``candidates.als.FactorSource``), and logs one MLflow run per model.
 With ``unsampled`` (blocks of events of profiles a training sample left out) each model also
 encodes those profiles from their histories (``fold_in``, no retraining), so the vectors cover
-every profile. Cost: the fit grows with the training interactions; the fold-in is linear in the
-left-out profiles' interactions, one block in memory plus the vectors.
+every profile. Each early-stopped model named in ``share`` is also saved as fit, with the key of
+its fit (``training.shared_fit``), so the top row takes it instead of fitting it again. Cost: the
+fit grows with the training interactions; the fold-in is linear in the left-out profiles'
+interactions, one block in memory plus the vectors.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from pathways import tracking
 from pathways.artifacts.factors import FactorArtifacts
 from pathways.models_config import ModelsConfig
 from training.data import fold_in_blocks, interactions_from_events
+from training.models.torch_utils import EarlyStoppedModel
 from training.recommender import FoldIn
 from training.registry import BuildContext, build
+from training.shared_fit import fit_key, save_shared
 
 RETRIEVAL_MODELS = ("two_tower", "sasrec")
 
@@ -47,8 +51,10 @@ def train_retrieval(
     seed: int = 0,
     run_id: str = "",
     unsampled: Callable[[], Iterable[pa.Table]] | None = None,
+    share: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Fit, export and log each model of ``names``; returns facts (interactions, dir, seconds per model).
+    """Fit, export and log each model of ``names``; returns facts (interactions, dir, seconds per model,
+    ``<name>_shared``: the saved model of each early-stopped (``refit`` off) model of ``share``).
 
     MLflow must already be configured (``pathways.tracking.configure``).
     """
@@ -68,6 +74,9 @@ def train_retrieval(
             if unsampled is not None:
                 user_vecs, pids = folded_in_vectors(model, user_vecs, pids, inter.item_ids, unsampled())
             FactorArtifacts(user_vecs, item_vecs, pids, inter.item_ids, {"fit_seconds": seconds}).save(out_dir / name)
+            if name in share and isinstance(model, EarlyStoppedModel) and not model.config.refit:
+                key = fit_key(model, inter, model.config.valid_k)
+                out[f"{name}_shared"] = str(save_shared(model, out_dir / f"{name}.shared", key))
             tracking.log_params_flat(getattr(model, "get_params", dict)())
             mlflow.log_metrics({"fit_seconds": seconds, "n_interactions": float(len(inter))})
         out[f"{name}_seconds"] = round(seconds, 2)

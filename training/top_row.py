@@ -10,13 +10,15 @@ titles (EASE is titles x titles); the lists are written ``models.final.user_chun
 time, so memory does not grow with profiles beyond the lists' file. The profiles a training sample
 left out get lists too: each block of them is folded into the fitted model
 (``PathwaysFinal.fold_in``: every generator's own inference on their histories, no retraining), at
-a cost linear in their interactions, one block in memory."""
+a cost linear in their interactions, one block in memory. A generator another stage already fit on
+the same data with the same settings (``shared``: name -> its saved model; used only when its
+``training.shared_fit`` key matches this fit's) is taken as it is instead of being fit again."""
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,9 @@ from pathways.catalog import Catalog
 from pathways.models_config import ModelsConfig
 from training.data import fold_in_blocks, interactions_from_events
 from training.models import PathwaysFinal
+from training.models.torch_utils import EarlyStoppedModel
+from training.recommender import Interactions, Recommender
+from training.shared_fit import fit_key, load_shared
 
 TOP_ROW_NAME = "top_row"
 
@@ -92,6 +97,7 @@ def folded_in(model: PathwaysFinal, tables: Iterable[pa.Table], item_ids: np.nda
 def train_top_row(
     events: pa.Table, catalog: Catalog, out_dir: Path, seed: int, keep: int | None, run_name: str,
     models: ModelsConfig | None = None, unsampled: Callable[[], Iterable[pa.Table]] | None = None,
+    shared: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Fit (settings: ``models``, default ``ModelsConfig()``), write ``top_row.parquet`` (``keep`` titles
     per profile, default all candidates: the pages stage also orders other rows by these scores) for
@@ -99,7 +105,9 @@ def train_top_row(
     ``events``, folded in), log and register. Returns facts."""
     inter = interactions_from_events(events, item_ids=catalog.title_ids)
     t0 = time.perf_counter()
-    model = PathwaysFinal(models, seed=seed).fit(inter, item_features=genre_features(catalog, inter.item_ids))
+    model = PathwaysFinal(models, seed=seed)
+    features = genre_features(catalog, inter.item_ids)
+    model.fit(inter, item_features=features, prefit=shared_generators(model, inter, features, shared or {}))
     seconds = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = folded_in(model, unsampled(), inter.item_ids) if unsampled is not None else ()
@@ -116,4 +124,22 @@ def train_top_row(
             )
     version = tracking.register(info.model_uri, TOP_ROW_NAME, alias=tracking.CHAMPION, tags={"kind": "pathways_final"})
     return {"path": str(path), "fit_seconds": round(seconds, 2), "profiles": int(inter.n_users),
-            "lists": pq.ParquetFile(path).metadata.num_rows, "version": version}
+            "lists": pq.ParquetFile(path).metadata.num_rows, "version": version,
+            "reused_generators": ",".join(model.reused_generators_)}
+
+
+def shared_generators(model: PathwaysFinal, train: Interactions, item_features: np.ndarray | None,
+                      shared: Mapping[str, str | Path]) -> dict[str, Recommender]:
+    """The models of ``shared`` fit exactly as ``model`` would fit its generator of that name on
+    ``train`` (``training.shared_fit.fit_key`` matches), loaded; the others are left out."""
+    out: dict[str, Recommender] = {}
+    for name, path in shared.items():
+        if name not in model.config.final.generators:
+            continue
+        unfitted = model.unfitted_generator(name)
+        if not isinstance(unfitted, EarlyStoppedModel):
+            continue
+        loaded = load_shared(path, fit_key(unfitted, train, model.config.final.valid_k, item_features))
+        if isinstance(loaded, Recommender):
+            out[name] = loaded
+    return out

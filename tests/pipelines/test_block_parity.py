@@ -140,11 +140,12 @@ def test_rows_sort_as_a_stable_lexsort_does():
     assert np.array_equal(_sort_rows(scores, offsets, rows), want)
 
 
-def test_dense_unique_is_np_unique():
-    keys = np.random.default_rng(4).integers(0, 500, 2_000)
-    got, inverse = _dense_unique(keys, 500)
+@pytest.mark.parametrize("size", [500, 500_000])  # keys filling the space (a scatter), or sparse in it (a sort)
+def test_dense_unique_is_np_unique(size):
+    keys = np.random.default_rng(4).integers(0, size, 2_000)
+    got, inverse = _dense_unique(keys, size)
     want, want_inverse = np.unique(keys, return_inverse=True)
-    assert np.array_equal(got, want) and np.array_equal(inverse, want_inverse)
+    assert np.array_equal(got, want) and np.array_equal(inverse, want_inverse) and inverse.shape == keys.shape
 
 
 @pytest.mark.parametrize("make_scorer", [_mlp_scorer, _gbdt_scorer])

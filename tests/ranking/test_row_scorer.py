@@ -75,3 +75,33 @@ def test_a_learning_to_rank_list_overrides_the_ranker_for_its_profile(catalog):
     assert scored.title_ids.tolist() == [105, 101, 110, 120]  # listed titles by LTR, then the rest
     (other,) = _scorer(catalog, ltr).score_rows(ProfileContext(2, "US", 4), [row])
     assert other.title_ids.tolist() == [120, 110, 105, 101]  # no list: the ranker decides
+
+
+class CountingStore(FakeStore):
+    """FakeStore counting its catalog-wide reads."""
+
+    def __init__(self, catalog):
+        super().__init__(catalog)
+        self.reads = 0
+
+    def online_titles(self, ids):
+        self.reads += 1
+        return super().online_titles(ids)
+
+    def online_trending(self, keys):
+        self.reads += 1
+        return pd.DataFrame({"title_region": keys, "trending_score": [float(len(k)) for k in keys]})
+
+
+def test_preload_reads_the_catalog_once_for_every_scorer_and_scores_alike(catalog):
+    first, second, cold = _scorer(catalog), _scorer(catalog), _scorer(catalog)
+    for scorer in (first, second, cold):
+        scorer.store = CountingStore(catalog)
+    first.preload(["US", "BR"])
+    second.preload(["US", "BR"], like=first)
+    assert first.store.reads == 3 and second.store.reads == 0  # titles + two regions, then nothing
+    profile = ProfileContext(1, "BR", 4)
+    ids = np.array([101, 110, 105], np.int64)
+    np.testing.assert_array_equal(second.score_titles(profile, ids), cold.score_titles(profile, ids))
+    assert second.store.reads == 0
+    assert np.array_equal(second._trend("BR"), cold._trend("BR"))

@@ -35,6 +35,12 @@ def served(tmp_path_factory):
 
 def test_ray_serve_app_serves_pages_heartbeats_and_errors(served):
     cfg, client = served
+    import os
+    import subprocess
+
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    replicas = [int(line.split()[0]) for line in ps.splitlines() if "ServeReplica:pathways" in line]
+    assert replicas and {os.getpriority(os.PRIO_PROCESS, pid) for pid in replicas} == {cfg.serving.worker_niceness}
     health = client.get("/healthz").json()
     assert health["snapshot"] == "v1" and health["online_store"] is True and health["status"] == "ok"
     assert client.get("/readyz").status_code == 200 and client.get("/livez").status_code == 200

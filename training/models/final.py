@@ -8,6 +8,7 @@ Fit, point-in-time:
    ``inner`` with the validation split (the early-stopped ones, SASRec and the two-tower, stop on
    it), build each user's candidate union and features as of ``inner``, and label a candidate 1
    when it is among the user's validation items. Fit the ranker (listwise MLP by default) on them.
+   ``prefit`` generators (fit elsewhere exactly this way: ``training.shared_fit``) are not fit again.
 3. Refit the other generators on all of train; early-stopped ones keep their step-2 weights and
    read the full train histories (``retrain_neural=True`` retrains them for the epoch count found
    in step 2 instead).
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Mapping
 from typing import Any, Self
 
 import numpy as np
@@ -71,14 +73,20 @@ class PathwaysFinal(Pickled):
         return {name: registry.build(name, ctx) for name in final.generators}
 
     def _fit_generators(
-        self, train: Interactions, valid: Interactions | None, item_features: np.ndarray | None
+        self, train: Interactions, valid: Interactions | None, item_features: np.ndarray | None,
+        prefit: Mapping[str, Recommender] | None = None,
     ) -> dict[str, Recommender]:
-        """With ``valid``: fit all on ``train``. Without: the refit on all of train (see the module docstring)."""
+        """With ``valid``: fit all on ``train`` (those of ``prefit`` only read ``train``'s histories).
+        Without: the refit on all of train (see the module docstring)."""
         fitted: dict[str, Recommender] = {}
         for name, model in self._build_generators().items():
             start = time.perf_counter()
             inner = self.generators_inner_.get(name)
-            if valid is not None:
+            reused = prefit.get(name) if prefit and valid is not None else None
+            if isinstance(reused, EarlyStoppedModel):
+                model = reused.set_history(train)
+                self.reused_generators_.append(name)
+            elif valid is not None:
                 model.fit(train, valid=valid, item_features=item_features)
             elif isinstance(inner, EarlyStoppedModel) and not self.config.final.retrain_neural:
                 model = inner.set_history(train)
@@ -90,16 +98,23 @@ class PathwaysFinal(Pickled):
             fitted[name] = model
         return fitted
 
+    def unfitted_generator(self, name: str) -> Recommender:
+        """Generator ``name`` as this model would build it before fitting (its settings and seed)."""
+        return self._build_generators()[name]
+
     def fit(self, train: Interactions, *, valid: Interactions | None = None,
-            item_features: np.ndarray | None = None) -> Self:
+            item_features: np.ndarray | None = None, prefit: Mapping[str, Recommender] | None = None) -> Self:
+        """``prefit``: early-stopped generators already fit exactly as step 2 would fit them (same
+        settings, seed, ``train`` and ``valid_k``: ``training.shared_fit.fit_key``), taken as they are."""
         cfg = self.config.final
         start = time.perf_counter()
         self.train_seconds_by_part_: dict[str, float] = {}
+        self.reused_generators_: list[str] = []
         inner, held = leave_last_k(train, cfg.valid_k)
         if len(held) == 0:
             raise ValueError(f"no user has more than {cfg.valid_k} interactions: cannot carve validation")
         self.generators_inner_: dict[str, Recommender] = {}
-        self.generators_inner_ = self._fit_generators(inner, held, item_features)
+        self.generators_inner_ = self._fit_generators(inner, held, item_features, prefit)
         self.epochs_ = {n: g.best_epochs_ for n, g in self.generators_inner_.items() if isinstance(g, EarlyStoppedModel)}
         users = np.unique(held.users)
         cands, feats = self._candidates_and_features(self.generators_inner_, CandidateFeaturizer(inner, item_features), users)

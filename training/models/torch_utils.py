@@ -82,6 +82,7 @@ class EarlyStoppedModel(ConfiguredModel):
     and ``set_history``.
     """
 
+    reads_item_features = False  # whether ``fit(item_features=...)`` changes the model (``training.shared_fit``)
     net_: torch.nn.Module
     n_items_: int
     sequences_: list[np.ndarray]

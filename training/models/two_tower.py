@@ -73,6 +73,7 @@ class TwoTower(EarlyStoppedModel):
 
     name = "two_tower"
     section = TwoTowerConfig
+    reads_item_features = True
     config: TwoTowerConfig
     net_: TwoTowerNet
 

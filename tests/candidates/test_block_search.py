@@ -1,0 +1,76 @@
+"""The block path's prefix reads: the first allowed titles of a few results equal those of the whole list."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from candidates.block import first_allowed, first_allowed_prefix, first_fetch, search_first_allowed
+from pathways.artifacts.factor_index import FactorIndex
+
+
+def _world(seed: int, n_items: int = 300, n_lines: int = 40, n_profiles: int = 12):
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n_items, 8)).astype(np.float32)
+    ok = rng.random((n_profiles, n_items)) < rng.uniform(0.02, 0.9, (n_profiles, 1))  # some profiles blocked a lot
+    line_profile = rng.integers(0, n_profiles, n_lines)
+    query = rng.integers(0, 10, n_lines)  # queries repeat across lines
+    item_positions = rng.permutation(n_items + 5)[:n_items] - 5  # a few items not in the catalog (-1..-5 -> -1)
+    item_positions = np.where(item_positions < 0, -1, item_positions).astype(np.int64)
+    ks = rng.integers(1, 2 * n_items, n_lines)  # may ask for more results than the index holds
+    return vectors, ok, line_profile, query, item_positions, ks
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("first_k", [1, 7, 1000])
+def test_search_first_allowed_equals_one_search_of_every_lines_k(seed: int, first_k: int) -> None:
+    vectors, ok_mask, line_profile, query, item_positions, ks = _world(seed)
+    index, k = FactorIndex(vectors), 5
+
+    def allowed(lines: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        return ok_mask[line_profile[lines][:, None], np.maximum(pos, 0)]
+
+    scores, rows = index.search(vectors[query], int(ks.max()))  # what the block path did before
+    within = (np.arange(rows.shape[1]) < ks[:, None]) & (rows >= 0)
+    pos = np.where(within, item_positions[np.maximum(rows, 0)], -1)
+    keep = first_allowed((pos >= 0) & allowed(np.arange(len(query)), pos), k)
+    got_pos, got_scores = search_first_allowed(index, vectors, query, ks, item_positions, allowed, k, first_k)
+    for i in range(len(query)):
+        n = int(keep[i].sum())
+        assert got_pos[i, :n].tolist() == pos[i][keep[i]].tolist()
+        assert np.array_equal(got_scores[i, :n], scores[i][keep[i]])  # to the bit
+        assert (got_pos[i, n:] == -1).all()
+
+
+def test_faiss_top_m_is_the_prefix_of_top_n_whatever_the_batch() -> None:
+    """What ``search_first_allowed`` relies on: fewer results are the first of more, and a query's
+    scores do not depend on the other queries of its batch."""
+    rng = np.random.default_rng(9)
+    vectors = rng.normal(size=(2_000, 16)).astype(np.float32)
+    vectors[100:110] = vectors[5]  # exact ties
+    index = FactorIndex(vectors)
+    queries = rng.normal(size=(64, 16)).astype(np.float32)
+    scores, rows = index.search(queries, 400)
+    for m in (1, 30, 99, 100, 250):
+        few_scores, few_rows = index.search(queries, m)
+        assert np.array_equal(few_rows, rows[:, :m]) and np.array_equal(few_scores, scores[:, :m])
+    for n in (1, 3, 19, 20, 21):
+        one_scores, one_rows = index.search(queries[:n], 400)
+        assert np.array_equal(one_rows, rows[:n]) and np.array_equal(one_scores, scores[:n])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_first_allowed_prefix_equals_first_allowed_over_the_whole_list(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ok = rng.random((10, 200)) < rng.uniform(0.01, 0.9, (10, 1))
+    lines = rng.integers(0, 10, 25)
+    columns = rng.permutation(220)[:150] - 20
+    columns = np.where(columns < 0, -1, columns)  # -1: never allowed
+    want = first_allowed((columns >= 0)[None, :] & ok[lines[:, None], np.maximum(columns, 0)[None, :]], 6)
+    for first in (1, 6, 40, 500):
+        assert np.array_equal(first_allowed_prefix(ok, lines, columns, 6, first), want)
+
+
+def test_first_fetch_covers_the_seen_titles_twice() -> None:
+    assert first_fetch(10, np.array([0, 3, 1])) == 26
+    assert first_fetch(10, np.zeros(0, np.int64)) == 20
