@@ -184,7 +184,7 @@ class PipelineConfig(_Section):
     ray_address: str | None = None  # None: start a local Ray; "auto" or "ray://...": join a cluster
     workers: int = Field(2, ge=1)
     chunk_size: int = Field(256, ge=1)  # profiles per task
-    threads: int = Field(2, ge=1, le=64)  # local executor: blocks built at once in-process (the heavy steps release the GIL)
+    threads: int = Field(2, ge=1, le=64)  # blocks of pages / top-row lists built at once in-process (the heavy steps release the GIL)
     history_shard_profiles: int = Field(50_000, ge=1)  # profiles per shard of the pages stage's one-pass history split
     keep_snapshots: int = Field(3, ge=1)
 

@@ -29,9 +29,7 @@ features (titles, trending per region) are read once at ``open``. The ranker run
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +44,7 @@ from features.schema import MATURITY_LEVELS, REGIONS
 from pathways.catalog import Catalog
 from pathways.config import PathwaysConfig
 from pathways.pageblob import encode_page
+from pathways.parallel import ordered_map
 from pathways.types import Page, ProfileContext
 from ranking.page import assemble_page
 
@@ -171,21 +170,7 @@ class PageBuilder:
         two threads keep both cores of a small machine busy. Blocks are independent (each one's
         bytes are the same on any thread); at most ``2 x threads`` are in flight, so memory stays
         bounded by the block."""
-        if threads <= 1:
-            yield from map(self.build, blocks)
-            return
-        with ThreadPoolExecutor(threads, thread_name_prefix="pages") as pool:
-            pending: deque[Future[list[BuiltPage]]] = deque()
-            try:
-                for block in blocks:
-                    pending.append(pool.submit(self.build, block))
-                    if len(pending) >= 2 * threads:
-                        yield pending.popleft().result()
-                while pending:
-                    yield pending.popleft().result()
-            finally:  # a failed block (or a caller that stops early): drop the blocks not started yet
-                for future in pending:
-                    future.cancel()
+        yield from ordered_map(self.build, blocks, threads, name="pages")
 
     def build_loop(self, profiles: list[ProfileContext]) -> list[BuiltPage]:
         """The same pages one profile at a time, through ``Page`` objects (the path before blocks:

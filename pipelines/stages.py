@@ -156,9 +156,9 @@ def retrieval_sources(config: PathwaysConfig, retrieval_dir: Path) -> dict[str, 
 def train_top_row(ctx: RunContext) -> dict[str, Any]:
     """The learning-to-rank top row (PathwaysFinal), registered as top_row@champion. Cost: fitting
     grows with the training interactions (a sample caps it) and titles^2 (EASE); its lists are
-    written per block of users (``training/top_row.py``), the profiles a sample left out folded in
-    per profile range: linear in profiles, one range in memory. A generator ``train_retrieval`` saved
-    (SASRec) is taken instead of fit again when it was fit on the same events with the same settings
+    written per block of users, ``pipeline.threads`` blocks at once (``training/top_row.py``), the
+    profiles a sample left out folded in per profile range: linear in profiles, one range in memory.
+    A generator ``train_retrieval`` saved (SASRec) is taken instead of fit again when it was fit on the same events with the same settings
     and seed (``training.shared_fit``: one SASRec fit a night); otherwise the top row fits its own."""
     from training.top_row import train_top_row as fit
 
@@ -167,7 +167,8 @@ def train_top_row(ctx: RunContext) -> dict[str, Any]:
     shared = {k.removesuffix("_shared"): v for k, v in retrieval.items() if k.endswith("_shared") and v}
     try:
         return fit(training_events(ctx, "train_top_row"), catalog(ctx), ctx.stage_dir("train_top_row"), ctx.config.training.seed,
-                   None, f"top_row-{ctx.run_id}", ctx.config.models, unsampled_histories(ctx, "train_top_row"), shared)
+                   None, f"top_row-{ctx.run_id}", ctx.config.models, unsampled_histories(ctx, "train_top_row"), shared,
+                   ctx.config.pipeline.threads)
     except ValueError as exc:  # too little history to carve a validation split and train on it
         log.warning("top row not trained: %s", exc)
         return {"path": None, "skipped": str(exc)}

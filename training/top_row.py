@@ -32,6 +32,7 @@ from pathways import tracking
 from pathways.artifacts.top_lists import SCHEMA as TOP_LISTS_SCHEMA
 from pathways.catalog import Catalog
 from pathways.models_config import ModelsConfig
+from pathways.parallel import ordered_map
 from training.data import fold_in_blocks, interactions_from_events
 from training.models import PathwaysFinal
 from training.models.torch_utils import EarlyStoppedModel
@@ -69,21 +70,31 @@ def genre_features(catalog: Catalog, item_ids: np.ndarray) -> np.ndarray:
 
 
 def write_lists(model: PathwaysFinal, n_users: int, user_ids: np.ndarray, item_ids: np.ndarray, keep: int | None,
-                path: Path, block: int, extra: Iterable[tuple[PathwaysFinal, np.ndarray]] = ()) -> Path:
+                path: Path, block: int, extra: Iterable[tuple[PathwaysFinal, np.ndarray]] = (), threads: int = 1) -> Path:
     """Each trained user's ranked list, ``block`` users at a time (the candidate features of one
     block in memory, never all users') appended to the ``TopLists`` Parquet file ``path``; then the
-    users of each ``(folded-in model, its profile ids)`` of ``extra``, the same way."""
-    tmp = path.with_suffix(".tmp")
-    with pq.ParquetWriter(tmp, TOP_LISTS_SCHEMA) as writer:
+    users of each ``(folded-in model, its profile ids)`` of ``extra``, the same way. ``threads``
+    blocks are ranked at once (``pathways.parallel.ordered_map``: the same bytes on any number)."""
+
+    def blocks() -> Iterator[tuple[PathwaysFinal, np.ndarray, np.ndarray]]:
         for ranker, ids in chain([(model, user_ids[:n_users])], extra):  # lazily: one folded block at a time
             for lo in range(0, len(ids), block):
-                items, scores = ranker.candidates(np.arange(lo, min(lo + block, len(ids))))
-                ok = [row >= 0 for row in items]
-                writer.write_table(pa.table({
-                    "profile_id": pa.array(ids[lo:lo + len(items)], pa.int64()),
-                    "title_ids": pa.array([item_ids[r[m][:keep]] for r, m in zip(items, ok)], pa.list_(pa.int64())),
-                    "scores": pa.array([r[m][:keep] for r, m in zip(scores, ok)], pa.list_(pa.float32())),
-                }, schema=TOP_LISTS_SCHEMA))
+                yield ranker, ids[lo:lo + block], np.arange(lo, min(lo + block, len(ids)))
+
+    def ranked(task: tuple[PathwaysFinal, np.ndarray, np.ndarray]) -> pa.Table:
+        ranker, ids, users = task
+        items, scores = ranker.candidates(users)
+        ok = [row >= 0 for row in items]
+        return pa.table({
+            "profile_id": pa.array(ids, pa.int64()),
+            "title_ids": pa.array([item_ids[r[m][:keep]] for r, m in zip(items, ok)], pa.list_(pa.int64())),
+            "scores": pa.array([r[m][:keep] for r, m in zip(scores, ok)], pa.list_(pa.float32())),
+        }, schema=TOP_LISTS_SCHEMA)
+
+    tmp = path.with_suffix(".tmp")
+    with pq.ParquetWriter(tmp, TOP_LISTS_SCHEMA) as writer:
+        for table in ordered_map(ranked, blocks(), threads, name="top-row"):
+            writer.write_table(table)
     tmp.replace(path)
     return path
 
@@ -97,12 +108,12 @@ def folded_in(model: PathwaysFinal, tables: Iterable[pa.Table], item_ids: np.nda
 def train_top_row(
     events: pa.Table, catalog: Catalog, out_dir: Path, seed: int, keep: int | None, run_name: str,
     models: ModelsConfig | None = None, unsampled: Callable[[], Iterable[pa.Table]] | None = None,
-    shared: Mapping[str, str | Path] | None = None,
+    shared: Mapping[str, str | Path] | None = None, threads: int = 1,
 ) -> dict[str, Any]:
     """Fit (settings: ``models``, default ``ModelsConfig()``), write ``top_row.parquet`` (``keep`` titles
     per profile, default all candidates: the pages stage also orders other rows by these scores) for
     the trained profiles and those of ``unsampled()`` (blocks of events of profiles left out of
-    ``events``, folded in), log and register. Returns facts."""
+    ``events``, folded in; ``threads`` blocks ranked at once), log and register. Returns facts."""
     inter = interactions_from_events(events, item_ids=catalog.title_ids)
     t0 = time.perf_counter()
     model = PathwaysFinal(models, seed=seed)
@@ -112,7 +123,7 @@ def train_top_row(
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = folded_in(model, unsampled(), inter.item_ids) if unsampled is not None else ()
     path = write_lists(model, inter.n_users, inter.user_ids, inter.item_ids, keep, out_dir / "top_row.parquet",
-                       model.config.final.user_chunk, extra)
+                       model.config.final.user_chunk, extra, threads)
     with mlflow.start_run(run_name=run_name):
         tracking.log_params_flat({k: v for k, v in model.get_params().items() if not isinstance(v, dict)})
         mlflow.log_metrics({"fit_seconds": seconds, "n_interactions": float(len(inter)), "n_users": float(inter.n_users)})

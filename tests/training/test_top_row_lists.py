@@ -34,3 +34,18 @@ def test_lists_are_written_block_by_block_and_equal_the_whole(tmp_path: Path) ->
     kept = TopLists.load(write_lists(_Model(), 5, user_ids, item_ids, 1, tmp_path / "k.parquet", 4)).lists  # type: ignore[arg-type]
     assert all(len(t) == 1 for t, _ in kept.values())
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_lists_on_two_threads_are_the_same_bytes_as_on_one(tmp_path: Path) -> None:
+    user_ids, item_ids = np.arange(10, 240, 10), np.arange(100, 130)
+    one = write_lists(_Model(), 20, user_ids, item_ids, None, tmp_path / "one.parquet", 3)  # type: ignore[arg-type]
+    folded = _Model()
+    extra = [(folded, np.array([7, 8, 9, 11]))]
+    two = write_lists(_Model(), 20, user_ids, item_ids, None, tmp_path / "two.parquet", 3,  # type: ignore[arg-type]
+                      extra, threads=2)  # type: ignore[arg-type]
+    lists_one, lists_two = TopLists.load(one).lists, TopLists.load(two).lists
+    assert list(lists_two) == [*user_ids[:20].tolist(), 7, 8, 9, 11]  # the trained users, then the folded-in, in order
+    for pid, (titles, scores) in lists_one.items():
+        np.testing.assert_array_equal(lists_two[pid][0], titles)
+        np.testing.assert_array_equal(lists_two[pid][1], scores)
+    assert sorted(map(tuple, folded.blocks)) == [(0, 1, 2), (3,)]

@@ -85,7 +85,7 @@ class CandidateFeaturizer:
         cand = np.where(valid, candidates, 0)
         cols: list[np.ndarray] = []
         for s in scores:
-            s = s.astype(np.float32)
+            s = np.asarray(s, dtype=np.float32)  # no copy when it is float32 already (read only here)
             mean, std = s.mean(1, keepdims=True), s.std(1, keepdims=True) + 1e-6
             picked = np.take_along_axis(s, cand, axis=1)
             rank = _rank_of(s, cand)
