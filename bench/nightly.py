@@ -41,6 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.nightly_quality import quality_check, quality_line  # noqa: E402
+from bench.pages import block_and_loop  # noqa: E402
 from pathways.config import PathwaysConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,13 +93,14 @@ def run_size(size: str, root: Path, reuse: bool = False) -> dict[str, Any]:
     }
 
 
-def pages_throughput(data: Path, sample: int, ray_workers: int = 0) -> dict[str, Any]:
-    """Block path and per-profile loop on the same profiles, in this process; with ``ray_workers``
+def pages_throughput(data: Path, sample: int, ray_workers: int = 0, repeats: int = 3) -> dict[str, Any]:
+    """Block path (on ``pipeline.threads`` threads, and on one) and per-profile loop on the same
+    profiles, in this process, median of ``repeats`` (``bench.pages.block_and_loop``); with ``ray_workers``
     also the block path on that many Ray actors (their start-up included: what a night pays)."""
     from datetime import datetime
 
     from pipelines.nightly import finished_run
-    from pipelines.page_builder import PageBuilder, PageBuildSpec
+    from pipelines.page_builder import PageBuildSpec
     from pipelines.stages import profile_blocks, retrieval_sources
 
     config = PathwaysConfig(data_dir=data)
@@ -109,21 +111,14 @@ def pages_throughput(data: Path, sample: int, ray_workers: int = 0) -> dict[str,
     plays = Path(out["pages"]["dir"]) / "plays.parquet"
     spec = PageBuildSpec(config, Path(out["train_als"]["path"]), datetime.fromisoformat(out["features"]["as_of"]),
                          extra, Path(top_row) if top_row else None, plays if plays.is_file() else None)
-    builder = PageBuilder.open(spec)
     blocks = []
     for block in profile_blocks(ctx)[1]:
         blocks.append(block)
         if sum(map(len, blocks)) >= sample:
             break
     n = sum(map(len, blocks))
-    builder.build(blocks[0][:20]), builder.build_loop(blocks[0][:20])  # warm caches alike
-    t0 = time.perf_counter()
-    fast = [page for block in blocks for page in builder.build(block)]
-    t1 = time.perf_counter()
-    slow = [page for block in blocks for page in builder.build_loop(block)]
-    t2 = time.perf_counter()
-    out = {"sample": n, "pages_profiles_per_s": round(n / (t1 - t0), 1), "loop_profiles_per_s": round(n / (t2 - t1), 1),
-           "pages_identical": fast == slow}
+    fast: list[Any] = []
+    out = {"sample": n, **block_and_loop(spec, blocks, repeats, fast)}
     if ray_workers:
         import tempfile
 
@@ -326,12 +321,15 @@ def main() -> int:
     parser.add_argument("--only", default="runs,pages,replicas,resume,rollback", help="the parts to run")
     parser.add_argument("--replica-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--reads", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=3, help="pages: median of this many runs of each path")
     parser.add_argument("--quality-check", action="store_true", help="top row NDCG@20: a sample vs all (largest size)")
     parser.add_argument("--quality-sample", type=int, default=0, help="0: the top row's configured sample, else profiles / 5")
     args = parser.parse_args()
     if args.replica_child:
         replica_child(args.replica_child, args.reads)
         return 0
+    if min(args.repeats, args.sample, args.kills) < 1 or args.ray_workers < 0:
+        parser.error("--repeats, --sample and --kills must be >= 1, --ray-workers >= 0")
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = sorted(set(sizes) - set(SIZE_PROFILES) - {"default", "small"})
     if unknown:
@@ -345,7 +343,7 @@ def main() -> int:
     result["scaling_ratio"] = round((last["wall_s"] / last["profiles"]) / (first["wall_s"] / first["profiles"]), 3)
     largest = args.root / sizes[-1]
     if "pages" in only:
-        result.update(pages_throughput(largest, args.sample, args.ray_workers))
+        result.update(pages_throughput(largest, args.sample, args.ray_workers, args.repeats))
     if "replicas" in only:
         from pathways.snapshot import current_dir
 
@@ -376,8 +374,10 @@ def print_table(r: dict[str, Any]) -> None:
               f"{run['peak_rss_gb']:>10.2f}  {stages}")
     print(f"scaling ratio (time per profile, largest / smallest): {r['scaling_ratio']}")
     if "sample" in r:
-        print(f"pages stage in-process on {r['sample']:,} profiles: block {r['pages_profiles_per_s']} profiles/s, "
-              f"per-profile loop {r['loop_profiles_per_s']} profiles/s, identical pages: {r['pages_identical']}")
+        print(f"pages stage in-process on {r['sample']:,} profiles (median of {len(r['block_runs_s'])}): block path on "
+              f"{r['pages_threads']} threads {r['pages_profiles_per_s']} profiles/s, on one {r['pages_1thread_profiles_per_s']}, "
+              f"per-profile loop {r['loop_profiles_per_s']} (x{r['pages_profiles_per_s'] / r['loop_profiles_per_s']:.2f}), "
+              f"identical pages: {r['pages_identical']}")
         if "ray_profiles_per_s" in r:
             print(f"block path on {r['ray_workers']} Ray actors (start-up included): {r['ray_profiles_per_s']} profiles/s, "
                   f"identical pages: {r['ray_identical']}")

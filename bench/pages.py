@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pathways.config import load_config  # noqa: E402
 
 
-def block_and_loop(spec: Any, blocks: list[list[Any]], repeats: int) -> dict[str, Any]:
+def block_and_loop(spec: Any, blocks: list[list[Any]], repeats: int, pages_out: list[Any] | None = None) -> dict[str, Any]:
     """The block path (on ``pipeline.threads`` threads, and on one) and the per-profile loop on the
     same blocks in this process, ``repeats`` times each (alternating); prints the table and returns
-    the medians (profiles per second)."""
+    the medians (profiles per second); the block path's pages are appended to ``pages_out``."""
     from pipelines.page_builder import PageBuilder
 
     builder = PageBuilder.open(spec)
@@ -53,6 +53,8 @@ def block_and_loop(spec: Any, blocks: list[list[Any]], repeats: int) -> dict[str
             times[label].append(time.perf_counter() - t0)
     rate = {label: n / statistics.median(t) for label, t in times.items()}
     identical = pages["block"] == pages["loop"] == pages["block_1"]
+    if pages_out is not None:
+        pages_out.extend(pages["block"])
     print(f"candidates + ranking + assembly in process, {n:,} profiles, median of {repeats}")
     print(f"{'path':<24}{'median s':>10}{'profiles/s':>12}{'x loop':>8}")
     names = (("loop", "per-profile loop"), ("block_1", "block path, 1 thread"), ("block", f"block path, {threads} threads"))
