@@ -8,9 +8,12 @@ each), never the whole lake, so checking a day of new events costs the same with
 or 100M events. Each file's ids are held as sorted 64-bit hashes with their row numbers (12
 bytes an id, a third of the strings'), a hash match confirmed against the id read back from its
 file, so the check stays exact. Loaded days stay cached (one process checking flush after flush)
-and the index forgets days ``keep_days`` older than the newest it has seen.
-Cost: time linear in the ids of the days checked (hashing, sorting) and in the new ids (binary
-search); memory 12 bytes per known id of those days.
+and the index forgets days ``keep_days`` older than the newest it has seen. Each day's hashes are
+also held merged into one sorted array, so a batch is searched once per day whatever the number
+of files there (a big file landed in chunks writes a file per chunk and day: searching file by
+file made its ingest quadratic, ~10 minutes for a 300k-profile world's 31M events).
+Cost: time linear in the ids of the days checked (hashing, sorting, merging) and in the new ids
+(binary search); memory 20 bytes per known id of those days.
 """
 
 from __future__ import annotations
@@ -101,8 +104,9 @@ class EventIdIndex:
     """Event ids per lake day, loaded on demand (see the module docstring), kept as sorted 64-bit
     hashes per file. ``duplicates`` is exact: a hash match is confirmed by comparing the full id
     read back from its file, so two distinct ids whose hashes collide (about n*m/2**64 pairs for n
-    known and m new ids: ~1e-5 for 1e8 x 2e6) are never taken for duplicates. Memory: 12 bytes
-    per known id of the days checked (~0.3 GB for 28M ids), plus one file's ids while confirming."""
+    known and m new ids: ~1e-5 for 1e8 x 2e6) are never taken for duplicates. Memory: 20 bytes
+    per known id of the days checked (~0.6 GB for 28M ids: the per-file hashes and rows, and each
+    day's merged hashes), plus one file's ids while confirming."""
 
     def __init__(self, lake_dir: Path | str, dedupe_days: int = 1, keep_days: int = 3) -> None:
         self.lake_dir = Path(lake_dir)
@@ -110,6 +114,7 @@ class EventIdIndex:
         self.keep_days = keep_days
         self._days: dict[date, dict[str, _FileIds]] = {}  # day -> file name -> its ids
         self._flat: dict[str, _FileIds] | None = None
+        self._merged: dict[date | None, np.ndarray] = {}  # day (None: the flat files) -> all its files' hashes, sorted
 
     def _load_day(self, day: date) -> dict[str, _FileIds]:
         if day not in self._days:
@@ -123,21 +128,63 @@ class EventIdIndex:
             self._flat = {f.name: _FileIds.read(f) for f in files}
         return self._flat
 
+    def _hashes_of(self, day: date | None) -> np.ndarray:
+        """Every hash of the files of ``day`` (None: the flat files) as one sorted array, kept up to
+        date by ``add`` (a merge of two sorted runs), so a batch is searched once per day, not once
+        per file: checking chunk after chunk of one night stays linear in its events."""
+        if day not in self._merged:
+            files = self._load_flat() if day is None else self._load_day(day)
+            merged = np.concatenate([np.zeros(0, np.uint64), *(f.hashes for f in files.values())])
+            merged.sort(kind="stable")
+            self._merged[day] = merged
+        return self._merged[day]
+
     def duplicates(self, event_ids: pa.Array | pa.ChunkedArray, ts: pa.ChunkedArray | pa.Array,
                    exclude: str = "") -> np.ndarray:
         """Whether each id is already in the lake on the days of ``ts`` (and ``dedupe_days``
-        before), except in files named ``exclude`` (the batch being rewritten); shape (n,) bool."""
-        days = {d.astype(object) for d in np.unique(event_days(ts)) if not np.isnat(d)}
+        before), except in files named ``exclude`` (the batch being rewritten); shape (n,) bool.
+
+        First each day's merged hashes pick the ids whose hash is there at all (an id is looked up
+        only in the days its own day may repeat: that day and ``dedupe_days`` before); only those
+        (true duplicates, a rare collision, or a rewritten batch's own ids) are confirmed file by
+        file against the full ids."""
+        own = event_days(ts)
+        days = {d.astype(object) for d in np.unique(own) if not np.isnat(d)}
         wanted = {d - timedelta(days=k) for d in days for k in range(self.dedupe_days + 1)}
-        files = [f for name, f in self._load_flat().items() if name != exclude]
-        for day in sorted(wanted):
-            files += [f for name, f in self._load_day(day).items() if name != exclude]
         self._forget_old(max(days) if days else None)
         ids = event_ids.combine_chunks() if isinstance(event_ids, pa.ChunkedArray) else event_ids
         found = np.zeros(len(ids), bool)
-        if not files or not len(ids):
+        if not len(ids):
             return found
         hashes = id_hashes(ids)
+        order = np.argsort(hashes)  # sorted needles: a cache-friendly binary search
+        ordered = hashes[order]
+        maybe = np.zeros(len(ids), bool)
+        undated = np.isnat(own)
+        for day in [None, *sorted(wanted)]:
+            known = self._hashes_of(day)
+            if not len(known):
+                continue
+            at = np.searchsorted(known, ordered)
+            hit = order[known[np.minimum(at, len(known) - 1)] == ordered]
+            if day is not None:  # only ids whose day is this one or up to dedupe_days later
+                gap = (own[hit] - np.datetime64(day, "D")).astype(np.int64)
+                hit = hit[undated[hit] | ((gap >= 0) & (gap <= self.dedupe_days))]
+            maybe[hit] = True
+        which = np.flatnonzero(maybe)
+        if not len(which):
+            return found
+        files = [f for name, f in self._load_flat().items() if name != exclude]
+        for day in sorted(wanted):
+            files += [f for name, f in self._load_day(day).items() if name != exclude]
+        found[which] = self._confirm(ids.take(pa.array(which)), hashes[which], files)
+        return found
+
+    @staticmethod
+    def _confirm(ids: pa.Array, hashes: np.ndarray, files: list[_FileIds]) -> np.ndarray:
+        """Whether each of ``ids`` (with their ``hashes``) is in one of ``files``: hash matches are
+        compared with the full ids, one candidate row of the file at a time."""
+        found = np.zeros(len(ids), bool)
         for known in files:
             lo = np.searchsorted(known.hashes, hashes, side="left")
             hi = np.searchsorted(known.hashes, hashes, side="right")
@@ -159,12 +206,22 @@ class EventIdIndex:
         """Record the ids of ``table`` (just written as ``file_name`` in each of its days)."""
         days = event_days(table["ts"])
         for day in np.unique(days):
+            key = day.astype(object)
             ids = table["event_id"].filter(pa.array(days == day)).combine_chunks()
-            self._load_day(day.astype(object))[file_name] = _FileIds.of(partition_dir(self.lake_dir, day.astype(object)) / file_name, ids)
+            files = self._load_day(key)
+            replaced = files.get(file_name)
+            files[file_name] = _FileIds.of(partition_dir(self.lake_dir, key) / file_name, ids)
+            if replaced is not None:  # a batch rewritten: rebuild the day's merged hashes
+                self._merged.pop(key, None)
+            elif key in self._merged:  # two sorted runs merged (timsort: linear)
+                merged = np.concatenate([self._merged[key], files[file_name].hashes])
+                merged.sort(kind="stable")
+                self._merged[key] = merged
 
     def nbytes(self) -> int:
         """Bytes held for the known ids."""
-        return sum(f.nbytes() for files in [*self._days.values(), self._flat or {}] for f in files.values())
+        return (sum(f.nbytes() for files in [*self._days.values(), self._flat or {}] for f in files.values())
+                + sum(m.nbytes for m in self._merged.values()))
 
     def _forget_old(self, newest: date | None) -> None:
         if newest is None:
@@ -172,3 +229,4 @@ class EventIdIndex:
         horizon = newest - timedelta(days=self.keep_days + self.dedupe_days)
         for day in [d for d in self._days if d < horizon]:
             del self._days[day]
+            self._merged.pop(day, None)

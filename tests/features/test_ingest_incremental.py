@@ -115,6 +115,31 @@ def test_known_ids_are_held_as_hashes_not_strings(tmp_path: Path) -> None:
     index = lake_index.EventIdIndex(lake)
     events = read_events(lake)
     assert index.duplicates(events["event_id"], events["ts"]).all()
-    assert index.nbytes() == 12 * 500  # 8-byte hash + 4-byte row per id
+    assert index.nbytes() == 20 * 500  # 8-byte hash + 4-byte row per id in its file, 8-byte hash in its day's merge
     other = pa.array([f"x{i}" for i in range(500)])
     assert not index.duplicates(other, events["ts"]).any()
+
+
+def test_a_file_landed_in_many_chunks_is_searched_once_per_day_not_once_per_file(tmp_path: Path, monkeypatch) -> None:
+    """Each chunk writes a file per day; the chunks after it are checked against each day's merged
+    hashes, and only hash matches go file by file (a duplicate in a late chunk is still found)."""
+    import numpy as np
+
+    titles, profiles = make_titles(), make_profiles()
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = [event(i, "play", 1 + i % 5, 100 + i % 7, hours=i * 1.3, fraction_watched=0.5) for i in range(120)]
+    rows += [event(7, "play", 3, 100, hours=7 * 1.3, fraction_watched=0.5)]  # a dup of chunk 0's event 7, in the last chunk
+    pq.write_table(events_table(rows), raw / "big.parquet")
+    confirmed: list[int] = []
+    real = lake_index.EventIdIndex._confirm
+    monkeypatch.setattr(lake_index.EventIdIndex, "_confirm",
+                        staticmethod(lambda ids, hashes, files: (confirmed.append(len(ids)), real(ids, hashes, files))[1]))
+    totals = ingest_new([raw / "big.parquet"], titles, profiles, tmp_path / "lake", now=NOW, chunk_rows=10)
+    assert totals["by_reason"] == {"duplicate_in_lake": 1} and totals["accepted"] == 120
+    assert confirmed == [1]  # only the one id whose hash is in the lake went to the files
+    index = lake_index.EventIdIndex(tmp_path / "lake")
+    events = read_events(tmp_path / "lake")
+    assert index.duplicates(events["event_id"], events["ts"]).all()
+    merged = index._merged
+    assert merged and all(np.all(m[1:] >= m[:-1]) for m in merged.values())
