@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -115,3 +117,30 @@ def test_top_lists_round_trip_keeps_order_and_types(tmp_path) -> None:
 def test_bad_top_lists(pids: list, titles: list, scores: list, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         TopLists.from_arrays(np.array(pids), [np.array(t) for t in titles], [np.array(s) for s in scores])
+
+
+def test_top_lists_load_many_row_groups_and_chunks_as_views_of_two_flat_arrays(tmp_path: Path) -> None:
+    """Written block by block (a row group each, as the nightly writes them), read back without a
+    Python object per title: each profile's arrays are views of one title-id and one score array."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pathways.artifacts.top_lists import SCHEMA
+
+    rng = np.random.default_rng(4)
+    path = tmp_path / "lists.parquet"
+    expected: dict[int, tuple[list[int], list[float]]] = {}
+    with pq.ParquetWriter(path, SCHEMA) as writer:
+        for block in range(4):
+            pids = list(range(block * 10, block * 10 + 7))
+            titles = [rng.integers(0, 500, rng.integers(0, 6)).tolist() for _ in pids]
+            scores = [rng.normal(size=len(t)).astype(np.float32).tolist() for t in titles]
+            expected.update({p: (t, s) for p, t, s in zip(pids, titles, scores)})
+            writer.write_table(pa.table({"profile_id": pids, "title_ids": titles, "scores": scores}, schema=SCHEMA))
+    loaded = TopLists.load(path).lists
+    assert list(loaded) == list(expected)
+    for pid, (titles, scores) in expected.items():
+        assert loaded[pid][0].tolist() == titles and loaded[pid][1].tolist() == scores
+        assert loaded[pid][0].dtype == np.int64 and loaded[pid][1].dtype == np.float32
+    bases = {id(t.base) for t, _ in loaded.values() if t.size}
+    assert len(bases) == 1  # one flat array underneath, not one per profile
