@@ -1,11 +1,13 @@
 """A row computed offline for each profile (e.g. the learning-to-rank top row), served as is.
 
-``lists`` maps profile id -> (title ids, scores), best first: ``TopLists.load(path).lists``
-(``pathways/artifacts/top_lists.py``) as the nightly job wrote them. The row still goes through
+``lists`` maps profile id -> (title ids, scores), best first: ``TopLists.load(path).lists`` or a
+``TopListsReader`` (``pathways/artifacts/top_lists.py``) of the file the nightly job wrote. The row still goes through
 the hard rules and drops titles the profile already played.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -21,7 +23,7 @@ class PrecomputedSource:
 
     serves_cohorts = False
 
-    def __init__(self, lists: dict[int, tuple[np.ndarray, np.ndarray]], catalog: Catalog, config: CandidateConfig,
+    def __init__(self, lists: Mapping[int, tuple[np.ndarray, np.ndarray]], catalog: Catalog, config: CandidateConfig,
                  name: str, evidence: str):
         self.lists = lists
         self.catalog = catalog

@@ -126,9 +126,9 @@ class PageBuilder:
         top_lists = None
         if spec.top_row is not None:
             from candidates.precomputed import PrecomputedSource
-            from pathways.artifacts.top_lists import TopLists
+            from pathways.artifacts.top_lists import TopListsReader
 
-            top_lists = TopLists.load(spec.top_row).lists
+            top_lists = TopListsReader(spec.top_row)  # row groups on demand: not every profile's list in memory
             extra.append(PrecomputedSource(top_lists, catalog, cfg.candidates, TOP_ROW_SOURCE, "Your top picks"))
         sources = build_sources(als, catalog, cfg.candidates, spec.as_of, read_plays(spec), profiles,
                                 trending_half_life_days=cfg.features.trending_half_life_days, extra=extra)

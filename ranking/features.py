@@ -12,7 +12,7 @@ the profile's maturity ceiling the title sits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,7 +148,7 @@ class RowScorer:
     as_of_days: float | None = None
     # The learning-to-rank model's ranked list per profile (title ids, scores). When a profile has
     # one, its standardized scores order the rows; ``ranker`` only breaks ties below the list.
-    ltr: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
+    ltr: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None
     # ``pinned_sources`` keep their own order; ``source_weight``: how much the rest keep of theirs.
     page: PageConfig = field(default_factory=PageConfig)
     _titles: pd.DataFrame | None = field(default=None, repr=False)

@@ -1,12 +1,18 @@
 """Top lists: one ranked list of titles per profile, computed offline (the learning-to-rank top row).
 
 On disk one Parquet file (``profile_id: int64, title_ids: list<int64>, scores: list<float32>``),
-one row per profile, best title first. Training writes it; the pages stage serves it as a row
-(``candidates/precomputed.py``) and orders other rows by its scores (``ranking/features.py``).
+one row per profile, best title first, written a block of users per row group. Training writes it;
+the pages stage serves it as a row (``candidates/precomputed.py``) and orders other rows by its
+scores (``ranking/features.py``), reading it through ``TopListsReader``: an index of the profile
+ids (8 bytes a profile) and the few row groups the blocks in flight need, so its memory does not
+grow with profiles x candidates (the lists of 1M profiles are ~3 GB as arrays).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,14 +66,85 @@ class TopLists:
         one flat title-id and one flat score array (12 bytes a listed title, no Python object per
         title: reading 300k profiles' lists once took ~5 GB of Python ints and floats on the way)."""
         table = pq.read_table(path, schema=SCHEMA)
-        pids = table.column("profile_id").to_numpy()
-        titles, scores = (table.column(name).combine_chunks() for name in ("title_ids", "scores"))
-        lengths = pc.fill_null(pc.list_value_length(titles), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-        if not np.array_equal(lengths, pc.fill_null(pc.list_value_length(scores), 0).to_numpy(zero_copy_only=False)):
-            raise ValueError(f"{path}: title and score lists differ in length")
-        bounds = np.zeros(len(lengths) + 1, np.int64)
-        np.cumsum(lengths, out=bounds[1:])
-        flat_titles = titles.flatten().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-        flat_scores = scores.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        return cls({int(p): (flat_titles[a:b], flat_scores[a:b])
-                    for p, a, b in zip(pids.tolist(), bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)})
+        bounds, flat_titles, flat_scores = _flat(table, path)
+        return cls({int(p): (flat_titles[a:b], flat_scores[a:b]) for p, a, b in
+                    zip(table.column("profile_id").to_pylist(), bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)})
+
+
+def _flat(table: pa.Table, path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row bounds (n + 1,), flat title ids int64, flat scores float32) of the lists in ``table``."""
+    titles, scores = (table.column(name).combine_chunks() for name in ("title_ids", "scores"))
+    lengths = pc.fill_null(pc.list_value_length(titles), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    if not np.array_equal(lengths, pc.fill_null(pc.list_value_length(scores), 0).to_numpy(zero_copy_only=False)):
+        raise ValueError(f"{path}: title and score lists differ in length")
+    bounds = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=bounds[1:])
+    flat_titles = titles.flatten().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    flat_scores = scores.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return bounds, flat_titles, flat_scores
+
+
+class TopListsReader(Mapping[int, tuple[np.ndarray, np.ndarray]]):
+    """The lists of a ``TopLists`` file, read one row group at a time: profile id -> (title ids int64,
+    scores float32), like ``TopLists.load(path).lists``. Holds the profile ids (sorted, with their
+    rows) and at most ``cache_groups`` decoded row groups, least recently used dropped first; the
+    pages stage asks for profiles in id order, so the groups of the profiles a sample trained on
+    (spread over the id range, a fixed count) stay cached and those folded in are read once.
+    Threads may share it (a lock around the cache)."""
+
+    def __init__(self, path: Path | str, cache_groups: int = 128) -> None:
+        if cache_groups < 1:
+            raise ValueError(f"cache_groups must be >= 1, got {cache_groups}")
+        self.path = Path(path)
+        self._file = pq.ParquetFile(self.path)
+        if not self._file.schema_arrow.equals(SCHEMA):
+            raise ValueError(f"{self.path} is not a top lists file: {self._file.schema_arrow}")
+        pids = self._file.read(columns=["profile_id"]).column(0).to_numpy()
+        self._order = np.argsort(pids, kind="stable")
+        self._ids = pids[self._order]
+        if len(self._ids) > 1 and (self._ids[1:] == self._ids[:-1]).any():
+            raise ValueError(f"{self.path} holds a profile twice")
+        sizes = [self._file.metadata.row_group(g).num_rows for g in range(self._file.num_row_groups)]
+        self._group_starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache_groups = cache_groups
+        self._lock = threading.Lock()
+
+    def _group(self, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with self._lock:
+            got = self._cache.get(g)
+            if got is not None:
+                self._cache.move_to_end(g)
+                return got
+            table = self._file.read_row_group(g, columns=["title_ids", "scores"])
+            got = _flat(table, self.path)
+            self._cache[g] = got
+            while len(self._cache) > self._cache_groups:
+                self._cache.popitem(last=False)
+            return got
+
+    def _row(self, profile_id: int) -> int | None:
+        i = int(np.searchsorted(self._ids, profile_id))
+        return int(self._order[i]) if i < len(self._ids) and self._ids[i] == profile_id else None
+
+    def __getitem__(self, profile_id: int) -> tuple[np.ndarray, np.ndarray]:
+        row = self._row(int(profile_id))
+        if row is None:
+            raise KeyError(profile_id)
+        g = int(np.searchsorted(self._group_starts, row, side="right")) - 1
+        bounds, titles, scores = self._group(g)
+        r = row - int(self._group_starts[g])
+        a, b = int(bounds[r]), int(bounds[r + 1])
+        return titles[a:b], scores[a:b]
+
+    def __contains__(self, profile_id: object) -> bool:
+        return isinstance(profile_id, (int, np.integer)) and self._row(int(profile_id)) is not None
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._ids.tolist())
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def cached_groups(self) -> int:
+        return len(self._cache)

@@ -144,3 +144,67 @@ def test_top_lists_load_many_row_groups_and_chunks_as_views_of_two_flat_arrays(t
         assert loaded[pid][0].dtype == np.int64 and loaded[pid][1].dtype == np.float32
     bases = {id(t.base) for t, _ in loaded.values() if t.size}
     assert len(bases) == 1  # one flat array underneath, not one per profile
+
+
+def test_top_lists_reader_gives_the_loaded_lists_with_a_bounded_cache(tmp_path: Path) -> None:
+    """The pages stage's reader: the same arrays as ``load`` for every profile, ids in any order
+    (sampled users first, then folded-in blocks), None for a profile without a list, and never more
+    row groups decoded at once than its cache holds, whichever thread asks."""
+    import threading
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pathways.artifacts.top_lists import SCHEMA, TopListsReader
+
+    rng = np.random.default_rng(9)
+    path = tmp_path / "lists.parquet"
+    blocks = [list(range(0, 100, 7)), list(range(101, 140)), list(range(2, 60, 7)), list(range(140, 170))]
+    with pq.ParquetWriter(path, SCHEMA) as writer:
+        for pids in blocks:
+            titles = [rng.integers(0, 900, rng.integers(0, 9)).tolist() for _ in pids]
+            scores = [rng.normal(size=len(t)).astype(np.float32).tolist() for t in titles]
+            writer.write_table(pa.table({"profile_id": pids, "title_ids": titles, "scores": scores}, schema=SCHEMA))
+    loaded = TopLists.load(path).lists
+    reader = TopListsReader(path, cache_groups=2)
+    assert len(reader) == len(loaded) and sorted(reader) == sorted(loaded)
+    for pid in sorted(loaded):
+        got = reader[pid]
+        assert got[0].tolist() == loaded[pid][0].tolist() and got[1].tolist() == loaded[pid][1].tolist()
+        assert got[0].dtype == np.int64 and got[1].dtype == np.float32
+        assert reader.cached_groups() <= 2
+    assert reader.get(100) is None and 100 not in reader and 7 in reader
+    with pytest.raises(KeyError):
+        reader[10_000]
+    errors: list[BaseException] = []
+
+    def read_all() -> None:
+        try:
+            for pid in rng.permutation(sorted(loaded)).tolist():
+                assert reader[pid][0].tolist() == loaded[pid][0].tolist()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read_all) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and reader.cached_groups() <= 2
+
+
+def test_top_lists_reader_refuses_another_file_and_repeated_profiles(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pathways.artifacts.top_lists import SCHEMA, TopListsReader
+
+    pq.write_table(pa.table({"profile_id": [1, 2]}), tmp_path / "other.parquet")
+    with pytest.raises(ValueError, match="not a top lists file"):
+        TopListsReader(tmp_path / "other.parquet")
+    pq.write_table(pa.table({"profile_id": [1, 1], "title_ids": [[1], [2]], "scores": [[1.0], [2.0]]}, schema=SCHEMA),
+                   tmp_path / "twice.parquet")
+    with pytest.raises(ValueError, match="twice"):
+        TopListsReader(tmp_path / "twice.parquet")
+    with pytest.raises(ValueError, match="cache_groups"):
+        TopListsReader(tmp_path / "twice.parquet", cache_groups=0)
