@@ -8,7 +8,8 @@ each), never the whole lake, so checking a day of new events costs the same with
 or 100M events. Each file's ids are held as sorted 64-bit hashes with their row numbers (12
 bytes an id, a third of the strings'), a hash match confirmed against the id read back from its
 file, so the check stays exact. Loaded days stay cached (one process checking flush after flush)
-and the index forgets days ``keep_days`` older than the newest it has seen. Each day's hashes are
+and the index forgets days ``keep_days`` older than the newest it has seen (never one the batch
+being checked needs: a week-long file holds 8 days of ids, ~2 GB for 1M profiles). Each day's hashes are
 also held merged into one sorted array, so a batch is searched once per day whatever the number
 of files there (a big file landed in chunks writes a file per chunk and day: searching file by
 file made its ingest quadratic, ~10 minutes for a 300k-profile world's 31M events).
@@ -151,7 +152,7 @@ class EventIdIndex:
         own = event_days(ts)
         days = {d.astype(object) for d in np.unique(own) if not np.isnat(d)}
         wanted = {d - timedelta(days=k) for d in days for k in range(self.dedupe_days + 1)}
-        self._forget_old(max(days) if days else None)
+        self._forget_old(max(days) if days else None, keep=wanted)
         ids = event_ids.combine_chunks() if isinstance(event_ids, pa.ChunkedArray) else event_ids
         found = np.zeros(len(ids), bool)
         if not len(ids):
@@ -223,10 +224,13 @@ class EventIdIndex:
         return (sum(f.nbytes() for files in [*self._days.values(), self._flat or {}] for f in files.values())
                 + sum(m.nbytes for m in self._merged.values()))
 
-    def _forget_old(self, newest: date | None) -> None:
+    def _forget_old(self, newest: date | None, keep: set[date] | frozenset[date] = frozenset()) -> None:
+        """Drop days ``keep_days`` (+ ``dedupe_days``) older than ``newest``, except those of ``keep``
+        (the days the batch being checked needs: a batch spanning a week must not evict, and read
+        back, its own first days on every chunk)."""
         if newest is None:
             return
         horizon = newest - timedelta(days=self.keep_days + self.dedupe_days)
-        for day in [d for d in self._days if d < horizon]:
+        for day in [d for d in self._days if d < horizon and d not in keep]:
             del self._days[day]
             self._merged.pop(day, None)

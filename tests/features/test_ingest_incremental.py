@@ -143,3 +143,19 @@ def test_a_file_landed_in_many_chunks_is_searched_once_per_day_not_once_per_file
     assert index.duplicates(events["event_id"], events["ts"]).all()
     merged = index._merged
     assert merged and all(np.all(m[1:] >= m[:-1]) for m in merged.values())
+
+
+def test_a_chunked_file_spanning_a_week_reads_each_day_of_the_lake_once(tmp_path: Path, monkeypatch) -> None:
+    """Every chunk of a week-long file touches all its days: none of them may be forgotten and read
+    back from disk for the next chunk (that made a 1M-profile world's ingest quadratic)."""
+    titles, profiles = make_titles(), make_profiles()
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = [event(i, "play", 1 + i % 5, 100 + i % 7, hours=(i % 8) * 24 + i * 0.01, fraction_watched=0.5) for i in range(96)]
+    pq.write_table(events_table(rows), raw / "week.parquet")
+    read: list[str] = []
+    real = lake_index._FileIds.read
+    monkeypatch.setattr(lake_index._FileIds, "read", classmethod(lambda cls, path: (read.append(str(path)), real(path))[1]))
+    totals = ingest_new([raw / "week.parquet"], titles, profiles, tmp_path / "lake", now=NOW, chunk_rows=12)
+    assert totals["accepted"] == 96
+    assert read == []  # every file the index knows it learnt when writing it, none read back
