@@ -4,7 +4,8 @@ The batch stages' heavy steps (numpy sorts and gathers, faiss, torch, zlib, SQLi
 GIL, so on a small machine two threads in one process keep both cores busy without copying models
 into worker processes. Results come back in the order of the inputs (so files written from them
 are the same bytes on any number of threads), and at most ``2 x threads`` blocks are in flight:
-memory stays bounded by the block, whatever the length of the stream.
+memory stays bounded by the block, whatever the length of the stream. (``ThreadPoolExecutor.map`` would
+submit the whole stream at once: its ``buffersize`` bound arrives only in Python 3.14.)
 """
 
 from __future__ import annotations
