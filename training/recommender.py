@@ -165,15 +165,24 @@ def union_candidates(
     round-robin merge, rank 0 of every list, then rank 1, ...).
     """
     n_users, n_lists = top_lists[0].shape[0], len(top_lists)
+    items = np.concatenate(top_lists, axis=1).astype(np.int64)
+    ranks = np.concatenate([np.broadcast_to(np.arange(t.shape[1]), t.shape) for t in top_lists], axis=1)
+    if tie_break == "list":
+        lists = np.concatenate([np.full(t.shape, p) for p, t in enumerate(top_lists)], axis=1)
+        ranks = ranks * n_lists + lists
+    valid = items >= 0
     missing = np.iinfo(np.int64).max
-    best = np.full((n_users, n_items), missing, dtype=np.int64)
-    for position, top in enumerate(top_lists):
-        rows, ranks = np.nonzero(top >= 0)
-        key = ranks * n_lists + position if tie_break == "list" else ranks
-        np.minimum.at(best, (rows, top[rows, ranks]), key)
+    # by (item, key): the first entry of each item holds its best key; its repeats are dropped
+    n_keys = int(ranks.max(initial=0)) + 1
+    by_item = np.where(valid, items * n_keys + ranks, missing)
+    by_item.sort(axis=1)
+    kept = by_item != missing
+    kept[:, 1:] &= by_item[:, 1:] // n_keys != by_item[:, :-1] // n_keys
+    # then by (best key, item), the first ``budget``
+    by_key = np.where(kept, (by_item % n_keys) * n_items + by_item // n_keys, missing)
+    by_key.sort(axis=1)
     out = np.full((n_users, budget), -1, dtype=np.int64)
-    for row in range(n_users):
-        seen = np.flatnonzero(best[row] < missing)
-        chosen = seen[np.argsort(best[row, seen], kind="stable")][:budget]
-        out[row, : len(chosen)] = chosen
+    width = min(budget, by_key.shape[1])
+    chosen = by_key[:, :width]
+    out[:, :width] = np.where(chosen != missing, chosen % max(n_items, 1), -1)
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -107,6 +109,16 @@ def test_save_load_parity(fitted, tmp_path):
     np.testing.assert_array_equal(model.score(users), loaded.score(users))
     with pytest.raises(ValueError, match="fit before save"):
         PathwaysFinal(TINY).save(tmp_path / "unfit.pkl")
+
+
+def test_a_model_pickled_before_a_setting_existed_loads_with_its_default(fitted, tmp_path):
+    data, model = fitted
+    old = copy.deepcopy(model)
+    del old.config.final.__dict__["score_chunk"]  # as pickled by a version without the setting
+    old.save(tmp_path / "old.pkl")
+    loaded = PathwaysFinal.load(tmp_path / "old.pkl")
+    assert loaded.config.final.score_chunk == FinalConfig().score_chunk
+    np.testing.assert_array_equal(loaded.score(np.arange(data.n_users)), model.score(np.arange(data.n_users)))
 
 
 def test_genre_match_is_the_cosine_with_the_users_recent_profile():

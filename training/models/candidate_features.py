@@ -15,6 +15,8 @@ Given each generator's full-catalog scores for a batch of users and the candidat
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
+from functools import cached_property
 
 import numpy as np
 
@@ -79,17 +81,17 @@ class CandidateFeaturizer:
             right = np.where(active & ~go_right, mid, right)
         return (left - lo).astype(np.float64)
 
-    def features(self, users: np.ndarray, candidates: np.ndarray, scores: list[np.ndarray]) -> np.ndarray:
-        """(n_users, C, n_features) float32 for ``candidates`` (n_users, C; -1 = padding)."""
+    def features(self, users: np.ndarray, candidates: np.ndarray, scores: Sequence[np.ndarray | RankedScores]) -> np.ndarray:
+        """(n_users, C, n_features) float32 for ``candidates`` (n_users, C; -1 = padding); ``scores``:
+        each generator's full-catalog scores for ``users``, sorted already or not."""
         valid = candidates >= 0
         cand = np.where(valid, candidates, 0)
         cols: list[np.ndarray] = []
-        for s in scores:
-            s = np.asarray(s, dtype=np.float32)  # no copy when it is float32 already (read only here)
-            mean, std = s.mean(1, keepdims=True), s.std(1, keepdims=True) + 1e-6
-            picked = np.take_along_axis(s, cand, axis=1)
-            rank = _rank_of(s, cand)
-            cols += [picked, (picked - mean) / std, np.log1p(rank)]
+        for ranked in scores:
+            if not isinstance(ranked, RankedScores):
+                ranked = RankedScores(ranked)
+            picked = np.take_along_axis(ranked.scores, cand, axis=1)
+            cols += [picked, (picked - ranked.mean) / ranked.std, np.log1p(ranked.ranks(cand))]
         t_u = self.user_last_ts[users]
         total = self._counts_upto(cand, t_u)
         cols.append(np.log1p(total))
@@ -121,26 +123,96 @@ class CandidateFeaturizer:
 
 def _rank_of(scores: np.ndarray, cand: np.ndarray) -> np.ndarray:
     """Rank (0 = best) of each candidate in its row of ``scores`` (n_users, n_items): its place in
-    the row's stable descending order (ties by item index, NaN last). For float32 scores each item
-    gets a unique sortable 64-bit key (the score's order-preserving bits, then its index), the keys
-    are sorted (no argsort) and each candidate's key is found by binary search: the same ranks,
-    about 3x less time on 20k titles."""
+    the row's stable descending order (ties by item index, NaN last)."""
     if scores.dtype != np.float32:
         order = np.argsort(-scores, axis=1, kind="stable")
         inverse = np.empty_like(order)
         np.put_along_axis(inverse, order, np.arange(scores.shape[1])[None, :].repeat(len(scores), 0), axis=1)
         return np.take_along_axis(inverse, cand, axis=1)
-    bits = (np.float32(0.0) - scores).view(np.uint32)  # 0 - x: -0.0 and 0.0 both become +0.0 and tie
-    flip = (bits.view(np.int32) >> 31).view(np.uint32)  # all ones where negative
-    flip |= np.uint32(1 << 31)
-    bits ^= flip  # negative: all bits flipped, else the sign bit set: unsigned order = float order
-    np.putmask(bits, np.isnan(scores), np.uint32(0xFFFFFFFF))  # NaN last, tied
-    keys = bits.astype(np.uint64)
-    keys <<= np.uint64(32)
-    keys |= np.arange(scores.shape[1], dtype=np.uint64)[None, :]
-    wanted = np.take_along_axis(keys, cand, axis=1)
-    keys.sort(axis=1)
-    ranks = np.empty(cand.shape, np.int64)
-    for i, row in enumerate(keys):
-        ranks[i] = np.searchsorted(row, wanted[i])
-    return ranks
+    return RankedScores(scores).ranks(cand)
+
+
+_LOW_31 = np.uint32(0x7FFFFFFF)
+
+
+def _keys(values: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Unique uint64 keys of (float32 value, item) whose unsigned order is the values' descending
+    order, ties by item (-0.0 and 0.0 tie, NaN last): the high 32 bits are the value's bits made
+    sortable (>= 0: all but the sign bit flipped; < 0: as they are), the low 32 bits the item. Both
+    halves are written in place (no 64-bit shift or or-pass: this is a third of a list's time)."""
+    keys = np.empty(values.shape, np.uint64)
+    if np.little_endian:
+        halves = keys.view(np.uint32).reshape(*values.shape, 2)
+        halves[..., 0] = items
+        high = halves[..., 1].view(np.int32)
+    else:  # pragma: no cover - no big-endian machine here
+        high = np.empty(values.shape, np.int32)
+    np.add(values, np.float32(0.0), out=high.view(np.float32))  # -0.0 + 0.0 is +0.0
+    flip = high >> 31  # -1 where negative, else 0
+    np.invert(flip, out=flip)
+    np.bitwise_and(flip, np.int32(_LOW_31), out=flip)
+    np.bitwise_xor(high, flip, out=high)
+    nan = np.isnan(values)
+    if nan.any():
+        high[nan] = -1  # 0xFFFFFFFF: after every number
+    if not np.little_endian:  # pragma: no cover
+        keys[...] = (high.view(np.uint32).astype(np.uint64) << np.uint64(32)) | items.astype(np.uint64)
+    return keys
+
+
+def _finite(keys: np.ndarray) -> np.ndarray:
+    """Which keys' values are finite (the high 32 bits decoded back to float32)."""
+    bits = (keys >> np.uint64(32)).astype(np.uint32)
+    bits ^= np.where(bits >> np.uint32(31) == 0, _LOW_31, np.uint32(0))
+    return np.isfinite(bits.view(np.float32))
+
+
+class RankedScores:
+    """One generator's full-catalog float32 scores for a block of users, sorted once: the features'
+    mean, std and candidate ranks, and the generator's own top-k (``top``), all come from this one
+    sort (keys: ``_keys``, ascending = best first; no argsort, no second search). Rows that are all
+    the same (popularity) are sorted once. Memory: 12 bytes per (user, title)."""
+
+    def __init__(self, scores: np.ndarray) -> None:
+        s = np.asarray(scores, dtype=np.float32)
+        if s.ndim != 2:
+            raise ValueError(f"scores must be (n_users, n_items), got shape {s.shape}")
+        self.scores = s
+        shared = len(s) > 1 and np.array_equal(s[1:2], s[:1]) and bool((s == s[:1]).all())
+        self._row = s[:1] if shared else s
+        self.keys = _keys(self._row, np.arange(s.shape[1]))  # (n_users or 1, n_items)
+        self.keys.sort(axis=1)
+
+    @cached_property
+    def mean(self) -> np.ndarray:
+        """(n_users, 1) each user's mean score."""
+        return np.broadcast_to(self._row.mean(1, keepdims=True), (len(self.scores), 1))
+
+    @cached_property
+    def std(self) -> np.ndarray:
+        """(n_users, 1) each user's standard deviation of scores, + 1e-6."""
+        return np.broadcast_to(self._row.std(1, keepdims=True) + 1e-6, (len(self.scores), 1))
+
+    def ranks(self, cand: np.ndarray) -> np.ndarray:
+        """(n_users, C) int64 rank of each candidate (``cand`` >= 0) in its user's descending order."""
+        wanted = _keys(np.take_along_axis(self.scores, cand, axis=1), cand)
+        if len(self.keys) == 1 and len(cand):
+            return np.searchsorted(self.keys[0], wanted.ravel()).reshape(cand.shape)
+        ranks = np.empty(cand.shape, np.int64)
+        for i, row in enumerate(self.keys):
+            ranks[i] = np.searchsorted(row, wanted[i])
+        return ranks
+
+    def top(self, seen: np.ndarray, k: int) -> np.ndarray:
+        """(n_users, min(k, n_items)) int64 best items first, those ``seen`` (n_users, n_items) bool
+        marks and those with a non-finite score left out, -1 padded."""
+        n, n_items = self.scores.shape
+        k = min(k, n_items)
+        width = min(k + int(seen.sum(1).max(initial=0)), n_items)
+        window = np.broadcast_to(self.keys[:, :width], (n, width))
+        items = (window & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        blocked = np.take_along_axis(seen, items, axis=1) | ~_finite(window)
+        order = np.argsort(blocked, axis=1, kind="stable")[:, :k]
+        top = np.take_along_axis(items, order, axis=1)
+        top[np.take_along_axis(blocked, order, axis=1)] = -1
+        return top
