@@ -1,7 +1,7 @@
 """The nightly job at scale: end-to-end runs per world size, pages/s, replica memory, resume, rollback.
 
     python bench/nightly.py --sizes 10k[,100k,300k,1m] [--root DIR] [--json PATH] [--only runs,pages,replicas,...]
-        [--sample 2000] [--kills 5] [--replica-profiles 100000,1000000] [--redis-profiles 100000,300000] [--quality-check]
+        [--sample 2000] [--kills 5] [--replica-profiles 100000,1000000] [--redis-profiles 100000,300000] [--quality-check] [--quality-sizes]
 
 1. ``runs``: per size, the world is generated (once, kept under ``--root``) and ``pathways nightly``
    runs end to end in a child process: wall time, the job's peak RSS and seconds per stage
@@ -19,6 +19,9 @@
    uninterrupted run's. ``rollback_errors`` / ``rollback_s``: readers hammer the live snapshot
    while ``rollback`` switches serving back; errors and the time until the old version serves.
 5. ``quality`` (``--quality-check``): top row NDCG@20 trained on a sample vs on all (``bench/nightly_quality.py``).
+   ``quality_by_size`` (``--quality-sizes``): at every size, the NDCG@20 of the top row as the nightly
+   trains it (the configured sample, the rest folded in); ``quality_holds_at_scale``: the largest
+   world scores at least the smallest.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.nightly_quality import quality_check, quality_line  # noqa: E402
+from bench.nightly_quality import quality_check, quality_line, sample_quality, sizes_line  # noqa: E402
 from bench.pages import block_and_loop  # noqa: E402
 from pathways.config import PathwaysConfig  # noqa: E402
 
@@ -324,6 +327,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="pages: median of this many runs of each path")
     parser.add_argument("--quality-check", action="store_true", help="top row NDCG@20: a sample vs all (largest size)")
     parser.add_argument("--quality-sample", type=int, default=0, help="0: the top row's configured sample, else profiles / 5")
+    parser.add_argument("--quality-sizes", action="store_true",
+                        help="top row NDCG@20 of the sampled model at every size (the largest must score at least the smallest)")
     args = parser.parse_args()
     if args.replica_child:
         replica_child(args.replica_child, args.reads)
@@ -358,6 +363,10 @@ def main() -> int:
         result.update(rollback_check(largest))
     if args.quality_check:
         result.update(quality_check(largest, args.quality_sample))
+    if args.quality_sizes:
+        by_size = {size: sample_quality(args.root / size, args.quality_sample) for size in sizes}
+        result["quality_by_size"] = by_size
+        result["quality_holds_at_scale"] = by_size[sizes[-1]]["ndcg20"] >= by_size[sizes[0]]["ndcg20"]
     print_table(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -394,6 +403,8 @@ def print_table(r: dict[str, Any]) -> None:
         print(f"rollback under load: {r['rollback_errors']} errors in {r['rollback_reads']} reads, switch {r['rollback_s']} s")
     if "quality" in r:
         print(quality_line(r["quality"]))
+    if "quality_by_size" in r:
+        print(sizes_line(r["quality_by_size"]), f"\nthe largest world scores at least the smallest: {r['quality_holds_at_scale']}")
 
 
 if __name__ == "__main__":

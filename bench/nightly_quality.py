@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -63,12 +62,10 @@ def _ndcg(tops: dict[int, list[int]], pids: np.ndarray, truth: dict[int, set[int
     return ndcg_at_k(np.array(hits, bool), np.array([len(truth[int(p)]) for p in pids]), K)
 
 
-def quality_check(data: Path, sample: int) -> dict[str, Any]:
-    """Train on everything and on ``sample`` profiles (0: the top row's configured sample, else a
-    fifth of the profiles) before the last day; NDCG@20 on its plays."""
+def _split(data: Path) -> tuple[PathwaysConfig, Catalog, pa.Table, pa.Table]:
+    """(config, catalog, the lake before its last day, the plays of the last day)."""
     from features.lake_scan import read_lake
-    from pipelines.schedule import TRAINING_COLUMNS, sample_events, sample_size
-    from training.data import fold_in_blocks
+    from pipelines.schedule import TRAINING_COLUMNS
 
     config = PathwaysConfig(data_dir=data)
     catalog = Catalog.from_table(pq.read_table(config.raw_dir / "world" / "titles.parquet"))
@@ -76,26 +73,53 @@ def quality_check(data: Path, sample: int) -> dict[str, Any]:
     cut = pa.scalar(pc.max(events["ts"]).as_py() - timedelta(days=1), events.schema.field("ts").type)
     train = events.filter(pc.less(events["ts"], cut))
     test = events.filter(pc.and_(pc.greater_equal(events["ts"], cut), pc.equal(events["event_type"], "play")))
-    del events
+    return config, catalog, train, test
+
+
+def _truth(train: pa.Table, test: pa.Table) -> dict[int, set[int]]:
+    """Each profile's last-day plays of titles new to it (no positive event in ``train``: what the
+    top row trains on), for the profiles with a positive history and at least one such play."""
+    from training.data import POSITIVE_TYPES
+
+    plays = test.select(["profile_id", "title_id"]).to_pandas().dropna().astype(np.int64).drop_duplicates()
+    mine = train.filter(pc.and_(pc.is_in(train["profile_id"], pa.array(plays["profile_id"].unique(), pa.int64())),
+                                pc.is_in(train["event_type"], pa.array(list(POSITIVE_TYPES), pa.string()))))
+    known = mine.select(["profile_id", "title_id"]).to_pandas().dropna().astype(np.int64).drop_duplicates()
+    new = plays.merge(known, how="left", on=["profile_id", "title_id"], indicator=True)
+    new = new[(new["_merge"] == "left_only") & new["profile_id"].isin(known["profile_id"])]
+    return {int(p): set(map(int, g)) for p, g in new.groupby("profile_id")["title_id"]}
+
+
+def _sample_tops(part_model: Any, part_inter: Any, train: pa.Table, pids: np.ndarray, block: int) -> tuple[dict[int, list[int]], np.ndarray]:
+    """The sample-trained model's top ``K`` for ``pids``: its own profiles directly, the others
+    folded in from their training histories as the nightly job does. Returns (tops, inside)."""
+    from training.data import fold_in_blocks
+
+    inside = np.isin(pids, part_inter.user_ids)
+    tops = _tops(part_model, part_inter, pids[inside], block)
+    history = train.filter(pc.is_in(train["profile_id"], pa.array(pids[~inside], pa.int64())))
+    for folded in fold_in_blocks([history], part_inter.item_ids):
+        tops.update(_tops(part_model.fold_in(folded), folded, folded.user_ids, block))
+    return tops, inside
+
+
+def quality_check(data: Path, sample: int) -> dict[str, Any]:
+    """Train on everything and on ``sample`` profiles (0: the top row's configured sample, else a
+    fifth of the profiles) before the last day; NDCG@20 on its plays."""
+    from pipelines.schedule import sample_events, sample_size
+
+    config, catalog, train, test = _split(data)
     profiles = pc.count_distinct(train["profile_id"]).as_py()
     sample = sample or sample_size(config.schedule, profiles, "train_top_row") or profiles // 5
     part = sample_events(train, None, sample, config.schedule.sample_seed)
     full_model, full_inter, full_s = _fit(train, catalog, config)
     part_model, part_inter, part_s = _fit(part, catalog, config)
-    known = pd.DataFrame({"profile_id": full_inter.user_ids[full_inter.users], "title_id": full_inter.item_ids[full_inter.items]})
-    plays = test.select(["profile_id", "title_id"]).to_pandas().dropna().astype(np.int64).drop_duplicates()
-    new = plays.merge(known, how="left", on=["profile_id", "title_id"], indicator=True)
-    new = new[new["_merge"] == "left_only"]
-    truth: dict[int, set[int]] = {int(p): set(map(int, g)) for p, g in new.groupby("profile_id")["title_id"]}
+    truth = _truth(train, test)
     pids = np.array(sorted(set(truth) & set(full_inter.user_ids.tolist())), np.int64)
-    inside = np.isin(pids, part_inter.user_ids)
     block = config.models.final.user_chunk
     full_tops = _tops(full_model, full_inter, pids, block)
-    part_tops = _tops(part_model, part_inter, pids[inside], block)
-    outside = pids[~inside]  # folded into the sample's model from their training histories
-    history = train.filter(pc.is_in(train["profile_id"], pa.array(outside, pa.int64())))
-    for folded in fold_in_blocks([history], part_inter.item_ids):
-        part_tops.update(_tops(part_model.fold_in(folded), folded, folded.user_ids, block))
+    part_tops, inside = _sample_tops(part_model, part_inter, train, pids, block)
+    outside = pids[~inside]
     full, part_ndcg = _ndcg(full_tops, pids, truth), _ndcg(part_tops, pids, truth)
     return {"quality": {"sample_profiles": sample, "train_profiles": int(full_inter.n_users), "test_profiles": len(pids),
                         "folded_in_profiles": int(len(outside)),
@@ -105,6 +129,40 @@ def quality_check(data: Path, sample: int) -> dict[str, Any]:
                         "ndcg20_sample_folded_in": round(_ndcg(part_tops, outside, truth), 4),
                         "ndcg20_full_folded_in": round(_ndcg(full_tops, outside, truth), 4),
                         "fit_s_full": round(full_s, 1), "fit_s_sample": round(part_s, 1)}}
+
+
+def sample_quality(data: Path, sample: int) -> dict[str, Any]:
+    """The nightly's own top row at one world size: trained on ``sample`` profiles (0: the configured
+    sample, else a fifth) before the last day, every other profile folded in; NDCG@20 on the last
+    day's plays of every profile with a history. No model on everything (at 1M that fit alone
+    would take hours): this is the figure the sizes are compared by."""
+    from pipelines.schedule import sample_events, sample_size
+
+    config, catalog, train, test = _split(data)
+    profiles = pc.count_distinct(train["profile_id"]).as_py()
+    sample = sample or sample_size(config.schedule, profiles, "train_top_row") or profiles // 5
+    part_model, part_inter, part_s = _fit(sample_events(train, None, sample, config.schedule.sample_seed), catalog, config)
+    truth = _truth(train, test)
+    pids = np.array(sorted(truth), np.int64)
+    t0 = time.perf_counter()
+    tops, inside = _sample_tops(part_model, part_inter, train, pids, config.models.final.user_chunk)
+
+    def ndcg(of: np.ndarray) -> float | None:  # None (JSON null) where no profile is tested
+        value = _ndcg(tops, of, truth)
+        return None if np.isnan(value) else round(value, 4)
+
+    return {"profiles": int(profiles), "sample_profiles": int(min(sample, profiles)), "test_profiles": len(pids),
+            "folded_in_profiles": int((~inside).sum()), "ndcg20": ndcg(pids),
+            "ndcg20_sampled": ndcg(pids[inside]), "ndcg20_folded_in": ndcg(pids[~inside]),
+            "fit_s": round(part_s, 1), "rank_s": round(time.perf_counter() - t0, 1)}
+
+
+def sizes_line(by_size: dict[str, dict[str, Any]]) -> str:
+    """The printed lines of ``sample_quality`` per size (the bar: the largest scores at least the smallest)."""
+    lines = ["top row NDCG@20, trained on the configured sample, on each world's next-day plays"]
+    lines += [f"{size:<6}{q['profiles']:>11,} profiles, {q['test_profiles']:>9,} tested: {q['ndcg20']} "
+              f"(sampled {q['ndcg20_sampled']}, folded in {q['ndcg20_folded_in']})" for size, q in by_size.items()]
+    return "\n".join(lines)
 
 
 def quality_line(q: dict[str, Any]) -> str:
