@@ -5,7 +5,10 @@ into a ``serving.auth.Principal`` (401), counts the request against the subject'
 with ``Retry-After``), checks the scope (403) and that every profile the request touches belongs
 to the token's account (403; the profile -> account map is the live snapshot's). A profile the
 snapshot does not know belongs to no account: only service and admin tokens may act on it, so a
-member token cannot tell an unknown profile from another account's. With ``auth.enabled = false``
+member token cannot tell an unknown profile from another account's. When the snapshot's profile
+records cannot be read (a Redis page store down), ownership cannot be checked either:
+``OwnershipUnknown`` (503, ``Retry-After``), which the page route answers with the kids-safe
+non-personalized page instead (nothing of the profile in it). With ``auth.enabled = false``
 every request acts as an anonymous admin (development only).
 
 ``read_body_json`` parses a body (already capped by ``guards.BodyLimitMiddleware``) in a worker
@@ -25,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from pathways.config import AuthConfig, PathwaysConfig
+from pathways.pagestore import PageStoreUnavailable
 from serving.auth import (
     ADMIN,
     SCOPES,
@@ -71,6 +75,12 @@ def with_service(config: PathwaysConfig, subject: str) -> PathwaysConfig:
     return config.with_overrides({"auth.service_subjects": list(subjects)})
 
 
+class OwnershipUnknown(AuthError):
+    """The token is valid but whether its account owns the profile cannot be said now (the
+    snapshot's profile records are unreadable): 503, retry. The page route serves the kids-safe
+    non-personalized page instead, which holds nothing of the profile."""
+
+
 class AccessControl:
     """Authentication, rate limits, scopes and account binding for one app (see the module docstring)."""
 
@@ -78,6 +88,7 @@ class AccessControl:
         self.enabled = config.auth.enabled
         self.account_of = account_of
         self.max_profiles = config.serving.max_profiles_per_request
+        self.retry_after_s = config.serving.retry_after_s
         if self.enabled:
             cfg = auth_config(config)
             self.verifier: TokenVerifier | None = TokenVerifier(cfg, load_secret(cfg))
@@ -99,7 +110,12 @@ class AccessControl:
         """403 unless ``principal`` may act on every profile of ``profile_ids``."""
         if principal.service or ADMIN in principal.scopes:
             return
-        principal.may_act_for(self.account_of(int(p)) for p in set(profile_ids))
+        try:
+            accounts = [self.account_of(int(p)) for p in set(profile_ids)]
+        except PageStoreUnavailable as exc:
+            raise OwnershipUnknown(503, "profile records are unavailable, ownership cannot be checked; retry",
+                                   self.retry_after_s) from exc
+        principal.may_act_for(accounts)
 
 
 async def read_body_json(request: Request) -> Any:

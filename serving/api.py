@@ -52,8 +52,9 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.responses import Response
 
 from features.stream import StreamUnavailable
+from pathways.pagestore import PageStoreUnavailable
 from serving import metrics
-from serving.access import AccessControl, as_event_list, check_events, read_body_json
+from serving.access import AccessControl, OwnershipUnknown, as_event_list, check_events, read_body_json
 from serving.auth import EVENTS_WRITE, PAGES_READ, AuthError
 from serving.events import INT64_MAX, EventIn, HeartbeatIn, RecordResult
 from serving.guards import BadBody, BodyLimitMiddleware, RequestIdMiddleware
@@ -92,7 +93,8 @@ def _record_body(result: RecordResult, extra: dict[str, Any] | None = None) -> d
 
 
 def _unavailable(what: str, exc: Exception, retry_after_s: int) -> Response:
-    """503 with Retry-After: the stream is full or its broker is down; nothing was appended."""
+    """503 with Retry-After: the stream is full or its broker is down, or the profile records the
+    events are checked against cannot be read; nothing was appended."""
     log.error("cannot append %s: %s", what, exc)
     return json_response({"error": f"{what} could not be stored ({type(exc).__name__}); retry"}, 503,
                          {"Retry-After": str(retry_after_s)})
@@ -196,20 +198,24 @@ def create_app(service: PathwaysService, *, echo_request_id: bool = True) -> Pat
 
     async def page_response(profile_id: int, row_count: int, authorization: str | None, rid: str | None) -> Response:
         """The page request once its parameters are valid (FastAPI's route and ``PageFastPath``)."""
-        access.check(authorization, PAGES_READ, (profile_id,))
+        try:
+            access.check(authorization, PAGES_READ, (profile_id,))
+            anonymous = False
+        except OwnershipUnknown:  # a valid token, ownership unknowable now: the page that is no one's
+            anonymous = True
         with gate.enter() as load:
             if load == "refuse":
                 metrics.record_refused(503, "overload")
                 return json_response({"error": "overloaded; retry"}, 503, {"Retry-After": str(cfg.retry_after_s)})
             if load == "overloaded":  # the precomputed fallback at once, on the loop (cached, no I/O)
-                served = service.pages.get_page(profile_id, row_count, rid, overloaded=True)
+                served = service.pages.get_page(profile_id, row_count, rid, overloaded=True, anonymous=anonymous)
                 body = _page_body(served)
             else:
                 queued = time.perf_counter()
 
                 def build() -> tuple[ServedPage, bytes]:
                     late = time.perf_counter() - queued > cfg.queue_budget_ms / 1000.0  # waited too long: overloaded
-                    page = service.pages.get_page(profile_id, row_count, rid, overloaded=late)
+                    page = service.pages.get_page(profile_id, row_count, rid, overloaded=late, anonymous=anonymous)
                     return page, _page_body(page)
 
                 served, body = await asyncio.get_running_loop().run_in_executor(builders, build)
@@ -228,7 +234,7 @@ def create_app(service: PathwaysService, *, echo_request_id: bool = True) -> Pat
         access.may_act_for(principal, (e.profile_id for e in events))
         try:
             result = await run_in_threadpool(service.events.record_events, events)
-        except (StreamUnavailable, OSError) as exc:
+        except (StreamUnavailable, PageStoreUnavailable, OSError) as exc:
             return _unavailable("events", exc, retry_after_s)
         metrics.EVENTS.labels("accepted").inc(result.accepted)
         metrics.EVENTS.labels("rejected").inc(result.count("rejected"))
@@ -246,7 +252,7 @@ def create_app(service: PathwaysService, *, echo_request_id: bool = True) -> Pat
         access.may_act_for(principal, (beat.profile_id,))
         try:
             result = await run_in_threadpool(service.events.heartbeat, session_id, beat)
-        except (StreamUnavailable, OSError) as exc:
+        except (StreamUnavailable, PageStoreUnavailable, OSError) as exc:
             return _unavailable("heartbeat", exc, retry_after_s)
         state = result.states.get(beat.profile_id)
         if state is None:

@@ -166,8 +166,9 @@ class RecordResult:
 
 class EventChecker:
     """Ingest's rules over posted rows, with the titles of the live snapshot (read once per version)
-    and its profiles read one indexed record per distinct profile of a request (``snapshot.profile``:
-    nothing per profile held in memory)."""
+    and its profiles read one indexed record per distinct profile of a request (``snapshot.profile_strict``:
+    nothing per profile held in memory; ``PageStoreUnavailable`` when the records cannot be read, so
+    that a store outage is a retryable 503, not the events rejected as unknown profiles)."""
 
     def __init__(self, snapshot_fn: Callable[[], Any]) -> None:
         self.snapshot_fn = snapshot_fn
@@ -184,7 +185,7 @@ class EventChecker:
                 self._titles = (snapshot.version, pq.read_table(snapshot.path / TITLES, columns=["title_id", "artwork_ids"]))
             titles = self._titles[1]
         pids = {int(r["profile_id"]) for r in rows if isinstance(r.get("profile_id"), int)}
-        known = sorted(p for p in pids if snapshot.profile(p) is not None)
+        known = sorted(p for p in pids if snapshot.profile_strict(p) is not None)  # unreadable: raises, nothing appended
         return titles, pa.table({"profile_id": pa.array(known, pa.int64())})
 
     def reasons(self, rows: Sequence[dict[str, Any]], now: datetime) -> np.ndarray:

@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 ONLINE_STORE_UNAVAILABLE = "online store unavailable"
 UNKNOWN_PROFILE = "unknown profile"
+OWNERSHIP_UNVERIFIED = "profile records unavailable: ownership not verified"
 NO_PAGE = "no personalized page in the snapshot"
 OVERLOADED = "overloaded"
 PERSONALIZED = "personalized"
@@ -181,17 +182,20 @@ class PageService:
         return record if record is not None else self._unknown(profile_id)
 
     def account_of(self, profile_id: int) -> int | None:
-        """The account of ``profile_id`` per the live snapshot (None: profile unknown)."""
+        """The account of ``profile_id`` per the live snapshot (None: profile unknown); raises
+        ``PageStoreUnavailable`` when the snapshot's profile records cannot be read now."""
         snapshot = self.snapshots.state().snapshot
-        record = snapshot.profile(profile_id) if snapshot is not None else None
+        record = snapshot.profile_strict(profile_id) if snapshot is not None else None
         return record.account_id if record is not None else None
 
     def _unknown(self, profile_id: int) -> ProfileContext:
         return ProfileContext(profile_id, self.config.serving.default_region, KIDS_MAX_MATURITY, known=False)
 
     def get_page(self, profile_id: int, row_count: int | None = None, request_id: str | None = None,
-                 *, overloaded: bool = False) -> ServedPage:
-        """The page for ``profile_id`` (see the module docstring). Raises ValueError only for bad arguments."""
+                 *, overloaded: bool = False, anonymous: bool = False) -> ServedPage:
+        """The page for ``profile_id`` (see the module docstring). Raises ValueError only for bad arguments.
+        ``anonymous``: the caller's right to this profile could not be checked (its records are
+        unreadable): the kids-safe page of the default region, nothing read of the profile."""
         cfg = self.config.serving
         row_count = cfg.default_row_count if row_count is None else int(row_count)
         if not 1 <= row_count <= cfg.max_row_count:
@@ -204,6 +208,9 @@ class PageService:
             state = self.snapshots.state()
             snapshot = state.snapshot
             cell = assign_cell(profile_id, self.config.experiment)
+            if anonymous:
+                profile = replace(profile, cell=cell)
+                return self._fallback(snapshot, profile, request_id, row_count, OWNERSHIP_UNVERIFIED, times, None, deadline)
             profile = replace(self.profile_context(snapshot, profile_id), cell=cell)
             if overloaded:
                 return self._fallback(snapshot, profile, request_id, row_count, OVERLOADED, times, None, deadline)

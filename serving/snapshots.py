@@ -101,14 +101,21 @@ class StoreProfiles(_ByGet[ProfileContext]):
 
     def get(self, profile_id: int, default: Any = None) -> Any:
         try:
-            record = self.reader.profile(int(profile_id))
+            found = self.strict(profile_id)
         except PageStoreUnavailable as exc:  # unknown for now: the kids-safe path, never a foreign account
             if time.monotonic() - self._warned_at > 60.0:
                 self._warned_at = time.monotonic()
                 log.warning("profile records unreadable, serving profiles as unknown (logged once a minute): %s", exc)
             return default
+        return default if found is None else found
+
+    def strict(self, profile_id: int) -> ProfileContext | None:
+        """The record of ``profile_id`` (None: not in the snapshot); ``PageStoreUnavailable`` when the
+        records cannot be read now, for the callers that must tell "unknown" from "cannot say"
+        (account binding, event intake)."""
+        record = self.reader.profile(int(profile_id))
         if record is None:
-            return default
+            return None
         return ProfileContext(profile_id=int(profile_id), region=record.region, max_maturity_level=record.max_maturity_level,
                               is_kids=record.is_kids, account_id=record.account_id)
 
@@ -189,8 +196,16 @@ class LoadedSnapshot:
         return self.pages.get(int(profile_id))
 
     def profile(self, profile_id: int) -> ProfileContext | None:
-        """The build-time record of ``profile_id`` (None: never seen)."""
+        """The build-time record of ``profile_id`` (None: never seen, or the records cannot be read
+        now: the page path then serves it as unknown, kids-safe)."""
         return self.profiles.get(int(profile_id))
+
+    def profile_strict(self, profile_id: int) -> ProfileContext | None:
+        """``profile``, but ``PageStoreUnavailable`` when the records cannot be read now (a Redis
+        outage) instead of None: "not ours" and "cannot say" must not be confused where access or
+        acceptance depends on it."""
+        strict = getattr(self.profiles, "strict", None)
+        return strict(int(profile_id)) if strict is not None else self.profiles.get(int(profile_id))
 
 
 def open_pages(path: Path, manifest: dict[str, Any]) -> tuple[Mapping[int, StoredPage], Mapping[int, ProfileContext]]:

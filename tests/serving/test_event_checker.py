@@ -22,7 +22,7 @@ class FakeSnapshot:
     version: str = "v1"
     asked: list[int] = field(default_factory=list)
 
-    def profile(self, profile_id: int) -> object | None:
+    def profile_strict(self, profile_id: int) -> object | None:
         self.asked.append(profile_id)
         return object() if profile_id in self.known else None
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pathways.pageblob import encode_page
-from pathways.pagestore import PAGES_SQLITE, RedisPageStore
+from pathways.pagestore import PAGES_SQLITE, PageStoreUnavailable, RedisPageStore
 from pathways.profilerecords import pack_record, profile_rows, read_profiles, unpack_record
 from pathways.snapshot import current_dir
 from pathways.types import ProfileContext
@@ -121,4 +121,6 @@ def test_redis_down_answers_unknown_profiles_not_errors(tmp_path) -> None:
     profiles = StoreProfiles(reader, reader.profile_count())
     assert profiles.get(ADULT) == EXPECTED[ADULT]
     stop_redis(proc)
-    assert profiles.get(ADULT) is None  # unknown: the kids-safe fallback, and no account for access control
+    assert profiles.get(ADULT) is None  # unknown to the page path: the kids-safe fallback
+    with pytest.raises(PageStoreUnavailable):  # access binding and event intake must tell "cannot say"
+        profiles.strict(ADULT)
