@@ -54,12 +54,18 @@ def _tops(model: Any, inter: Any, pids: np.ndarray, block: int) -> dict[int, lis
 
 
 def _ndcg(tops: dict[int, list[int]], pids: np.ndarray, truth: dict[int, set[int]]) -> float:
-    from training.evaluation.metrics import ndcg_at_k
+    return _ndcg_and_se(tops, pids, truth)[0]
+
+
+def _ndcg_and_se(tops: dict[int, list[int]], pids: np.ndarray, truth: dict[int, set[int]]) -> tuple[float, float]:
+    """Mean NDCG@K over ``pids`` and its standard error (sample std / sqrt(n)); NaN for no profile."""
+    from training.evaluation.metrics import ndcg_per_user
 
     if not len(pids):
-        return float("nan")
+        return float("nan"), float("nan")
     hits = [[t in truth[int(p)] for t in tops[int(p)] + [-1] * (K - len(tops[int(p)]))] for p in pids]
-    return ndcg_at_k(np.array(hits, bool), np.array([len(truth[int(p)]) for p in pids]), K)
+    per = ndcg_per_user(np.array(hits, bool), np.array([len(truth[int(p)]) for p in pids]), K)
+    return float(per.mean()), float(per.std(ddof=1) / np.sqrt(len(per))) if len(per) > 1 else float("nan")
 
 
 def _split(data: Path) -> tuple[PathwaysConfig, Catalog, pa.Table, pa.Table]:
@@ -153,6 +159,7 @@ def sample_quality(data: Path, sample: int) -> dict[str, Any]:
 
     return {"profiles": int(profiles), "sample_profiles": int(min(sample, profiles)), "test_profiles": len(pids),
             "folded_in_profiles": int((~inside).sum()), "ndcg20": ndcg(pids),
+            "ndcg20_se": round(_ndcg_and_se(tops, pids, truth)[1], 4) if len(pids) > 1 else None,
             "ndcg20_sampled": ndcg(pids[inside]), "ndcg20_folded_in": ndcg(pids[~inside]),
             "fit_s": round(part_s, 1), "rank_s": round(time.perf_counter() - t0, 1)}
 
@@ -161,7 +168,8 @@ def sizes_line(by_size: dict[str, dict[str, Any]]) -> str:
     """The printed lines of ``sample_quality`` per size (the bar: the largest scores at least the smallest)."""
     lines = ["top row NDCG@20, trained on the configured sample, on each world's next-day plays"]
     lines += [f"{size:<6}{q['profiles']:>11,} profiles, {q['test_profiles']:>9,} tested: {q['ndcg20']} "
-              f"(sampled {q['ndcg20_sampled']}, folded in {q['ndcg20_folded_in']})" for size, q in by_size.items()]
+              f"(standard error {q.get('ndcg20_se')}; sampled {q['ndcg20_sampled']}, folded in {q['ndcg20_folded_in']})"
+              for size, q in by_size.items()]
     return "\n".join(lines)
 
 

@@ -41,6 +41,7 @@ def test_ndcg_binary_gains(hits):
     idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
     assert M.ndcg_at_k(hits, N_REL, 4) == pytest.approx((dcg / idcg + 1.0) / 2)
     assert M.ndcg_at_k(hits, N_REL, 1) == pytest.approx(0.5)
+    np.testing.assert_allclose(M.ndcg_per_user(hits, N_REL, 4), [dcg / idcg, 1.0])  # each user's, not the mean
 
 
 def test_map(hits):

@@ -30,12 +30,17 @@ def recall_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
     return float(np.mean(hits[:, :k].sum(axis=1) / np.minimum(k, n_relevant)))
 
 
-def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
-    """Binary gains: DCG = sum_j hit_j / log2(j + 2) (j 0-based); IDCG puts min(k, |test|) hits first."""
+def ndcg_per_user(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """Each user's NDCG@k, (n_users,) float64 (see ``ndcg_at_k``)."""
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     dcg = (hits[:, :k] * discounts[: hits[:, :k].shape[1]]).sum(axis=1)
     idcg = np.cumsum(discounts)[np.minimum(k, n_relevant) - 1]
-    return float(np.mean(dcg / idcg))
+    return np.asarray(dcg / idcg, np.float64)
+
+
+def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
+    """Binary gains: DCG = sum_j hit_j / log2(j + 2) (j 0-based); IDCG puts min(k, |test|) hits first."""
+    return float(np.mean(ndcg_per_user(hits, n_relevant, k)))
 
 
 def map_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
