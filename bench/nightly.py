@@ -366,7 +366,8 @@ def main() -> int:
     if args.quality_sizes:
         by_size = {size: sample_quality(args.root / size, args.quality_sample) for size in sizes}
         result["quality_by_size"] = by_size
-        result["quality_holds_at_scale"] = by_size[sizes[-1]]["ndcg20"] >= by_size[sizes[0]]["ndcg20"]
+        first, last = by_size[sizes[0]]["ndcg20"], by_size[sizes[-1]]["ndcg20"]  # None: no profile to test
+        result["quality_holds_at_scale"] = None if first is None or last is None else last >= first
     print_table(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

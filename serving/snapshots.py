@@ -69,6 +69,11 @@ class _ByGet(Mapping[int, V]):
             raise KeyError(profile_id)
         return value
 
+    def strict(self, profile_id: int) -> V | None:
+        """``get``, except where a lookup cannot be answered now it raises instead of answering None
+        (``StoreProfiles``: ``PageStoreUnavailable``); an in-memory mapping always can."""
+        return self.get(profile_id)
+
 
 class StorePages(_ByGet[StoredPage]):
     """Profile id -> ``StoredPage``, read from a page store on each lookup (nothing cached)."""
@@ -186,7 +191,7 @@ class LoadedSnapshot:
     catalog: Catalog
     renderer: TitleRenderer
     runtime_s: dict[int, float]
-    profiles: Mapping[int, ProfileContext]
+    profiles: _ByGet[ProfileContext]
     manifest: dict[str, Any] = field(default_factory=dict)
     similar: SimilarTitles | None = None  # the streamed "Because you watched" row's table (serving.because)
 
@@ -204,11 +209,10 @@ class LoadedSnapshot:
         """``profile``, but ``PageStoreUnavailable`` when the records cannot be read now (a Redis
         outage) instead of None: "not ours" and "cannot say" must not be confused where access or
         acceptance depends on it."""
-        strict = getattr(self.profiles, "strict", None)
-        return strict(int(profile_id)) if strict is not None else self.profiles.get(int(profile_id))
+        return self.profiles.strict(int(profile_id))
 
 
-def open_pages(path: Path, manifest: dict[str, Any]) -> tuple[Mapping[int, StoredPage], Mapping[int, ProfileContext]]:
+def open_pages(path: Path, manifest: dict[str, Any]) -> tuple[Mapping[int, StoredPage], _ByGet[ProfileContext]]:
     """The pages and profile records of the snapshot at ``path``: its ``pages.sqlite``, the Redis
     version its manifest names, or (older layout) ``pages.parquet`` parsed whole; profile records
     from the same store, else (stores written before records) ``profiles.parquet`` in memory.
