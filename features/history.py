@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.lake_scan import split_by_profile
@@ -88,8 +89,14 @@ def apply_event(
 def _progress_frame(events: pa.Table, titles: pa.Table) -> pd.DataFrame:
     """Progress events with their fraction (NaN where unreadable), sorted by time."""
     cols = ["event_type", "ts", "profile_id", "title_id", "fraction_watched", "position_s"]
-    df = events.select(cols).to_pandas()
-    df = df[df["event_type"].isin([t.value for t in PROGRESS_TYPES]) & df["title_id"].notna()]
+    table = events.select(cols)
+    etype = table.column("event_type").cast(pa.string())
+    table = table.filter(pc.and_(pc.is_in(etype, pa.array([t.value for t in PROGRESS_TYPES])),
+                                 pc.is_valid(table.column("title_id"))))  # in Arrow: no object compares
+    kind = table.column("event_type").cast(pa.string())
+    is_complete = pc.equal(kind, EventType.COMPLETE.value).to_numpy(zero_copy_only=False)
+    is_heartbeat = pc.equal(kind, EventType.HEARTBEAT.value).to_numpy(zero_copy_only=False)
+    df = table.drop_columns(["event_type"]).to_pandas()
     runtime = pd.Series(
         titles["runtime_min"].to_numpy().astype(np.float64) * 60.0,
         index=titles["title_id"].to_numpy(),
@@ -97,8 +104,6 @@ def _progress_frame(events: pa.Table, titles: pa.Table) -> pd.DataFrame:
     runtime_s = df["title_id"].map(runtime).to_numpy(dtype=np.float64)
     frac = df["fraction_watched"].to_numpy(dtype=np.float64)
     from_pos = np.minimum(df["position_s"].to_numpy(dtype=np.float64) / runtime_s, 1.0)
-    is_complete = (df["event_type"] == EventType.COMPLETE).to_numpy()
-    is_heartbeat = (df["event_type"] == EventType.HEARTBEAT).to_numpy()
     use_frac = ~np.isnan(frac) & ~is_heartbeat
     frac = np.where(use_frac, frac, from_pos)
     frac = np.where(is_complete & np.isnan(frac), 1.0, frac)
@@ -113,33 +118,57 @@ def playback_states(
     finished_fraction: float = 0.9,
     min_fraction: float = 0.05,
 ) -> dict[int, PlaybackState]:
-    """Playback state of every profile with progress events (see the module docstring)."""
+    """Playback state of every profile with progress events (see the module docstring).
+    Vectorized over (profile, title) pairs: one sort, then one slice per profile to build its
+    dict and frozenset (no per-profile data frames)."""
     df = _progress_frame(events, titles)
-    df = df[~np.isnan(df["frac"].to_numpy())]
-    finishing = df["is_complete"] | (df["frac"] >= finished_fraction)
-    finished = df.loc[finishing, ["profile_id", "title_id"]].drop_duplicates()
-    last = df.drop_duplicates(["profile_id", "title_id"], keep="last")
-    last = last[last["frac"] >= min_fraction]
-    last = last.merge(finished.assign(done=True), how="left", on=["profile_id", "title_id"])
-    last = last[last["done"].isna()]
+    frac = df["frac"].to_numpy(np.float64)
+    readable = ~np.isnan(frac)
+    pid = df["profile_id"].to_numpy(np.int64)[readable]
+    tid = df["title_id"].to_numpy(np.int64)[readable]
+    frac, epoch_s = frac[readable], df["epoch_s"].to_numpy(np.float64)[readable]
+    finishing = df["is_complete"].to_numpy(bool)[readable] | (frac >= finished_fraction)
+    if not len(pid):
+        return {}
+    order = np.lexsort((np.arange(len(pid)), tid, pid))  # pairs together, each in time order
+    p, t = pid[order], tid[order]
+    starts = np.flatnonzero(np.r_[True, (p[1:] != p[:-1]) | (t[1:] != t[:-1])])
+    ends = np.r_[starts[1:], len(p)] - 1
+    done = np.logical_or.reduceat(finishing[order], starts)  # the pair was ever finished
+    last = order[ends]  # each pair's last event (row in time order)
+    going = ~done & (frac[last] >= min_fraction)
+    going_rows = np.sort(last[going])  # in time order of their last event, as a fold inserts them
+    going_rows = going_rows[np.argsort(pid[going_rows], kind="stable")]
+    fin_p, fin_t = p[starts[done]], t[starts[done]]
 
     states: dict[int, PlaybackState] = {}
-    done_by_profile = finished.groupby("profile_id")["title_id"].agg(frozenset).to_dict()
-    prog_by_profile = {
-        int(pid): {int(t): (float(f), float(s)) for t, f, s in zip(g["title_id"], g["frac"], g["epoch_s"])}
-        for pid, g in last.groupby("profile_id")
-    }
-    for pid in set(done_by_profile) | set(prog_by_profile):
-        states[int(pid)] = PlaybackState(
-            prog_by_profile.get(pid, {}), frozenset(int(t) for t in done_by_profile.get(pid, ()))
-        )
+    fin_ids, fin_titles = _runs(fin_p, fin_t.tolist())
+    finished = {pid_: frozenset(ts) for pid_, ts in zip(fin_ids, fin_titles)}
+    g_ids, g_titles = _runs(pid[going_rows], tid[going_rows].tolist())
+    _, g_fracs = _runs(pid[going_rows], frac[going_rows].tolist())
+    _, g_times = _runs(pid[going_rows], epoch_s[going_rows].tolist())
+    for pid_, ts, fs, ss in zip(g_ids, g_titles, g_fracs, g_times):
+        states[pid_] = PlaybackState(dict(zip(ts, zip(fs, ss))), finished.pop(pid_, frozenset()))
+    for pid_, fin in finished.items():
+        states[pid_] = PlaybackState({}, fin)
     return states
+
+
+def _runs(keys: np.ndarray, values: list[Any]) -> tuple[list[int], list[list[Any]]]:
+    """(each run's key, its values) for ``keys`` grouped in runs (sorted) and ``values`` alike."""
+    if not len(keys):
+        return [], []
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    bounds = np.r_[starts, len(keys)].tolist()
+    return keys[starts].tolist(), [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def profile_histories(events: pa.Table) -> dict[int, tuple[int, ...]]:
     """Title ids each profile played, oldest first; a replayed title counts at its last play."""
-    df = events.select(["event_type", "ts", "profile_id", "title_id"]).to_pandas()
-    df = df[(df["event_type"] == EventType.PLAY) & df["title_id"].notna()]
+    table = events.select(["event_type", "ts", "profile_id", "title_id"])
+    table = table.filter(pc.and_(pc.equal(table.column("event_type").cast(pa.string()), EventType.PLAY.value),
+                                 pc.is_valid(table.column("title_id"))))
+    df = table.drop_columns(["event_type"]).to_pandas()
     df = df.sort_values(["profile_id", "ts"], kind="stable")
     df = df.drop_duplicates(["profile_id", "title_id"], keep="last")
     pids = df["profile_id"].to_numpy()

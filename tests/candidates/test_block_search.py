@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from candidates.block import first_allowed, first_allowed_prefix, first_fetch, search_first_allowed
 from pathways.artifacts.factor_index import FactorIndex
@@ -42,9 +43,16 @@ def test_search_first_allowed_equals_one_search_of_every_lines_k(seed: int, firs
         assert (got_pos[i, n:] == -1).all()
 
 
-def test_faiss_top_m_is_the_prefix_of_top_n_whatever_the_batch() -> None:
+@pytest.mark.parametrize("threads", [1, 2])
+def test_faiss_top_m_is_the_prefix_of_top_n_whatever_the_batch(threads: int) -> None:
     """What ``search_first_allowed`` relies on: fewer results are the first of more, and a query's
-    scores do not depend on the other queries of its batch."""
+    scores do not depend on the other queries of its batch (BLAS kernel, padded tiles), on one
+    thread (the page builders) and on two."""
+    with threadpool_limits(threads):
+        _top_m_is_the_prefix_of_top_n_whatever_the_batch()
+
+
+def _top_m_is_the_prefix_of_top_n_whatever_the_batch() -> None:
     rng = np.random.default_rng(9)
     vectors = rng.normal(size=(2_000, 16)).astype(np.float32)
     vectors[100:110] = vectors[5]  # exact ties
@@ -57,6 +65,9 @@ def test_faiss_top_m_is_the_prefix_of_top_n_whatever_the_batch() -> None:
     for n in (1, 3, 19, 20, 21):
         one_scores, one_rows = index.search(queries[:n], 400)
         assert np.array_equal(one_rows, rows[:n]) and np.array_equal(one_scores, scores[:n])
+    for part in (slice(37, 38), slice(5, 64, 3), slice(50, 64), slice(9, 26)):  # lone and ragged, off the tiles
+        part_scores, part_rows = index.search(queries[part], 400)
+        assert np.array_equal(part_rows, rows[part]) and np.array_equal(part_scores, scores[part])
 
 
 @pytest.mark.parametrize("seed", range(4))
