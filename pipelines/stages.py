@@ -302,8 +302,10 @@ def pages(ctx: RunContext) -> dict[str, Any]:
     """Pages for every profile, block by block into the run's ``pages.sqlite`` (resumable: a killed
     run keeps its committed blocks), the fallback pages and the similar-titles table (pipelines/similar.py).
     Cost: time linear in profiles (blocks) plus one pass over the lake's progress events
-    (``profile_blocks``); memory one history range and the page builder's models, not profiles."""
+    (``profile_blocks``, read ahead on a thread: its first pass overlaps loading the models);
+    memory one history range and the page builder's models, not profiles."""
     from pathways.pagestore import PAGES_SQLITE, SqlitePageStore
+    from pathways.parallel import Prefetched
     from pipelines.page_builder import PageBuildSpec, build_pages
     from pipelines.publish import page_counts
     from pipelines.similar import write_similar_titles
@@ -315,22 +317,25 @@ def pages(ctx: RunContext) -> dict[str, Any]:
     if not ctx.resume or _read(work / "upstream.json") != upstream:  # pages of other models are not resumed
         (work / PAGES_SQLITE).unlink(missing_ok=True)
         (work / "upstream.json").write_text(upstream)
-    plays = work / "plays.parquet"
-    window = _write_plays(ctx, plays)
-    retrieval = Path(ctx.outputs["train_retrieval"]["dir"])
-    extra = retrieval_sources(ctx.config, retrieval)
-    top_row = ctx.outputs["train_top_row"].get("path")
-    spec = PageBuildSpec(ctx.config, Path(ctx.outputs["train_als"]["path"]), as_of(ctx), extra,
-                         Path(top_row) if top_row else None, plays)
     writer = SqlitePageStore().writer(work, resumable=True)
     done = writer.profile_ids()
-    total, blocks = profile_blocks(ctx, skip=done)
+    total, contexts = profile_blocks(ctx, skip=done)
+    blocks = Prefetched(contexts, depth=2, name="profile-blocks")  # its lake pass overlaps the loading below
     try:
+        plays = work / "plays.parquet"
+        window = _write_plays(ctx, plays)
+        retrieval = Path(ctx.outputs["train_retrieval"]["dir"])
+        extra = retrieval_sources(ctx.config, retrieval)
+        top_row = ctx.outputs["train_top_row"].get("path")
+        spec = PageBuildSpec(ctx.config, Path(ctx.outputs["train_als"]["path"]), as_of(ctx), extra,
+                             Path(top_row) if top_row else None, plays)
         fallbacks = build_pages(spec, blocks, lambda part: writer.put_many((b.profile_id, b.blob) for b in part),
                                 total=total, progress=ctx.progress)
     except BaseException:
         writer.release()  # committed blocks stay: the next run resumes after them
         raise
+    finally:
+        blocks.close()
     writer.close()
     pq.write_table(fallback_table(fallbacks), work / FALLBACK)
     similar = write_similar_titles(Path(ctx.outputs["train_als"]["path"]), ctx.config.candidates.similar_titles_k,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pathways.parallel import ordered_map
+from pathways.parallel import Prefetched, ordered_map
 
 
 def _slow_square(x: int) -> int:
@@ -57,3 +57,59 @@ def test_a_failing_block_raises_in_the_consumer_at_its_place() -> None:
 def test_threads_must_be_positive() -> None:
     with pytest.raises(ValueError, match="threads"):
         list(ordered_map(_slow_square, range(3), threads=0))
+
+
+def test_prefetched_reads_ahead_in_order_and_at_most_depth_ahead() -> None:
+    read: list[int] = []
+    produced = threading.Event()
+
+    def items() -> Iterator[int]:
+        for x in range(20):
+            read.append(x)
+            if x == 2:
+                produced.set()
+            yield x
+
+    stream = Prefetched(items(), depth=2)
+    assert produced.wait(5)  # the thread read ahead before anyone asked
+    time.sleep(0.05)
+    assert read == [0, 1, 2]  # two queued (depth) and one in the thread's hand, no more
+    assert list(stream) == list(range(20))
+    assert list(stream) == []  # exhausted stays exhausted
+
+
+def test_prefetched_raises_the_streams_error_at_its_place_and_runs_its_cleanup() -> None:
+    cleaned = threading.Event()
+
+    def items() -> Iterator[int]:
+        try:
+            yield 0
+            yield 1
+            raise OSError("lake unreadable")
+        finally:
+            cleaned.set()
+
+    got: list[int] = []
+    with pytest.raises(OSError, match="lake unreadable"):
+        for x in Prefetched(items()):
+            got.append(x)
+    assert got == [0, 1] and cleaned.wait(5)
+
+
+def test_prefetched_close_stops_the_thread_and_closes_the_stream() -> None:
+    cleaned = threading.Event()
+
+    def items() -> Iterator[int]:
+        try:
+            yield from range(10**9)
+        finally:
+            cleaned.set()
+
+    stream = Prefetched(items(), depth=3)
+    assert next(stream) == 0
+    stream.close()
+    assert cleaned.is_set() and not stream._thread.is_alive()
+    with pytest.raises(StopIteration):
+        next(stream)
+    with pytest.raises(ValueError, match="depth"):
+        Prefetched(iter(()), depth=0)
