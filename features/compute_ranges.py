@@ -44,6 +44,7 @@ from features.compute import (
     FRAME_COLUMNS,
     TitleDaily,
     TitleRegionDaily,
+    events_frame,
     profile_features,
     profile_rates,
 )
@@ -108,7 +109,7 @@ class _ColumnTotals:
 
 
 def _cut(table: pa.Table, cal: Calendar) -> pd.DataFrame:
-    frame = table.to_pandas()
+    frame = events_frame(table)
     return frame[frame["ts"] < cal.end].reset_index(drop=True)
 
 
