@@ -135,14 +135,15 @@ def _rank_of(scores: np.ndarray, cand: np.ndarray) -> np.ndarray:
 _LOW_31 = np.uint32(0x7FFFFFFF)
 
 
-def _keys(values: np.ndarray, items: np.ndarray) -> np.ndarray:
+def _keys(values: np.ndarray, items: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Unique uint64 keys of (float32 value, item) whose unsigned order is the values' descending
     order, ties by item (-0.0 and 0.0 tie, NaN last): the high 32 bits are the value's bits made
     sortable (>= 0: all but the sign bit flipped; < 0: as they are), the low 32 bits the item. Both
-    halves are written in place (no 64-bit shift or or-pass: this is a third of a list's time)."""
+    halves are written in place (no 64-bit shift or or-pass: this is a third of a list's time), into
+    ``out`` when given (a C-contiguous uint64 array shaped like ``values``)."""
     if not np.little_endian:  # pragma: no cover - the halves below are (low word, high word)
         raise NotImplementedError("sort keys are built for little-endian machines")
-    keys = np.empty(values.shape, np.uint64)
+    keys = np.empty(values.shape, np.uint64) if out is None else out
     halves = keys.view(np.uint32).reshape(*values.shape, 2)
     halves[..., 0] = items
     high = halves[..., 1].view(np.int32)
@@ -177,8 +178,11 @@ class RankedScores:
         self.scores = s
         shared = len(s) > 1 and np.array_equal(s[1:2], s[:1]) and bool((s == s[:1]).all())
         self._row = s[:1] if shared else s
-        self.keys = _keys(self._row, np.arange(s.shape[1]))  # (n_users or 1, n_items)
-        self.keys.sort(axis=1)
+        self.keys = np.empty(self._row.shape, np.uint64)  # (n_users or 1, n_items)
+        items = np.arange(s.shape[1])
+        for values, keys in zip(self._row, self.keys):  # a row at a time: its keys sort while in cache
+            _keys(values, items, out=keys)
+            keys.sort()
 
     @cached_property
     def mean(self) -> np.ndarray:
