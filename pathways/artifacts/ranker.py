@@ -74,7 +74,8 @@ class RankerArtifact:
             raise ValueError(f"expected (n, {len(self.feature_names)}) features, got {X.shape}")
         if not len(X):
             return np.zeros(0, np.float32)
-        X = np.nan_to_num((X - self.mean) / self.std, nan=0.0, posinf=0.0, neginf=0.0)
+        X = (X - self.mean) / self.std
+        X[~np.isfinite(X)] = 0.0  # nan_to_num(nan=posinf=neginf=0) in one pass instead of three
         if self.kind == "mlp":
             x = torch.from_numpy(X)
             with torch.inference_mode():  # ~2x less overhead per call than no_grad

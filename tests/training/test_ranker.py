@@ -43,6 +43,12 @@ def test_ranker_learns_the_signal_and_round_trips(tmp_path, kind):
     assert p[0] > 0.8 and p[1] < 0.2
     loaded = RankerArtifact.load(res.artifact.save(tmp_path / kind))
     np.testing.assert_allclose(loaded.predict(X), p, rtol=1e-5)
+    # A missing or infinite feature scores as the training mean (its standardized value is 0).
+    odd = np.repeat(X[:1], 3, axis=0)
+    odd[:, 1] = [np.nan, np.inf, -np.inf]
+    at_mean = X[:1].copy()
+    at_mean[0, 1] = res.artifact.mean[1]
+    assert np.array_equal(res.artifact.predict(odd), np.repeat(res.artifact.predict(at_mean), 3))
 
 
 def test_bad_training_input_is_rejected():
