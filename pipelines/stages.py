@@ -317,6 +317,8 @@ def pages(ctx: RunContext) -> dict[str, Any]:
     if not ctx.resume or _read(work / "upstream.json") != upstream:  # pages of other models are not resumed
         (work / PAGES_SQLITE).unlink(missing_ok=True)
         (work / "upstream.json").write_text(upstream)
+    if not ctx.resume:  # --no-resume redoes all of the stage, the plays it extracts from the lake too
+        (work / "plays.parquet").unlink(missing_ok=True)
     writer = SqlitePageStore().writer(work, resumable=True)
     done = writer.profile_ids()
     total, contexts = profile_blocks(ctx, skip=done)

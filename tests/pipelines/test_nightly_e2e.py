@@ -198,6 +198,10 @@ def test_a_pages_stage_killed_mid_way_resumes_to_the_same_pages(nightly, monkeyp
     assert {k: resumed[k] for k in ("profiles", "rows", "empty_pages")} == {k: expected[k] for k in ("profiles", "rows", "empty_pages")}
     sqlite = "pages.sqlite"
     assert pages_checksum(Path(resumed["dir"]) / sqlite) == pages_checksum(Path(expected["dir"]) / sqlite)
+    # --no-resume redoes the whole stage: a stale plays extract of an earlier attempt is not read.
+    (Path(expected["dir"]) / "plays.parquet").write_bytes(b"left over from a killed attempt")
+    again = stages.pages(fresh)
+    assert pages_checksum(Path(again["dir"]) / sqlite) == pages_checksum(Path(expected["dir"]) / sqlite)
 
 
 def _free_port() -> int:
