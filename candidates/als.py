@@ -47,6 +47,14 @@ class FactorSource:
         self.rules = CohortRules(catalog)
         self.item_positions = catalog.positions(artifacts.title_ids)  # item row -> catalog position
         self.index = FactorIndex(artifacts.item_factors)
+        # A profile whose vector is all zero (folded in without a play in the window) scores every
+        # title 0: its "top" titles would be an arbitrary pick among ties (one that even depends on
+        # how many results are asked for), so it counts as a profile without factors.
+        self.informative = np.any(artifacts.user_factors != 0, axis=1)
+
+    def _has_factors(self, profile_id: int) -> bool:
+        row = self.artifacts.profile_row.get(profile_id)
+        return row is not None and bool(self.informative[row])
 
     def _fetch_k(self, profile: ProfileContext) -> int:
         extra = self.rules.blocked(profile.region, profile.max_maturity_level) + len(seen_titles(profile))
@@ -64,10 +72,10 @@ class FactorSource:
         return self.generate_batch([profile])[0]
 
     def generate_batch(self, profiles: list[ProfileContext]) -> list[list[Candidates]]:
-        """One faiss search for every profile with factors; profiles without factors get no rows."""
+        """One faiss search for every profile with factors; profiles without (or with all-zero) factors get no rows."""
         out: list[list[Candidates]] = [[] for _ in profiles]
         known = [(i, self.artifacts.profile_row[p.profile_id]) for i, p in enumerate(profiles)
-                 if p.profile_id in self.artifacts.profile_row]
+                 if self._has_factors(p.profile_id)]
         if not known:
             return out
         ks = [self._fetch_k(profiles[i]) for i, _ in known]
@@ -83,7 +91,7 @@ class FactorSource:
         """``generate_batch``'s rows in long form: the first ``per_source`` allowed titles of each
         profile's own ``k`` results, read from faiss searches of the few results they need
         (``search_first_allowed``), not of ``k`` (which counts every title the rules block)."""
-        known = np.fromiter((i for i, p in enumerate(block.profiles) if p.profile_id in self.artifacts.profile_row), np.int64)
+        known = np.fromiter((i for i, p in enumerate(block.profiles) if self._has_factors(p.profile_id)), np.int64)
         if not len(known):
             return RowBlock.empty()
         users = np.array([self.artifacts.profile_row[block.profiles[i].profile_id] for i in known], np.int64)

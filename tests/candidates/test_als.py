@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import numpy as np
@@ -58,6 +59,21 @@ def test_source_equals_brute_force_with_rules_for_a_kids_profile() -> None:
 def test_profile_without_factors_gets_no_rows() -> None:
     source = AlsSource(world.als(), world.catalog(), world.CONFIG)
     assert source.generate(ProfileContext(12345, "US", 4)) == []
+
+
+def test_a_profile_with_all_zero_factors_gets_no_rows_on_either_path() -> None:
+    """All its scores tie at 0: faiss's pick among ties depends on how many results are asked for,
+    so it would get an arbitrary "Top picks" row, and a different one per path."""
+    from candidates.block import ProfileBlock
+
+    als = world.als()
+    factors = als.user_factors.copy()
+    factors[als.profile_row[12]] = 0.0
+    source = AlsSource(dataclasses.replace(als, user_factors=factors), world.catalog(), world.CONFIG)
+    zero, other = ProfileContext(12, "BR", 4), ProfileContext(2, "BR", 4)
+    assert source.generate(zero) == [] and len(source.generate(other)) == 1
+    block = source.generate_block(ProfileBlock([zero, other], world.catalog(), source.rules))
+    assert set(block.profile.tolist()) == {1}  # rows of the second profile only
 
 
 def test_interaction_matrix_sums_fractions_and_keeps_zero_plays() -> None:
