@@ -90,10 +90,9 @@ def _progress_frame(events: pa.Table, titles: pa.Table) -> pd.DataFrame:
     """Progress events with their fraction (NaN where unreadable), sorted by time."""
     cols = ["event_type", "ts", "profile_id", "title_id", "fraction_watched", "position_s"]
     table = events.select(cols)
-    etype = table.column("event_type").cast(pa.string())
-    table = table.filter(pc.and_(pc.is_in(etype, pa.array([t.value for t in PROGRESS_TYPES])),
-                                 pc.is_valid(table.column("title_id"))))  # in Arrow: no object compares
     kind = table.column("event_type").cast(pa.string())
+    keep = pc.and_(pc.is_in(kind, pa.array([t.value for t in PROGRESS_TYPES])), pc.is_valid(table.column("title_id")))
+    table, kind = table.filter(keep), kind.filter(keep)  # in Arrow: no object compares
     is_complete = pc.equal(kind, EventType.COMPLETE.value).to_numpy(zero_copy_only=False)
     is_heartbeat = pc.equal(kind, EventType.HEARTBEAT.value).to_numpy(zero_copy_only=False)
     df = table.drop_columns(["event_type"]).to_pandas()
@@ -142,11 +141,9 @@ def playback_states(
     fin_p, fin_t = p[starts[done]], t[starts[done]]
 
     states: dict[int, PlaybackState] = {}
-    fin_ids, fin_titles = _runs(fin_p, fin_t.tolist())
+    fin_ids, fin_titles = _runs(fin_p, fin_t)
     finished = {pid_: frozenset(ts) for pid_, ts in zip(fin_ids, fin_titles)}
-    g_ids, g_titles = _runs(pid[going_rows], tid[going_rows].tolist())
-    _, g_fracs = _runs(pid[going_rows], frac[going_rows].tolist())
-    _, g_times = _runs(pid[going_rows], epoch_s[going_rows].tolist())
+    g_ids, g_titles, g_fracs, g_times = _runs(pid[going_rows], tid[going_rows], frac[going_rows], epoch_s[going_rows])
     for pid_, ts, fs, ss in zip(g_ids, g_titles, g_fracs, g_times):
         states[pid_] = PlaybackState(dict(zip(ts, zip(fs, ss))), finished.pop(pid_, frozenset()))
     for pid_, fin in finished.items():
@@ -154,13 +151,16 @@ def playback_states(
     return states
 
 
-def _runs(keys: np.ndarray, values: list[Any]) -> tuple[list[int], list[list[Any]]]:
-    """(each run's key, its values) for ``keys`` grouped in runs (sorted) and ``values`` alike."""
+def _runs(keys: np.ndarray, *columns: np.ndarray) -> tuple[list[Any], ...]:
+    """(each run's key, then each column's values per run, as Python lists) for ``keys`` grouped
+    in runs (sorted) and ``columns`` alike: the run bounds are found once for every column."""
     if not len(keys):
-        return [], []
+        return ([],) * (1 + len(columns))
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     bounds = np.r_[starts, len(keys)].tolist()
-    return keys[starts].tolist(), [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    cuts = list(zip(bounds[:-1], bounds[1:]))
+    per_run = [[values[a:b] for a, b in cuts] for values in (c.tolist() for c in columns)]
+    return (keys[starts].tolist(), *per_run)
 
 
 def profile_histories(events: pa.Table) -> dict[int, tuple[int, ...]]:
