@@ -32,27 +32,40 @@ def _source(name: str) -> FileSource:
     return FileSource(name=f"{name}_source", path=str(DATA / f"{name}.parquet"), timestamp_field="event_timestamp")
 
 
+# What the ranker and the artwork policy read online. Only these are materialized: Feast's
+# online write costs one row per feature per profile, the nightly's largest write at scale.
 profile_stats = FeatureView(
     name="profile_stats",
     entities=[profile],
     ttl=TTL,
     schema=[
-        Field(name="plays_7d", dtype=Int64),
         Field(name="plays_28d", dtype=Int64),
-        Field(name="impressions_7d", dtype=Int64),
         Field(name="impressions_28d", dtype=Int64),
-        Field(name="sessions_7d", dtype=Int64),
-        Field(name="sessions_28d", dtype=Int64),
         Field(name="play_through_rate_28d", dtype=Float32),
         Field(name="mean_fraction_watched_28d", dtype=Float32),
         Field(name="days_since_last_play", dtype=Float32),
         Field(name="genre_affinity", dtype=Array(Float32), description="order: data/genres.json"),
         Field(name="is_kids", dtype=Bool),
         Field(name="max_maturity_level", dtype=Int64),
-        Field(name="region", dtype=String),
     ],
     source=_source("profile_stats"),
     online=True,
+)
+
+# The rest of the same snapshots, for training and analysis only (point-in-time reads offline).
+profile_activity = FeatureView(
+    name="profile_activity",
+    entities=[profile],
+    ttl=TTL,
+    schema=[
+        Field(name="plays_7d", dtype=Int64),
+        Field(name="impressions_7d", dtype=Int64),
+        Field(name="sessions_7d", dtype=Int64),
+        Field(name="sessions_28d", dtype=Int64),
+        Field(name="region", dtype=String),
+    ],
+    source=profile_stats.batch_source,
+    online=False,
 )
 
 title_stats = FeatureView(
@@ -101,8 +114,7 @@ profile_playback = FeatureView(
 ranker_v1 = FeatureService(
     name="ranker_v1",
     features=[
-        profile_stats[["plays_28d", "impressions_28d", "play_through_rate_28d", "mean_fraction_watched_28d",
-                       "days_since_last_play", "genre_affinity", "is_kids", "max_maturity_level"]],
+        profile_stats,
         title_stats,
     ],
 )

@@ -106,6 +106,27 @@ def test_online_equals_offline_as_of_materialization(setup):
     assert titles["plays_7d"].notna().tolist() == [True, False]
 
 
+def test_only_what_is_read_online_is_materialized_the_rest_stays_offline(setup):
+    import sqlite3
+
+    from ranking.features import PROFILE_FEATURES
+
+    manager, frames, _ = setup
+    # The online store holds the ranker's profile features, one row per feature per profile...
+    with sqlite3.connect(manager.repo_dir / "online.db") as con:
+        stored = {name for (name,) in con.execute("SELECT DISTINCT feature_name FROM pathways_test_profile_stats")}
+        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert stored == set(PROFILE_FEATURES)
+    assert "pathways_test_profile_activity" not in tables
+    # ...and the training-only features are still read point in time offline, from the same snapshots.
+    end = pd.Timestamp(day_end(DAYS[-1]))
+    out = manager.historical(pd.DataFrame({"profile_id": [1, 2], "event_timestamp": end}),
+                             ["profile_activity:plays_7d", "profile_activity:region", "profile_stats:plays_28d"])
+    p = frames.profiles.set_index(["profile_id", "event_timestamp"])
+    assert out["profile_activity__plays_7d"].tolist() == [p.loc[(i, end), "plays_7d"] for i in (1, 2)]
+    assert out["profile_activity__region"].tolist() == [p.loc[(i, end), "region"] for i in (1, 2)]
+
+
 def test_push_then_read_playback_state_and_unavailable_without_db(setup):
     from features.online import OnlineFeatureClient, OnlineStoreUnavailable
 
