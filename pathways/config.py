@@ -48,6 +48,7 @@ class FeatureConfig(_Section):
     recency_half_life_days: float = Field(14.0, gt=0.0)
     ingest_chunk_rows: int = Field(2_000_000, ge=1)  # a larger event file is ingested this many rows at a time
     block_profiles: int = Field(2_000, ge=1)  # profiles per block of the features stage (its pandas working set)
+    materialize_batch_rows: int = Field(50_000, ge=1)  # rows Feast converts and writes online at a time (its memory)
 
 
 class TrainingConfig(_Section):

@@ -44,7 +44,9 @@ def setup(tmp_path_factory):
         frames.profiles[(frames.profiles["profile_id"] != 3) | (frames.profiles["event_timestamp"] == pd.Timestamp(day_end(D0)))],
         frames.titles, frames.title_regions, frames.genres,
     )
-    manager = FeatureStoreManager(FeatureConfig(project="pathways_test", ttl_days=TTL_DAYS), tmp_path_factory.mktemp("repo"))
+    # Two rows per online write: materialize's batches (Feast's online_write_batch_size) are exercised.
+    config = FeatureConfig(project="pathways_test", ttl_days=TTL_DAYS, materialize_batch_rows=2)
+    manager = FeatureStoreManager(config, tmp_path_factory.mktemp("repo"))
     manager.write_features(frames)
     manager.apply()
     manager.materialize(day_end(DAYS[-1]))
@@ -158,10 +160,11 @@ def test_feature_store_yaml_is_valid_feast_config(tmp_path, online):
 
     from features.store import feature_store_yaml
 
-    config = FeatureConfig(project="p_1", online_store=online, redis_connection="10.0.0.5:6390")
+    config = FeatureConfig(project="p_1", online_store=online, redis_connection="10.0.0.5:6390", materialize_batch_rows=7)
     (tmp_path / "feature_store.yaml").write_text(feature_store_yaml(config, tmp_path))
     repo = load_repo_config(tmp_path, tmp_path / "feature_store.yaml")
     assert repo.project == "p_1" and repo.offline_store.type == "duckdb"
+    assert repo.materialization_config.online_write_batch_size == 7  # materialize's memory: one batch of protos
     assert repo.online_store.type == online
     if online == "redis":
         assert repo.online_store.connection_string.startswith("10.0.0.5:6390,socket_connect_timeout=")
