@@ -93,6 +93,9 @@ def run_size(size: str, root: Path, reuse: bool = False) -> dict[str, Any]:
         "peak_rss_gb": round(summary["peak_rss_gb"], 2),
         "stages_s": {k: round(v["seconds"], 1) for k, v in stages.items() if not v["skipped"]},
         "stages_peak_rss_gb": {k: round(v.get("peak_rss_gb") or 0.0, 2) for k, v in stages.items()},
+        # cores busy on average: CPU seconds over wall seconds (this VM has 2)
+        "stages_cores": {k: round(v["cpu_s"] / v["seconds"], 2) for k, v in stages.items()
+                         if not v["skipped"] and v.get("cpu_s") is not None and v["seconds"] > 0},
     }
 
 
@@ -376,10 +379,11 @@ def main() -> int:
 
 
 def print_table(r: dict[str, Any]) -> None:
-    print(f"\n{'size':<8}{'profiles':>10}{'wall s':>9}{'s/1k prof':>11}{'peak GiB':>10}  stages (s / peak GiB)")
+    print(f"\n{'size':<8}{'profiles':>10}{'wall s':>9}{'s/1k prof':>11}{'peak GiB':>10}  stages (s / peak GiB / cores)")
     for size, run in r["runs"].items():
-        peaks = run.get("stages_peak_rss_gb", {})
-        stages = ", ".join(f"{k} {v:g}/{peaks.get(k, 0):g}" for k, v in run["stages_s"].items())
+        peaks, cores = run.get("stages_peak_rss_gb", {}), run.get("stages_cores", {})
+        stages = ", ".join(f"{k} {v:g}/{peaks.get(k, 0):g}" + (f"/{cores[k]:g}" if k in cores else "")
+                           for k, v in run["stages_s"].items())
         print(f"{size:<8}{run['profiles']:>10,}{run['wall_s']:>9.1f}{1000 * run['wall_s'] / run['profiles']:>11.2f}"
               f"{run['peak_rss_gb']:>10.2f}  {stages}")
     print(f"scaling ratio (time per profile, largest / smallest): {r['scaling_ratio']}")

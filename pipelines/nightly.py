@@ -143,7 +143,7 @@ def run_nightly(
                 "live_snapshot": current_version(config.snapshots_dir),
                 "peak_rss_gb": max([peak_rss_gb(), *peaks.values()]),  # the stages' high-water marks
                 "stages": {r.name: {"seconds": r.seconds, "skipped": r.skipped, "peak_rss_gb": peaks.get(r.name),
-                                    **r.outputs} for r in results},
+                                    "cpu_s": r.cpu_s, **r.outputs} for r in results},
             },
             indent=2,
             default=str,

@@ -60,6 +60,13 @@ class StageResult:
     skipped: bool
     outputs: dict[str, Any]
     peak_rss_gb: float | None = None  # this stage's peak resident memory (None: skipped)
+    cpu_s: float | None = None  # CPU seconds of the process's threads during the stage (None: skipped)
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def reset_peak_rss() -> None:
@@ -116,17 +123,17 @@ def run_stages(
         else:
             log.info("stage %s: %s", stage.name, stage.description)
             reset_peak_rss()
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), cpu_seconds()
             try:
                 outputs = stage.fn(ctx) or {}
             except Exception as exc:  # noqa: BLE001 - re-raised with the stage name
                 raise StageFailed(stage.name, exc) from exc
-            seconds = time.perf_counter() - t0
+            seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
             ctx.outputs[stage.name] = outputs
             tmp = marker.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"outputs": outputs, "seconds": seconds}, indent=2, default=str))
+            tmp.write_text(json.dumps({"outputs": outputs, "seconds": seconds, "cpu_s": cpu}, indent=2, default=str))
             os.replace(tmp, marker)
-            result = StageResult(stage.name, seconds, False, outputs, peak_rss_gb())
+            result = StageResult(stage.name, seconds, False, outputs, peak_rss_gb(), cpu)
         results.append(result)
         if on_stage:
             on_stage(result)
