@@ -6,17 +6,27 @@ that are done and hands their recorded outputs to the stages after them. A stage
 leaves no marker, so the next run starts again at that stage. Nothing here publishes: the
 publish stage is the only one that touches what serving reads.
 
+A stage with ``alongside`` names runs in a process of its own (spawned) beside those later stages,
+which must not read its outputs or in-process objects (the child gets an empty ``cache``); the
+runner waits for it before the first stage not named there, writes its marker then, and hands its
+outputs on. This overlaps one-core stages (Feast's materialize beside single-threaded training).
+The child dies with its parent (Linux: ``PR_SET_PDEATHSIG``), so a killed run leaves no writer.
+
 Each stage's own peak resident memory is measured (Linux: the process's high-water mark is reset
 before the stage, ``/proc/self/clear_refs``, and read after it, ``VmHWM``); elsewhere it is the
-process's peak so far.
+process's peak so far. A background stage's is its own process's; its result names the stages
+that ran ``beside`` it, so a summary can add the two.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import multiprocessing
 import os
 import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,8 +59,9 @@ class RunContext:
 @dataclass(frozen=True)
 class Stage:
     name: str
-    fn: Callable[[RunContext], dict[str, Any]]
+    fn: Callable[[RunContext], dict[str, Any]]  # a module-level function (a background stage's is pickled)
     description: str = ""
+    alongside: tuple[str, ...] = ()  # later stages it runs beside, in its own process (see the module doc)
 
 
 @dataclass
@@ -61,6 +72,7 @@ class StageResult:
     outputs: dict[str, Any]
     peak_rss_gb: float | None = None  # this stage's peak resident memory (None: skipped)
     cpu_s: float | None = None  # CPU seconds of the process's threads during the stage (None: skipped)
+    beside: tuple[str, ...] = ()  # a background stage: the stages that ran meanwhile in the parent
 
 
 def cpu_seconds() -> float:
@@ -100,6 +112,80 @@ def _marker(ctx: RunContext, stage: str) -> Path:
     return ctx.run_dir / f"{stage}.done.json"
 
 
+def _record(ctx: RunContext, name: str, outputs: dict[str, Any], seconds: float, cpu: float) -> None:
+    ctx.outputs[name] = outputs
+    marker = _marker(ctx, name)
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"outputs": outputs, "seconds": seconds, "cpu_s": cpu}, indent=2, default=str))
+    os.replace(tmp, marker)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: this process gets SIGKILL when its parent dies (a killed run leaves no writer behind)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before that took effect
+        os._exit(1)
+
+
+def _run_child(fn: Callable[[RunContext], dict[str, Any]], ctx: RunContext, parent: int, conn: Any) -> None:
+    """A background stage's process: run ``fn`` and send ("ok", outputs, seconds, cpu, peak) or ("error", exc)."""
+    _die_with_parent(parent)
+    reset_peak_rss()
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
+    try:
+        outputs = fn(ctx) or {}
+        conn.send(("ok", outputs, time.perf_counter() - t0, cpu_seconds() - cpu0, peak_rss_gb()))
+    except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it as StageFailed
+        try:
+            conn.send(("error", exc))
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        conn.close()
+
+
+class _Background:
+    """One stage running in a spawned process of its own."""
+
+    def __init__(self, stage: Stage, ctx: RunContext) -> None:
+        spawn = multiprocessing.get_context("spawn")  # not fork: the parent has threads (DuckDB, torch, Ray)
+        self.stage = stage
+        self.beside: list[str] = []
+        self._recv, send = spawn.Pipe(duplex=False)
+        child_ctx = dataclasses.replace(ctx, cache={}, progress=False)
+        self._proc = spawn.Process(target=_run_child, args=(stage.fn, child_ctx, os.getpid(), send),
+                                   name=f"pathways-stage-{stage.name}", daemon=True)
+        self._proc.start()
+        send.close()
+
+    def finish(self, ctx: RunContext) -> StageResult:
+        """Wait for the process; record and return its result, or raise ``StageFailed``."""
+        try:
+            message = self._recv.recv()
+        except EOFError:
+            message = ("error", RuntimeError("its process ended without a result"))
+        finally:
+            self._recv.close()
+            self._proc.join()
+        if message[0] != "ok":
+            cause = message[1]
+            if self._proc.exitcode:
+                cause = RuntimeError(f"{cause} (exit code {self._proc.exitcode})")
+            raise StageFailed(self.stage.name, cause)
+        _, outputs, seconds, cpu, peak = message
+        _record(ctx, self.stage.name, outputs, seconds, cpu)
+        return StageResult(self.stage.name, seconds, False, outputs, peak, cpu, tuple(self.beside))
+
+    def kill(self) -> None:
+        self._proc.kill()
+        self._proc.join()
+        self._recv.close()
+
+
 def run_stages(
     stages: list[Stage],
     ctx: RunContext,
@@ -107,36 +193,69 @@ def run_stages(
     until: str | None = None,
     on_stage: Callable[[StageResult], None] | None = None,
 ) -> list[StageResult]:
-    """Run ``stages`` in order (skipping those already done when ``resume``); stop after ``until``."""
+    """Run ``stages`` in order (skipping those already done when ``resume``); stop after ``until``.
+    Results come back in the stages' order; ``on_stage`` hears of each as it finishes."""
     names = [s.name for s in stages]
     if until is not None and until not in names:
         raise ValueError(f"unknown stage {until!r}; stages are {names}")
+    for stage in stages:
+        later = names[names.index(stage.name) + 1:]
+        if stage.alongside and list(stage.alongside) != later[:len(stage.alongside)]:
+            raise ValueError(f"stage {stage.name!r} runs beside {list(stage.alongside)}: they must be the stages right after it")
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     ctx.resume = resume
     results: list[StageResult] = []
-    for stage in stages:
-        marker = _marker(ctx, stage.name)
-        if resume and marker.is_file():
-            recorded = json.loads(marker.read_text())
-            ctx.outputs[stage.name] = recorded["outputs"]
-            result = StageResult(stage.name, recorded["seconds"], True, recorded["outputs"])
-        else:
-            log.info("stage %s: %s", stage.name, stage.description)
-            reset_peak_rss()
-            t0, cpu0 = time.perf_counter(), cpu_seconds()
-            try:
-                outputs = stage.fn(ctx) or {}
-            except Exception as exc:  # noqa: BLE001 - re-raised with the stage name
-                raise StageFailed(stage.name, exc) from exc
-            seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-            ctx.outputs[stage.name] = outputs
-            tmp = marker.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"outputs": outputs, "seconds": seconds, "cpu_s": cpu}, indent=2, default=str))
-            os.replace(tmp, marker)
-            result = StageResult(stage.name, seconds, False, outputs, peak_rss_gb(), cpu)
+    background: list[_Background] = []
+
+    def done(result: StageResult) -> None:
         results.append(result)
         if on_stage:
             on_stage(result)
-        if stage.name == until:
-            break
-    return results
+
+    def join(keep: Callable[[_Background], bool]) -> None:
+        for bg in [b for b in background if not keep(b)]:
+            background.remove(bg)
+            done(bg.finish(ctx))
+
+    try:
+        for stage in stages:
+            join(lambda bg: stage.name in bg.stage.alongside)  # noqa: B023 - called at once
+            marker = _marker(ctx, stage.name)
+            if resume and marker.is_file():
+                recorded = json.loads(marker.read_text())
+                ctx.outputs[stage.name] = recorded["outputs"]
+                done(StageResult(stage.name, recorded["seconds"], True, recorded["outputs"]))
+            elif stage.alongside and stage.name != until:
+                log.info("stage %s (in its own process, beside %s): %s", stage.name, ", ".join(stage.alongside),
+                         stage.description)
+                background.append(_Background(stage, ctx))
+            else:
+                log.info("stage %s: %s", stage.name, stage.description)
+                reset_peak_rss()
+                t0, cpu0 = time.perf_counter(), cpu_seconds()
+                try:
+                    outputs = stage.fn(ctx) or {}
+                except Exception as exc:  # noqa: BLE001 - re-raised with the stage name
+                    raise StageFailed(stage.name, exc) from exc
+                seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+                _record(ctx, stage.name, outputs, seconds, cpu)
+                for bg in background:
+                    bg.beside.append(stage.name)
+                done(StageResult(stage.name, seconds, False, outputs, peak_rss_gb(), cpu))
+            if stage.name == until:
+                break
+        join(lambda bg: False)
+    except Exception:
+        # A failed stage: the background ones finish (and keep their markers, so a resume skips them).
+        for bg in background:
+            try:
+                done(bg.finish(ctx))
+            except StageFailed as exc:
+                log.error("%s", exc)
+        raise
+    except BaseException:  # interrupted: stop the background processes too
+        for bg in background:
+            bg.kill()
+        raise
+    order = {name: i for i, name in enumerate(names)}
+    return sorted(results, key=lambda r: order[r.name])

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pathways.config import PathwaysConfig
 from pipelines.runner import RunContext, Stage, StageFailed, run_stages
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _ctx(tmp_path) -> RunContext:
@@ -51,3 +57,135 @@ def test_a_failed_stage_leaves_no_marker_and_names_itself(tmp_path):
     assert (ctx.run_dir / "busy.done.json").is_file() and not (ctx.run_dir / "fail.done.json").exists()
     with pytest.raises(ValueError, match="unknown stage 'nope'"):
         run_stages([Stage("busy", _busy)], ctx, until="nope")
+
+
+# Background stages: module-level functions (a spawned process imports them by name). The stages
+# meet through flag files, so the test fails (by timeout) unless they really run at the same time.
+def _wait_for(path: Path, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path.name} never appeared: the stages did not run at the same time")
+        time.sleep(0.02)
+
+
+def _bg(ctx: RunContext) -> dict:
+    (ctx.run_dir / "bg.started").touch()
+    _wait_for(ctx.run_dir / "b.started")  # b runs meanwhile in the parent
+    if ctx.cache:
+        raise AssertionError("a background stage must not see the parent's in-process objects")
+    return {"pid": os.getpid()}
+
+
+def _b(ctx: RunContext) -> dict:
+    (ctx.run_dir / "b.started").touch()
+    _wait_for(ctx.run_dir / "bg.started")
+    return {"pid": os.getpid()}
+
+
+def _c(ctx: RunContext) -> dict:
+    return {"saw_bg": "bg" in ctx.outputs}
+
+
+def _d(ctx: RunContext) -> dict:
+    return {"bg_pid": ctx.outputs["bg"]["pid"]}
+
+
+def _bg_fails(ctx: RunContext) -> dict:
+    raise ValueError("no online store today")
+
+
+def _b_fails(ctx: RunContext) -> dict:
+    (ctx.run_dir / "b.started").touch()
+    _wait_for(ctx.run_dir / "bg.started")
+    raise ValueError("training broke")
+
+
+def _bg_sleeps(ctx: RunContext) -> dict:
+    (ctx.run_dir / "bg.pid").write_text(str(os.getpid()))
+    time.sleep(120)
+    return {}
+
+
+def test_a_background_stage_runs_beside_the_next_ones_in_its_own_process(tmp_path):
+    ctx = _ctx(tmp_path)
+    ctx.cache["big"] = object()  # not picklable as such, and never sent
+    stages = [Stage("bg", _bg, alongside=("b", "c")), Stage("b", _b), Stage("c", _c), Stage("d", _d)]
+    results = run_stages(stages, ctx)
+    assert [r.name for r in results] == ["bg", "b", "c", "d"]  # the stages' order, whenever each ended
+    bg, b, c, d = results
+    assert bg.outputs["pid"] != os.getpid() == b.outputs["pid"]
+    assert bg.beside == ("b", "c") and b.beside == ()
+    assert c.outputs == {"saw_bg": False}  # c ran beside bg: its outputs came later
+    assert d.outputs == {"bg_pid": bg.outputs["pid"]}  # d came after the join
+    assert bg.cpu_s is not None and bg.peak_rss_gb is not None and bg.peak_rss_gb > 0
+    assert json.loads((ctx.run_dir / "bg.done.json").read_text())["outputs"] == bg.outputs
+    again = run_stages(stages, _ctx(tmp_path))
+    assert all(r.skipped for r in again) and again[3].outputs == d.outputs
+
+
+def test_background_failures_name_the_stage_and_keep_what_finished(tmp_path):
+    ctx = _ctx(tmp_path)
+    with pytest.raises(StageFailed, match="stage 'bg' failed: ValueError: no online store today"):
+        run_stages([Stage("bg", _bg_fails, alongside=("c",)), Stage("c", _c), Stage("d", _d)], ctx)
+    assert (ctx.run_dir / "c.done.json").is_file() and not (ctx.run_dir / "bg.done.json").exists()
+
+    # A stage failing beside a background one: the background one still finishes and is kept.
+    ctx = _ctx(tmp_path / "second")
+    with pytest.raises(StageFailed, match="stage 'b' failed: ValueError: training broke"):
+        run_stages([Stage("bg", _bg, alongside=("b",)), Stage("b", _b_fails), Stage("d", _d)], ctx)
+    assert not (ctx.run_dir / "b.done.json").exists()
+    assert json.loads((ctx.run_dir / "bg.done.json").read_text())["outputs"]["pid"] != os.getpid()
+
+
+def test_alongside_must_name_the_stages_right_after(tmp_path):
+    with pytest.raises(ValueError, match="must be the stages right after it"):
+        run_stages([Stage("bg", _bg, alongside=("c",)), Stage("b", _b), Stage("c", _c)], _ctx(tmp_path))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")  # a zombie has ended (its parent is gone, nobody reaped it yet)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_killed_run_takes_its_background_process_with_it(tmp_path):
+    script = (
+        "import sys; sys.path.insert(0, {!r})\n"
+        "from pathlib import Path\n"
+        "from pathways.config import PathwaysConfig\n"
+        "from pipelines.runner import RunContext, Stage, run_stages\n"
+        "from tests.pipelines.test_runner import _bg_sleeps, _c\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = RunContext(PathwaysConfig(data_dir=Path({!r})), 'r1', Path({!r}), progress=False)\n"
+        "    run_stages([Stage('bg', _bg_sleeps, alongside=('c',)), Stage('c', _c)], ctx)\n"
+    ).format(str(ROOT), str(tmp_path), str(tmp_path / "run"))
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        _wait_for(tmp_path / "run" / "bg.pid")
+        child = int((tmp_path / "run" / "bg.pid").read_text())
+        os.kill(child, 0)  # running
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not _alive(child):
+            return
+        time.sleep(0.05)
+    os.kill(child, 9)
+    raise AssertionError("the background stage's process outlived its killed parent")
+
+
+def test_the_run_peak_adds_a_background_stage_to_the_largest_stage_beside_it():
+    from pipelines.nightly import peak_of_run
+    from pipelines.runner import StageResult
+
+    results = [StageResult("bg", 1.0, False, {}, 3.0, 1.0, ("b", "c")), StageResult("b", 1.0, False, {}, 5.0),
+               StageResult("c", 1.0, False, {}, 6.0), StageResult("d", 1.0, False, {}, 8.5)]
+    peaks = {r.name: r.peak_rss_gb for r in results if r.peak_rss_gb is not None}
+    assert peak_of_run(results, peaks) == 9.0  # bg's 3 + c's 6, above d's 8.5
+    assert peak_of_run(results[1:], {k: v for k, v in peaks.items() if k != "bg"}) == 8.5
