@@ -8,8 +8,8 @@ publish stage is the only one that touches what serving reads.
 
 A stage with ``alongside`` names runs in a process of its own (spawned) beside those later stages,
 which must not read its outputs or in-process objects (the child gets an empty ``cache``); the
-runner waits for it before the first stage not named there, writes its marker then, and hands its
-outputs on. This overlaps one-core stages (Feast's materialize beside single-threaded training).
+child writes its marker when it ends (kept even if the parent dies before it joins); the runner
+waits for it before the first stage not named there and hands its outputs on. This overlaps one-core stages (Feast's materialize beside single-threaded training).
 The child dies with its parent (Linux: ``PR_SET_PDEATHSIG``), so a killed run leaves no writer.
 
 Each stage's own peak resident memory is measured (Linux: the process's high-water mark is reset
@@ -131,14 +131,17 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _run_child(fn: Callable[[RunContext], dict[str, Any]], ctx: RunContext, parent: int, conn: Any) -> None:
-    """A background stage's process: run ``fn`` and send ("ok", outputs, seconds, cpu, peak) or ("error", exc)."""
+def _run_child(stage: Stage, ctx: RunContext, parent: int, conn: Any) -> None:
+    """A background stage's process: run it, write its marker (kept if the parent dies before it
+    joins) and send ("ok", outputs, seconds, cpu, peak), or send ("error", exc)."""
     _die_with_parent(parent)
     reset_peak_rss()
     t0, cpu0 = time.perf_counter(), cpu_seconds()
     try:
-        outputs = fn(ctx) or {}
-        conn.send(("ok", outputs, time.perf_counter() - t0, cpu_seconds() - cpu0, peak_rss_gb()))
+        outputs = stage.fn(ctx) or {}
+        seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+        _record(ctx, stage.name, outputs, seconds, cpu)
+        conn.send(("ok", outputs, seconds, cpu, peak_rss_gb()))
     except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it as StageFailed
         try:
             conn.send(("error", exc))
@@ -157,13 +160,13 @@ class _Background:
         self.beside: list[str] = []
         self._recv, send = spawn.Pipe(duplex=False)
         child_ctx = dataclasses.replace(ctx, cache={}, progress=False)
-        self._proc = spawn.Process(target=_run_child, args=(stage.fn, child_ctx, os.getpid(), send),
+        self._proc = spawn.Process(target=_run_child, args=(stage, child_ctx, os.getpid(), send),
                                    name=f"pathways-stage-{stage.name}", daemon=True)
         self._proc.start()
         send.close()
 
     def finish(self, ctx: RunContext) -> StageResult:
-        """Wait for the process; record and return its result, or raise ``StageFailed``."""
+        """Wait for the process; return its result (outputs into ``ctx``), or raise ``StageFailed``."""
         try:
             message = self._recv.recv()
         except EOFError:
@@ -177,7 +180,7 @@ class _Background:
                 cause = RuntimeError(f"{cause} (exit code {self._proc.exitcode})")
             raise StageFailed(self.stage.name, cause)
         _, outputs, seconds, cpu, peak = message
-        _record(ctx, self.stage.name, outputs, seconds, cpu)
+        ctx.outputs[self.stage.name] = outputs  # the child wrote the marker
         return StageResult(self.stage.name, seconds, False, outputs, peak, cpu, tuple(self.beside))
 
     def kill(self) -> None:

@@ -143,6 +143,30 @@ def test_alongside_must_name_the_stages_right_after(tmp_path):
         run_stages([Stage("bg", _bg, alongside=("c",)), Stage("b", _b), Stage("c", _c)], _ctx(tmp_path))
 
 
+def _quick(ctx: RunContext) -> dict:
+    return {"pid": os.getpid()}
+
+
+def _sleeps(ctx: RunContext) -> dict:
+    time.sleep(120)
+    return {}
+
+
+def _start_run(tmp_path: Path, stages: str) -> subprocess.Popen:
+    """A run of ``stages`` (Python source of the list) in a process of its own, to be killed."""
+    script = (
+        "import sys; sys.path.insert(0, {!r})\n"
+        "from pathlib import Path\n"
+        "from pathways.config import PathwaysConfig\n"
+        "from pipelines.runner import RunContext, Stage, run_stages\n"
+        "from tests.pipelines.test_runner import _bg_sleeps, _c, _quick, _sleeps\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = RunContext(PathwaysConfig(data_dir=Path({!r})), 'r1', Path({!r}), progress=False)\n"
+        "    run_stages({}, ctx)\n"
+    ).format(str(ROOT), str(tmp_path), str(tmp_path / "run"), stages)
+    return subprocess.Popen([sys.executable, "-c", script])
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -153,17 +177,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_killed_run_takes_its_background_process_with_it(tmp_path):
-    script = (
-        "import sys; sys.path.insert(0, {!r})\n"
-        "from pathlib import Path\n"
-        "from pathways.config import PathwaysConfig\n"
-        "from pipelines.runner import RunContext, Stage, run_stages\n"
-        "from tests.pipelines.test_runner import _bg_sleeps, _c\n"
-        "if __name__ == '__main__':\n"
-        "    ctx = RunContext(PathwaysConfig(data_dir=Path({!r})), 'r1', Path({!r}), progress=False)\n"
-        "    run_stages([Stage('bg', _bg_sleeps, alongside=('c',)), Stage('c', _c)], ctx)\n"
-    ).format(str(ROOT), str(tmp_path), str(tmp_path / "run"))
-    parent = subprocess.Popen([sys.executable, "-c", script])
+    parent = _start_run(tmp_path, "[Stage('bg', _bg_sleeps, alongside=('c',)), Stage('c', _c)]")
     try:
         _wait_for(tmp_path / "run" / "bg.pid")
         child = int((tmp_path / "run" / "bg.pid").read_text())
@@ -178,6 +192,20 @@ def test_a_killed_run_takes_its_background_process_with_it(tmp_path):
         time.sleep(0.05)
     os.kill(child, 9)
     raise AssertionError("the background stage's process outlived its killed parent")
+
+
+def test_a_background_stage_that_ended_keeps_its_marker_when_the_run_is_killed_before_the_join(tmp_path):
+    parent = _start_run(tmp_path, "[Stage('bg', _quick, alongside=('s',)), Stage('s', _sleeps), Stage('c', _c)]")
+    try:
+        _wait_for(tmp_path / "run" / "bg.done.json")  # written while the parent still sleeps in 's'
+    finally:
+        parent.kill()
+        parent.wait()
+    recorded = json.loads((tmp_path / "run" / "bg.done.json").read_text())
+    assert recorded["outputs"]["pid"] != parent.pid and not (tmp_path / "run" / "s.done.json").exists()
+    again = run_stages([Stage("bg", _quick, alongside=("s",)), Stage("s", _quick), Stage("c", _c)],
+                       RunContext(PathwaysConfig(data_dir=tmp_path), "r1", tmp_path / "run", progress=False))
+    assert [r.skipped for r in again] == [True, False, False] and again[0].outputs == recorded["outputs"]
 
 
 def test_the_run_peak_adds_a_background_stage_to_the_largest_stage_beside_it():
