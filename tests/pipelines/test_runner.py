@@ -175,7 +175,7 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")  # a zombie has ended (its parent is gone, nobody reaped it yet)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG exists only on Linux (CI runs Linux): elsewhere nothing ties the child to its parent; a platform equivalent in _die_with_parent would lift this")
 def test_a_killed_run_takes_its_background_process_with_it(tmp_path):
     parent = _start_run(tmp_path, "[Stage('bg', _bg_sleeps, alongside=('c',)), Stage('c', _c)]")
     try:
