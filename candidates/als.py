@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from candidates.base import CohortRules, finalize, seen_titles
-from candidates.block import ProfileBlock, RowBlock, first_fetch, search_first_allowed
+from candidates.block import ProfileBlock, RowBlock, first_fetch_lines, search_first_allowed
 from pathways.artifacts.factor_index import FactorIndex
 from pathways.artifacts.factors import FactorArtifacts
 from pathways.catalog import Catalog
@@ -102,7 +102,8 @@ class FactorSource:
 
         k = self.config.per_source
         pos, scores = search_first_allowed(self.index, self.artifacts.user_factors, users, ks, self.item_positions,
-                                           allowed, k, first_fetch(k, block.seen_count[known]))
+                                           allowed, k, first_fetch_lines(k, block.seen_count[known],
+                                                                               block.allowed_share(self.item_positions)[known]))
         n = len(known)
         return RowBlock.from_mask(pos >= 0, known, pos, scores, self.name, [self.evidence] * n, [""] * n)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from candidates.base import CohortRules, finalize_at, profile_allowed, seen_titles
-from candidates.block import ProfileBlock, RowBlock, first_fetch, search_first_allowed
+from candidates.block import ProfileBlock, RowBlock, first_fetch_lines, search_first_allowed
 from pathways.artifacts.factor_index import FactorIndex
 from pathways.artifacts.factors import FactorArtifacts
 from pathways.catalog import Catalog
@@ -101,7 +101,8 @@ class BecauseYouWatchedSource:
         # Each distinct anchor is searched once per round (anchors repeat across a block's profiles).
         k = self.config.per_source
         pos, scores = search_first_allowed(self.index, self.index.vectors, anchor_row, ks, self.item_positions,
-                                           allowed, k, first_fetch(k + 1, block.seen_count[prof]))
+                                           allowed, k, first_fetch_lines(k + 1, block.seen_count[prof],
+                                                                               block.allowed_share(self.item_positions)[prof]))
         return RowBlock.from_mask(pos >= 0, prof, pos, scores, self.name,
                                   [f"Because you watched {self.catalog.name(a)}" for a in flat], [str(a) for a in flat])
 

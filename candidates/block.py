@@ -147,44 +147,69 @@ def first_allowed_prefix(ok: np.ndarray, lines: np.ndarray, columns: np.ndarray,
 
 
 def first_fetch(k: int, seen: np.ndarray) -> int:
-    """How many results ``search_first_allowed`` reads first: twice what a line needs when the rules
+    """How many results ``first_allowed_prefix`` reads first: twice what a line needs when the rules
     block nothing (``k`` plus its seen titles), enough for most cohorts in one round."""
     return 2 * (k + int(seen.max(initial=0)))
 
 
+def first_fetch_lines(k: int, seen: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """How many results ``search_first_allowed`` reads first for each line: what the line needs
+    (``k`` plus its seen titles) over ``share``, the part of the index's titles its cohort's rules
+    allow (``ProfileBlock.allowed_share``: a region's licences, a kids profile's maturity), plus a
+    quarter. Most lines then take one round, and a line of an open cohort does not pay for the
+    block's most closed one. int64 like ``seen``."""
+    need = (k + np.asarray(seen, np.int64)) / np.maximum(np.asarray(share, np.float64), 1e-3)
+    return np.ceil(1.25 * need).astype(np.int64)
+
+
+def _bucket(want: np.ndarray) -> np.ndarray:
+    """``want`` (>= 1) rounded up to the next of 64, 96, 128, 192, 256, 384, 512, 768, ... (steps
+    of at most 1.5x): lines searched together share one faiss ``k``, so a round makes a few searches
+    and reads at most 1.5x the results its lines need."""
+    want = np.maximum(np.asarray(want, np.int64), 1)
+    power = 2 ** np.ceil(np.log2(np.maximum(want, 64) / 1.5)).astype(np.int64)  # the step just below x1.5
+    return np.where(want <= power, power, np.where(want <= 3 * power // 2, 3 * power // 2, 2 * power))
+
+
 def search_first_allowed(index: FactorIndex, vectors: np.ndarray, query: np.ndarray, ks: np.ndarray,
                          item_positions: np.ndarray, allowed: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                         k: int, first_k: int) -> tuple[np.ndarray, np.ndarray]:
+                         k: int, first_k: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each line i (query ``vectors[query[i]]``): the first ``k`` results among its first
     ``ks[i]`` (faiss order) that ``allowed(lines, positions)`` (bool like ``positions``) allows, as
     (catalog positions int64 (n, k), -1 past the end; scores float32 (n, k)).
 
     The same titles as one search of ``ks.max()`` results, at the cost of the few a line needs:
-    every line first reads ``first_k`` results, and only the lines whose first ``k`` allowed
-    titles lie further (a cohort the rules block much of the catalog for) are searched again with
-    four times as many, up to their own ``ks[i]``. Exact: faiss's top ``m`` are the first ``m`` of
-    its top ``n > m`` (ties broken by id) and a query's scores do not depend on its batch (both
-    checked in ``tests/candidates/test_block_search.py``); each distinct query is searched once per round."""
+    line i first reads ``first_k`` (one for all, or its own: ``first_fetch_lines``) results, rounded
+    up to a few sizes (``_bucket``: one faiss search per size and round), and only the lines whose
+    first ``k`` allowed titles lie further are searched again with four times as many, up to their
+    own ``ks[i]``. Exact: faiss's top ``m`` are the first ``m`` of its top ``n > m`` (ties broken by
+    id) and a query's scores do not depend on its batch (both checked in
+    ``tests/candidates/test_block_search.py``); each distinct query is searched once per size and round."""
     n = len(query)
     out_pos = np.full((n, k), -1, np.int64)
     out_scores = np.zeros((n, k), np.float32)
     todo = np.arange(n)
-    fetch = max(int(first_k), k)
+    fetch = np.maximum(np.broadcast_to(np.asarray(first_k, np.int64), (n,)), k)
     while len(todo):
-        kk = max(int(min(fetch, ks[todo].max(), len(index))), 1)
-        unique, which = np.unique(query[todo], return_inverse=True)
-        scores, rows = index.search(vectors[unique], kk)
-        scores, rows = scores[which.reshape(-1)], rows[which.reshape(-1)]
-        within = (np.arange(kk) < ks[todo, None]) & (rows >= 0)
-        pos = np.where(within, item_positions[np.maximum(rows, 0)], -1)
-        keep = first_allowed((pos >= 0) & allowed(todo, pos), k)
-        done = (keep.sum(axis=1) >= k) | (ks[todo] <= kk) | (kk >= len(index))
-        line, col = np.nonzero(keep & done[:, None])
-        slot = np.cumsum(keep, axis=1)[line, col] - 1
-        out_pos[todo[line], slot] = pos[line, col]
-        out_scores[todo[line], slot] = scores[line, col]
-        todo = todo[~done]
-        fetch = 4 * kk
+        want = np.minimum(np.minimum(fetch[todo], ks[todo]), len(index))
+        size = np.minimum(_bucket(want), len(index))
+        again = []
+        for kk in np.unique(size).tolist():
+            lines = todo[size == kk]
+            unique, which = np.unique(query[lines], return_inverse=True)
+            scores, rows = index.search(vectors[unique], kk)
+            scores, rows = scores[which.reshape(-1)], rows[which.reshape(-1)]
+            within = (np.arange(kk) < ks[lines, None]) & (rows >= 0)
+            pos = np.where(within, item_positions[np.maximum(rows, 0)], -1)
+            keep = first_allowed((pos >= 0) & allowed(lines, pos), k)
+            done = (keep.sum(axis=1) >= k) | (ks[lines] <= kk) | (kk >= len(index))
+            line, col = np.nonzero(keep & done[:, None])
+            slot = np.cumsum(keep, axis=1)[line, col] - 1
+            out_pos[lines[line], slot] = pos[line, col]
+            out_scores[lines[line], slot] = scores[line, col]
+            fetch[lines[~done]] = 4 * kk
+            again.append(lines[~done])
+        todo = np.sort(np.concatenate(again))
     return out_pos, out_scores
 
 
@@ -230,6 +255,7 @@ class ProfileBlock:
                           np.int64, len(profiles))
         masks = np.stack([rules.mask(r, m) for r, m in cohorts]) if cohorts else np.zeros((0, len(catalog)), bool)
         self.cohort_ok = masks[idx] if len(profiles) else np.zeros((0, len(catalog)), bool)
+        self.cohort_masks, self.cohort_of = masks, idx  # (cohorts, T) and each profile's cohort
         self.rules_ok = self.cohort_ok.copy()
         fin_p, fin_pos = self._flat([p.finished for p in profiles])
         self.rules_ok[fin_p, fin_pos] = False
@@ -246,6 +272,14 @@ class ProfileBlock:
         prof, ids = self._ids(groups)
         pos = self.catalog.positions(ids)
         return prof[pos >= 0], pos[pos >= 0]
+
+    def allowed_share(self, item_positions: np.ndarray) -> np.ndarray:
+        """float (P,): the part of an index's items (their catalog positions, -1: not in the catalog)
+        that each profile's cohort rules allow."""
+        pos = item_positions[item_positions >= 0]
+        if not len(pos) or not len(self.profiles):
+            return np.zeros(len(self.profiles))
+        return (self.cohort_masks[:, pos].sum(axis=1) / len(item_positions))[self.cohort_of]
 
     @cached_property
     def unseen_ok(self) -> np.ndarray:

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from candidates.block import first_allowed, first_allowed_prefix, first_fetch, search_first_allowed
+from candidates.block import (
+    _bucket,
+    first_allowed,
+    first_allowed_prefix,
+    first_fetch,
+    first_fetch_lines,
+    search_first_allowed,
+)
 from pathways.artifacts.factor_index import FactorIndex
 
 
@@ -23,9 +30,11 @@ def _world(seed: int, n_items: int = 300, n_lines: int = 40, n_profiles: int = 1
 
 
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("first_k", [1, 7, 1000])
-def test_search_first_allowed_equals_one_search_of_every_lines_k(seed: int, first_k: int) -> None:
+@pytest.mark.parametrize("first_k", [1, 7, 1000, "per line"])
+def test_search_first_allowed_equals_one_search_of_every_lines_k(seed: int, first_k: int | str) -> None:
     vectors, ok_mask, line_profile, query, item_positions, ks = _world(seed)
+    if first_k == "per line":  # each line its own first read, from 1 to past the index: several sizes a round
+        first_k = np.random.default_rng(seed).integers(1, 400, len(query))
     index, k = FactorIndex(vectors), 5
 
     def allowed(lines: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -80,6 +89,36 @@ def test_first_allowed_prefix_equals_first_allowed_over_the_whole_list(seed: int
     want = first_allowed((columns >= 0)[None, :] & ok[lines[:, None], np.maximum(columns, 0)[None, :]], 6)
     for first in (1, 6, 40, 500):
         assert np.array_equal(first_allowed_prefix(ok, lines, columns, 6, first), want)
+
+
+def test_first_fetch_lines_scales_what_a_line_needs_by_the_share_its_cohort_allows() -> None:
+    got = first_fetch_lines(10, np.array([0, 6, 0, 0]), np.array([1.0, 1.0, 0.25, 0.0]))
+    assert got.tolist() == [13, 20, 50, 12_500]  # 1.25 x (k + seen) / share; a share of 0 counts as 0.001
+
+
+def test_bucket_rounds_up_to_at_most_one_and_a_half_times_and_few_sizes() -> None:
+    want = np.arange(1, 50_000)
+    got = _bucket(want)
+    assert (got >= want).all() and (got <= 1.5 * np.maximum(want, 64)).all()
+    assert (np.diff(got) >= 0).all() and len(np.unique(got)) <= 25
+    assert _bucket(np.array([1, 64, 65, 96, 97, 129, 260])).tolist() == [64, 64, 96, 96, 128, 192, 384]
+
+
+def test_allowed_share_is_the_part_of_an_index_a_profiles_cohort_may_show() -> None:
+    from candidates.base import CohortRules
+    from candidates.block import ProfileBlock
+    from pathways.types import ProfileContext
+    from tests.candidates import world
+
+    catalog = world.catalog()
+    rules = CohortRules(catalog)
+    kids, adult = ProfileContext(1, "BR", 1), ProfileContext(2, "BR", 4)
+    block = ProfileBlock([kids, adult, kids], catalog, rules)
+    items = np.array([-1, *range(len(catalog))], np.int64)  # one item outside the catalog: never allowed
+    share = block.allowed_share(items)
+    for i, p in enumerate([kids, adult, kids]):
+        assert share[i] == pytest.approx(rules.mask(p.region, p.max_maturity_level).sum() / len(items))
+    assert share[0] < share[1]  # a kids profile's maturity blocks more
 
 
 def test_first_fetch_covers_the_seen_titles_twice() -> None:
