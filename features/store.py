@@ -121,12 +121,25 @@ class FeatureStoreManager:
         kinds = (Entity, DataSource, FeatureView, FeatureService)
         return [obj for obj in vars(module).values() if isinstance(obj, kinds)]
 
-    def apply(self) -> None:
-        """Write the repo and register its definitions (idempotent)."""
+    def apply(self) -> list[str]:
+        """Write the repo and register its definitions (idempotent). Returns the online views whose
+        features changed since they were registered (names or types): their online tables are torn
+        down and made anew (Feast's ``apply`` with ``objects_to_delete``), because Feast keeps the rows
+        of a feature dropped from a view and SQLite's online read returns and parses every row of an
+        entity, read or not; the caller materializes them in full again."""
+        from feast import FeatureView
+
         self.write_repo()
         self._feature_names.clear()
-        self.store.apply(self.definitions())
+        definitions = self.definitions()
+        new = {d.name: d for d in definitions if isinstance(d, FeatureView) and d.online}
+        changed = [view for view in self.store.list_feature_views()
+                   if view.name in new and view.online and _schema(view) != _schema(new[view.name])]
+        if changed:
+            self.store.apply([], objects_to_delete=changed, partial=False)
+        self.store.apply(definitions)
         self.store.refresh_registry()
+        return sorted(view.name for view in changed)
 
     def feature_writer(self) -> FeatureTableWriter:
         """A writer that appends feature tables block by block to the Parquet files the FileSources
@@ -219,6 +232,11 @@ def build_feature_store(
     manager.apply()
     manager.materialize(frames.profiles["event_timestamp"].max().to_pydatetime())  # the last day's end
     return manager, frames
+
+
+def _schema(view: Any) -> set[tuple[str, str]]:
+    """A feature view's features as (name, type) pairs."""
+    return {(f.name, str(f.dtype)) for f in view.features}
 
 
 def _utc(moment: datetime) -> datetime:

@@ -106,17 +106,18 @@ def features(ctx: RunContext) -> dict[str, Any]:
 
 def materialize(ctx: RunContext) -> dict[str, Any]:
     """Feast apply + materialize up to the data's end; with ``schedule.incremental_materialize``
-    only what is newer than the last run's materialization (the whole TTL the first time).
+    only what is newer than the last run's materialization (the whole TTL the first time, and
+    after a view's features changed: ``FeatureStoreManager.apply`` reset its online table).
     Cost: linear in (profiles + titles + title-regions) x the days loaded."""
     from pipelines.schedule import last_materialized
 
     store = feature_store(ctx)
-    store.apply()
+    reset = store.apply()  # views whose features changed: their online tables start empty
     end = as_of(ctx) + timedelta(seconds=1)
-    start = last_materialized(ctx, end) if ctx.config.schedule.incremental_materialize else None
+    start = last_materialized(ctx, end) if ctx.config.schedule.incremental_materialize and not reset else None
     store.materialize(end, start)
     return {"materialized_until": end.isoformat(), "materialized_from": start.isoformat() if start else None,
-            "repo": str(ctx.config.feature_repo_dir)}
+            "repo": str(ctx.config.feature_repo_dir), "reset_views": reset}
 
 
 def train_als(ctx: RunContext) -> dict[str, Any]:

@@ -129,6 +129,49 @@ def test_only_what_is_read_online_is_materialized_the_rest_stays_offline(setup):
     assert out["profile_activity__region"].tolist() == [p.loc[(i, end), "region"] for i in (1, 2)]
 
 
+def test_a_feature_dropped_from_an_online_view_leaves_no_rows_behind(tmp_path):
+    """Feast keeps the online rows of a feature dropped from a view, and SQLite's online read returns
+    (and parses) every row of an entity: ``apply`` resets a view whose features changed, and
+    reports it so that the view is materialized in full again; an unchanged view is left alone."""
+    import sqlite3
+
+    from feast import Field
+    from feast.types import Int64
+
+    from features.store import FeatureStoreManager
+    from ranking.features import PROFILE_FEATURES
+
+    frames = compute_features(events_table(_rows()), make_titles(), make_profiles(), DAYS)
+    manager = FeatureStoreManager(FeatureConfig(project="pathways_reset", ttl_days=TTL_DAYS), tmp_path)
+    manager.write_features(frames)
+    current = manager.definitions
+    assert manager.apply() == []  # a new repo: nothing to reset
+
+    def wider() -> list:  # the view as an older release declared it: one feature more
+        defs = current()
+        view = next(d for d in defs if getattr(d, "name", None) == "profile_stats" and hasattr(d, "features"))
+        view.schema.append(Field(name="plays_7d", dtype=Int64))
+        view.features.append(Field(name="plays_7d", dtype=Int64))
+        return defs
+
+    def stored() -> set[str]:
+        with sqlite3.connect(tmp_path / "online.db") as con:
+            return {n for (n,) in con.execute("SELECT DISTINCT feature_name FROM pathways_reset_profile_stats")}
+
+    manager.definitions = wider  # type: ignore[method-assign]
+    assert manager.apply() == ["profile_stats"]
+    manager.materialize(day_end(DAYS[-1]))
+    assert stored() == {*PROFILE_FEATURES, "plays_7d"}
+    manager.definitions = current  # type: ignore[method-assign]
+    assert manager.apply() == ["profile_stats"]
+    assert stored() == set()  # torn down with the old rows
+    manager.materialize(day_end(DAYS[-1]))
+    assert stored() == set(PROFILE_FEATURES)
+    before = manager.online_profiles([1, 2])
+    assert manager.apply() == [] and stored() == set(PROFILE_FEATURES)  # unchanged: kept as it is
+    pd.testing.assert_frame_equal(manager.online_profiles([1, 2]), before)
+
+
 def test_push_then_read_playback_state_and_unavailable_without_db(setup):
     from features.online import OnlineFeatureClient, OnlineStoreUnavailable
 
