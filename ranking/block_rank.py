@@ -52,12 +52,17 @@ def _dense_unique(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _probabilities(scorer: RowScorer, profiles: list[ProfileContext], pair_prof: np.ndarray,
-                   pair_pos: np.ndarray) -> np.ndarray:
-    """P(play) of each (profile, title) pair, pairs sorted by profile then title id; float32 (n,)."""
+                   pair_pos: np.ndarray, read: tuple[np.ndarray, pd.DataFrame] | None = None) -> np.ndarray:
+    """P(play) of each (profile, title) pair, pairs sorted by profile then title id; float32 (n,).
+    ``read``: (profile indices, their feature rows) already read for the block (``_block_read``),
+    a superset of the pairs' profiles; else this cell's profiles are read here."""
     titles = _title_columns(scorer)
     todo, starts = np.unique(pair_prof, return_index=True)
     local = np.repeat(np.arange(len(todo)), np.diff(np.append(starts, len(pair_prof))))
-    frame = scorer.profile_frame([profiles[i].profile_id for i in todo])
+    if read is None:
+        frame = scorer.profile_frame([profiles[i].profile_id for i in todo])
+    else:
+        frame = read[1].iloc[np.searchsorted(read[0], todo)].reset_index(drop=True)
     cols = {f"p_{f}": pd.to_numeric(frame[f], errors="coerce").to_numpy(np.float32, na_value=np.nan)[local]
             for f in PROFILE_FEATURES if f != "genre_affinity"}
     cols.update({name: values[pair_pos] for name, values in titles.items() if name != "rank"})
@@ -125,6 +130,7 @@ def rescore_block(scorers: Mapping[str, RowScorer], cells: Sequence[str], profil
     by_rank = np.argsort(rank)
     pair_prof, pair_pos = pairs // n_titles, by_rank[pairs % n_titles]
     pair_cell = cell_of[pair_prof]
+    read = _block_read(scorers, profiles, pair_prof)
     logit = np.empty(len(pairs), np.float64)
     weight = np.zeros(len(names))
     for j, name in enumerate(names):
@@ -133,7 +139,7 @@ def rescore_block(scorers: Mapping[str, RowScorer], cells: Sequence[str], profil
             continue
         scorer = scorers[name]
         weight[j] = scorer.page.source_weight
-        probs = np.clip(_probabilities(scorer, profiles, pair_prof[mine], pair_pos[mine]), 1e-6, 1 - 1e-6)
+        probs = np.clip(_probabilities(scorer, profiles, pair_prof[mine], pair_pos[mine], read), 1e-6, 1 - 1e-6)
         part = np.log(probs / (1 - probs)).astype(np.float64)
         if scorer.ltr:
             _learned_order(scorer, profiles, part, pair_prof[mine], catalog.title_ids[pair_pos[mine]])
@@ -145,6 +151,18 @@ def rescore_block(scorers: Mapping[str, RowScorer], cells: Sequence[str], profil
     order = _sort_rows(scores, block.offsets, np.flatnonzero(scorable))
     return RowBlock(block.profile, block.source, block.evidence, block.key, block.offsets,
                     block.positions[order], scores[order])
+
+
+def _block_read(scorers: Mapping[str, RowScorer], profiles: list[ProfileContext],
+                pair_prof: np.ndarray) -> tuple[np.ndarray, pd.DataFrame] | None:
+    """One online read of the profile features of every profile with pairs to score, for every cell
+    (one Feast call a block instead of one a cell: its fixed cost is Python, held under the GIL);
+    None when the cells' scorers read different stores (each then reads its own)."""
+    stores = {id(s.store) for s in scorers.values()}
+    if len(stores) != 1:
+        return None
+    todo = np.unique(pair_prof)
+    return todo, next(iter(scorers.values())).profile_frame([profiles[i].profile_id for i in todo])
 
 
 def _learned_order(scorer: RowScorer, profiles: list[ProfileContext], logit: np.ndarray, pair_prof: np.ndarray,

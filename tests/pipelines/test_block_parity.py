@@ -94,6 +94,42 @@ def _gbdt_scorer(catalog, ltr=None) -> RowScorer:
     return RowScorer(art, FakeStore(catalog), catalog, as_of_days=20_000.0, ltr=ltr, page=PageConfig(row_length=8, min_row_length=2))
 
 
+class ProfileStore(FakeStore):
+    """``FakeStore`` whose profile features differ by profile (a read handed to the wrong profile
+    changes its scores), counting the profiles read."""
+
+    def __init__(self, catalog):
+        super().__init__(catalog)
+        self.reads: list[int] = []
+
+    def online_profiles(self, ids, names=None):
+        self.reads.append(len(ids))
+        frame = super().online_profiles(ids, names)
+        for j, f in enumerate(c for c in frame.columns if c not in ("profile_id", "genre_affinity")):
+            frame[f] = [float((i * (j + 3)) % 17) for i in ids]
+        if "genre_affinity" in frame:
+            frame["genre_affinity"] = [[(i % 5) / 5, 1 - (i % 5) / 5] for i in ids]
+        return frame
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_cells_sharing_a_store_read_the_block_once_and_score_as_alone(catalog, shared):
+    """With one store for every cell (as ``PageBuilder.open`` makes them), the block's profile
+    features are one read; each profile still gets its own features (the per-profile scores)."""
+    profiles, rows, ltr = _world(catalog, seed=3)
+    profiles = [replace(p, cell=("control", "challenger")[p.profile_id % 2]) for p in profiles]
+    store = ProfileStore(catalog)
+    scorers = {"control": replace(_gbdt_scorer(catalog, ltr), store=store),
+               "challenger": replace(_mlp_scorer(catalog), store=store if shared else ProfileStore(catalog))}
+    config = PageConfig(row_length=8, min_row_length=2, dedupe_top_rows=3, max_rows=6)
+    block = rescore_block(scorers, [p.cell for p in profiles], profiles, _row_block(catalog, rows))
+    assert store.reads == ([len(profiles)] if shared else [len(profiles) // 2])
+    blobs = choose_block(block, profiles, catalog, config).encode([p.cell for p in profiles])
+    for profile, candidates, blob in zip(profiles, rows, blobs):
+        want = assemble_page(scorers[profile.cell].score_rows(profile, candidates), profile, catalog, config)
+        assert blob == encode_page(profile.cell, want)
+
+
 @pytest.mark.parametrize("repeats", [False, True])
 @pytest.mark.parametrize("make_scorer", [_mlp_scorer, _gbdt_scorer])
 @pytest.mark.parametrize("config", [PageConfig(row_length=8, min_row_length=2, dedupe_top_rows=3, max_rows=6),
