@@ -68,6 +68,11 @@ def _ndcg_and_se(tops: dict[int, list[int]], pids: np.ndarray, truth: dict[int, 
     return float(per.mean()), float(per.std(ddof=1) / np.sqrt(len(per))) if len(per) > 1 else float("nan")
 
 
+def _world_profiles(config: PathwaysConfig) -> int:
+    """The world's profile count: what the nightly sizes its samples by (``pipelines.schedule``)."""
+    return pq.ParquetFile(config.raw_dir / "world" / "profiles.parquet").metadata.num_rows
+
+
 def _split(data: Path) -> tuple[PathwaysConfig, Catalog, pa.Table, pa.Table]:
     """(config, catalog, the lake before its last day, the plays of the last day)."""
     from features.lake_scan import read_lake
@@ -116,7 +121,7 @@ def quality_check(data: Path, sample: int) -> dict[str, Any]:
 
     config, catalog, train, test = _split(data)
     profiles = pc.count_distinct(train["profile_id"]).as_py()
-    sample = sample or sample_size(config.schedule, profiles, "train_top_row") or profiles // 5
+    sample = sample or sample_size(config.schedule, _world_profiles(config), "train_top_row") or profiles // 5
     part = sample_events(train, None, sample, config.schedule.sample_seed)
     full_model, full_inter, full_s = _fit(train, catalog, config)
     part_model, part_inter, part_s = _fit(part, catalog, config)
@@ -146,7 +151,7 @@ def sample_quality(data: Path, sample: int) -> dict[str, Any]:
 
     config, catalog, train, test = _split(data)
     profiles = pc.count_distinct(train["profile_id"]).as_py()
-    sample = sample or sample_size(config.schedule, profiles, "train_top_row") or profiles // 5
+    sample = sample or sample_size(config.schedule, _world_profiles(config), "train_top_row") or profiles // 5
     part_model, part_inter, part_s = _fit(sample_events(train, None, sample, config.schedule.sample_seed), catalog, config)
     truth = _truth(train, test)
     pids = np.array(sorted(truth), np.int64)

@@ -284,9 +284,10 @@ class ScheduleConfig(_Section):
     profiles (None: everything). Without ``sample_profiles``, a world of more than
     ``sample_above_profiles`` profiles trains on a sample of that many (None: never by default).
     ``stage_sample_profiles`` caps one training stage's sample (the smaller of it and the general
-    rule): the stages with deep models (SASRec / two-tower, cost epochs x events: the retrieval rows
-    and the top row, whose generators include them) train on about 20,000 profiles while ALS and
-    the rankers follow the general rule. Samples are nested (one salted hash: a smaller sample is a
+    rule), a cap that grows to ``stage_sample_share`` of the world's profiles when that is larger:
+    the stages with deep models (SASRec / two-tower, cost epochs x events: the retrieval rows and
+    the top row, whose generators include them) train on 20,000 profiles up to 500,000 profiles and
+    on 4% beyond (40,000 at a million), while ALS and the rankers follow the general rule. Samples are nested (one salted hash: a smaller sample is a
     subset of a larger one). The profiles a stage left out are folded into its trained models
     (their factors and top rows).
     """
@@ -297,6 +298,9 @@ class ScheduleConfig(_Section):
     sample_above_profiles: int | None = Field(100_000, ge=1)
     stage_sample_profiles: dict[str, Annotated[int, Field(ge=1)]] = Field(
         default_factory=lambda: {"train_retrieval": 20_000, "train_top_row": 20_000})  # per stage, at most
+    # ...or this share of the world's profiles, if larger: a capped stage's sample grows with the world
+    # (at 1M profiles the top row learns from 40,000: NDCG@20 0.3997 -> 0.4022 on the 1M world's next day)
+    stage_sample_share: float = Field(0.04, ge=0.0, le=1.0)
     sample_seed: int = 0
     incremental_materialize: bool = True  # load only what changed since the last materialization (Feast)
 

@@ -9,8 +9,10 @@
   ``schedule.window_days`` and to a sample of profiles chosen by a salted hash (the same profiles
   every night for one seed; ``sample_size``: ``schedule.sample_profiles``, or by default
   ``sample_above_profiles`` once the world is larger, each capped per stage by
-  ``schedule.stage_sample_profiles``), or everything when neither applies; read batch by batch,
-  so with a sample the training stages' cost stops growing with profiles. Samples are nested:
+  ``schedule.stage_sample_profiles``, a cap that grows to ``stage_sample_share`` of a large world),
+  or everything when neither applies; read batch by batch,
+  so with a sample the training stages' cost stops growing with profiles (the capped ones grow by
+  4% of the profiles past 500,000). Samples are nested:
   every size takes the first profiles of one hash order, so a smaller stage's sample is a subset of
   a larger one's and is cut from the larger table already in memory (one read of the lake).
 - ``unsampled_histories(ctx, stage)``: the profiles that stage's sample left out, one profile range
@@ -43,6 +45,7 @@ P - S, are folded in, linear in their plays) at a fixed number of titles T:
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -166,13 +169,16 @@ FOLD_IN_STAGES = ("train_als", "train_retrieval", "train_top_row")  # the stages
 def sample_size(schedule: ScheduleConfig, n_profiles: int | None, stage: str | None = None) -> int | None:
     """How many profiles ``stage`` samples: ``sample_profiles``, else ``sample_above_profiles`` when the
     world holds more profiles than that (``n_profiles`` None: unknown, the sample applies), else None;
-    capped by ``stage_sample_profiles[stage]`` (the smaller of the two)."""
+    capped by ``stage_sample_profiles[stage]`` (the smaller of the two), a cap raised to
+    ``stage_sample_share`` of ``n_profiles`` where that is more."""
     if schedule.sample_profiles is not None:
         size: int | None = schedule.sample_profiles
     else:
         above = schedule.sample_above_profiles
         size = above if above is not None and (n_profiles is None or n_profiles > above) else None
     cap = schedule.stage_sample_profiles.get(stage) if stage is not None else None
+    if cap is not None and n_profiles is not None:
+        cap = max(cap, math.ceil(schedule.stage_sample_share * n_profiles))
     return cap if size is None else size if cap is None else min(size, cap)
 
 

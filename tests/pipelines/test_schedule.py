@@ -178,9 +178,31 @@ def test_each_stage_samples_the_smaller_of_its_cap_and_the_general_rule(sample_p
     from pipelines.schedule import sample_size
 
     schedule = PathwaysConfig().with_overrides({"schedule.sample_profiles": sample_profiles, "schedule.sample_above_profiles": above,
-                                                "schedule.stage_sample_profiles": caps}).schedule
+                                                "schedule.stage_sample_profiles": caps, "schedule.stage_sample_share": 0.0}).schedule
     assert {stage: sample_size(schedule, n_profiles, stage) for stage in want} == want
     assert PathwaysConfig().schedule.stage_sample_profiles == {"train_retrieval": 20_000, "train_top_row": 20_000}
+
+
+@pytest.mark.parametrize("n_profiles, want", [
+    (99_702, {"train_als": None, "train_retrieval": 20_000, "train_top_row": 20_000}),  # the 100k world
+    (299_591, {"train_als": 100_000, "train_retrieval": 20_000, "train_top_row": 20_000}),
+    (999_155, {"train_als": 100_000, "train_retrieval": 39_967, "train_top_row": 39_967}),  # 4%: more than the cap
+    (5_000_000, {"train_als": 100_000, "train_retrieval": 100_000, "train_top_row": 100_000}),  # never past the general rule
+    (None, {"train_als": 100_000, "train_retrieval": 20_000, "train_top_row": 20_000}),  # unknown: the cap
+])
+def test_a_capped_stage_samples_a_share_of_a_large_world(n_profiles, want):
+    """The default schedule: the deep stages' cap grows to 4% of the world's profiles (the top row
+    learns from more profiles at a million), never past the general rule's sample."""
+    from pipelines.schedule import sample_size
+
+    schedule = PathwaysConfig().schedule
+    assert {stage: sample_size(schedule, n_profiles, stage) for stage in want} == want
+
+
+def test_the_stage_sample_share_is_a_share(tmp_path):
+    for bad in (-0.1, 1.5, "half"):
+        with pytest.raises(ConfigError):
+            PathwaysConfig(data_dir=tmp_path).with_overrides({"schedule.stage_sample_share": bad})
 
 
 @pytest.mark.parametrize("value", [{"train_sasrec": 10}, {"train_retrieval": 0}, {"train_als": -5}, {"train_als": "many"}])
