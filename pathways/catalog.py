@@ -45,14 +45,37 @@ class Catalog:
         return int(self.title_ids.shape[0])
 
     def positions(self, title_ids: np.ndarray) -> np.ndarray:
-        """Positions of ``title_ids`` (n,) in the catalog, int64 (n,); -1 for unknown ids."""
+        """Positions of ``title_ids`` (n,) in the catalog, int64 (n,); -1 for unknown ids. One gather
+        from a dense id -> position table when the catalog's ids are small non-negative integers (the
+        table has at most 4 x the catalog's size + 1M entries), else a binary search of the sorted ids."""
         ids = np.asarray(title_ids, dtype=np.int64)
-        order = self._sort_order
-        if ids.size == 0 or order.size == 0:
+        if ids.size == 0 or len(self) == 0:
             return np.full(ids.shape, -1, dtype=np.int64)
+        table = self._dense_table
+        if table is not None:
+            inside = (ids >= 0) & (ids < len(table))
+            if inside.all():
+                found: np.ndarray = table[ids]
+                return found
+            return np.where(inside, table[np.where(inside, ids, 0)], -1)
+        order = self._sort_order
         sorted_ids = self.title_ids[order]
         at = np.minimum(np.searchsorted(sorted_ids, ids), order.size - 1)
         return np.where(sorted_ids[at] == ids, order[at], -1).astype(np.int64)
+
+    @property
+    def _dense_table(self) -> np.ndarray | None:
+        """id -> position (-1: not in the catalog) over [0, largest id]; None when an id is negative
+        or the ids are sparse (cached)."""
+        if "_dense" not in self.__dict__:
+            ids = self.title_ids
+            table = None
+            if ids.min() >= 0 and ids.max() < 4 * len(ids) + 1_000_000:
+                table = np.full(int(ids.max()) + 1, -1, np.int64)
+                table[ids[::-1]] = np.arange(len(ids) - 1, -1, -1)  # a repeated id keeps its first position
+            object.__setattr__(self, "_dense", table)
+        cached: np.ndarray | None = self.__dict__["_dense"]
+        return cached
 
     @property
     def _sort_order(self) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -116,3 +117,14 @@ def test_catalog_positions_match_the_index_for_known_and_unknown_ids(catalog):
     expected = [catalog.index.get(int(t), -1) for t in ids]
     assert catalog.positions(ids).tolist() == expected
     assert catalog.positions(np.array([], np.int64)).tolist() == []
+
+
+@pytest.mark.parametrize("spread", [1, 10**9])  # a dense id table, then ids too sparse for one
+def test_catalog_positions_agree_on_dense_and_sparse_ids(catalog, spread):
+    ids = catalog.title_ids * spread + 7
+    other = dataclasses.replace(catalog, title_ids=ids, index={int(t): i for i, t in enumerate(ids)})
+    assert (other._dense_table is None) == (spread > 1)
+    rng = np.random.default_rng(1)
+    asked = np.concatenate([rng.choice(ids, 200), [0, 6, -3, int(ids.max()) + 1, 10**15], ids[:3] + 1])
+    assert other.positions(asked).tolist() == [other.index.get(int(t), -1) for t in asked]
+    assert other.positions(asked.reshape(-1, 1)).shape == (len(asked), 1)

@@ -74,8 +74,9 @@ class RankerArtifact:
             raise ValueError(f"expected (n, {len(self.feature_names)}) features, got {X.shape}")
         if not len(X):
             return np.zeros(0, np.float32)
-        X = (X - self.mean) / self.std
-        X[~np.isfinite(X)] = 0.0  # nan_to_num(nan=posinf=neginf=0) in one pass instead of three
+        X = X - self.mean
+        X /= self.std  # in place: one temporary fewer, the same float32 operations
+        np.copyto(X, 0.0, where=~np.isfinite(X))  # nan_to_num(nan=posinf=neginf=0) in one pass instead of three
         if self.kind == "mlp":
             x = torch.from_numpy(X)
             with torch.inference_mode():  # ~2x less overhead per call than no_grad
