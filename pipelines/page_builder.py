@@ -29,6 +29,7 @@ features (titles, trending per region) are read once at ``open``. The ranker run
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,6 +92,21 @@ def single_threaded() -> None:
 
     threadpool_limits(1)
     torch.set_num_threads(1)
+
+
+_THREAD = threading.local()
+
+
+def one_openmp_thread() -> None:
+    """``single_threaded``'s OpenMP limit for the calling thread, once per thread. OpenMP keeps its
+    thread count per thread: a thread started after ``single_threaded`` (``build_blocks``' pool)
+    would otherwise give every faiss search and tree ensemble a team of one thread per core, two
+    builder threads then running four on two cores (unless OMP_NUM_THREADS says otherwise)."""
+    if not getattr(_THREAD, "one_openmp_thread", False):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="openmp")
+        _THREAD.one_openmp_thread = True
 
 
 class PageBuilder:
@@ -157,6 +173,7 @@ class PageBuilder:
         from ranking.block_page import choose_block
         from ranking.block_rank import rescore_block
 
+        one_openmp_thread()
         block = ProfileBlock(profiles, self.catalog, self.rules)
         rows = generate_all_block(self.sources, block)
         rows = rescore_block(self.scorers, [self._cell(p) for p in profiles], profiles, rows)

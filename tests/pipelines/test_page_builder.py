@@ -3,6 +3,9 @@ most two blocks in flight per thread (memory stays bounded by the block)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -68,3 +71,32 @@ def test_a_failing_block_raises_in_the_caller() -> None:
 
     with pytest.raises(RuntimeError, match="block 3 failed"):
         list(Failing().build_blocks(iter(_blocks(8)), 2))
+
+
+def test_each_builder_thread_runs_openmp_on_one_thread() -> None:
+    """OpenMP's limit is per thread: a thread the pool starts must set its own (faiss and the tree
+    ranker read it), or two builder threads run a team each on every core."""
+    script = """
+import os, threading
+os.environ.pop("OMP_NUM_THREADS", None)
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+from pipelines.page_builder import one_openmp_thread, single_threaded
+single_threaded()
+seen = {}
+def run(limit):
+    before = _openmp_effective_n_threads()
+    if limit:
+        one_openmp_thread()
+        one_openmp_thread()  # once per thread: the second call changes nothing
+    seen[limit] = (before, _openmp_effective_n_threads())
+for limit in (False, True):
+    t = threading.Thread(target=run, args=(limit,)); t.start(); t.join()
+print(seen[False][1], seen[True][0], seen[True][1])
+"""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    unlimited, before, after = map(int, out.stdout.split())
+    assert unlimited == before  # a new thread starts with the default team, whatever the main thread set
+    assert after == 1
+    if (os.cpu_count() or 1) > 1:
+        assert before > 1  # the limit was not there until the thread set it
