@@ -14,6 +14,7 @@ from pathways.artifacts.ranker import MLP, RankerArtifact
 from pathways.config import PageConfig
 from pathways.pageblob import encode_page
 from pathways.types import Candidates, ProfileContext
+from ranking import block_rank
 from ranking.block_page import choose_block
 from ranking.block_rank import _dense_unique, _sort_rows, rescore_block
 from ranking.features import FEATURE_COLUMNS, RowScorer
@@ -182,6 +183,21 @@ def test_dense_unique_is_np_unique(size):
     got, inverse = _dense_unique(keys, size)
     want, want_inverse = np.unique(keys, return_inverse=True)
     assert np.array_equal(got, want) and np.array_equal(inverse, want_inverse) and inverse.shape == keys.shape
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_dense_unique_by_windows_of_groups_is_np_unique(monkeypatch, grouped):
+    """Keys that come group by group (a block's pairs, profile by profile) are found one window of
+    groups at a time (a window here: 3 groups of 50, so 7 windows); keys out of group order in one."""
+    monkeypatch.setattr(block_rank, "_WINDOW", 160)
+    rng = np.random.default_rng(6)
+    groups = np.sort(rng.integers(0, 20, 600)) if grouped else rng.integers(0, 20, 600)
+    keys = groups * 50 + rng.integers(0, 50, 600)  # repeats within and across groups, any order in a group
+    got, inverse = _dense_unique(keys, 20 * 50, 50)
+    want, want_inverse = np.unique(keys, return_inverse=True)
+    assert np.array_equal(got, want) and np.array_equal(inverse, want_inverse)
+    empty, none = _dense_unique(np.zeros(0, np.int64), 0, 50)
+    assert empty.shape == none.shape == (0,)
 
 
 @pytest.mark.parametrize("make_scorer", [_mlp_scorer, _gbdt_scorer])
