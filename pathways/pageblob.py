@@ -4,14 +4,17 @@ What serving needs of a page, and nothing else: the A/B cell it was built for an
 ``CompactRows`` (headers, title ids, scores); names, maturity and artwork come from the catalog.
 Layout (little-endian)::
 
-    b"PWP1" | flags:u8 | n_rows:u32 | n_titles:u32 | meta_len:u32
-    meta: JSON {"cell": str, "h": [[row_id, title, source, evidence], ...]}
-    offsets: int32 (n_rows + 1) | title ids: int32 or int64 | scores: float32 or float64
+    b"PWZ1" | n_rows:u32 | body_len:u32 | zstd(body, level 1)       (pyarrow's codec)
+    body: b"PWP1" | flags:u8 | n_rows:u32 | n_titles:u32 | meta_len:u32
+          meta: JSON {"cell": str, "h": [[row_id, title, source, evidence], ...]}
+          offsets: int32 (n_rows + 1) | title ids: int32 or int64 | scores: float32 or float64
 
-then the whole body zlib-compressed (level 1). Narrow types are used only when they are exact:
-ids fit in int32, and the float32 scores decode (rounded to 6 decimals, as ``TitleCard.to_dict``
-serves them) to the very same float64 values. A 40 x 40 page is ~6-9 KB (its JSON is ~200 KB).
-``decode_page(encode_page(cell, rows)) == (cell, rows)`` exactly; tests hold it.
+Pages published before zstd are the body zlib-compressed (no outer header); ``decode_page`` and
+``row_count`` read both, so an older snapshot can still be rolled back to. zstd level 1 against
+zlib level 1 on the 1M world's pages: 34 vs 131 us a page to compress, 25 vs 40 to decompress,
+the same size (~3.4 KB). Narrow types are used only when they are exact: ids fit in int32, and the
+float32 scores decode (rounded to 6 decimals, as ``TitleCard.to_dict`` serves them) to the very
+same float64 values. ``decode_page(encode_page(cell, rows)) == (cell, rows)`` exactly; tests hold it.
 """
 
 from __future__ import annotations
@@ -23,11 +26,16 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+import pyarrow as pa
 
 from pathways.types import CompactRows, Page, RowHeader
 
 MAGIC = b"PWP1"
+ZSTD_MAGIC = b"PWZ1"
 _HEAD = struct.Struct("<4sBIII")
+_OUTER = struct.Struct("<4sII")
+_ZSTD = pa.Codec("zstd", compression_level=1)
+_MAX_BODY = 16 << 20  # a page is at most 100 rows of 100 titles: far below; a larger size is not a page
 _IDS_64, _SCORES_64 = 1, 2
 
 
@@ -78,24 +86,41 @@ def encode_prepared(cell: str, headers_json: Sequence[str], offsets: np.ndarray,
         ids.tobytes(),
         scores.tobytes(),
     ))
-    return zlib.compress(body, 1)
+    packed: bytes = _ZSTD.compress(body, asbytes=True)
+    return _OUTER.pack(ZSTD_MAGIC, len(headers_json), len(body)) + packed
 
 
 def row_count(blob: bytes) -> int:
-    """How many rows the page of ``encode_page``'s bytes holds (decompresses only its header)."""
-    head = zlib.decompressobj().decompress(blob, _HEAD.size)
-    magic, _, n_rows, _, _ = _HEAD.unpack(head)
+    """How many rows the page of ``encode_page``'s bytes holds (reads only its header)."""
+    try:
+        if blob[:4] == ZSTD_MAGIC:
+            return int(_OUTER.unpack_from(blob)[1])
+        head = zlib.decompressobj().decompress(blob, _HEAD.size)  # a page published before zstd
+        magic, _, n_rows, _, _ = _HEAD.unpack(head)
+    except (zlib.error, struct.error) as exc:
+        raise ValueError(f"not a stored page: {exc}") from None
     if magic != MAGIC:
         raise ValueError(f"not a stored page (magic {magic!r})")
     return int(n_rows)
 
 
+def _body(blob: bytes) -> bytes:
+    """The uncompressed body of a page (zstd, or zlib for pages published before it)."""
+    if blob[:4] != ZSTD_MAGIC:
+        return zlib.decompress(blob)
+    _, _, size = _OUTER.unpack_from(blob)
+    if size > _MAX_BODY:
+        raise ValueError(f"not a stored page: a body of {size} bytes")
+    body: bytes = _ZSTD.decompress(memoryview(blob)[_OUTER.size :], decompressed_size=size, asbytes=True)
+    return body
+
+
 def decode_page(blob: bytes) -> StoredPage:
     """The ``StoredPage`` of ``encode_page``'s bytes; ValueError if they are not one."""
     try:
-        body = zlib.decompress(blob)
+        body = _body(blob)
         magic, flags, n_rows, n_titles, meta_len = _HEAD.unpack_from(body)
-    except (zlib.error, struct.error) as exc:
+    except (zlib.error, struct.error, OSError, pa.ArrowException) as exc:
         raise ValueError(f"not a stored page: {exc}") from None
     if magic != MAGIC:
         raise ValueError(f"not a stored page (magic {magic!r})")
@@ -108,7 +133,7 @@ def decode_page(blob: bytes) -> StoredPage:
     ids = np.frombuffer(body, id_type, n_titles, at).astype(np.int64)
     at += np.dtype(id_type).itemsize * n_titles
     scores = np.round(np.frombuffer(body, score_type, n_titles, at).astype(np.float64), 6)
-    if len(meta["h"]) != n_rows or int(offsets[-1]) != n_titles:
+    if len(meta["h"]) != n_rows or int(offsets[-1]) != n_titles or (blob[:4] == ZSTD_MAGIC and row_count(blob) != n_rows):
         raise ValueError("stored page is inconsistent (rows or offsets)")
     headers = tuple(RowHeader(*h) for h in meta["h"])
     return StoredPage(str(meta["cell"]), CompactRows(headers, offsets, ids, scores))

@@ -3,11 +3,14 @@ the same as the JSON layout serving used to parse."""
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from pathways.pageblob import decode_page, encode_page, row_count
+from pathways import pageblob
+from pathways.pageblob import ZSTD_MAGIC, decode_page, encode_page, row_count
 from pathways.snapshot import PAGES, PAGES_SCHEMA, SnapshotWriter, pages_checksum, read_pages
 from pathways.types import CompactRows, Page, Row, RowHeader, TitleCard
 from serving.rows import parse_pages
@@ -50,10 +53,27 @@ def test_a_page_round_trips_as_its_compact_rows_and_its_json() -> None:
     assert _same(stored.rows, page.compact_rows()) and _same(stored.rows, from_json)
 
 
-@pytest.mark.parametrize("blob", [b"", b"not zlib", __import__("zlib").compress(b"XXXX" + bytes(20))])
+@pytest.mark.parametrize("blob", [
+    b"", b"not zlib", zlib.compress(b"XXXX" + bytes(20)),  # not pages, a zlib body that is not one
+    b"PWZ1\x01\x00", b"PWZ1" + bytes(8) + b"not zstd",  # a zstd header cut short, a frame that is not one
+    b"PWZ1\x01\x00\x00\x00\xff\xff\xff\x7f" + bytes(20),  # a body of 2 GB declared: refused, not allocated
+])
 def test_bad_bytes_are_a_value_error(blob: bytes) -> None:
     with pytest.raises(ValueError, match="not a stored page"):
         decode_page(blob)
+
+
+def test_a_page_published_before_zstd_still_reads() -> None:
+    """Older snapshots hold the body zlib-compressed (no outer header): a rollback serves them."""
+    rows = _rows([[1, 2, 3], [4]], [[0.5, 0.25, -1.0], [3.0]])
+    blob = encode_page("control", rows)
+    assert blob[:4] == ZSTD_MAGIC and row_count(blob) == 2
+    old = zlib.compress(pageblob._body(blob), 1)
+    stored = decode_page(old)
+    assert stored.cell == "control" and _same(stored.rows, rows) and row_count(old) == 2
+    wrong = blob[:4] + (3).to_bytes(4, "little") + blob[8:]  # the outer row count must agree with the body's
+    with pytest.raises(ValueError, match="inconsistent"):
+        decode_page(wrong)
 
 
 def _publish(root, version: str, legacy: bool) -> None:
