@@ -166,7 +166,7 @@ def rescore_block(scorers: Mapping[str, RowScorer], cells: Sequence[str], profil
         probs = np.clip(_probabilities(scorer, profiles, pair_prof[mine], pair_pos[mine], read), 1e-6, 1 - 1e-6)
         part = np.log(probs / (1 - probs)).astype(np.float64)
         if scorer.ltr:
-            _learned_order(scorer, profiles, part, pair_prof[mine], catalog.title_ids[pair_pos[mine]])
+            _learned_order(scorer, profiles, part, pair_prof[mine], pair_pos[mine])
         logit[mine] = part
     index = np.arange(len(row)) - segment_starts(block.offsets)
     prior = 1.0 - index[sel] / np.maximum(lengths[row[sel]], 1)
@@ -190,14 +190,35 @@ def _block_read(scorers: Mapping[str, RowScorer], profiles: list[ProfileContext]
 
 
 def _learned_order(scorer: RowScorer, profiles: list[ProfileContext], logit: np.ndarray, pair_prof: np.ndarray,
-                   pair_ids: np.ndarray) -> None:
-    """``RowScorer._rescore``'s learning-to-rank override, in place on ``logit`` (one profile's
-    pairs at a time: the list's mean and spread are per profile)."""
+                   pair_pos: np.ndarray) -> None:
+    """``RowScorer.learned_logits`` for every pair, in place on ``logit`` (pairs sorted by profile):
+    each list's standardization per profile (its mean and spread are that list's, computed as the
+    loop computes them), the lookups of every pair in every list as one sorted search."""
     assert scorer.ltr is not None
-    todo, starts = np.unique(pair_prof, return_index=True)
-    bounds = np.append(starts, len(pair_prof))
-    for i, a, b in zip(todo, bounds[:-1], bounds[1:]):
+    n_titles = len(scorer.catalog)
+    todo = np.unique(pair_prof)
+    below = np.full(len(todo), np.nan)  # per profile: the score below its list (NaN: no list)
+    keys, values = [], []
+    for j, i in enumerate(todo.tolist()):
         listed = scorer.ltr.get(int(profiles[i].profile_id))
         if listed is None or not len(listed[0]):
             continue
-        logit[a:b] = scorer.learned_logits(listed, pair_ids[a:b], logit[a:b])
+        z = (listed[1] - listed[1].mean()) / (listed[1].std() + 1e-6)
+        below[j] = float(z.min()) - 1.0
+        pos = scorer.catalog.positions(np.asarray(listed[0], dtype=np.int64))
+        known = pos >= 0  # a title out of the catalog matches no pair
+        keys.append(j * n_titles + pos[known])
+        values.append(np.asarray(z, dtype=np.float64)[known])
+    if not keys:
+        return
+    key, value = np.concatenate(keys), np.concatenate(values)
+    order = np.argsort(key, kind="stable")
+    last = np.flatnonzero(np.append(key[order][1:] != key[order][:-1], True))  # a repeated title: its last score
+    key, value = key[order][last], value[order][last]
+    local = np.searchsorted(todo, pair_prof)
+    listed_pair = ~np.isnan(below[local])
+    wanted = local * n_titles + pair_pos
+    at = np.minimum(np.searchsorted(key, wanted), max(len(key) - 1, 0))
+    found = (key[at] == wanted) if len(key) else np.zeros(len(wanted), bool)
+    scored = np.where(found, value[at] if len(key) else 0.0, below[local] + 0.01 * logit)
+    logit[listed_pair] = scored[listed_pair]

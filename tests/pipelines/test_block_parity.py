@@ -47,7 +47,15 @@ def _world(catalog, n_profiles: int = 40, seed: int = 0, repeats: bool = False):
                 scores = rng.random(n).astype(np.float32) if repeats else np.sort(rng.random(n).astype(np.float32))[::-1]
                 mine.append(Candidates(source, picked, scores, f"{source} {k}", str(k)))
         rows.append(mine)
-    ltr = {pid: (rng.choice(ids, 12), rng.normal(size=12).astype(np.float32)) for pid in range(1, n_profiles, 2)}  # repeats
+    ltr = {pid: (rng.choice(ids, 12), rng.normal(size=12).astype(np.float32)) for pid in range(1, n_profiles + 1)}  # repeats
+    # a title out of the catalog in a list (pid 4) after a listed profile of its cell (pid 2) with a
+    # row holding the catalog's last title (where the unknown title's lookup key would land); an empty list
+    last = int(catalog.title_ids[-1])
+    rows[1].append(Candidates("als", np.array([last]), np.array([0.5], np.float32), "als x", "x"))
+    ltr[2] = (ids[ids != last][:5], rng.normal(size=5).astype(np.float32))
+    keep = ltr[4][0] != last
+    ltr[4] = (np.append(ltr[4][0][keep], 10**9), np.append(ltr[4][1][keep], np.float32(4.0)))
+    ltr[6] = (np.zeros(0, np.int64), np.zeros(0, np.float32))
     return profiles, rows, ltr
 
 
