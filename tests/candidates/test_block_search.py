@@ -12,6 +12,7 @@ from candidates.block import (
     first_allowed_prefix,
     first_fetch,
     first_fetch_lines,
+    nonzero_2d,
     search_first_allowed,
 )
 from pathways.artifacts.factor_index import FactorIndex
@@ -124,3 +125,12 @@ def test_allowed_share_is_the_part_of_an_index_a_profiles_cohort_may_show() -> N
 def test_first_fetch_covers_the_seen_titles_twice() -> None:
     assert first_fetch(10, np.array([0, 3, 1])) == 26
     assert first_fetch(10, np.zeros(0, np.int64)) == 20
+
+
+@pytest.mark.parametrize("shape", [(7, 13), (1, 5), (4, 1), (0, 6), (3, 0)])
+def test_nonzero_2d_is_numpys_nonzero(shape: tuple[int, int]) -> None:
+    mask = np.random.default_rng(sum(shape)).random(shape) < 0.4
+    line, col = nonzero_2d(mask)
+    want_line, want_col = np.nonzero(mask)
+    assert np.array_equal(line, want_line) and np.array_equal(col, want_col)
+    assert line.dtype == want_line.dtype
