@@ -196,7 +196,11 @@ def _learned_order(scorer: RowScorer, profiles: list[ProfileContext], logit: np.
     loop computes them), the lookups of every pair in every list as one sorted search."""
     assert scorer.ltr is not None
     n_titles = len(scorer.catalog)
-    todo = np.unique(pair_prof)
+    rank = _title_columns(scorer)["rank"]  # keys by title id rank: the pairs' keys come sorted
+    starts = np.flatnonzero(np.diff(pair_prof, prepend=-1))
+    todo = pair_prof[starts]
+    if (np.diff(todo) <= 0).any():
+        raise ValueError("pairs must come sorted by profile")
     below = np.full(len(todo), np.nan)  # per profile: the score below its list (NaN: no list)
     keys, values = [], []
     for j, i in enumerate(todo.tolist()):
@@ -207,7 +211,7 @@ def _learned_order(scorer: RowScorer, profiles: list[ProfileContext], logit: np.
         below[j] = float(z.min()) - 1.0
         pos = scorer.catalog.positions(np.asarray(listed[0], dtype=np.int64))
         known = pos >= 0  # a title out of the catalog matches no pair
-        keys.append(j * n_titles + pos[known])
+        keys.append(j * n_titles + rank[pos[known]])
         values.append(np.asarray(z, dtype=np.float64)[known])
     if not keys:
         return
@@ -215,9 +219,9 @@ def _learned_order(scorer: RowScorer, profiles: list[ProfileContext], logit: np.
     order = np.argsort(key, kind="stable")
     last = np.flatnonzero(np.append(key[order][1:] != key[order][:-1], True))  # a repeated title: its last score
     key, value = key[order][last], value[order][last]
-    local = np.searchsorted(todo, pair_prof)
+    local = np.repeat(np.arange(len(todo)), np.diff(np.append(starts, len(pair_prof))))
     listed_pair = ~np.isnan(below[local])
-    wanted = local * n_titles + pair_pos
+    wanted = local * n_titles + rank[pair_pos]
     at = np.minimum(np.searchsorted(key, wanted), max(len(key) - 1, 0))
     found = (key[at] == wanted) if len(key) else np.zeros(len(wanted), bool)
     scored = np.where(found, value[at] if len(key) else 0.0, below[local] + 0.01 * logit)
