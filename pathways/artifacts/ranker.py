@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,6 +50,34 @@ class MLP(nn.Module):
         return logits.squeeze(-1)
 
 
+def _segments_forward(x: torch.Tensor, bounds: torch.Tensor, weights: list[torch.Tensor],
+                      biases: list[torch.Tensor]) -> torch.Tensor:
+    """sigmoid(MLP(x[a:b])) of each non-empty segment alone, concatenated: ``MLP.forward``'s ops
+    (linear, ReLU between layers, the last layer's column squeezed), one segment at a time."""
+    parts: list[torch.Tensor] = []
+    for i in range(bounds.shape[0] - 1):
+        a = int(bounds[i])
+        b = int(bounds[i + 1])
+        if b > a:
+            h = x[a:b]
+            for j in range(len(weights)):
+                h = torch.nn.functional.linear(h, weights[j], biases[j])
+                if j < len(weights) - 1:
+                    h = torch.relu(h)
+            parts.append(torch.sigmoid(h.squeeze(-1)))
+    return torch.cat(parts)
+
+
+@cache
+def _scripted_segments() -> Any:
+    """``_segments_forward`` compiled by TorchScript (once per process): the loop over a block's
+    segments runs in C++ without the GIL, so two page-builder threads score at once (the Python
+    loop held the GIL between each segment's small matrix products: 0.75x on two threads)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, still in torch 2.13
+        return torch.jit.script(_segments_forward)
+
+
 @dataclass
 class RankerArtifact:
     """A trained ranker: its kind, feature names, normalization and learned model."""
@@ -78,10 +108,11 @@ class RankerArtifact:
         X /= self.std  # in place: one temporary fewer, the same float32 operations
         np.copyto(X, 0.0, where=~np.isfinite(X))  # nan_to_num(nan=posinf=neginf=0) in one pass instead of three
         if self.kind == "mlp":
-            x = torch.from_numpy(X)
+            layers = [m for m in self.model.net if isinstance(m, nn.Linear)]
             with torch.inference_mode():  # ~2x less overhead per call than no_grad
-                parts = [torch.sigmoid(self.model(x[a:b])) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-                out: np.ndarray = torch.cat(parts).numpy().astype(np.float32)
+                out: np.ndarray = _scripted_segments()(
+                    torch.from_numpy(X), torch.from_numpy(np.asarray(bounds, np.int64)),
+                    [m.weight for m in layers], [m.bias for m in layers]).numpy().astype(np.float32)
             return out
         proba: np.ndarray = self.model.predict_proba(X)[:, 1].astype(np.float32)
         return proba

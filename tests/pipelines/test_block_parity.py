@@ -208,6 +208,23 @@ def test_dense_unique_by_windows_of_groups_is_np_unique(monkeypatch, grouped):
     assert empty.shape == none.shape == (0,)
 
 
+def test_the_compiled_segment_loop_is_the_modules_own_forward(catalog):
+    """``predict_segments`` runs the MLP's layers through TorchScript (no GIL between segments):
+    each segment's P(play) is, to the bit, ``sigmoid(model(x))`` of the standardized segment alone."""
+    ranker = _mlp_scorer(catalog).ranker
+    ranker.mean = np.linspace(-1, 1, len(FEATURE_COLUMNS)).astype(np.float32)
+    ranker.std = np.linspace(0.5, 2, len(FEATURE_COLUMNS)).astype(np.float32)
+    X = np.random.default_rng(7).normal(size=(300, len(FEATURE_COLUMNS))).astype(np.float32)
+    X[::11, 2] = np.inf
+    bounds = np.array([0, 3, 3, 150, 300])
+    Z = (X - ranker.mean) / ranker.std
+    Z[~np.isfinite(Z)] = 0.0
+    with torch.inference_mode():
+        want = np.concatenate([torch.sigmoid(ranker.model(torch.from_numpy(Z[a:b]))).numpy()
+                               for a, b in zip(bounds[:-1], bounds[1:]) if b > a])
+    assert np.array_equal(ranker.predict_segments(X, bounds), want)
+
+
 @pytest.mark.parametrize("make_scorer", [_mlp_scorer, _gbdt_scorer])
 def test_a_block_of_segments_predicts_each_segment_alone(catalog, make_scorer):
     """``predict_segments`` (the block path) equals ``predict`` on each segment (the loop), to the bit."""
