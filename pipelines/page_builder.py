@@ -183,7 +183,7 @@ class PageBuilder:
 
     def build_blocks(self, blocks: Iterable[list[ProfileContext]], threads: int = 1) -> Iterator[list[BuiltPage]]:
         """``build`` of each block, yielded in block order, ``threads`` blocks at a time in this
-        process: the heavy steps (numpy, faiss, torch, sklearn, zlib, SQLite) release the GIL, so
+        process: the heavy steps (numpy, faiss, TorchScript, sklearn, zstd, SQLite) release the GIL, so
         two threads keep both cores of a small machine busy. Blocks are independent (each one's
         bytes are the same on any thread); at most ``2 x threads`` are in flight, so memory stays
         bounded by the block."""
