@@ -131,9 +131,17 @@ def first_occurrences(keys: np.ndarray) -> np.ndarray | None:
     return first
 
 
+def running_count(mask: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``np.cumsum(mask, axis)`` of a bool mask as int32: the cast made first, then a sum of int32
+    into int32. Numpy holds the GIL through a cumsum that casts as it goes (bool into int), and the
+    page builder's threads then wait on each other; the cast and the cast-free sum release it."""
+    out: np.ndarray = np.cumsum(mask.astype(np.int32), axis=axis, dtype=np.int32)
+    return out
+
+
 def first_allowed(ok: np.ndarray, k: int) -> np.ndarray:
     """Bool like ``ok`` (n, L): the first ``k`` True of each line (lists sorted best first, no repeats)."""
-    return ok & (np.cumsum(ok, axis=1) <= k)
+    return ok & (running_count(ok, axis=1) <= k)
 
 
 def first_allowed_prefix(ok: np.ndarray, lines: np.ndarray, columns: np.ndarray, k: int, first: int) -> np.ndarray:
@@ -212,7 +220,7 @@ def search_first_allowed(index: FactorIndex, vectors: np.ndarray, query: np.ndar
             keep = first_allowed((pos >= 0) & allowed(lines, pos), k)
             done = (keep.sum(axis=1) >= k) | (ks[lines] <= kk) | (kk >= len(index))
             line, col = nonzero_2d(keep & done[:, None])
-            slot = np.cumsum(keep, axis=1)[line, col] - 1
+            slot = running_count(keep, axis=1)[line, col] - 1
             out_pos[lines[line], slot] = pos[line, col]
             out_scores[lines[line], slot] = scores[line, col]
             fetch[lines[~done]] = 4 * kk

@@ -17,7 +17,7 @@ from itertools import chain
 
 import numpy as np
 
-from candidates.block import RowBlock, entry_rows, first_occurrences, gather_rows, pick, segment_starts
+from candidates.block import RowBlock, entry_rows, first_occurrences, gather_rows, pick, running_count, segment_starts
 from pathways.catalog import Catalog
 from pathways.config import PageConfig
 from pathways.pageblob import encode_prepared, header_json, wide_flags
@@ -123,7 +123,7 @@ def choose_block(block: RowBlock, profiles: list[ProfileContext], catalog: Catal
         if not active.any():
             break
         shown = live & ~hidden
-        before = np.cumsum(shown, dtype=np.int32)  # blocks hold far fewer than 2**31 entries
+        before = running_count(shown)  # blocks hold far fewer than 2**31 entries
         base = before[starts] - shown[starts]  # shown entries before each row's first
         rank = before - 1 - base[row]
         count = np.where(sizes > 0, before[pool.offsets[1:] - 1] - base, 0)
@@ -197,7 +197,7 @@ class BlockPages:
         narrow = self.scores.astype(np.float32)
         big = (self.ids > np.iinfo(np.int32).max) | (self.ids < np.iinfo(np.int32).min)
         inexact = np.round(narrow.astype(np.float64), 6) != self.scores
-        wide = np.concatenate([[0], np.cumsum(big)]), np.concatenate([[0], np.cumsum(inexact)])
+        wide = np.concatenate([[0], running_count(big)]), np.concatenate([[0], running_count(inexact)])
         ids32, ids64 = self.ids.astype("<i4"), self.ids.astype("<i8")
         scores32, scores64 = narrow.astype("<f4"), self.scores.astype("<f8")
         out = []

@@ -13,6 +13,7 @@ from candidates.block import (
     first_fetch,
     first_fetch_lines,
     nonzero_2d,
+    running_count,
     search_first_allowed,
 )
 from pathways.artifacts.factor_index import FactorIndex
@@ -134,3 +135,11 @@ def test_nonzero_2d_is_numpys_nonzero(shape: tuple[int, int]) -> None:
     want_line, want_col = np.nonzero(mask)
     assert np.array_equal(line, want_line) and np.array_equal(col, want_col)
     assert line.dtype == want_line.dtype
+
+
+@pytest.mark.parametrize("shape", [(7, 13), (1, 5), (0, 6), (3, 0)])
+def test_running_count_is_numpys_cumsum_of_the_mask(shape: tuple[int, int]) -> None:
+    mask = np.random.default_rng(sum(shape) + 1).random(shape) < 0.6
+    got = running_count(mask, axis=1)
+    assert got.dtype == np.int32 and np.array_equal(got, np.cumsum(mask, axis=1))
+    assert np.array_equal(running_count(mask.ravel()), np.cumsum(mask.ravel()))
