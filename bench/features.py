@@ -78,7 +78,7 @@ def main() -> int:
     client.profile_features(pid)
     raw = store.store
     t_read = _median(lambda: client.profile_features(pid), args.ops)
-    t_raw = _median(lambda: raw.get_online_features(features=["profile_stats:plays_28d"], entity_rows=[{"profile_id": pid}]), args.ops)
+    t_raw = _median(lambda: raw.get_online_features(features=["profile_online:profile_vector"], entity_rows=[{"profile_id": pid}]), args.ops)
     rows.append(("online profile read", t_read, t_read / t_raw, "OnlineFeatureClient.profile_features"))
 
     state = PlaybackState(in_progress={1: (0.4, 1.7e9)}, finished=frozenset({2}))

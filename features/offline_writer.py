@@ -1,7 +1,8 @@
 """Chunked writes of the daily feature tables to the Parquet files Feast's FileSources read.
 
 ``FeatureTableWriter(data_dir, views)`` appends Arrow tables frame by frame (``append("profiles",
-table)``: row groups added to a temporary file per view), so a table never has to be in memory
+table)``: row groups added to a temporary file per view; a profiles table gains its packed online
+vector, ``features/profile_vector.py``), so a table never has to be in memory
 whole; ``commit(genres)`` closes the files and moves each onto its view's path (readers see the old
 file or the new one, never a part) and writes ``genres.json``. Leaving a ``with`` block by an
 exception (or ``abort``) deletes the temporary files and keeps the old ones. Timestamps are stored
@@ -17,6 +18,8 @@ from types import TracebackType
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from features.profile_vector import with_vector
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -36,6 +39,8 @@ class FeatureTableWriter:
         """Add ``table``'s rows to ``frame``'s file (the first table fixes the file's schema)."""
         if frame not in self.views:
             raise ValueError(f"unknown feature frame {frame!r}; expected one of {sorted(self.views)}")
+        if frame == "profiles":  # what is read online, packed: one online row a profile
+            table = with_vector(table)
         at = table.schema.get_field_index("event_timestamp")
         table = table.set_column(at, "event_timestamp", table["event_timestamp"].cast(TIMESTAMP, safe=False))
         if frame not in self._writers:

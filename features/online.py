@@ -20,14 +20,16 @@ from typing import Any
 import pandas as pd
 
 from features.history import PlaybackState
+from features.profile_vector import VECTOR, unpack_row
 
-PROFILE_VIEW = "profile_stats"
+PROFILE_VIEW = "profile_online"  # profile_stats packed into one vector (features/profile_vector.py)
 PLAYBACK_VIEW = "profile_playback"
 PLAYBACK_PUSH = "profile_playback_push"
 PLAYBACK_FIELDS = ("in_progress_title_ids", "in_progress_fractions", "in_progress_updated", "finished_title_ids")
-CONTEXT_FIELDS = ("genre_affinity",)  # profile_stats features of the artwork policy's context (bandits.features)
+CONTEXT_FIELDS = ("genre_affinity",)  # profile features of the artwork policy's context (bandits.features)
 _PLAYBACK_REFS = [f"{PLAYBACK_VIEW}:{f}" for f in PLAYBACK_FIELDS]
-_PAGE_REFS = _PLAYBACK_REFS + [f"{PROFILE_VIEW}:{f}" for f in CONTEXT_FIELDS]
+_PROFILE_REFS = [f"{PROFILE_VIEW}:{VECTOR}"]
+_PAGE_REFS = _PLAYBACK_REFS + _PROFILE_REFS
 
 
 class OnlineStoreUnavailable(RuntimeError):
@@ -42,7 +44,6 @@ class OnlineFeatureClient:
         self.read_timeout_s = read_timeout_s
         self.bounded_reads = False  # True once on Redis with read_timeout_s: every call ends within it
         self._store: Any = None
-        self._profile_features: list[str] = []
         self._sqlite_path: Path | None = None
 
     def _open(self) -> Any:
@@ -79,8 +80,7 @@ class OnlineFeatureClient:
         if getattr(online, "type", "") == "redis":
             _fail_fast_on_redis(store, self.read_timeout_s)
             self.bounded_reads = self.read_timeout_s is not None
-        view = store.get_feature_view(PROFILE_VIEW)
-        self._profile_features = [f"{PROFILE_VIEW}:{f.name}" for f in view.features]
+        store.get_feature_view(PROFILE_VIEW)  # registered (raises if not)
         return store
 
     def _read(self, features: list[str], profile_id: int) -> dict[str, Any]:
@@ -92,11 +92,9 @@ class OnlineFeatureClient:
             raise OnlineStoreUnavailable(f"online read failed: {exc}") from exc
 
     def profile_features(self, profile_id: int) -> dict[str, Any]:
-        """profile_stats of ``profile_id`` (feature name -> value; values None if never seen)."""
-        self._open()
-        values = self._read(self._profile_features, profile_id)
-        values.pop("profile_id", None)
-        return values
+        """The profile features read online of ``profile_id`` (``profile_vector.FIELDS``: name ->
+        value; values None if never seen)."""
+        return unpack_row(self._read(_PROFILE_REFS, profile_id).get(VECTOR))
 
     def playback_state(self, profile_id: int) -> PlaybackState:
         """The pushed playback state of ``profile_id`` (empty if none was pushed)."""
@@ -104,9 +102,10 @@ class OnlineFeatureClient:
 
     def page_state(self, profile_id: int) -> tuple[PlaybackState, dict[str, Any]]:
         """What one page needs from the online store, in one read: the playback state and the
-        ``CONTEXT_FIELDS`` of profile_stats (name -> value, None if never materialized)."""
+        ``CONTEXT_FIELDS`` of the profile (name -> value, None if never materialized)."""
         got = self._read(_PAGE_REFS, profile_id)
-        return _playback(got, profile_id), {f: got.get(f) for f in CONTEXT_FIELDS}
+        features = unpack_row(got.get(VECTOR))
+        return _playback(got, profile_id), {f: features[f] for f in CONTEXT_FIELDS}
 
     def write_playback_state(self, profile_id: int, state: PlaybackState, now: datetime | None = None) -> None:
         """Write ``state`` for ``profile_id`` to the online store (replaces the previous one)."""

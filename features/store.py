@@ -32,13 +32,16 @@ import pyarrow.parquet as pq
 
 from features.compute import FeatureFrames, impression_training_frame
 from features.offline_writer import FeatureTableWriter
+from features.profile_vector import FIELDS, VECTOR, unpack_frame
 from pathways.config import FeatureConfig
 
-__all__ = ["FeatureStoreManager", "build_feature_store", "impression_training_frame", "BATCH_VIEWS", "PLAYBACK_SCHEMA"]
+__all__ = ["FeatureStoreManager", "build_feature_store", "impression_training_frame", "BATCH_VIEWS", "ONLINE_VIEWS", "PLAYBACK_SCHEMA"]
 
 TEMPLATE = Path(__file__).resolve().parent / "feature_repo" / "definitions.py"
 REDIS_TIMEOUT_S = 0.5
 BATCH_VIEWS = {"profiles": "profile_stats", "titles": "title_stats", "title_regions": "title_region_trending"}
+# What materialize loads online: profile_stats travels packed as profile_online (features/profile_vector.py).
+ONLINE_VIEWS = ("profile_online", "title_stats", "title_region_trending")
 PLAYBACK_SCHEMA = pa.schema(
     [
         pa.field("profile_id", pa.int64()),
@@ -123,23 +126,26 @@ class FeatureStoreManager:
 
     def apply(self) -> list[str]:
         """Write the repo and register its definitions (idempotent). Returns the online views whose
-        features changed since they were registered (names or types): their online tables are torn
+        features changed since they were registered (names or types), or that a repo registered
+        before did not have (nothing of theirs is online yet). A changed view's online tables are torn
         down and made anew (Feast's ``apply`` with ``objects_to_delete``), because Feast keeps the rows
         of a feature dropped from a view and SQLite's online read returns and parses every row of an
-        entity, read or not; the caller materializes them in full again."""
+        entity, read or not; so is a view no longer online. The caller materializes in full again."""
         from feast import FeatureView
 
         self.write_repo()
         self._feature_names.clear()
         definitions = self.definitions()
         new = {d.name: d for d in definitions if isinstance(d, FeatureView) and d.online}
-        changed = [view for view in self.store.list_feature_views()
-                   if view.name in new and view.online and _schema(view) != _schema(new[view.name])]
+        old = self.store.list_feature_views()
+        # online before and changed, or no longer online (its rows would stay in the store for nothing)
+        changed = [view for view in old if view.online and (view.name not in new or _schema(view) != _schema(new[view.name]))]
         if changed:
             self.store.apply([], objects_to_delete=changed, partial=False)
         self.store.apply(definitions)
         self.store.refresh_registry()
-        return sorted(view.name for view in changed)
+        added = set(new) - {view.name for view in old}  # new online views: nothing materialized yet
+        return sorted({view.name for view in changed if view.name in new} | (added if old else set()))
 
     def feature_writer(self) -> FeatureTableWriter:
         """A writer that appends feature tables block by block to the Parquet files the FileSources
@@ -158,12 +164,13 @@ class FeatureStoreManager:
         return tuple(json.loads((self.data_dir / "genres.json").read_text()))
 
     def materialize(self, end: datetime, start: datetime | None = None) -> None:
-        """Load each entity's latest snapshot at or before ``end`` into the online store. Cost: one
-        online row per entity and feature (Feast's SQLite upserts: ~170 s for a million profiles);
+        """Load each entity's latest snapshot at or before ``end`` into the online store (the
+        ``ONLINE_VIEWS``). Cost: one online row per entity and feature (a profile's features are one
+        packed vector: one row a profile);
         memory: the pulled latest rows plus ``materialize_batch_rows`` rows converted at a time."""
         end = _utc(end)
         start = _utc(start) if start else end - timedelta(days=self.config.ttl_days)
-        self.store.materialize(start_date=start, end_date=end, feature_views=list(BATCH_VIEWS.values()))
+        self.store.materialize(start_date=start, end_date=end, feature_views=list(ONLINE_VIEWS))
 
     def historical(self, entity_df: pd.DataFrame, service_or_features: str | Sequence[str]) -> pd.DataFrame:
         """Point-in-time join: ``entity_df`` (keys + ``event_timestamp``) with features.
@@ -203,9 +210,13 @@ class FeatureStoreManager:
         return got.to_df()[[key, *names]]
 
     def online_profiles(self, ids: Sequence[int], names: Sequence[str] | None = None) -> pd.DataFrame:
-        """profile_stats (``names``, default all) from the online store: one row per id, in order
-        (null if unknown)."""
-        return self._online("profile_stats", "profile_id", [int(i) for i in ids], names)
+        """The profile features read online (``names``, default all ``profile_vector.FIELDS``): one
+        row per id, in order (null if unknown), unpacked from ``profile_online``'s one vector."""
+        ids = [int(i) for i in ids]
+        got = self.store.get_online_features(features=[f"profile_online:{VECTOR}"], entity_rows={"profile_id": ids})
+        frame = unpack_frame(got.to_dict()[VECTOR], FIELDS if names is None else names)
+        frame.insert(0, "profile_id", ids)
+        return frame
 
     def online_titles(self, ids: Sequence[int]) -> pd.DataFrame:
         """title_stats from the online store: one row per id, in order (null if unknown)."""

@@ -32,8 +32,7 @@ def _source(name: str) -> FileSource:
     return FileSource(name=f"{name}_source", path=str(DATA / f"{name}.parquet"), timestamp_field="event_timestamp")
 
 
-# What the ranker and the artwork policy read online. Only these are materialized: Feast's
-# online write costs one row per feature per profile, the nightly's largest write at scale.
+# Every snapshot of a profile's features, one column each: read point in time offline (training).
 profile_stats = FeatureView(
     name="profile_stats",
     entities=[profile],
@@ -49,6 +48,19 @@ profile_stats = FeatureView(
         Field(name="max_maturity_level", dtype=Int64),
     ],
     source=_source("profile_stats"),
+    online=False,
+)
+
+# What the ranker and the artwork policy read online: the same features packed into one vector per
+# snapshot (features/profile_vector.py), so Feast's online write and read cost one row a profile, not
+# one a feature. Only online views are materialized: the nightly's largest write at scale.
+profile_online = FeatureView(
+    name="profile_online",
+    entities=[profile],
+    ttl=TTL,
+    schema=[Field(name="profile_vector", dtype=Array(Float32),
+                  description="features.profile_vector.FIELDS: 7 scalars (NaN: null), then genre_affinity (data/genres.json)")],
+    source=profile_stats.batch_source,
     online=True,
 )
 

@@ -111,15 +111,18 @@ def test_online_equals_offline_as_of_materialization(setup):
 def test_only_what_is_read_online_is_materialized_the_rest_stays_offline(setup):
     import sqlite3
 
+    from features.profile_vector import FIELDS, VECTOR
     from ranking.features import PROFILE_FEATURES
 
     manager, frames, _ = setup
-    # The online store holds the ranker's profile features, one row per feature per profile...
+    # The online store holds the ranker's profile features packed: one row per profile...
     with sqlite3.connect(manager.repo_dir / "online.db") as con:
-        stored = {name for (name,) in con.execute("SELECT DISTINCT feature_name FROM pathways_test_profile_stats")}
+        rows = con.execute("SELECT feature_name, COUNT(*), COUNT(DISTINCT entity_key) FROM pathways_test_profile_online "
+                           "GROUP BY feature_name").fetchall()
         tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert stored == set(PROFILE_FEATURES)
-    assert "pathways_test_profile_activity" not in tables
+    assert [name for name, _, _ in rows] == [VECTOR] and rows[0][1] == rows[0][2] > 1  # one per profile
+    assert set(PROFILE_FEATURES) == set(FIELDS)  # ...the vector holds what the ranker reads, unpacked on read
+    assert "pathways_test_profile_activity" not in tables and "pathways_test_profile_stats" not in tables
     # ...and the training-only features are still read point in time offline, from the same snapshots.
     end = pd.Timestamp(day_end(DAYS[-1]))
     out = manager.historical(pd.DataFrame({"profile_id": [1, 2], "event_timestamp": end}),
@@ -138,8 +141,8 @@ def test_a_feature_dropped_from_an_online_view_leaves_no_rows_behind(tmp_path):
     from feast import Field
     from feast.types import Int64
 
+    from features.profile_vector import VECTOR
     from features.store import FeatureStoreManager
-    from ranking.features import PROFILE_FEATURES
 
     frames = compute_features(events_table(_rows()), make_titles(), make_profiles(), DAYS)
     manager = FeatureStoreManager(FeatureConfig(project="pathways_reset", ttl_days=TTL_DAYS), tmp_path)
@@ -149,26 +152,26 @@ def test_a_feature_dropped_from_an_online_view_leaves_no_rows_behind(tmp_path):
 
     def wider() -> list:  # the view as an older release declared it: one feature more
         defs = current()
-        view = next(d for d in defs if getattr(d, "name", None) == "profile_stats" and hasattr(d, "features"))
+        view = next(d for d in defs if getattr(d, "name", None) == "profile_online" and hasattr(d, "features"))
         view.schema.append(Field(name="plays_7d", dtype=Int64))
         view.features.append(Field(name="plays_7d", dtype=Int64))
         return defs
 
     def stored() -> set[str]:
         with sqlite3.connect(tmp_path / "online.db") as con:
-            return {n for (n,) in con.execute("SELECT DISTINCT feature_name FROM pathways_reset_profile_stats")}
+            return {n for (n,) in con.execute("SELECT DISTINCT feature_name FROM pathways_reset_profile_online")}
 
     manager.definitions = wider  # type: ignore[method-assign]
-    assert manager.apply() == ["profile_stats"]
+    assert manager.apply() == ["profile_online"]
     manager.materialize(day_end(DAYS[-1]))
-    assert stored() == {*PROFILE_FEATURES, "plays_7d"}
+    assert stored() == {VECTOR, "plays_7d"}
     manager.definitions = current  # type: ignore[method-assign]
-    assert manager.apply() == ["profile_stats"]
+    assert manager.apply() == ["profile_online"]
     assert stored() == set()  # torn down with the old rows
     manager.materialize(day_end(DAYS[-1]))
-    assert stored() == set(PROFILE_FEATURES)
+    assert stored() == {VECTOR}
     before = manager.online_profiles([1, 2])
-    assert manager.apply() == [] and stored() == set(PROFILE_FEATURES)  # unchanged: kept as it is
+    assert manager.apply() == [] and stored() == {VECTOR}  # unchanged: kept as it is
     pd.testing.assert_frame_equal(manager.online_profiles([1, 2]), before)
 
 
@@ -213,3 +216,45 @@ def test_feature_store_yaml_is_valid_feast_config(tmp_path, online):
         assert repo.online_store.connection_string.startswith("10.0.0.5:6390,socket_connect_timeout=")
     else:
         assert repo.online_store.path == str(tmp_path / "online.db")
+
+
+def test_a_repo_of_the_unpacked_layout_is_torn_down_and_the_vector_view_reported_new(tmp_path):
+    """A repo written before the profile features were packed held profile_stats online, one row per
+    feature: ``apply`` tears those rows down (the view is offline now) and reports ``profile_online``,
+    which nothing has materialized yet, so that the nightly materializes in full."""
+    import sqlite3
+
+    from features.profile_vector import VECTOR
+    from features.store import FeatureStoreManager
+
+    frames = compute_features(events_table(_rows()), make_titles(), make_profiles(), DAYS)
+    manager = FeatureStoreManager(FeatureConfig(project="pathways_old", ttl_days=TTL_DAYS), tmp_path)
+    manager.write_features(frames)
+    current = manager.definitions
+
+    def unpacked() -> list:  # the older release: profile_stats online, no vector view
+        defs = [d for d in current() if getattr(d, "name", None) != "profile_online"]
+        next(d for d in defs if getattr(d, "name", None) == "profile_stats" and hasattr(d, "features")).online = True
+        return defs
+
+    def tables() -> set[str]:
+        with sqlite3.connect(tmp_path / "online.db") as con:
+            return {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    manager.definitions = unpacked  # type: ignore[method-assign]
+    assert manager.apply() == []
+    manager.store.materialize(start_date=day_end(DAYS[0]) - timedelta(days=TTL_DAYS), end_date=day_end(DAYS[-1]),
+                              feature_views=["profile_stats"])
+    assert "pathways_old_profile_stats" in tables()
+    manager.definitions = current  # type: ignore[method-assign]
+    assert manager.apply() == ["profile_online"]
+    assert "pathways_old_profile_stats" not in tables()
+    manager.materialize(day_end(DAYS[-1]))
+    online = manager.online_profiles([1, 2, 999])
+    offline = manager.historical(pd.DataFrame({"profile_id": [1, 2, 999], "event_timestamp": pd.Timestamp(day_end(DAYS[-1]))}),
+                                 ["profile_stats:plays_28d", "profile_stats:is_kids"])
+    assert online["plays_28d"].tolist()[:2] == offline["profile_stats__plays_28d"].tolist()[:2]
+    assert online["is_kids"].tolist()[:2] == offline["profile_stats__is_kids"].tolist()[:2]
+    assert np.isnan(online["plays_28d"][2]) and online["genre_affinity"][2] is None  # never seen
+    with sqlite3.connect(tmp_path / "online.db") as con:
+        assert {n for (n,) in con.execute("SELECT DISTINCT feature_name FROM pathways_old_profile_online")} == {VECTOR}
