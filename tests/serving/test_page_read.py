@@ -119,8 +119,9 @@ def test_impressions_one_queue_item_per_page_bounded_drop_counted(tmp_path):
 def test_a_request_that_waited_past_the_queue_budget_gets_the_fallback_at_once(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    budgets = {"serving.page_workers": 1, "serving.queue_budget_ms": 50.0, "serving.personalize_budget_ms": 500.0,
-               "serving.deadline_ms": 1000.0}
+    # the personalization budget well above the store's 0.5 s: the busy page must not run out of it on a loaded machine
+    budgets = {"serving.page_workers": 1, "serving.queue_budget_ms": 50.0, "serving.personalize_budget_ms": 2000.0,
+               "serving.deadline_ms": 3000.0}
     client = api_client(_service(tmp_path, _Store(delay_s=0.5), None, **budgets))
     with ThreadPoolExecutor(2) as pool:  # the one page worker is busy ~0.5 s with whichever page comes first
         pages = [pool.submit(get_page, client, ADULT) for _ in range(2)]
