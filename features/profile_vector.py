@@ -41,13 +41,13 @@ def pack(table: pa.Table) -> pa.ListArray:
     lengths = k + genre_len
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        raise ValueError("a profile feature table too large for one list array: append it in parts")
     values = np.empty(int(offsets[-1]), np.float32)
     starts = offsets[:-1]
     values[(starts[:, None] + np.arange(k)).ravel()] = scalars.ravel()
     genre_at = np.repeat(starts + k - np.concatenate([[0], np.cumsum(genre_len)[:-1]]), genre_len) + np.arange(len(genres))
     values[genre_at] = genres
-    if offsets[-1] >= 2**31:
-        raise ValueError("a profile feature table too large for one list array: append it in parts")
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
 
 
