@@ -220,7 +220,7 @@ def test_feature_store_yaml_is_valid_feast_config(tmp_path, online):
 
 def test_a_repo_of_the_unpacked_layout_is_torn_down_and_the_vector_view_reported_new(tmp_path):
     """A repo written before the profile features were packed held profile_stats online, one row per
-    feature: ``apply`` tears those rows down (the view is offline now) and reports ``profile_online``,
+    feature: ``apply`` tears those rows down (the view is offline now, and the file shrinks) and reports ``profile_online``,
     which nothing has materialized yet, so that the nightly materializes in full."""
     import sqlite3
 
@@ -246,9 +246,14 @@ def test_a_repo_of_the_unpacked_layout_is_torn_down_and_the_vector_view_reported
     manager.store.materialize(start_date=day_end(DAYS[0]) - timedelta(days=TTL_DAYS), end_date=day_end(DAYS[-1]),
                               feature_views=["profile_stats"])
     assert "pathways_old_profile_stats" in tables()
+    with sqlite3.connect(tmp_path / "online.db") as con:  # a big world's rows: pages the new tables cannot reuse
+        con.execute("INSERT INTO pathways_old_profile_stats (entity_key, feature_name, value) SELECT randomblob(16), 'filler', "
+                    "randomblob(200) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) SELECT i FROM n)")
+    size = (tmp_path / "online.db").stat().st_size
     manager.definitions = current  # type: ignore[method-assign]
     assert manager.apply() == ["profile_online"]
     assert "pathways_old_profile_stats" not in tables()
+    assert (tmp_path / "online.db").stat().st_size < size / 4  # its pages are given back (VACUUM), not kept free
     manager.materialize(day_end(DAYS[-1]))
     online = manager.online_profiles([1, 2, 999])
     offline = manager.historical(pd.DataFrame({"profile_id": [1, 2, 999], "event_timestamp": pd.Timestamp(day_end(DAYS[-1]))}),
