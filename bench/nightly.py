@@ -348,7 +348,9 @@ def main() -> int:
         result["runs"][size] = run_size(size, args.root, reuse=args.reuse_runs or "runs" not in only)
         print(f"{size}: {json.dumps(result['runs'][size])}", flush=True)
     first, last = result["runs"][sizes[0]], result["runs"][sizes[-1]]
-    result["scaling_ratio"] = round((last["wall_s"] / last["profiles"]) / (first["wall_s"] / first["profiles"]), 3)
+    # one size (or the same twice) is no scaling result: null rather than a ratio of 1.0
+    result["scaling_ratio"] = (round((last["wall_s"] / last["profiles"]) / (first["wall_s"] / first["profiles"]), 3)
+                               if len(set(sizes)) > 1 else None)
     largest = args.root / sizes[-1]
     if "pages" in only:
         result.update(pages_throughput(largest, args.sample, args.ray_workers, args.repeats))
@@ -386,7 +388,8 @@ def print_table(r: dict[str, Any]) -> None:
                            for k, v in run["stages_s"].items())
         print(f"{size:<8}{run['profiles']:>10,}{run['wall_s']:>9.1f}{1000 * run['wall_s'] / run['profiles']:>11.2f}"
               f"{run['peak_rss_gb']:>10.2f}  {stages}")
-    print(f"scaling ratio (time per profile, largest / smallest): {r['scaling_ratio']}")
+    ratio = r["scaling_ratio"]
+    print(f"scaling ratio (time per profile, largest / smallest): {'n/a (one size)' if ratio is None else ratio}")
     if "sample" in r:
         print(f"pages stage in-process on {r['sample']:,} profiles (median of {len(r['block_runs_s'])}): block path on "
               f"{r['pages_threads']} threads {r['pages_profiles_per_s']} profiles/s, on one {r['pages_1thread_profiles_per_s']}, "
