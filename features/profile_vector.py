@@ -44,10 +44,10 @@ def pack(table: pa.Table) -> pa.ListArray:
     if offsets[-1] >= 2**31:
         raise ValueError("a profile feature table too large for one list array: append it in parts")
     values = np.empty(int(offsets[-1]), np.float32)
-    starts = offsets[:-1]
-    values[(starts[:, None] + np.arange(k)).ravel()] = scalars.ravel()
-    genre_at = np.repeat(starts + k - np.concatenate([[0], np.cumsum(genre_len)[:-1]]), genre_len) + np.arange(len(genres))
-    values[genre_at] = genres
+    scalar_at = np.zeros(len(values), bool)
+    scalar_at[(offsets[:-1, None] + np.arange(k)).ravel()] = True
+    values[scalar_at] = scalars.ravel()
+    values[~scalar_at] = genres  # the rest, in order: each row's genre entries after its scalars
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
 
 

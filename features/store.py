@@ -152,7 +152,8 @@ class FeatureStoreManager:
 
     def _vacuum_online(self) -> None:
         """Give the pages of torn-down online tables back to the file system: SQLite drops a table's
-        pages onto its free list and keeps the file's size (a 1M world's stale profile rows: GBs).
+        pages onto its free list and keeps the file's size (the upgraded 100k world's online.db:
+        151 of its 215 MB free).
         Redis frees a key's memory when it is deleted; nothing to do there."""
         path = self.repo_dir / "online.db"
         if self.config.online_store == "redis" or not path.is_file():
