@@ -187,6 +187,7 @@ class PipelineConfig(_Section):
     chunk_size: int = Field(256, ge=1)  # profiles per task
     threads: int = Field(2, ge=1, le=64)  # blocks of pages / top-row lists built at once in-process (the heavy steps release the GIL)
     history_shard_profiles: int = Field(50_000, ge=1)  # profiles per shard of the pages stage's one-pass history split
+    compile_trees: bool = True  # the page builder scores a gbdt ranker with its trees compiled (tl2cgen; sklearn without a C compiler)
     keep_snapshots: int = Field(3, ge=1)
 
 
@@ -355,6 +356,10 @@ class PathwaysConfig(_Section):
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    @property
+    def trees_cache_dir(self) -> Path:
+        return self.data_dir / "cache" / "trees"  # compiled gbdt rankers (pathways.artifacts.compiled_trees)
 
     @property
     def mlflow_uri(self) -> str:

@@ -158,6 +158,9 @@ class PageBuilder:
                             ltr=top_lists if cell in cfg.experiment.ltr_cells else None, page=cfg.page)
             for cell, alias in cfg.experiment.ranker_aliases.items()
         }
+        if cfg.pipeline.compile_trees:
+            for scorer in scorers.values():  # a gbdt's trees as native code: ~4x faster than sklearn's walk
+                scorer.ranker.compile_trees(cfg.trees_cache_dir)
         first = next(iter(scorers.values()), None)
         for scorer in scorers.values():  # the catalog-wide reads once per run, shared by the cells
             scorer.preload(REGIONS, like=None if scorer is first else first)

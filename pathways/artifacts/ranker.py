@@ -4,7 +4,8 @@ Two kinds share one interface (``predict(X) -> P(play)``, X of shape (n, n_featu
 columns named by ``feature_names``):
 
 - ``mlp``: a PyTorch multilayer perceptron on standardized features (the champion by default);
-- ``gbdt``: scikit-learn's HistGradientBoostingClassifier (the challenger by default).
+- ``gbdt``: scikit-learn's HistGradientBoostingClassifier (the challenger by default); the nightly's
+  page builder scores it with its trees compiled to native code (``compile_trees``).
 
 Training lives in ``training/ranker.py``; this module only defines, saves and loads them, so that
 ``ranking`` and serving never import training code. ``pathways/artifacts/registry.py`` loads a
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import pickle
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pathways.artifacts.compiled_trees import CompiledTrees
 from pathways.artifacts.folder import read_meta
 
 META = "ranker.json"
@@ -89,6 +91,15 @@ class RankerArtifact:
     model: Any  # MLP for "mlp", a fitted sklearn estimator for "gbdt"
     hidden: int = 0
     metrics: dict[str, float] | None = None
+    compiled: CompiledTrees | None = field(default=None, repr=False, compare=False)  # see ``compile_trees``
+
+    def compile_trees(self, cache_dir: Path) -> bool:
+        """Score a gbdt with its trees compiled to native code (``CompiledTrees``, built once into
+        ``cache_dir``) instead of scikit-learn's walk; True when it does from now on. An mlp, or a
+        machine without a C compiler, keeps its own path."""
+        if self.kind == "gbdt" and self.compiled is None:
+            self.compiled = CompiledTrees.load_or_build(self.model, cache_dir)
+        return self.compiled is not None
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """P(play) for each row of ``X`` (n, n_features) -> (n,) float32."""
@@ -114,6 +125,8 @@ class RankerArtifact:
                     torch.from_numpy(X), torch.from_numpy(np.asarray(bounds, np.int64)),
                     [m.weight for m in layers], [m.bias for m in layers]).numpy().astype(np.float32)
             return out
+        if self.compiled is not None:
+            return self.compiled.predict_proba1(X).astype(np.float32)
         proba: np.ndarray = self.model.predict_proba(X)[:, 1].astype(np.float32)
         return proba
 

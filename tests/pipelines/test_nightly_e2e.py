@@ -153,18 +153,28 @@ def test_ray_executor_builds_the_same_pages_as_the_local_one(nightly):
 
 def test_block_path_builds_the_pages_of_the_per_profile_loop(nightly):
     """Parity: candidates, scores and rows per block are the per-profile loop's, byte for byte."""
+    import dataclasses
+
     from pipelines.page_builder import PageBuilder, PageBuildSpec
     from pipelines.stages import _profile_contexts, retrieval_sources
 
     config, ctx, _ = nightly
     extra = retrieval_sources(config, Path(ctx.outputs["train_retrieval"]["dir"]))
-    builder = PageBuilder.open(PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]),
-                                             datetime.fromisoformat(ctx.outputs["features"]["as_of"]), extra,
-                                             Path(ctx.outputs["train_top_row"]["path"])))
+    spec = PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]),
+                         datetime.fromisoformat(ctx.outputs["features"]["as_of"]), extra,
+                         Path(ctx.outputs["train_top_row"]["path"]))
+    builder = PageBuilder.open(spec)
     profiles = _profile_contexts(ctx)
     block = [page for i in range(0, len(profiles), 16) for page in builder.build(profiles[i : i + 16])]
     assert block == builder.build_loop(profiles)
     assert sum(page.n_rows for page in block) > len(profiles)
+    # The challenger's trees ran compiled; scikit-learn's own walk gives the same pages.
+    gbdt = [s.ranker for s in builder.scorers.values() if s.ranker.kind == "gbdt"]
+    assert gbdt and all(r.compiled is not None for r in gbdt)
+    assert any(p.cell == "challenger" for p in profiles)
+    plain = PageBuilder.open(dataclasses.replace(spec, config=config.with_overrides({"pipeline.compile_trees": False})))
+    assert all(s.ranker.compiled is None for s in plain.scorers.values())
+    assert [page for i in range(0, len(profiles), 16) for page in plain.build(profiles[i : i + 16])] == block
 
 
 def test_a_pages_stage_killed_mid_way_resumes_to_the_same_pages(nightly, monkeypatch, tmp_path):
