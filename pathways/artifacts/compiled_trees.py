@@ -9,9 +9,9 @@ named by a hash of the pickled model and the versions and platform that made it,
 temporary name and renamed into place (threads, processes and Ray workers opening the same model
 at once each get a whole file), and checked before use: its probabilities on probe rows built
 from the model's own split thresholds (both sides of every threshold) must match
-``predict_proba``'s to 1e-12, or it is not used. Without a C compiler, when the build fails or when the check fails,
-``load_or_build`` returns None and the caller keeps scikit-learn (same probabilities to ~1e-16:
-the trees are the same, only the order of the sum over trees differs).
+``predict_proba``'s to 1e-12, or it is not used. Without a C compiler, when the build fails or
+when the check fails, ``load_or_build`` returns None and the caller keeps scikit-learn (the same
+probabilities to ~1e-16: the trees are the same, only the order of the sum over trees differs).
 
 A tl2cgen ``Predictor`` may be called by one thread at a time, so each thread loads its own.
 """
@@ -33,7 +33,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-TOOLCHAIN = os.environ.get("PATHWAYS_CC", "gcc")  # tl2cgen's toolchain: "gcc", "clang" or a variant ("gcc-12")
+TOOLCHAIN = "gcc"  # tl2cgen's toolchain (it also knows "clang"); the build runs it with -O3, no fast-math
 TOLERANCE = 1e-12  # largest difference from predict_proba the check allows (measured: 3.3e-16)
 
 
@@ -47,7 +47,7 @@ class CompiledTrees:
     @classmethod
     def load_or_build(cls, model: Any, cache_dir: Path) -> CompiledTrees | None:
         """The compiled form of ``model`` (built into ``cache_dir`` unless there already), or None
-        when it cannot be used here: no C compiler, not a binary classifier, or the check failed."""
+        when it cannot be used here: not a binary classifier, no C compiler, a failed build or check."""
         if getattr(model, "n_trees_per_iteration_", None) != 1:
             return None  # one tree per round: binary classification (the ranker's case)
         if shutil.which(TOOLCHAIN) is None:
