@@ -83,22 +83,19 @@ class CompiledTrees:
             return None
         return compiled
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"lib": self.lib}  # each process loads its own predictors
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["lib"])  # type: ignore[misc]
+    def __reduce__(self) -> tuple[type[CompiledTrees], tuple[Path]]:
+        return CompiledTrees, (self.lib,)  # its library path: each process loads its own predictors
 
     def predict_proba1(self, X: np.ndarray) -> np.ndarray:
         """P(class 1) for each row of ``X`` (n, n_features) -> (n,) float64."""
         import tl2cgen
 
-        predictor = getattr(self._local, "predictor", None)
-        if predictor is None:
-            predictor = self._local.predictor = tl2cgen.Predictor(str(self.lib), nthread=1)
         X = np.ascontiguousarray(X, np.float64)
         if not len(X):
             return np.zeros(0, np.float64)
+        predictor = getattr(self._local, "predictor", None)
+        if predictor is None:
+            predictor = self._local.predictor = tl2cgen.Predictor(str(self.lib), nthread=1)
         out: np.ndarray = predictor.predict(tl2cgen.DMatrix(X))
         return out.reshape(len(X))
 
