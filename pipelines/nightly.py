@@ -36,12 +36,13 @@ from pipelines.schedule import reuse_trained
 
 log = logging.getLogger("pathways.nightly")
 
+BESIDE_FEATURES = ("train_als", "train_retrieval", "train_top_row")
 STAGES: list[Stage] = [
     Stage("ingest", stages.ingest, "validate raw events into the lake; quarantine bad rows"),
-    Stage("features", stages.features, "compute point-in-time feature tables"),
-    # One core of Feast upserts, beside the one-core training stages (none reads the online store).
-    Stage("materialize", stages.materialize, "feast apply + materialize into the online store",
-          alongside=("train_als", "train_retrieval", "train_top_row")),
+    # One lane in a process of its own: the features, then Feast's upserts, on one core beside the
+    # training stages (ALS and retrieval run on one core; none reads the feature store: the lake).
+    Stage("features", stages.features, "compute point-in-time feature tables", alongside=BESIDE_FEATURES),
+    Stage("materialize", stages.materialize, "feast apply + materialize into the online store", alongside=BESIDE_FEATURES),
     Stage("train_als", stages.train_als, "ALS on plays weighted by fraction watched (MLflow)"),
     Stage("train_retrieval", stages.train_retrieval, "two-tower and SASRec retrieval (faiss through FactorSource)"),
     Stage("train_top_row", stages.train_top_row, "learning-to-rank over the union of generators: the top row"),

@@ -9,7 +9,11 @@ publish stage is the only one that touches what serving reads.
 A stage with ``alongside`` names runs in a process of its own (spawned) beside those later stages,
 which must not read its outputs or in-process objects (the child gets an empty ``cache``); the
 child writes its marker when it ends (kept even if the parent dies before it joins); the runner
-waits for it before the first stage not named there and hands its outputs on. This overlaps one-core stages (Feast's materialize beside single-threaded training).
+waits for it before the first stage not named there and hands its outputs on. Consecutive stages
+with the same ``alongside`` form one lane: they run one after the other in that one process
+(sharing its ``cache``), each with its own marker, so a resumed lane starts at its first stage
+without one. This overlaps one-core stages (the features and Feast's materialize beside
+single-threaded training).
 The child dies with its parent (Linux: ``PR_SET_PDEATHSIG``), so a killed run leaves no writer.
 
 Each stage's own peak resident memory is measured (Linux: the process's high-water mark is reset
@@ -61,7 +65,7 @@ class Stage:
     name: str
     fn: Callable[[RunContext], dict[str, Any]]  # a module-level function (a background stage's is pickled)
     description: str = ""
-    alongside: tuple[str, ...] = ()  # later stages it runs beside, in its own process (see the module doc)
+    alongside: tuple[str, ...] = ()  # later stages it runs beside, in a process of its lane (see the module doc)
 
 
 @dataclass
@@ -131,62 +135,93 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _run_child(stage: Stage, ctx: RunContext, parent: int, conn: Any) -> None:
-    """A background stage's process: run it, write its marker (kept if the parent dies before it
-    joins) and send ("ok", outputs, seconds, cpu, peak), or send ("error", exc)."""
+def _run_child(lane: list[Stage], ctx: RunContext, parent: int, conn: Any) -> None:
+    """A background lane's process: run its stages in order, each writing its marker (kept if the
+    parent dies before it joins) and sending ("ok", name, outputs, seconds, cpu, peak); the first
+    that fails sends ("error", name, exc) and ends the lane."""
     _die_with_parent(parent)
-    reset_peak_rss()
-    t0, cpu0 = time.perf_counter(), cpu_seconds()
     try:
-        outputs = stage.fn(ctx) or {}
-        seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-        _record(ctx, stage.name, outputs, seconds, cpu)
-        conn.send(("ok", outputs, seconds, cpu, peak_rss_gb()))
-    except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it as StageFailed
-        try:
-            conn.send(("error", exc))
-        except Exception:  # noqa: BLE001 - an exception that does not pickle
-            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+        for stage in lane:
+            reset_peak_rss()
+            t0, cpu0 = time.perf_counter(), cpu_seconds()
+            try:
+                outputs = stage.fn(ctx) or {}
+            except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it as StageFailed
+                try:
+                    conn.send(("error", stage.name, exc))
+                except Exception:  # noqa: BLE001 - an exception that does not pickle
+                    conn.send(("error", stage.name, RuntimeError(f"{type(exc).__name__}: {exc}")))
+                return
+            seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+            _record(ctx, stage.name, outputs, seconds, cpu)
+            ctx.outputs[stage.name] = outputs  # the lane's later stages read it
+            conn.send(("ok", stage.name, outputs, seconds, cpu, peak_rss_gb()))
     finally:
         conn.close()
 
 
 class _Background:
-    """One stage running in a spawned process of its own."""
+    """A lane of stages running, one after the other, in a spawned process of its own."""
 
-    def __init__(self, stage: Stage, ctx: RunContext) -> None:
+    def __init__(self, lane: list[Stage], ctx: RunContext) -> None:
         spawn = multiprocessing.get_context("spawn")  # not fork: the parent has threads (DuckDB, torch, Ray)
-        self.stage = stage
+        self.lane = lane
+        self.alongside = lane[0].alongside
         self.beside: list[str] = []
         self._recv, send = spawn.Pipe(duplex=False)
-        child_ctx = dataclasses.replace(ctx, cache={}, progress=False)
-        self._proc = spawn.Process(target=_run_child, args=(stage, child_ctx, os.getpid(), send),
-                                   name=f"pathways-stage-{stage.name}", daemon=True)
+        child_ctx = dataclasses.replace(ctx, outputs=dict(ctx.outputs), cache={}, progress=False)
+        self._proc = spawn.Process(target=_run_child, args=(lane, child_ctx, os.getpid(), send),
+                                   name=f"pathways-stage-{lane[0].name}", daemon=True)
         self._proc.start()
         send.close()
 
-    def finish(self, ctx: RunContext) -> StageResult:
-        """Wait for the process; return its result (outputs into ``ctx``), or raise ``StageFailed``."""
+    def finish(self, ctx: RunContext, done: Callable[[StageResult], None]) -> None:
+        """Wait for the process; hand each stage's result to ``done`` (outputs into ``ctx``) as it
+        comes, or raise ``StageFailed`` for the stage that failed (or the lane's process that died)."""
         try:
-            message = self._recv.recv()
-        except EOFError:
-            message = ("error", RuntimeError("its process ended without a result"))
+            for stage in self.lane:
+                try:
+                    message = self._recv.recv()
+                except EOFError:
+                    message = ("error", stage.name, RuntimeError("its process ended without a result"))
+                if message[0] != "ok":
+                    self._recv.close()
+                    self._proc.join()
+                    cause = message[2]
+                    if self._proc.exitcode:
+                        cause = RuntimeError(f"{cause} (exit code {self._proc.exitcode})")
+                    raise StageFailed(message[1], cause)
+                _, name, outputs, seconds, cpu, peak = message
+                ctx.outputs[name] = outputs  # the child wrote the marker
+                done(StageResult(name, seconds, False, outputs, peak, cpu, tuple(self.beside)))
         finally:
             self._recv.close()
             self._proc.join()
-        if message[0] != "ok":
-            cause = message[1]
-            if self._proc.exitcode:
-                cause = RuntimeError(f"{cause} (exit code {self._proc.exitcode})")
-            raise StageFailed(self.stage.name, cause)
-        _, outputs, seconds, cpu, peak = message
-        ctx.outputs[self.stage.name] = outputs  # the child wrote the marker
-        return StageResult(self.stage.name, seconds, False, outputs, peak, cpu, tuple(self.beside))
 
     def kill(self) -> None:
         self._proc.kill()
         self._proc.join()
         self._recv.close()
+
+
+def _lanes(stages: list[Stage]) -> dict[str, list[Stage]]:
+    """The background lanes, by their first stage's name: runs of consecutive stages with the same
+    ``alongside``, which must name the stages right after the lane (ValueError otherwise)."""
+    names = [s.name for s in stages]
+    lanes: dict[str, list[Stage]] = {}
+    i = 0
+    while i < len(stages):
+        lane = [stages[i]]
+        while stages[i].alongside and i + len(lane) < len(stages) and stages[i + len(lane)].alongside == stages[i].alongside:
+            lane.append(stages[i + len(lane)])
+        after = names[i + len(lane):]
+        if stages[i].alongside:
+            if list(stages[i].alongside) != after[:len(stages[i].alongside)]:
+                raise ValueError(f"stage {stages[i].name!r} runs beside {list(stages[i].alongside)}: they must be the "
+                                 "stages right after it (or after its lane)")
+            lanes[stages[i].name] = lane
+        i += len(lane)
+    return lanes
 
 
 def run_stages(
@@ -201,10 +236,7 @@ def run_stages(
     names = [s.name for s in stages]
     if until is not None and until not in names:
         raise ValueError(f"unknown stage {until!r}; stages are {names}")
-    for stage in stages:
-        later = names[names.index(stage.name) + 1:]
-        if stage.alongside and list(stage.alongside) != later[:len(stage.alongside)]:
-            raise ValueError(f"stage {stage.name!r} runs beside {list(stage.alongside)}: they must be the stages right after it")
+    lanes = _lanes(stages)
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     ctx.resume = resume
     results: list[StageResult] = []
@@ -218,21 +250,33 @@ def run_stages(
     def join(keep: Callable[[_Background], bool]) -> None:
         for bg in [b for b in background if not keep(b)]:
             background.remove(bg)
-            done(bg.finish(ctx))
+            bg.finish(ctx, done)
+
+    def recorded(stage: Stage) -> bool:
+        marker = _marker(ctx, stage.name)
+        if not (resume and marker.is_file()):
+            return False
+        outputs = json.loads(marker.read_text())
+        ctx.outputs[stage.name] = outputs["outputs"]
+        done(StageResult(stage.name, outputs["seconds"], True, outputs["outputs"]))
+        return True
 
     try:
-        for stage in stages:
-            join(lambda bg: stage.name in bg.stage.alongside)  # noqa: B023 - called at once
-            marker = _marker(ctx, stage.name)
-            if resume and marker.is_file():
-                recorded = json.loads(marker.read_text())
-                ctx.outputs[stage.name] = recorded["outputs"]
-                done(StageResult(stage.name, recorded["seconds"], True, recorded["outputs"]))
-            elif stage.alongside and stage.name != until:
-                log.info("stage %s (in its own process, beside %s): %s", stage.name, ", ".join(stage.alongside),
-                         stage.description)
-                background.append(_Background(stage, ctx))
-            else:
+        i = 0
+        while i < len(stages):
+            stage = stages[i]
+            join(lambda bg: stage.name in bg.alongside)  # noqa: B023 - called at once
+            lane = lanes.get(stage.name, [])
+            if lane and until not in [s.name for s in lane]:
+                todo = [s for s in lane if not recorded(s)]
+                if todo:
+                    log.info("stages %s (in a process of their own, beside %s)", ", ".join(s.name for s in todo),
+                             ", ".join(stage.alongside))
+                    background.append(_Background(todo, ctx))
+                i += len(lane)
+                continue
+            i += 1
+            if not recorded(stage):
                 log.info("stage %s: %s", stage.name, stage.description)
                 reset_peak_rss()
                 t0, cpu0 = time.perf_counter(), cpu_seconds()
@@ -252,7 +296,7 @@ def run_stages(
         # A failed stage: the background ones finish (and keep their markers, so a resume skips them).
         for bg in background:
             try:
-                done(bg.finish(ctx))
+                bg.finish(ctx, done)
             except StageFailed as exc:
                 log.error("%s", exc)
         raise

@@ -141,6 +141,65 @@ def test_background_failures_name_the_stage_and_keep_what_finished(tmp_path):
 def test_alongside_must_name_the_stages_right_after(tmp_path):
     with pytest.raises(ValueError, match="must be the stages right after it"):
         run_stages([Stage("bg", _bg, alongside=("c",)), Stage("b", _b), Stage("c", _c)], _ctx(tmp_path))
+    with pytest.raises(ValueError, match="after its lane"):  # a lane: the stages after its last one
+        run_stages([Stage("l1", _bg, alongside=("c",)), Stage("l2", _bg, alongside=("c",)), Stage("b", _b), Stage("c", _c)],
+                   _ctx(tmp_path))
+
+
+def _lane_first(ctx: RunContext) -> dict:
+    (ctx.run_dir / "bg.started").touch()
+    ctx.cache["first"] = os.getpid()  # the lane's next stage shares this process's objects
+    return {"pid": os.getpid()}
+
+
+def _lane_second(ctx: RunContext) -> dict:
+    _wait_for(ctx.run_dir / "b.started")  # b runs meanwhile in the parent
+    return {"pid": os.getpid(), "first": ctx.outputs["lane1"]["pid"], "cached": ctx.cache.get("first")}
+
+
+def _lane_second_fails(ctx: RunContext) -> dict:
+    raise ValueError("materialize broke")
+
+
+def _after_lane(ctx: RunContext) -> dict:
+    return {"second": ctx.outputs["lane2"]["pid"]}
+
+
+def test_consecutive_stages_beside_the_same_ones_run_in_turn_in_one_background_process(tmp_path):
+    ctx = _ctx(tmp_path)
+    stages = [Stage("lane1", _lane_first, alongside=("b", "c")), Stage("lane2", _lane_second, alongside=("b", "c")),
+              Stage("b", _b), Stage("c", _c), Stage("d", _after_lane)]
+    results = run_stages(stages, ctx)
+    assert [r.name for r in results] == ["lane1", "lane2", "b", "c", "d"]
+    lane1, lane2, b, c, d = results
+    assert lane1.outputs["pid"] == lane2.outputs["pid"] != os.getpid() == b.outputs["pid"]
+    assert lane2.outputs["first"] == lane2.outputs["cached"] == lane1.outputs["pid"]  # in turn, one process
+    assert lane1.beside == lane2.beside == ("b", "c") and d.outputs == {"second": lane2.outputs["pid"]}
+    assert all((ctx.run_dir / f"{n}.done.json").is_file() for n in ("lane1", "lane2"))
+    assert lane1.peak_rss_gb is not None and lane2.cpu_s is not None
+
+
+def test_a_lane_that_fails_midway_keeps_its_finished_stages_and_resumes_at_the_failed_one(tmp_path):
+    stages = [Stage("lane1", _quick, alongside=("c",)), Stage("lane2", _lane_second_fails, alongside=("c",)),
+              Stage("c", _c), Stage("d", _quick)]
+    ctx = _ctx(tmp_path)
+    with pytest.raises(StageFailed, match="stage 'lane2' failed: ValueError: materialize broke"):
+        run_stages(stages, ctx)
+    first = json.loads((ctx.run_dir / "lane1.done.json").read_text())["outputs"]
+    assert first["pid"] != os.getpid() and not (ctx.run_dir / "lane2.done.json").exists()
+    assert (ctx.run_dir / "c.done.json").is_file()  # the stage beside it finished
+
+    stages[1] = Stage("lane2", _quick, alongside=("c",))  # fixed
+    again = run_stages(stages, _ctx(tmp_path))
+    assert [r.skipped for r in again] == [True, False, True, False]  # d: it never ran
+    assert again[0].outputs == first and again[1].outputs["pid"] not in (os.getpid(), first["pid"])
+
+
+def test_a_run_until_a_stage_of_a_lane_runs_the_lane_in_the_foreground(tmp_path):
+    stages = [Stage("lane1", _quick, alongside=("c",)), Stage("lane2", _quick, alongside=("c",)), Stage("c", _c)]
+    results = run_stages(stages, _ctx(tmp_path), until="lane2")
+    assert [r.name for r in results] == ["lane1", "lane2"]
+    assert all(r.outputs["pid"] == os.getpid() and r.beside == () for r in results)
 
 
 def _quick(ctx: RunContext) -> dict:
