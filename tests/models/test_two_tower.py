@@ -42,3 +42,24 @@ def test_feature_rows_must_match(blocks):
         TwoTower(**TINY).fit(blocks, epochs=1, item_features=np.ones((3, 2), np.float32))
     with pytest.raises(ValueError, match="temperature"):
         TwoTowerConfig(temperature=0.0)
+
+
+def test_item_vectors_are_computed_once_until_the_weights_change(blocks):
+    import torch
+
+    model = TwoTower(**TINY).fit(blocks, epochs=2)
+    first = model.item_embeddings()
+    assert model.item_embeddings() is first and not first.flags.writeable  # kept, read-only
+    users = np.arange(4)
+    assert model.fold_in(blocks).item_embeddings() is first  # a fold-in copy shares the network
+    with torch.no_grad():  # as an optimizer step: the weights change in place
+        for weights in model.net_.parameters():
+            weights.mul_(1.5)
+    changed = model.item_embeddings()
+    assert changed is not first and not np.allclose(changed, first)
+    np.testing.assert_allclose(model.score(users), model.user_embeddings(users) @ changed.T, rtol=1e-5, atol=1e-5)
+    import pickle
+
+    loaded = pickle.loads(pickle.dumps(model))
+    assert "_item_vectors" not in vars(loaded)
+    np.testing.assert_array_equal(loaded.item_embeddings(), changed)
