@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.lake_index import EventIdIndex, event_files, write_partitioned
+from features.lake_index import EventIdIndex, event_files, id_hashes, write_partitioned
 from features.schema import EVENT_SCHEMA, EVENT_TYPES, EventType, empty_events
 
 MIN_TS = datetime(2000, 1, 1, tzinfo=UTC)
@@ -144,15 +144,16 @@ def land(
     index = index or EventIdIndex(lake_dir)
     part_name = f"part-{batch_id}.parquet"
     events, bad_type = coerce_table(raw, EVENT_SCHEMA, name, required=REQUIRED)
-    in_lake = index.duplicates(events["event_id"], events["ts"], exclude=part_name)
-    reasons = _reasons(events, bad_type, titles, profiles, now, in_lake)
+    hashes = id_hashes(events["event_id"])  # once: the lake check, the batch's own duplicates, the index
+    in_lake = index.duplicates(events["event_id"], events["ts"], exclude=part_name, hashes=hashes)
+    reasons = _reasons(events, bad_type, titles, profiles, now, in_lake, hashes)
     bad = reasons != ""
 
     paths: list[str] = []
     accepted = events.filter(pa.array(~bad))
     if accepted.num_rows:
         paths += write_partitioned(accepted, lake_dir, batch_id)
-        index.add(accepted, part_name)
+        index.add(accepted, part_name, hashes[~bad])
     if bad.any():
         rejected = raw.filter(pa.array(bad)).append_column("reason", pa.array(reasons[bad]))
         paths.append(_write_atomic(rejected, lake_dir / "quarantine" / f"part-{batch_id}.parquet"))
@@ -237,9 +238,11 @@ def _reasons(
     profiles: pa.Table,
     now: datetime,
     in_lake: np.ndarray,
+    hashes: np.ndarray | None = None,
 ) -> np.ndarray:
     """The first failing rule per row ('' for valid rows), shape (n,), dtype object; ``in_lake``
-    (shape (n,) bool) marks the ids already in the lake."""
+    (shape (n,) bool) marks the ids already in the lake; ``hashes``: the ids' ``id_hashes``
+    (computed here when not given)."""
     etype = ev["event_type"]
     tid = ev["title_id"]
 
@@ -281,9 +284,13 @@ def _reasons(
     names = [r for r, _ in rules]
     reasons = np.select(masks, names, default="").astype(object)
     # Duplicates within the batch: among rows valid so far, keep the first occurrence of an id.
+    # Only rows whose 64-bit hash repeats can repeat an id: their strings are compared (exact).
     valid = np.flatnonzero(reasons == "")
-    ids = ev["event_id"].take(pa.array(valid)).to_pandas()
-    reasons[valid[ids.duplicated(keep="first").to_numpy()]] = "duplicate_event_id"
+    hashes = id_hashes(ev["event_id"]) if hashes is None else hashes
+    maybe = valid[pd.Series(hashes[valid]).duplicated(keep=False).to_numpy()]
+    if len(maybe):
+        ids = ev["event_id"].take(pa.array(maybe)).to_pandas()
+        reasons[maybe[ids.duplicated(keep="first").to_numpy()]] = "duplicate_event_id"
     return reasons
 
 

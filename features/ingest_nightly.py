@@ -8,7 +8,8 @@ whole lake). A file that cannot be read as events (not Parquet, missing or unkno
 moved to ``lake_dir/rejected/`` with a ``.report.json`` saying why, and the night goes on.
 
 A file of more than ``chunk_rows`` rows (a whole world's log) is landed ``chunk_rows`` rows at a
-time (``ingest_file``): memory is one chunk, not the file; time is linear in its rows.
+time (``ingest_file``), the next chunk read ahead on a thread: memory is two chunks, not the file;
+time is linear in its rows.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 
 from features.ingest import IngestError, IngestReport, file_batch_id, ingest, land, load_report, write_report
 from features.lake_index import EventIdIndex
+from pathways.parallel import Prefetched
 
 STATE_FILE = "ingest_state.json"
 
@@ -116,11 +118,16 @@ def ingest_file(path: Path, titles: pa.Table, profiles: pa.Table, lake_dir: Path
     if manifest.exists():
         return load_report(manifest)
     parts: list[IngestReport] = []
-    for k, batch in enumerate(pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)):
-        chunk_id = f"{batch_id}-c{k:05d}"
-        done = lake_dir / "batches" / f"{chunk_id}.json"
-        parts.append(load_report(done) if done.exists() else
-                     land(pa.Table.from_batches([batch]), titles, profiles, lake_dir, chunk_id, now, name=str(path), index=index))
+    # The next chunk is read and decoded on a thread while this one is checked and written.
+    batches = Prefetched(pq.ParquetFile(path).iter_batches(batch_size=chunk_rows), depth=1, name="ingest-read")
+    try:
+        for k, batch in enumerate(batches):
+            chunk_id = f"{batch_id}-c{k:05d}"
+            done = lake_dir / "batches" / f"{chunk_id}.json"
+            parts.append(load_report(done) if done.exists() else
+                         land(pa.Table.from_batches([batch]), titles, profiles, lake_dir, chunk_id, now, name=str(path), index=index))
+    finally:
+        batches.close()
     by_reason: dict[str, int] = {}
     for part in parts:
         for reason, n in part.by_reason.items():

@@ -88,8 +88,9 @@ class _FileIds:
     rows: np.ndarray  # uint32, the file row of each hash
 
     @classmethod
-    def of(cls, path: Path, ids: pa.Array | pa.ChunkedArray) -> _FileIds:
-        hashes = id_hashes(ids)
+    def of(cls, path: Path, ids: pa.Array | pa.ChunkedArray, hashes: np.ndarray | None = None) -> _FileIds:
+        """``hashes``: ``id_hashes(ids)`` when the caller has them already."""
+        hashes = id_hashes(ids) if hashes is None else hashes
         order = np.argsort(hashes, kind="stable")
         return cls(path, hashes[order], order.astype(np.uint32))
 
@@ -141,9 +142,11 @@ class EventIdIndex:
         return self._merged[day]
 
     def duplicates(self, event_ids: pa.Array | pa.ChunkedArray, ts: pa.ChunkedArray | pa.Array,
-                   exclude: str = "") -> np.ndarray:
+                   exclude: str = "", hashes: np.ndarray | None = None) -> np.ndarray:
         """Whether each id is already in the lake on the days of ``ts`` (and ``dedupe_days``
         before), except in files named ``exclude`` (the batch being rewritten); shape (n,) bool.
+        ``hashes``: ``id_hashes(event_ids)`` when the caller has them already (ingest: one hashing
+        of a batch for this check, the duplicates within it and ``add``).
 
         First each day's merged hashes pick the ids whose hash is there at all (an id is looked up
         only in the days its own day may repeat: that day and ``dedupe_days`` before); only those
@@ -157,7 +160,7 @@ class EventIdIndex:
         found = np.zeros(len(ids), bool)
         if not len(ids):
             return found
-        hashes = id_hashes(ids)
+        hashes = id_hashes(ids) if hashes is None else hashes
         order = np.argsort(hashes)  # sorted needles: a cache-friendly binary search
         ordered = hashes[order]
         maybe = np.zeros(len(ids), bool)
@@ -203,15 +206,18 @@ class EventIdIndex:
                 found[new[open_ & same]] = True
         return found
 
-    def add(self, table: pa.Table, file_name: str) -> None:
-        """Record the ids of ``table`` (just written as ``file_name`` in each of its days)."""
+    def add(self, table: pa.Table, file_name: str, hashes: np.ndarray | None = None) -> None:
+        """Record the ids of ``table`` (just written as ``file_name`` in each of its days);
+        ``hashes``: their ``id_hashes`` when the caller has them already."""
         days = event_days(table["ts"])
         for day in np.unique(days):
             key = day.astype(object)
-            ids = table["event_id"].filter(pa.array(days == day)).combine_chunks()
+            on_day = days == day
+            ids = table["event_id"].filter(pa.array(on_day)).combine_chunks()
             files = self._load_day(key)
             replaced = files.get(file_name)
-            files[file_name] = _FileIds.of(partition_dir(self.lake_dir, key) / file_name, ids)
+            files[file_name] = _FileIds.of(partition_dir(self.lake_dir, key) / file_name, ids,
+                                           None if hashes is None else hashes[on_day])
             if replaced is not None:  # a batch rewritten: rebuild the day's merged hashes
                 self._merged.pop(key, None)
             elif key in self._merged:  # two sorted runs merged (timsort: linear)

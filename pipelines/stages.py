@@ -67,7 +67,7 @@ def configure_mlflow(ctx: RunContext) -> None:
 
 # ---------------------------------------------------------------- stages
 def ingest(ctx: RunContext) -> dict[str, Any]:
-    """New event files into the lake. Cost: time linear in the new events; memory one chunk of
+    """New event files into the lake. Cost: time linear in the new events; memory two chunks of
     ``features.ingest_chunk_rows`` rows plus 12 bytes per event id of the days it touches (dedupe:
     64-bit hashes, ``features.lake_index.EventIdIndex``), never the ids' strings."""
     from features.ingest_nightly import ingest_new

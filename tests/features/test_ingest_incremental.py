@@ -95,8 +95,11 @@ def test_colliding_id_hashes_never_make_distinct_ids_duplicates(tmp_path: Path, 
     """The index keeps 64-bit hashes; with every hash forced to collide, only equal ids are duplicates."""
     import numpy as np
 
+    import features.ingest as ingest_module
+
     real = lake_index.id_hashes
-    monkeypatch.setattr(lake_index, "id_hashes", lambda ids, step=1 << 20: np.zeros(len(real(ids)), np.uint64))
+    for module in (lake_index, ingest_module):  # the index's and the batch's own duplicate checks
+        monkeypatch.setattr(module, "id_hashes", lambda ids, step=1 << 20: np.zeros(len(real(ids)), np.uint64))
     titles, profiles = make_titles(), make_profiles()
     raw, lake = tmp_path / "raw", tmp_path / "lake"
     raw.mkdir()
@@ -105,6 +108,10 @@ def test_colliding_id_hashes_never_make_distinct_ids_duplicates(tmp_path: Path, 
     totals = ingest_new([mixed], titles, profiles, lake, now=NOW)
     assert totals["by_reason"] == {"duplicate_in_lake": 6} and totals["accepted"] == 6
     assert read_events(lake).num_rows == 18
+    repeated = pq.read_table(day_file(raw / "r.parquet", 4, 3, start=30))
+    pq.write_table(pa.concat_tables([repeated, repeated.slice(1, 1)]), raw / "r.parquet")  # id 31 twice
+    totals = ingest_new([raw / "r.parquet"], titles, profiles, lake, now=NOW)
+    assert totals["by_reason"] == {"duplicate_event_id": 1} and totals["accepted"] == 3
 
 
 def test_known_ids_are_held_as_hashes_not_strings(tmp_path: Path) -> None:
