@@ -127,3 +127,23 @@ def test_genre_match_is_the_cosine_with_the_users_recent_profile():
     feats = CandidateFeaturizer(data, genres).features(np.array([0]), np.array([[2, 0]]), [np.zeros((1, 3), np.float32)])
     np.testing.assert_allclose(feats[0, :, -1], [0.0, 1.0], atol=1e-6)
     assert feats.shape == (1, 2, 3 + 8 + 1)  # per generator 3, item/user context 8, genre match 1
+
+
+@pytest.mark.parametrize("span_s", [86_400 * 90, 2**33])  # keyed search; a span too wide for it: item by item
+def test_counts_up_to_a_moment_are_each_items_interactions_at_or_before_it(span_s):
+    import pickle
+
+    rng = np.random.default_rng(11)
+    n = 400
+    ts = 1_700_000_000 + rng.integers(0, span_s, n)
+    ts[:40] = ts[40:80]  # ties in time
+    data = make_interactions(rng.integers(0, 30, n), rng.integers(0, 12, n), 30, 13, ts)  # item 12: never seen
+    featurizer = CandidateFeaturizer(data)
+    items = rng.integers(0, 13, (30, 9))
+    moments = np.r_[ts.min() - 5, ts.max() + 5, ts[:28]]  # before all, after all, exactly at some
+    expected = np.array([[np.sum((data.items == i) & (data.timestamps <= t)) for i in row] for row, t in zip(items, moments)])
+    np.testing.assert_array_equal(featurizer._counts_upto(items, moments), expected)
+    assert (featurizer._item_ts_keys is None) == (span_s > 2**32)
+    loaded = pickle.loads(pickle.dumps(featurizer))
+    assert "_item_ts_keys" not in vars(loaded)  # derived, rebuilt on first use
+    np.testing.assert_array_equal(loaded._counts_upto(items, moments), expected)

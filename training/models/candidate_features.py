@@ -64,9 +64,35 @@ class CandidateFeaturizer:
         out._set_users(data)
         return out
 
+    @cached_property
+    def _item_ts_keys(self) -> tuple[int, np.ndarray] | None:
+        """(base, keys): one int64 key per train interaction, ``item << 32 | (ts - base)``, in the
+        (item, ts) order, so one binary search counts an item's interactions up to a moment (a
+        128-user block's 64k searches: 8 ms against 13 ms item range by item range; None:
+        timestamps spanning 2**32 seconds or more, searched item by item instead). Not pickled."""
+        ts = self._ts_sorted
+        base = int(ts.min()) - 1 if len(ts) else 0
+        if len(ts) and int(ts.max()) - base >= 2**32 - 1:
+            return None
+        return base, (self._items_sorted.astype(np.int64) << np.int64(32)) | (ts - base)
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state.pop("_item_ts_keys", None)  # derived from the sorted arrays: rebuilt on first use
+        return state
+
     def _counts_upto(self, items: np.ndarray, t_user: np.ndarray) -> np.ndarray:
         """(n_users, C) interactions of each candidate at or before t_user[row] (shape (n_users,))."""
         lo = self._item_start[items]
+        keyed = self._item_ts_keys
+        if keyed is not None:  # one search of (item, moment) among the (item, ts) keys
+            base, keys = keyed
+            moment = np.clip(np.asarray(t_user, np.int64) - base, 0, 2**32 - 1)
+            needles = ((items.astype(np.int64) << np.int64(32)) | moment[:, None]).ravel()
+            order = np.argsort(needles)  # sorted needles walk the keys in order (in random order: 6x slower)
+            found = np.empty(len(needles), np.int64)
+            found[order] = np.searchsorted(keys, needles[order], side="right")
+            return (found.reshape(items.shape) - lo).astype(np.float64)
         hi = self._item_start[items + 1]
         # vectorised per-item searchsorted: binary search on the global (item, ts)-sorted array
         left, right = lo.copy(), hi.copy()
