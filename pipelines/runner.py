@@ -25,6 +25,7 @@ that ran ``beside`` it, so a summary can add the two.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import multiprocessing
@@ -169,7 +170,7 @@ class _Background:
         self.alongside = lane[0].alongside
         self.beside: list[str] = []
         self._recv, send = spawn.Pipe(duplex=False)
-        child_ctx = dataclasses.replace(ctx, outputs=dict(ctx.outputs), cache={}, progress=False)
+        child_ctx = dataclasses.replace(ctx, cache={}, progress=False)
         self._proc = spawn.Process(target=_run_child, args=(lane, child_ctx, os.getpid(), send),
                                    name=f"pathways-stage-{lane[0].name}", daemon=True)
         self._proc.start()
@@ -185,8 +186,7 @@ class _Background:
                 except EOFError:
                     message = ("error", stage.name, RuntimeError("its process ended without a result"))
                 if message[0] != "ok":
-                    self._recv.close()
-                    self._proc.join()
+                    self._proc.join()  # its exit code says how it ended
                     cause = message[2]
                     if self._proc.exitcode:
                         cause = RuntimeError(f"{cause} (exit code {self._proc.exitcode})")
@@ -209,18 +209,15 @@ def _lanes(stages: list[Stage]) -> dict[str, list[Stage]]:
     ``alongside``, which must name the stages right after the lane (ValueError otherwise)."""
     names = [s.name for s in stages]
     lanes: dict[str, list[Stage]] = {}
-    i = 0
-    while i < len(stages):
-        lane = [stages[i]]
-        while stages[i].alongside and i + len(lane) < len(stages) and stages[i + len(lane)].alongside == stages[i].alongside:
-            lane.append(stages[i + len(lane)])
-        after = names[i + len(lane):]
-        if stages[i].alongside:
-            if list(stages[i].alongside) != after[:len(stages[i].alongside)]:
-                raise ValueError(f"stage {stages[i].name!r} runs beside {list(stages[i].alongside)}: they must be the "
+    end = 0
+    for alongside, group in itertools.groupby(stages, key=lambda s: s.alongside):
+        lane = list(group)
+        end += len(lane)
+        if alongside:
+            if list(alongside) != names[end:end + len(alongside)]:
+                raise ValueError(f"stage {lane[0].name!r} runs beside {list(alongside)}: they must be the "
                                  "stages right after it (or after its lane)")
-            lanes[stages[i].name] = lane
-        i += len(lane)
+            lanes[lane[0].name] = lane
     return lanes
 
 
