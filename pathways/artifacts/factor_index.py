@@ -7,12 +7,17 @@ machine (STACK.md); ``normalize=True`` indexes unit vectors (cosine similarity).
 
 Every search runs faiss's BLAS kernel (``distance_compute_blas_threshold`` is set to ``PAD_ROWS``;
 faiss 1.15's default of 128,000 queries keeps every batch we send on its slower SIMD loop: 1.5x
-slower for 256 queries of 64 factors over 7,876 titles) with the queries padded with zero rows to
-a multiple of ``PAD_ROWS``. BLAS rounds a score in the last bit by where its query sits in the
-matrix product (a lone query column, a ragged last tile); in whole tiles of ``PAD_ROWS`` rows a
-query's scores and results are the same bits in any batch (``tests/candidates/test_block_search.py``),
-so the block path and the per-profile path still agree exactly. The cost: a lone query computes
-``PAD_ROWS`` rows (about 1 ms instead of 0.2 over 7,876 titles of 64 factors).
+slower for 256 queries of 64 factors over 7,876 titles), one matrix product per tile of exactly
+``PAD_ROWS`` queries (``distance_compute_blas_query_bs``), the queries padded with zero rows to a
+whole tile. BLAS rounds a score in the last bit by where its query sits in the matrix product: on
+an Intel machine only a lone query or a ragged last tile differed, but on an AMD EPYC (AVX2, faiss's
+OpenBLAS 0.3.15) a query's bits in one product of 16 or more queries depend on its place among
+them. A product of one tile of 8 gives a query the same bits wherever it sits, on 1 and 2 threads
+(``tests/candidates/test_block_search.py``: it fails on that AMD machine with whole-batch
+products), so the block path and the per-profile path agree exactly. The cost: a lone query computes ``PAD_ROWS`` rows (about 1 ms
+instead of 0.2 over 7,876 titles of 64 factors), and a block's search ~1.3x the time of one
+product for all its queries (20,000 titles of 64 factors, AMD EPYC). Items go through in blocks of
+``DATABASE_ROWS`` (faiss's default 1,024 makes 8-query products too small to pay for their calls).
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ import faiss
 import numpy as np
 import scipy.sparse as sp
 
-PAD_ROWS = 8  # queries per BLAS tile: batch-independent bits on 1 and 2 threads (measured; 4 was not on 2)
+PAD_ROWS = 8  # queries per BLAS product: batch-independent bits on 1 and 2 threads (measured; 4 was not on 2)
+DATABASE_ROWS = 16_384  # items per product: a tile's scores are 8 x 16,384 floats (512 KB)
 faiss.cvar.distance_compute_blas_threshold = PAD_ROWS  # every (padded) batch takes the BLAS kernel
+faiss.cvar.distance_compute_blas_query_bs = PAD_ROWS  # ... one tile per product: the same bits in any batch
+faiss.cvar.distance_compute_blas_database_bs = DATABASE_ROWS
 
 
 class FactorIndex:
