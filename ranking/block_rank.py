@@ -19,21 +19,35 @@ import pandas as pd
 
 from candidates.block import RowBlock, entry_rows, segment_starts
 from pathways.types import ProfileContext
-from ranking.features import PROFILE_FEATURES, TITLE_FEATURES, RowScorer, feature_arrays
+from ranking.features import COUNTS, PROFILE_FEATURES, TITLE_FEATURES, RowScorer, feature_arrays, log_count
 
 
 def _title_columns(scorer: RowScorer) -> dict[str, np.ndarray]:
-    """Per catalog position, each title feature as float32 (cached on the scorer)."""
+    """Per catalog position, each title feature as float32, the counts through ``log_count`` (cached
+    on the scorer), and "rank"."""
     cached: dict[str, np.ndarray] | None = getattr(scorer, "_title_cols", None)
     if cached is None:
         titles = scorer._title_features()
         cached = {f"t_{f}": pd.to_numeric(titles[f], errors="coerce").to_numpy(np.float32, na_value=np.nan)
                   for f in TITLE_FEATURES}
+        for c in COUNTS & cached.keys():  # as ``feature_arrays`` logs them: once per title, not per pair
+            cached[c] = log_count(cached[c])
         ranks = np.empty(len(scorer.catalog), np.int64)
         ranks[np.argsort(scorer.catalog.title_ids, kind="stable")] = np.arange(len(scorer.catalog))
         cached["rank"] = ranks  # each position's rank by title id (pairs sort by id, as np.unique does)
         object.__setattr__(scorer, "_title_cols", cached)
     return cached
+
+
+def _logged_trend(scorer: RowScorer, region: str) -> np.ndarray:
+    """``log_count`` of the region's trending score per catalog position (cached on the scorer)."""
+    cached: dict[str, np.ndarray] | None = getattr(scorer, "_logged_trend", None)
+    if cached is None:
+        cached = {}
+        object.__setattr__(scorer, "_logged_trend", cached)
+    if region not in cached:
+        cached[region] = log_count(scorer._trend(region))
+    return cached[region]
 
 
 def _dense_unique(keys: np.ndarray, size: int, group: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -87,8 +101,9 @@ def _probabilities(scorer: RowScorer, profiles: list[ProfileContext], pair_prof:
         frame = scorer.profile_frame([profiles[i].profile_id for i in todo])
     else:
         frame = read[1].iloc[np.searchsorted(read[0], todo)].reset_index(drop=True)
-    cols = {f"p_{f}": pd.to_numeric(frame[f], errors="coerce").to_numpy(np.float32, na_value=np.nan)[local]
+    cols = {f"p_{f}": pd.to_numeric(frame[f], errors="coerce").to_numpy(np.float32, na_value=np.nan)
             for f in PROFILE_FEATURES if f != "genre_affinity"}
+    cols = {c: (log_count(v) if c in COUNTS else v)[local] for c, v in cols.items()}  # logged per profile
     cols.update({name: values[pair_pos] for name, values in titles.items() if name != "rank"})
     genres = scorer._genres
     assert genres is not None  # set with the title features
@@ -97,11 +112,11 @@ def _probabilities(scorer: RowScorer, profiles: list[ProfileContext], pair_prof:
         if a is not None and not (isinstance(a, float) and np.isnan(a)) and len(a) == genres.shape[1]:
             per_profile[j] = a
     regions = sorted({profiles[i].region for i in todo})
-    trend = np.stack([scorer._trend(r) for r in regions])
+    trend = np.stack([_logged_trend(scorer, r) for r in regions])
     region_of = np.array([regions.index(profiles[i].region) for i in todo], np.int64)
     at = scorer.as_of_days if scorer.as_of_days is not None else float(scorer.catalog.release_days.max())
     X = feature_arrays(cols, per_profile[local], trend[region_of[local], pair_pos], pair_pos,
-                       np.full(len(pair_pos), at), scorer.catalog, genres)
+                       np.full(len(pair_pos), at), scorer.catalog, genres, logged=True)
     return scorer.ranker.predict_segments(X, np.append(starts, len(pair_prof)))
 
 

@@ -53,6 +53,11 @@ def genre_matrix(catalog: Catalog, genres: tuple[str, ...]) -> np.ndarray:
     return m
 
 
+def log_count(values: np.ndarray) -> np.ndarray:
+    """A count feature as the ranker sees it: ``log1p`` of the float32 count, NaN as 0."""
+    return np.log1p(np.nan_to_num(np.asarray(values, np.float32)))
+
+
 def feature_matrix(
     profile_part: pd.DataFrame,
     title_part: pd.DataFrame,
@@ -89,12 +94,17 @@ def feature_arrays(
     at_days: np.ndarray,
     catalog: Catalog,
     genre_shares: np.ndarray,
+    logged: bool = False,
 ) -> np.ndarray:
     """``feature_matrix`` from arrays: ``cols`` maps ``p_<f>``/``t_<f>`` to float32 (n,) columns (it is
-    updated in place), ``affinity`` is (n, n_genres) float32; the rest as in ``feature_matrix``."""
-    for c in COUNTS:
-        cols[c] = np.log1p(np.nan_to_num(cols[c]))
-    cols["r_trending_score"] = np.log1p(np.nan_to_num(np.asarray(trending, np.float32)))
+    updated in place), ``affinity`` is (n, n_genres) float32; the rest as in ``feature_matrix``.
+    ``logged``: the ``COUNTS`` columns and ``trending`` already went through ``log_count`` (the
+    block path takes it per profile and per title, then gathers the pairs: the same values)."""
+    if not logged:
+        for c in COUNTS:
+            cols[c] = log_count(cols[c])
+        trending = log_count(trending)
+    cols["r_trending_score"] = trending
     cols["x_genre_match"] = np.einsum("ij,ij->i", affinity, genre_shares[title_pos])
     cols["x_title_age_days"] = (np.asarray(at_days, np.float32) - catalog.release_days[title_pos]).astype(np.float32)
     cols["x_maturity_gap"] = cols["p_max_maturity_level"] - catalog.maturity[title_pos].astype(np.float32)

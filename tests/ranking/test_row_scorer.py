@@ -105,3 +105,35 @@ def test_preload_reads_the_catalog_once_for_every_scorer_and_scores_alike(catalo
     np.testing.assert_array_equal(second.score_titles(profile, ids), cold.score_titles(profile, ids))
     assert second.store.reads == 0
     assert np.array_equal(second._trend("BR"), cold._trend("BR"))
+
+
+def test_counts_logged_before_the_gather_give_the_same_features(catalog):
+    """The block path logs the count features once per profile and per title, then gathers its
+    pairs (``feature_arrays(logged=True)``): the same matrix, bit for bit, as logging every pair,
+    NaN, inf and negative counts included."""
+    from ranking.features import COUNTS, feature_arrays, log_count
+
+    rng = np.random.default_rng(3)
+    n_titles, n_profiles, n = len(catalog), 5, 40
+    special = np.array([np.nan, np.inf, -np.inf, -0.5, 0.0, 1e30], np.float32)
+
+    def column(size):
+        values = rng.gamma(1.0, 50.0, size).astype(np.float32)
+        values[: len(special)] = special[:size]  # every odd value, where the column is long enough
+        return values
+
+    names = [*(f"p_{f}" for f in PROFILE_FEATURES if f != "genre_affinity"), *(f"t_{f}" for f in TITLE_FEATURES)]
+    per_entity = {c: column(n_profiles if c.startswith("p_") else n_titles) for c in names}
+    who, pos = rng.integers(0, n_profiles, n), rng.integers(0, n_titles, n)
+    pick = {c: (who if c.startswith("p_") else pos) for c in names}
+    trend = column(n_titles)
+    affinity = rng.random((n, 2)).astype(np.float32)
+    genres = rng.random((n_titles, 2)).astype(np.float32)
+    at = np.full(n, 20_000.0)
+    per_pair = feature_arrays({c: v[pick[c]] for c, v in per_entity.items()}, affinity, trend[pos], pos, at, catalog, genres)
+    logged = {c: (log_count(v) if c in COUNTS else v)[pick[c]] for c, v in per_entity.items()}
+    gathered = feature_arrays(logged, affinity, log_count(trend)[pos], pos, at, catalog, genres, logged=True)
+    assert per_pair.dtype == gathered.dtype == np.float32
+    assert np.array_equal(per_pair, gathered, equal_nan=True)
+    unlogged = feature_arrays(logged, affinity, log_count(trend)[pos], pos, at, catalog, genres)  # logged twice
+    assert not np.array_equal(per_pair, unlogged, equal_nan=True)
