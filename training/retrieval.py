@@ -78,6 +78,8 @@ def train_retrieval(
                 key = fit_key(model, inter, model.config.valid_k)
                 out[f"{name}_shared"] = str(save_shared(model, out_dir / f"{name}.shared", key))
             tracking.log_params_flat(getattr(model, "get_params", dict)())
+            if hasattr(model, "bf16_"):  # what bf16 "auto" resolved to on this machine
+                mlflow.log_param("bf16_used", model.bf16_)
             mlflow.log_metrics({"fit_seconds": seconds, "n_interactions": float(len(inter))})
         out[f"{name}_seconds"] = round(seconds, 2)
     return out

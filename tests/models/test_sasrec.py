@@ -59,3 +59,35 @@ def test_score_shape_and_batch_equals_single(successors):
 def test_bad_config_names_the_field(overrides, field):
     with pytest.raises(ValueError, match=field):
         SASRecConfig(**overrides)
+
+
+@pytest.mark.parametrize("setting, native, used", [("auto", True, True), ("auto", False, False), (True, False, True),
+                                                   (False, True, False)])
+def test_bf16_auto_autocasts_only_where_the_cpu_computes_bf16(successors, monkeypatch, setting, native, used):
+    """bf16 autocast is 6x slower than float32 per step on an AVX2-only CPU: "auto" (the default)
+    takes it only where oneDNN says the CPU computes bf16 natively; true / false force it."""
+    import torch
+
+    import training.models.torch_utils as torch_utils
+
+    monkeypatch.setattr(torch_utils, "native_bf16", lambda: native)
+    autocast = []
+    real = torch.autocast
+
+    def spy(device_type, dtype=None, enabled=True, **kw):
+        autocast.append(enabled)
+        return real(device_type, dtype=dtype, enabled=enabled, **kw)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    model = SASRec(**{**TINY, "bf16": setting}).fit(successors, epochs=1)
+    assert model.bf16_ is used
+    assert autocast and set(autocast) == {used}  # every training step
+
+
+def test_bf16_setting_is_validated():
+    assert SASRecConfig().bf16 == "auto"
+    with pytest.raises(ValueError, match="bf16"):
+        SASRecConfig(bf16="sometimes")
+    from training.models.torch_utils import native_bf16
+
+    assert isinstance(native_bf16(), bool)

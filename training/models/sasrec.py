@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pathways.models_config import SASRecConfig
-from training.models.torch_utils import EarlyStoppedModel, torch_threads
+from training.models.torch_utils import EarlyStoppedModel, torch_threads, use_bf16
 from training.recommender import Interactions
 
 
@@ -120,13 +120,14 @@ class SASRec(EarlyStoppedModel):
         if current:
             batches.append(current)
         full = train.n_items <= cfg.full_softmax_max_items
+        self.bf16_ = use_bf16(cfg.bf16)  # "auto": only where the CPU computes bf16 natively
 
         def one_epoch() -> None:
             for b in rng.permutation(len(batches)):
                 seq, lengths = _pad(batches[b])
                 inputs, targets = seq[:, :-1], seq[:, 1:]
                 mask = targets > 0
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16_):
                     hidden = self.net_(inputs, lengths - 1)[mask]
                     loss = self._loss(hidden, targets[mask] - 1, full, rng)
                 opt.zero_grad(set_to_none=True)

@@ -29,6 +29,24 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (oneDNN's own check: AVX512 or AMX), where bf16
+    autocast pays; on an AVX2-only CPU it is emulated, several times slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN: no fast bf16 either
+        return False
+
+
+def use_bf16(setting: bool | str) -> bool:
+    """A model's ``bf16`` setting resolved: True / False as set, "auto" as ``native_bf16``."""
+    if setting == "auto":
+        return native_bf16()
+    if isinstance(setting, bool):
+        return setting
+    raise ValueError(f"bf16 must be true, false or 'auto', got {setting!r}")
+
+
 class EarlyStopping:
     """Keeps the best weights of ``module`` by a validation score; ``update`` says when to stop.
 
