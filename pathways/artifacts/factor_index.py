@@ -14,10 +14,11 @@ an Intel machine only a lone query or a ragged last tile differed, but on an AMD
 OpenBLAS 0.3.15) a query's bits in one product of 16 or more queries depend on its place among
 them. A product of one tile of 8 gives a query the same bits wherever it sits, on 1 and 2 threads
 (``tests/candidates/test_block_search.py``: it fails on that AMD machine with whole-batch
-products), so the block path and the per-profile path agree exactly. The cost: a lone query computes ``PAD_ROWS`` rows (about 1 ms
-instead of 0.2 over 7,876 titles of 64 factors), and a block's search ~1.3x the time of one
-product for all its queries (20,000 titles of 64 factors, AMD EPYC). Items go through in blocks of
-``DATABASE_ROWS`` (faiss's default 1,024 makes 8-query products too small to pay for their calls).
+products), so the block path and the per-profile path agree exactly. The cost: a lone query
+computes ``PAD_ROWS`` rows (about 1 ms instead of 0.2 over 7,876 titles of 64 factors), and a
+block's search ~1.3x the time of one product for all its queries (20,000 titles of 64 factors,
+AMD EPYC). Items go through in blocks of ``DATABASE_ROWS`` (faiss's default 1,024 makes
+8-query products too small to pay for their calls).
 """
 
 from __future__ import annotations
