@@ -30,8 +30,10 @@ def verifier() -> TokenVerifier:
 
 
 def token(**claims: object) -> str:
+    """A signed token; valid for a day, since the bad-token cases are made when the module is
+    collected and a slow suite (12 minutes on a busy machine) outlived a 10-minute expiry."""
     base: dict[str, object] = {"sub": "account:7", "scope": PAGES_READ, "account_id": 7, "iat": int(time.time()),
-                               "exp": int(time.time()) + 600, "iss": CFG.issuer, "aud": CFG.audience}
+                               "exp": int(time.time()) + 86_400, "iss": CFG.issuer, "aud": CFG.audience}
     base.update(claims)
     return jwt.encode({k: v for k, v in base.items() if v is not None}, SECRET, algorithm="HS256")
 
@@ -165,7 +167,7 @@ def test_rate_limit_shared_in_redis_and_failing_open_when_it_is_down(tmp_path) -
 
 def test_a_verified_token_is_not_decoded_again_until_it_expires(monkeypatch):
     v = verifier()
-    tok = token()
+    tok = token(exp=int(time.time()) + 600)
     first = v.verify("Bearer " + tok)
     calls: list[str] = []
     real_decode = jwt.decode
