@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from candidates.base import CohortRules, finalize, seen_titles
-from candidates.block import ProfileBlock, RowBlock, first_fetch_lines, search_first_allowed
+from candidates.block import ProfileBlock, RowBlock, first_fetch_lines, lookup, search_first_allowed
 from pathways.artifacts.factor_index import FactorIndex
 from pathways.artifacts.factors import FactorArtifacts
 from pathways.catalog import Catalog
@@ -98,7 +98,7 @@ class FactorSource:
         ks = np.minimum(len(self.index), self.config.per_source + block.blocked[known] + block.seen_count[known])
 
         def allowed(lines: np.ndarray, pos: np.ndarray) -> np.ndarray:
-            return block.unseen_ok[known[lines][:, None], np.maximum(pos, 0)]
+            return lookup(block.unseen_ok, known[lines], pos)
 
         k = self.config.per_source
         pos, scores = search_first_allowed(self.index, self.artifacts.user_factors, users, ks, self.item_positions,

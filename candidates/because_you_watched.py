@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from candidates.base import CohortRules, finalize_at, profile_allowed, seen_titles
-from candidates.block import ProfileBlock, RowBlock, first_fetch_lines, search_first_allowed
+from candidates.block import ProfileBlock, RowBlock, first_fetch_lines, lookup, search_first_allowed
 from pathways.artifacts.factor_index import FactorIndex
 from pathways.artifacts.factors import FactorArtifacts
 from pathways.catalog import Catalog
@@ -96,7 +96,7 @@ class BecauseYouWatchedSource:
         anchor_row = np.fromiter((self._usable[a] for a in flat), np.int64, len(flat))
 
         def allowed(lines: np.ndarray, pos: np.ndarray) -> np.ndarray:  # the anchor itself is not shown
-            return block.unseen_ok[prof[lines][:, None], np.maximum(pos, 0)] & (pos != anchor_pos[lines][:, None])
+            return lookup(block.unseen_ok, prof[lines], pos) & (pos != anchor_pos[lines][:, None])
 
         # Each distinct anchor is searched once per round (anchors repeat across a block's profiles).
         k = self.config.per_source

@@ -50,6 +50,17 @@ def nonzero_2d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return line, flat - line * mask.shape[1]
 
 
+def lookup(mask: np.ndarray, lines: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``mask[lines[:, None], max(columns, 0)]`` for a (P, T) ``mask``: ``columns`` (n, L) or (L,)
+    per line; a column -1 reads column 0 (callers mask it out). One flat ``take`` with the index
+    built in place: about 2x faster than numpy's 2-d fancy indexing on a block's masks."""
+    flat = np.maximum(columns, 0).astype(np.int64, copy=False)  # a new array: the offsets go in in place
+    if flat.ndim == 1:
+        flat = np.broadcast_to(flat, (len(lines), len(flat))).copy()
+    flat += (np.asarray(lines, np.int64) * mask.shape[1])[:, None]
+    return mask.reshape(-1).take(flat)
+
+
 def gather_rows(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(entry indices of ``rows`` in that order, new offsets) for rows laid out by ``offsets``."""
     lengths = np.diff(offsets)[rows]
@@ -154,7 +165,7 @@ def first_allowed_prefix(ok: np.ndarray, lines: np.ndarray, columns: np.ndarray,
     w = min(max(first, k), len(columns))
     while len(todo):
         cols = columns[:w]
-        got = first_allowed((cols >= 0)[None, :] & ok[lines[todo][:, None], np.maximum(cols, 0)[None, :]], k)
+        got = first_allowed((cols >= 0)[None, :] & lookup(ok, lines[todo], cols), k)
         done = (got.sum(axis=1) >= k) | (w >= len(columns))
         keep[todo[done], :w] = got[done]
         todo = todo[~done]

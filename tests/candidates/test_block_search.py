@@ -12,6 +12,7 @@ from candidates.block import (
     first_allowed_prefix,
     first_fetch,
     first_fetch_lines,
+    lookup,
     nonzero_2d,
     running_count,
     search_first_allowed,
@@ -143,3 +144,14 @@ def test_running_count_is_numpys_cumsum_of_the_mask(shape: tuple[int, int]) -> N
     got = running_count(mask, axis=1)
     assert got.dtype == np.int32 and np.array_equal(got, np.cumsum(mask, axis=1))
     assert np.array_equal(running_count(mask.ravel()), np.cumsum(mask.ravel()))
+
+
+def test_lookup_reads_a_mask_as_2d_fancy_indexing_does() -> None:
+    rng = np.random.default_rng(3)
+    mask = rng.random((7, 50)) < 0.5
+    lines = np.array([6, 0, 0, 3])  # repeated, unsorted
+    per_line = rng.integers(-1, 50, (4, 9))  # -1 (not in the catalog) reads column 0
+    shared = rng.integers(-1, 50, 9)
+    np.testing.assert_array_equal(lookup(mask, lines, per_line), mask[lines[:, None], np.maximum(per_line, 0)])
+    np.testing.assert_array_equal(lookup(mask, lines, shared), mask[lines[:, None], np.maximum(shared, 0)[None, :]])
+    assert lookup(mask, lines, shared).shape == (4, 9) and lookup(mask, lines[:0], shared).shape == (0, 9)
