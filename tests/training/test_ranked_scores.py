@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.models.candidate_features import RankedScores
+from training.models.candidate_features import RankedScores, _keys, _sort_keys
 from training.recommender import union_candidates
 
 
@@ -18,7 +18,7 @@ def _top_by_definition(scores: np.ndarray, seen: np.ndarray, k: int) -> np.ndarr
     return out
 
 
-@pytest.mark.parametrize("kind", ["distinct", "ties", "special", "shared"])
+@pytest.mark.parametrize("kind", ["distinct", "ties", "special", "shared", "mostly_zero"])
 def test_top_is_the_stable_descending_order_without_seen_or_non_finite_titles(kind):
     rng = np.random.default_rng(5)
     scores = rng.standard_normal((9, 120)).astype(np.float32)
@@ -27,6 +27,9 @@ def test_top_is_the_stable_descending_order_without_seen_or_non_finite_titles(ki
     if kind == "special":
         scores[:, ::7], scores[:, ::11], scores[:, ::13] = -0.0, 0.0, np.nan
         scores[:, ::17], scores[:, ::19] = np.inf, -np.inf
+    if kind == "mostly_zero":  # EASE / ALS / item-kNN: most titles score exactly 0 (sorted as one run)
+        scores[rng.random(scores.shape) < 0.85] = 0.0
+        scores[:, ::9] = -0.0
     if kind == "shared":  # the same row for everyone (popularity): sorted once
         scores = np.repeat(np.round(scores[:1], 1), 9, axis=0)
     seen = rng.random(scores.shape) < 0.2
@@ -66,3 +69,16 @@ def test_union_equals_its_definition(tie_break, budget):
         top[rng.random(top.shape) < 0.1] = -1
         tops.append(top)
     np.testing.assert_array_equal(union_candidates(tops, 50, budget, tie_break), _union_by_definition(tops, budget, tie_break))
+
+
+@pytest.mark.parametrize("run_value", [0.0, -0.0, 5.0, -5.0, np.nan, np.inf])
+@pytest.mark.parametrize("share", [0.0, 0.2, 0.3, 0.9, 1.0])
+def test_sorting_a_row_with_one_value_on_most_titles_is_a_full_sort(run_value, share):
+    rng = np.random.default_rng(int(share * 10))
+    values = rng.standard_normal(4_000).astype(np.float32)
+    values[rng.random(len(values)) < share] = run_value  # the run first, last or inside the order
+    values[::97] = 0.0  # a second repeated value
+    keys = _keys(values, np.arange(len(values)))
+    expected = np.sort(keys)
+    _sort_keys(keys)
+    np.testing.assert_array_equal(keys, expected)

@@ -184,6 +184,33 @@ def _keys(values: np.ndarray, items: np.ndarray, out: np.ndarray | None = None) 
     return keys
 
 
+def _sort_keys(keys: np.ndarray) -> None:
+    """Sort one row of ``_keys`` in place. Where one score covers at least a quarter of the row (EASE,
+    ALS and item-kNN score most titles exactly 0: 84-98% of a row on the 100k world), its keys differ
+    only in the item (the low 32 bits), so they already stand in order (items ascending) and go in
+    as one run; only the rest is sorted (a row of EASE 1.7x, item-kNN 1.3x faster). A row without a
+    repeated value among 16 evenly spaced ones is sorted whole (the check costs a few microseconds)."""
+    high = keys.view(np.uint32)[1::2]  # the value halves (little-endian, as ``_keys`` requires)
+    sample = np.sort(high[:: max(1, len(high) // 16)])
+    repeated = sample[1:][sample[1:] == sample[:-1]]
+    if not len(repeated):
+        keys.sort()
+        return
+    values, counts = np.unique(repeated, return_counts=True)
+    same = high == values[counts.argmax()]
+    n_same = int(np.count_nonzero(same))
+    if 4 * n_same < len(keys):
+        keys.sort()
+        return
+    run = keys[same]
+    rest = keys[~same]
+    rest.sort()
+    at = int(np.searchsorted(rest, run[0]))  # the run's keys are contiguous in the sorted order
+    keys[at + n_same:] = rest[at:]
+    keys[at:at + n_same] = run
+    keys[:at] = rest[:at]
+
+
 def _finite(keys: np.ndarray) -> np.ndarray:
     """Which keys' values are finite (the high 32 bits decoded back to float32)."""
     bits = (keys >> np.uint64(32)).astype(np.uint32)
@@ -208,7 +235,7 @@ class RankedScores:
         items = np.arange(s.shape[1])
         for values, keys in zip(self._row, self.keys):  # a row at a time: its keys sort while in cache
             _keys(values, items, out=keys)
-            keys.sort()
+            _sort_keys(keys)
 
     @cached_property
     def mean(self) -> np.ndarray:
