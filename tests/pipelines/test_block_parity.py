@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -17,7 +18,7 @@ from pathways.types import Candidates, ProfileContext
 from ranking import block_rank
 from ranking.block_page import choose_block
 from ranking.block_rank import _dense_unique, _sort_rows, rescore_block
-from ranking.features import FEATURE_COLUMNS, RowScorer
+from ranking.features import FEATURE_COLUMNS, TITLE_FEATURES, RowScorer
 from ranking.page import assemble_page, choose_rows, compact_page
 from ranking.rules import violations
 from tests.ranking.test_row_scorer import FakeStore
@@ -234,3 +235,113 @@ def test_a_block_of_segments_predicts_each_segment_alone(catalog, make_scorer):
     bounds = np.array([0, 1, 1, 120, 121, 380, 500])
     want = np.concatenate([ranker.predict(X[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
     assert np.array_equal(ranker.predict_segments(X, bounds), want)
+
+
+class VariedStore(ProfileStore):
+    """``ProfileStore`` with title features and trending that vary by title and region, some
+    missing (NaN), infinite or negative, and profiles without a genre affinity or with one of another
+    length: every column's standardization and every non-finite value is exercised."""
+
+    def online_titles(self, ids):
+        frame = super().online_titles(ids)
+        for j, f in enumerate(TITLE_FEATURES):
+            frame[f] = [(np.nan if (i + j) % 11 == 0 else np.inf if (i + j) % 13 == 0 else float((i * (j + 2)) % 23 - 3))
+                        for i in ids]
+        return frame
+
+    def online_trending(self, keys):
+        codes = [int(k.split(":")[0]) * (3 + ord(k[-1])) for k in keys]  # keys are "title:region"
+        return pd.DataFrame({"title_region": keys, "trending_score": [float(c % 7) if c % 5 else np.nan for c in codes]})
+
+    def online_profiles(self, ids, names=None):
+        frame = super().online_profiles(ids, names)
+        if "plays_28d" in frame:
+            frame["plays_28d"] = [np.nan if i % 4 == 0 else float(i % 9) for i in ids]
+        if "genre_affinity" in frame:
+            frame["genre_affinity"] = [None if i % 6 == 0 else [0.1, 0.2, 0.7] if i % 6 == 1 else [(i % 5) / 5, 1 - (i % 5) / 5]
+                                       for i in ids]
+        return frame
+
+
+@pytest.mark.filterwarnings("ignore:.*log1p:RuntimeWarning")  # negative counts: log1p is -inf or NaN, as in the loop
+@pytest.mark.parametrize("make_scorer", [_mlp_scorer, _gbdt_scorer])
+def test_a_standardizing_ranker_scores_the_block_as_each_profile_alone(catalog, make_scorer):
+    """A ranker whose standardization is not the identity, over features with NaN, inf and missing
+    affinities: the block path standardizes each title's, region's and profile's values before
+    gathering the pairs (``RankerArtifact.standardize``), the loop standardizes the pairs' matrix;
+    the same scores and orders to the bit, in every cell."""
+    profiles, rows, ltr = _world(catalog, seed=5)
+    cells = ("control", "challenger")
+    profiles = [replace(p, cell=cells[p.profile_id % 2]) for p in profiles]
+    scorers = {"control": replace(make_scorer(catalog, ltr), store=VariedStore(catalog)),
+               "challenger": replace(make_scorer(catalog), store=VariedStore(catalog))}
+    for j, scorer in enumerate(scorers.values()):
+        scorer.ranker.mean = np.linspace(-2, 3, len(FEATURE_COLUMNS)).astype(np.float32) + j
+        scorer.ranker.std = np.linspace(0.25, 4, len(FEATURE_COLUMNS)).astype(np.float32)
+    block = rescore_block(scorers, [p.cell for p in profiles], profiles, _row_block(catalog, rows))
+    r = 0
+    for profile, candidates in zip(profiles, rows):
+        for want in scorers[profile.cell].score_rows(profile, candidates):
+            got = slice(block.offsets[r], block.offsets[r + 1])
+            assert np.array_equal(catalog.title_ids[block.positions[got]], want.title_ids)
+            assert block.scores[got].tobytes() == np.asarray(want.scores, np.float32).tobytes()
+            r += 1
+    assert r == len(block)
+
+
+def test_list_zscores_standardize_each_list_as_alone():
+    """``_list_zscores`` (the two sums of each list over its own slice) equals ``(v - v.mean()) /
+    (v.std() + 1e-6)`` of each list alone to the bit: lengths on both sides of numpy's pairwise
+    summation steps (8, 128, 256), repeated and extreme values, NaN and inf."""
+    rng = np.random.default_rng(11)
+    lengths = np.array([1, 2, 7, 8, 9, 15, 16, 17, 127, 128, 129, 130, 255, 256, 257, 300, 405, 1000])
+    lists = [(rng.normal(size=n) * 10.0 ** rng.uniform(-3, 6)).astype(np.float32) for n in rng.permutation(lengths)]
+    lists += [rng.integers(-2, 3, n).astype(np.float32) for n in (5, 40, 200)]
+    lists[3][2], lists[5][0], lists[-1][7] = np.nan, np.inf, -np.inf
+    bounds = np.concatenate([[0], np.cumsum([len(v) for v in lists])]).astype(np.int64)
+    with np.errstate(invalid="ignore"):
+        want = np.concatenate([(v - v.mean()) / (v.std() + 1e-6) for v in lists])
+        got = block_rank._list_zscores(np.concatenate(lists), bounds)
+    assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
+
+
+def test_rows_sort_special_scores_as_a_stable_argsort_does():
+    """``_sort_rows``' integer keys order -0.0 and 0.0 as equal (their ties kept in place), inf and
+    -inf at the ends and NaN of either sign last, as numpy's stable sort of the negated scores."""
+    rng = np.random.default_rng(12)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1.0, -1.0, 1e-45, -1e-45, 3e38], np.float32)
+    lengths = rng.integers(0, 12, 200)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    scores = rng.choice(special, offsets[-1])
+    rows = np.flatnonzero(rng.random(200) < 0.8)
+    row = np.repeat(np.arange(200), lengths)
+    chosen = np.isin(row, rows)
+    want = np.lexsort((np.where(chosen, -scores, np.float32(0)), row))
+    assert np.array_equal(_sort_rows(scores, offsets, rows), want)
+
+
+def test_the_block_path_reads_a_top_lists_file_as_its_dict(catalog, tmp_path):
+    """With the lists in a Parquet file (``TopListsReader``, several row groups), the block path
+    reads its profiles' lists at once (``TopListsReader.many``) and scores as with the dict; the
+    bulk read holds each profile's list, an empty one for a profile without."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pathways.artifacts.top_lists import SCHEMA, TopListsReader, flat_lists
+
+    profiles, rows, ltr = _world(catalog, seed=7)
+    del ltr[9]
+    ids = sorted(ltr, key=lambda p: (p % 3, p))  # row groups out of id order
+    pq.write_table(pa.table({"profile_id": ids, "title_ids": [ltr[p][0].tolist() for p in ids],
+                             "scores": [ltr[p][1].tolist() for p in ids]}, schema=SCHEMA), tmp_path / "lists.parquet",
+                   row_group_size=6)
+    reader = TopListsReader(tmp_path / "lists.parquet", cache_groups=2)
+    asked = np.array([9, 3, 1, 40, 6, 2, 10**6, 14, 27], np.int64)
+    for got, want in zip(flat_lists(reader, asked), flat_lists(ltr, asked)):
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    assert np.diff(flat_lists(reader, asked)[0]).tolist() == [len(ltr[p][0]) if p in ltr else 0 for p in asked.tolist()]
+    block = _row_block(catalog, rows)
+    cells = ["control"] * len(profiles)
+    by_dict = rescore_block({"control": _mlp_scorer(catalog, ltr)}, cells, profiles, block)
+    by_file = rescore_block({"control": _mlp_scorer(catalog, reader)}, cells, profiles, block)
+    assert np.array_equal(by_dict.positions, by_file.positions) and by_dict.scores.tobytes() == by_file.scores.tobytes()
