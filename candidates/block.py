@@ -95,15 +95,22 @@ class RowBlock:
         """One row per line of ``keep`` (n, L) (empty lines dropped): line i shows
         ``positions[i][keep[i]]`` with ``scores[i][keep[i]]``; ``positions``/``scores`` are (n, L) or (L,)."""
         line, col = nonzero_2d(keep)
-        counts = np.bincount(line, minlength=len(keep))
+        pos = positions[line, col] if positions.ndim == 2 else positions[col]
+        sc = scores[line, col] if scores.ndim == 2 else scores[col]
+        return cls.from_entries(line, len(keep), profiles, pos, sc, source, evidence, key)
+
+    @classmethod
+    def from_entries(cls, line: np.ndarray, n: int, profiles: np.ndarray, positions: np.ndarray, scores: np.ndarray,
+                     source: str, evidence: Sequence[str], key: Sequence[str]) -> RowBlock:
+        """One row per line of ``n`` (lines without an entry dropped): entry j (``line`` ascending)
+        shows ``positions[j]`` with ``scores[j]`` on line ``line[j]``, of profile ``profiles[line[j]]``."""
+        counts = np.bincount(line, minlength=n)
         live = np.flatnonzero(counts)
         offsets = np.zeros(len(live) + 1, np.int64)
         np.cumsum(counts[live], out=offsets[1:])
-        pos = positions[line, col] if positions.ndim == 2 else positions[col]
-        sc = scores[line, col] if scores.ndim == 2 else scores[col]
         at = live.tolist()
         return cls(np.asarray(profiles, np.int64)[live], (source,) * len(live), pick(evidence, at), pick(key, at),
-                   offsets, pos.astype(np.int64), sc.astype(np.float32))
+                   offsets, positions.astype(np.int64), scores.astype(np.float32))
 
     @staticmethod
     def concat(parts: Sequence[RowBlock]) -> RowBlock:
@@ -173,6 +180,57 @@ def first_allowed_prefix(ok: np.ndarray, lines: np.ndarray, columns: np.ndarray,
     return keep
 
 
+def padded(lists: Sequence[np.ndarray], fill: float = -1) -> np.ndarray:
+    """(len(lists), longest list) of the lists' dtype (int64 for none): list i on line i,
+    left-aligned, ``fill`` after its end."""
+    lengths = np.fromiter((len(x) for x in lists), np.int64, len(lists))
+    flat = np.concatenate(lists) if len(lists) else np.zeros(0, np.int64)
+    out = np.full((len(lists), int(lengths.max(initial=0))), fill, flat.dtype)
+    out[np.arange(out.shape[1]) < lengths[:, None]] = flat
+    return out
+
+
+def first_allowed_lists(ok: np.ndarray, lines: np.ndarray, table: np.ndarray, which: np.ndarray | None, k: int,
+                        first: int) -> tuple[np.ndarray, np.ndarray]:
+    """For line i, the first ``k`` titles ``ok[lines[i]]`` (``ok`` (P, T)) allows in the list of
+    catalog positions ``table[which[i]]`` (``table`` (lists, L), sorted best first, -1 after a
+    list's end: ``padded``; ``which`` None: every line reads ``table[0]``), as (line, column in its
+    list) of each, int64, by line then column. ``first_allowed_prefix`` for lines that read
+    different lists, all of them in one array pass per round (not one pass per list): each line
+    looks at the first ``first`` columns, and only the lines that do not find ``k`` allowed titles
+    there (and have more) look at four times as many, until the end of the table."""
+    width = table.shape[1]
+    ends = (table >= 0).sum(axis=1) if which is not None else np.full(1, width)
+    todo = np.arange(len(lines))
+    w = min(max(first, k), width)
+    got_line, got_col = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    while len(todo) and w:
+        cols = table[which[todo], :w] if which is not None else table[0, :w]
+        allowed = (cols >= 0) & lookup(ok, lines[todo], cols)
+        count = running_count(allowed, axis=1)
+        done = (count[:, -1] >= k) | (w >= ends[which[todo] if which is not None else 0])
+        line, col = nonzero_2d(allowed & (count <= k) & done[:, None])
+        got_line.append(todo[line])
+        got_col.append(col)
+        todo = todo[~done]
+        w = min(4 * w, width)
+    line, col = np.concatenate(got_line), np.concatenate(got_col)
+    if len(got_line) > 2:  # each round's lines are ascending: a stable sort merges a few sorted runs
+        order = np.argsort(line, kind="stable")
+        line, col = line[order], col[order]
+    return line, col
+
+
+def rows_of_lists(line: np.ndarray, col: np.ndarray, profiles: np.ndarray, table: np.ndarray, which: np.ndarray | None,
+                  scores: np.ndarray, source: str, evidence: Sequence[str], key: Sequence[str]) -> RowBlock:
+    """``first_allowed_lists``' titles (``line``, ``col``) as one row per line of ``profiles`` (lines
+    without a title dropped, the rest in line order): line i shows ``table[which[i]][col]`` with the
+    same cells of ``scores`` (like ``table``: (lists, L))."""
+    lists = which[line] if which is not None else 0
+    return RowBlock.from_entries(line, len(profiles), profiles, table[lists, col], scores[lists, col], source,
+                                 evidence, key)
+
+
 def first_fetch(k: int, seen: np.ndarray) -> int:
     """How many results ``first_allowed_prefix`` reads first: twice what a line needs when the rules
     block nothing (``k`` plus its seen titles), enough for most cohorts in one round."""
@@ -228,12 +286,13 @@ def search_first_allowed(index: FactorIndex, vectors: np.ndarray, query: np.ndar
             scores, rows = scores[which.reshape(-1)], rows[which.reshape(-1)]
             within = (np.arange(kk) < ks[lines, None]) & (rows >= 0)
             pos = np.where(within, item_positions[np.maximum(rows, 0)], -1)
-            keep = first_allowed((pos >= 0) & allowed(lines, pos), k)
-            done = (keep.sum(axis=1) >= k) | (ks[lines] <= kk) | (kk >= len(index))
-            line, col = nonzero_2d(keep & done[:, None])
-            slot = running_count(keep, axis=1)[line, col] - 1
-            out_pos[lines[line], slot] = pos[line, col]
-            out_scores[lines[line], slot] = scores[line, col]
+            ok = (pos >= 0) & allowed(lines, pos)
+            count = running_count(ok, axis=1)  # once: it gives the first k, whether a line has them, their slots
+            done = (count[:, -1] >= k) | (ks[lines] <= kk) | (kk >= len(index))
+            line, col = nonzero_2d(ok & (count <= k) & done[:, None])
+            at, slot = line * kk + col, lines[line] * k + count[line, col] - 1  # flat: 1-d take and put
+            out_pos.reshape(-1)[slot] = pos.reshape(-1)[at]
+            out_scores.reshape(-1)[slot] = scores.reshape(-1)[at]
             fetch[lines[~done]] = 4 * kk
             again.append(lines[~done])
         todo = np.sort(np.concatenate(again))
@@ -246,12 +305,25 @@ def finalize_long(block: ProfileBlock, profile: np.ndarray, positions: Sequence[
     ``profile[i]`` with ``positions[i]``, ``scores[i]`` (arrays of any length, any order). Titles
     not allowed by ``ok`` (P, T) are dropped, then each line is sorted by score (stable), keeps the
     first occurrence of each title and its ``k`` best."""
-    lengths = np.fromiter((len(p) for p in positions), np.int64, len(positions))
-    line = np.repeat(np.arange(len(positions), dtype=np.int64), lengths)
-    pos = np.concatenate(positions).astype(np.int64) if len(positions) else np.zeros(0, np.int64)
-    sc = np.concatenate(scores).astype(np.float32) if len(scores) else np.zeros(0, np.float32)
+    offsets = np.zeros(len(positions) + 1, np.int64)
+    np.cumsum(np.fromiter((len(p) for p in positions), np.int64, len(positions)), out=offsets[1:])
+    pos = np.concatenate(positions) if len(positions) else np.zeros(0, np.int64)
+    sc = np.concatenate(scores) if len(scores) else np.zeros(0, np.float32)
+    return finalize_flat(block, profile, offsets, pos, sc, ok, k, source, evidence, key)
+
+
+def finalize_flat(block: ProfileBlock, profile: np.ndarray, offsets: np.ndarray, positions: np.ndarray,
+                  scores: np.ndarray, ok: np.ndarray, k: int, source: str, evidence: Sequence[str],
+                  key: Sequence[str]) -> RowBlock:
+    """``finalize_long`` of lines already laid end to end: line i (profile ``profile[i]``) is
+    ``positions``/``scores[offsets[i]:offsets[i + 1]]`` (one flat array each, as a list reader gives
+    them: no per-line arrays to split and join again)."""
+    n = len(offsets) - 1
+    line = entry_rows(offsets)
+    pos = positions.astype(np.int64)
+    sc = scores.astype(np.float32)
     keep = pos >= 0
-    keep[keep] = ok[profile[line[keep]], pos[keep]]
+    keep[keep] = ok.reshape(-1).take(profile[line[keep]] * ok.shape[1] + pos[keep])  # ok[profile, pos], one flat take
     line, pos, sc = line[keep], pos[keep], sc[keep]
     if not ((line[1:] != line[:-1]) | (sc[1:] <= sc[:-1])).all():  # lists are mostly sorted already
         order = np.lexsort((-sc, line))
@@ -259,10 +331,10 @@ def finalize_long(block: ProfileBlock, profile: np.ndarray, positions: Sequence[
     first = first_occurrences(line * len(block.catalog) + pos)
     if first is not None:
         line, pos, sc = line[first], pos[first], sc[first]
-    starts = np.searchsorted(line, line)  # first entry of each line
-    top = np.arange(len(line)) - starts < k
+    counts = np.bincount(line, minlength=n)
+    top = np.arange(len(line)) - (np.cumsum(counts) - counts)[line] < k  # rank within the line (sorted by line)
     line, pos, sc = line[top], pos[top], sc[top]
-    counts = np.bincount(line, minlength=len(positions))
+    counts = np.bincount(line, minlength=n)
     live = np.flatnonzero(counts)
     offsets = np.zeros(len(live) + 1, np.int64)
     np.cumsum(counts[live], out=offsets[1:])
@@ -281,9 +353,8 @@ class ProfileBlock:
         idx = np.fromiter((cohorts.setdefault((p.region, int(p.max_maturity_level)), len(cohorts)) for p in profiles),
                           np.int64, len(profiles))
         masks = np.stack([rules.mask(r, m) for r, m in cohorts]) if cohorts else np.zeros((0, len(catalog)), bool)
-        self.cohort_ok = masks[idx] if len(profiles) else np.zeros((0, len(catalog)), bool)
         self.cohort_masks, self.cohort_of = masks, idx  # (cohorts, T) and each profile's cohort
-        self.rules_ok = self.cohort_ok.copy()
+        self.rules_ok = masks[idx] if len(profiles) else np.zeros((0, len(catalog)), bool)  # a new array
         fin_p, fin_pos = self._flat([p.finished for p in profiles])
         self.rules_ok[fin_p, fin_pos] = False
         self.hist_profile, self.hist_ids = self._ids([p.history for p in profiles])
@@ -306,7 +377,12 @@ class ProfileBlock:
         pos = item_positions[item_positions >= 0]
         if not len(pos) or not len(self.profiles):
             return np.zeros(len(self.profiles))
-        return (self.cohort_masks[:, pos].sum(axis=1) / len(item_positions))[self.cohort_of]
+        counts = np.bincount(pos, minlength=len(self.catalog))
+        if counts.max() > 1:
+            return (self.cohort_masks[:, pos].sum(axis=1) / len(item_positions))[self.cohort_of]
+        # Each title at most once (the usual index): count each cohort's allowed members in one pass.
+        allowed = np.count_nonzero(self.cohort_masks & (counts > 0)[None, :], axis=1)
+        return (allowed / len(item_positions))[self.cohort_of]
 
     @cached_property
     def unseen_ok(self) -> np.ndarray:
@@ -329,6 +405,13 @@ class ProfileBlock:
         return np.bincount(keys // (int(code.max()) + 1), minlength=len(self.profiles)).astype(np.int64)
 
     @cached_property
+    def cohort_ok(self) -> np.ndarray:
+        """Bool (P, T): the cohort rules alone (maturity, licence region) for each profile."""
+        out: np.ndarray = self.cohort_masks[self.cohort_of]
+        return out
+
+    @cached_property
     def blocked(self) -> np.ndarray:
-        """int64 (P,): titles the cohort rules block for each profile (``CohortRules.blocked``)."""
-        return (len(self.catalog) - self.cohort_ok.sum(axis=1)).astype(np.int64)
+        """int64 (P,): titles the cohort rules block for each profile (``CohortRules.blocked``),
+        counted once per cohort."""
+        return (len(self.catalog) - self.cohort_masks.sum(axis=1)).astype(np.int64)[self.cohort_of]

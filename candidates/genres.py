@@ -21,7 +21,17 @@ from dataclasses import replace
 import numpy as np
 
 from candidates.base import CohortRules, finalize_at, profile_allowed, seen_titles
-from candidates.block import ProfileBlock, RowBlock, first_allowed_prefix, first_fetch
+from candidates.block import (
+    ProfileBlock,
+    RowBlock,
+    first_allowed_lists,
+    first_fetch,
+    gather_rows,
+    nonzero_2d,
+    padded,
+    pick,
+    rows_of_lists,
+)
 from features.schema import KIDS_MAX_MATURITY
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
@@ -80,8 +90,15 @@ class GenreSource:
         # For ``generate_block``: genres by name, each title's genres and shares (CSR over positions).
         self._names = sorted(self.members)
         column = {g: j for j, g in enumerate(self._names)}
-        self._title_genres = [np.asarray([column[g] for g in gs], np.int64) for gs in catalog.genres]
+        self._column = column
+        counts = np.fromiter((len(gs) for gs in catalog.genres), np.int64, len(catalog))
+        self._genre_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # title genres as CSR
+        self._genre_flat = np.fromiter((column[g] for gs in catalog.genres for g in gs), np.int64,
+                                       int(self._genre_offsets[-1]))
         self._safe = np.array([g in self.kids_safe for g in self._names], dtype=bool)
+        self._table = padded([self.members[g] for g in self._names])  # (genres, longest): members by name
+        self._scores = self.popularity[self._table]  # past a list's end: never read
+        self._evidence = tuple(f"Because you like {g}" for g in self._names) + tuple(self._names)  # personal, cohort
         self._fallback: dict[tuple[bool, str, int], list[str]] = {}
 
     def _eligible(self, profile: ProfileContext) -> list[str]:
@@ -123,45 +140,42 @@ class GenreSource:
         pos = self.catalog.positions(block.hist_ids)
         prof = block.hist_profile[pos >= 0]
         pos = pos[pos >= 0]
-        counts = np.fromiter((len(self._title_genres[p]) for p in pos), np.int64, len(pos))
-        genres = np.concatenate([self._title_genres[p] for p in pos]) if len(pos) else np.zeros(0, np.int64)
+        idx, offsets = gather_rows(self._genre_offsets, pos)  # each history title's genres, end to end
+        counts = np.diff(offsets)
         share = np.repeat(1.0 / np.maximum(counts, 1), counts)
-        flat = np.bincount(np.repeat(prof, counts) * n + genres, weights=share, minlength=len(block.profiles) * n)
+        flat = np.bincount(np.repeat(prof, counts) * n + self._genre_flat[idx], weights=share,
+                           minlength=len(block.profiles) * n)
         return flat.reshape(len(block.profiles), n)
+
+    def _chosen_block(self, block: ProfileBlock) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each profile's rows as lines (profile, genre column, personal), by profile then rank: the
+        ``genre_rows`` liked genres by affinity (ties by name), or its cohort's genres without any."""
+        affinity = self._liked_block(block)
+        kids = np.fromiter((is_kids_profile(p) for p in block.profiles), bool, len(block.profiles))
+        liked = (~kids[:, None] | self._safe[None, :]) & (affinity > 0)
+        order = np.argsort(np.where(liked, -affinity, np.inf), axis=1, kind="stable")  # ties: by name
+        n_liked = liked.sum(axis=1)
+        prof, rank = nonzero_2d(np.arange(min(self.config.genre_rows, order.shape[1])) < n_liked[:, None])
+        cohort = [(i, self._column[g]) for i in np.flatnonzero(n_liked == 0).tolist()
+                  for g in self._cohort_genres(block.profiles[i])]
+        prof = np.concatenate([prof, np.fromiter((i for i, _ in cohort), np.int64, len(cohort))])
+        genre = np.concatenate([order[prof[: len(rank)], rank], np.fromiter((g for _, g in cohort), np.int64, len(cohort))])
+        personal = np.arange(len(prof)) < len(rank)
+        by_profile = np.argsort(prof, kind="stable")  # each part is by profile then rank already
+        return prof[by_profile], genre[by_profile], personal[by_profile]
 
     def generate_block(self, block: ProfileBlock) -> RowBlock:
         """``generate`` for a block: affinities as one weighted count, genres ranked per profile with
-        one sort, then per genre the first ``per_source`` allowed titles of every profile choosing it."""
-        affinity = self._liked_block(block)
-        kids = np.fromiter((is_kids_profile(p) for p in block.profiles), bool, len(block.profiles))
-        eligible = ~kids[:, None] | self._safe[None, :]
-        liked = eligible & (affinity > 0)
-        order = np.argsort(np.where(liked, -affinity, np.inf), axis=1, kind="stable")  # ties: by name
-        picks: dict[str, list[tuple[int, int, bool]]] = {}  # genre -> (profile, rank, personal)
-        for i, p in enumerate(block.profiles):
-            n_liked = int(liked[i].sum())
-            if n_liked:
-                chosen = [self._names[j] for j in order[i, : min(n_liked, self.config.genre_rows)]]
-            else:
-                chosen = self._cohort_genres(p)
-            for rank, genre in enumerate(chosen):
-                picks.setdefault(genre, []).append((i, rank, n_liked > 0))
-        parts, ranks = [], []
-        first = first_fetch(self.config.per_source, block.seen_count)
-        for genre, who in picks.items():
-            prof = np.array([w[0] for w in who], np.int64)
-            pos = self.members[genre]
-            keep = first_allowed_prefix(block.unseen_ok, prof, pos, self.config.per_source, first)
-            evidence = [f"Because you like {genre}" if w[2] else genre for w in who]
-            part = RowBlock.from_mask(keep, prof, pos, self.popularity[pos], self.name, evidence, [genre] * len(who))
-            live = keep.any(axis=1)
-            parts.append(part)
-            ranks.append(np.array([w[1] for w in who], np.int64)[live])
-        if not parts:
+        one sort, then the first ``per_source`` allowed titles of every (profile, genre) row at once
+        (``first_allowed_lists``), the rows already in page order."""
+        prof, genre, personal = self._chosen_block(block)
+        if not len(prof):
             return RowBlock.empty()
-        whole = RowBlock.concat(parts)  # by profile; fix the order of each profile's genres next
-        row_rank = np.concatenate(ranks)[np.argsort(np.concatenate([p.profile for p in parts]), kind="stable")]
-        return whole.take(np.lexsort((row_rank, whole.profile)))
+        k = self.config.per_source
+        line, col = first_allowed_lists(block.unseen_ok, prof, self._table, genre, k, first_fetch(k, block.seen_count))
+        at = (genre + len(self._names) * ~personal).tolist()
+        return rows_of_lists(line, col, prof, self._table, genre, self._scores, self.name, pick(self._evidence, at),
+                               pick(self._names, genre.tolist()))
 
     def _cohort_genres(self, profile: ProfileContext) -> list[str]:
         """``top_genres`` of a profile without liked genres: depends only on its cohort (memoized)."""

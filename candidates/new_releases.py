@@ -12,7 +12,7 @@ from datetime import datetime
 import numpy as np
 
 from candidates.base import CohortRules, finalize, rank_scores
-from candidates.block import ProfileBlock, RowBlock, first_allowed_prefix, first_fetch
+from candidates.block import ProfileBlock, RowBlock, first_allowed_lists, first_fetch, rows_of_lists
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
 from pathways.types import Candidates, ProfileContext
@@ -52,9 +52,10 @@ class NewReleasesSource:
         return [row] if len(row) else []
 
     def generate_block(self, block: ProfileBlock) -> RowBlock:
-        """``generate`` for a block: the first ``per_source`` allowed titles of the list, one mask."""
-        n = len(block.profiles)
-        keep = first_allowed_prefix(block.rules_ok, np.arange(n), self.positions, self.config.per_source,
-                                    first_fetch(self.config.per_source, block.finished_count))
-        return RowBlock.from_mask(keep, np.arange(n), self.positions, self.row.scores, self.name,
-                                  [self.evidence] * n, [""] * n)
+        """``generate`` for a block: the first ``per_source`` allowed titles of the list for every
+        profile at once (``first_allowed_lists``)."""
+        n, k = len(block.profiles), self.config.per_source
+        line, col = first_allowed_lists(block.rules_ok, np.arange(n), self.positions[None, :], None, k,
+                                        first_fetch(k, block.finished_count))
+        return rows_of_lists(line, col, np.arange(n), self.positions[None, :], None, self.row.scores[None, :],
+                             self.name, [self.evidence] * n, [""] * n)

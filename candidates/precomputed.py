@@ -12,7 +12,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from candidates.base import finalize
-from candidates.block import ProfileBlock, RowBlock, finalize_long
+from candidates.block import ProfileBlock, RowBlock, finalize_flat
+from pathways.artifacts.top_lists import flat_lists
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
 from pathways.types import Candidates, ProfileContext
@@ -40,13 +41,14 @@ class PrecomputedSource:
         return [row] if len(row) else []
 
     def generate_block(self, block: ProfileBlock) -> RowBlock:
-        """``generate`` for a block: every profile's list through the rules and the history at once."""
-        got = [(i, self.lists.get(int(p.profile_id))) for i, p in enumerate(block.profiles)]
-        lists = [(i, g) for i, g in got if g is not None and len(g[0])]
-        prof = np.fromiter((i for i, _ in lists), np.int64, len(lists))
-        n = len(lists)
-        lengths = np.fromiter((len(g[0]) for _, g in lists), np.int64, n)
-        flat = self.catalog.positions(np.concatenate([g[0] for _, g in lists])) if n else np.zeros(0, np.int64)
-        positions = np.split(flat, np.cumsum(lengths)[:-1]) if n else []
-        return finalize_long(block, prof, positions, [g[1] for _, g in lists],
-                             block.unseen_ok, self.config.per_source, self.name, [self.evidence] * n, [""] * n)
+        """``generate`` for a block: every profile's list read at once (``flat_lists``: one look-up
+        per row group of a ``TopListsReader``), through the rules and the history at once."""
+        ids = np.fromiter((p.profile_id for p in block.profiles), np.int64, len(block.profiles))
+        bounds, titles, scores = flat_lists(self.lists, ids)
+        lengths = np.diff(bounds)
+        prof = np.flatnonzero(lengths)  # profiles without a list (or with an empty one) get no row
+        offsets = np.zeros(len(prof) + 1, np.int64)
+        np.cumsum(lengths[prof], out=offsets[1:])
+        n = len(prof)
+        return finalize_flat(block, prof, offsets, self.catalog.positions(titles), scores, block.unseen_ok,
+                             self.config.per_source, self.name, [self.evidence] * n, [""] * n)

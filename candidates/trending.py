@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from candidates.base import CohortRules, finalize
-from candidates.block import ProfileBlock, RowBlock, first_allowed_prefix, first_fetch
+from candidates.block import ProfileBlock, RowBlock, first_allowed_lists, first_fetch, padded, pick, rows_of_lists
 from features.schema import REGIONS, EventType
 from pathways.catalog import Catalog
 from pathways.config import CandidateConfig
@@ -86,6 +86,12 @@ class TrendingSource:
         self.config = config
         self.rules = CohortRules(catalog)
         self.positions = {r: catalog.positions(c.title_ids) for r, c in trending.items()}
+        # For ``generate_block``: every region's list on a line of one table.
+        self._regions = {r: j for j, r in enumerate(trending)}
+        self._table = padded([self.positions[r] for r in trending])
+        self._scores = padded([c.scores for c in trending.values()], fill=0)
+        self._evidence = [c.evidence for c in trending.values()]
+        self._keys = [c.key for c in trending.values()]
 
     def generate(self, profile: ProfileContext) -> list[Candidates]:
         region = self.trending.get(profile.region)
@@ -97,20 +103,16 @@ class TrendingSource:
         return [row] if len(row) else []
 
     def generate_block(self, block: ProfileBlock) -> RowBlock:
-        """``generate`` for a block: per region, the first ``per_source`` allowed titles as one mask."""
-        regions = np.array([p.region for p in block.profiles], dtype=object)
-        parts = []
-        first = first_fetch(self.config.per_source, block.finished_count)
-        for region, cands in self.trending.items():
-            profs = np.flatnonzero(regions == region)
-            if not len(profs):
-                continue
-            pos = self.positions[region]
-            n = len(profs)
-            keep = first_allowed_prefix(block.rules_ok, profs, pos, self.config.per_source, first)
-            parts.append(RowBlock.from_mask(keep, profs, pos, cands.scores, self.name, [cands.evidence] * n,
-                                            [cands.key] * n))
-        return RowBlock.concat(parts)
+        """``generate`` for a block: the first ``per_source`` allowed titles of every profile's region
+        list at once (``first_allowed_lists``); a profile has at most one row, so they are in order."""
+        which = np.fromiter((self._regions.get(p.region, -1) for p in block.profiles), np.int64, len(block.profiles))
+        profs = np.flatnonzero(which >= 0)
+        which = which[profs]
+        k = self.config.per_source
+        line, col = first_allowed_lists(block.rules_ok, profs, self._table, which, k, first_fetch(k, block.finished_count))
+        at = which.tolist()
+        return rows_of_lists(line, col, profs, self._table, which, self._scores, self.name, pick(self._evidence, at),
+                               pick(self._keys, at))
 
 
 def cohort_popular(

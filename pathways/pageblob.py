@@ -63,9 +63,12 @@ def encode_page(cell: str, rows: CompactRows | Page) -> bytes:
     )
 
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps builds a new encoder per call for non-default options
+
+
 def header_json(header: RowHeader) -> str:
     """One row header as ``encode_page``'s metadata lists it (a compact JSON array)."""
-    return json.dumps(list(header), separators=(",", ":"))
+    return _COMPACT_JSON.encode(list(header))
 
 
 def wide_flags(ids_64: bool, scores_64: bool) -> int:
@@ -78,14 +81,17 @@ def encode_prepared(cell: str, headers_json: Sequence[str], offsets: np.ndarray,
     """``encode_page``'s bytes from parts a caller has prepared (a block of pages at once): the
     headers as ``header_json`` strings, ``ids`` and ``scores`` already in the little-endian types
     ``flags`` names (int32/int64, float32/float64; narrow only where exact, as ``encode_page`` decides)."""
+    return encode_raw(cell, headers_json, flags, len(ids), offsets.astype("<i4").tobytes(), ids.tobytes(),
+                      scores.tobytes())
+
+
+def encode_raw(cell: str, headers_json: Sequence[str], flags: int, n_titles: int, offsets: bytes, ids: bytes,
+               scores: bytes) -> bytes:
+    """``encode_prepared`` of arrays already turned into bytes (``offsets`` int32, ``ids`` and
+    ``scores`` as ``flags`` names them, ``n_titles`` each): a block of pages converts its arrays once
+    and slices each page's bytes, with no numpy call per page."""
     meta = ('{"cell":' + json.dumps(cell) + ',"h":[' + ",".join(headers_json) + "]}").encode()
-    body = b"".join((
-        _HEAD.pack(MAGIC, flags, len(headers_json), len(ids), len(meta)),
-        meta,
-        offsets.astype("<i4").tobytes(),
-        ids.tobytes(),
-        scores.tobytes(),
-    ))
+    body = b"".join((_HEAD.pack(MAGIC, flags, len(headers_json), n_titles, len(meta)), meta, offsets, ids, scores))
     packed: bytes = _ZSTD.compress(body, asbytes=True)
     return _OUTER.pack(ZSTD_MAGIC, len(headers_json), len(body)) + packed
 

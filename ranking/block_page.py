@@ -28,7 +28,7 @@ import numpy as np
 from candidates.block import RowBlock, entry_rows, nonzero_2d, pick, running_count
 from pathways.catalog import Catalog
 from pathways.config import PageConfig
-from pathways.pageblob import encode_prepared, header_json, wide_flags
+from pathways.pageblob import encode_raw, header_json, wide_flags
 from pathways.types import CompactRows, ProfileContext, RowHeader
 from ranking.page import row_values
 
@@ -277,29 +277,32 @@ class BlockPages:
     def encode(self, cells: Sequence[str]) -> list[bytes]:
         """Page i as ``encode_page(cells[i], self.compact(i))`` gives it, byte for byte, for every page:
         each distinct row header is JSON-encoded once per block, the narrow-or-wide choice of ids and
-        scores is made per entry for the block and read per page."""
-        fragments: dict[tuple[str, str, str], str] = {}
-        pool = self.pool
-        row_json = []
-        for r in self.rows.tolist():
-            at = (pool.source[r], pool.evidence[r], pool.key[r])
-            got = fragments.get(at)
-            if got is None:
-                got = fragments[at] = header_json(self._header(r))
-            row_json.append(got)
+        scores is made per entry for the block and read per page, and the offsets, ids and scores are
+        turned into bytes once for the block (each page slices its part: no numpy call per page)."""
+        pool, at = self.pool, self.rows.tolist()
+        heads = list(zip(pick(pool.source, at), pick(pool.evidence, at), pick(pool.key, at), strict=True))
+        fragments = dict.fromkeys(heads, "")
+        for source, evidence, key in fragments:  # as ``_header``: the row id, then the evidence or the source
+            fragments[(source, evidence, key)] = header_json(
+                RowHeader(f"{source}:{key}" if key else source, evidence or source, source, evidence))
+        row_json = list(map(fragments.__getitem__, heads))
         narrow = self.scores.astype(np.float32)
         big = (self.ids > np.iinfo(np.int32).max) | (self.ids < np.iinfo(np.int32).min)
         inexact = np.round(narrow.astype(np.float64), 6) != self.scores
-        wide = np.concatenate([[0], running_count(big)]), np.concatenate([[0], running_count(inexact)])
-        ids32, ids64 = self.ids.astype("<i4"), self.ids.astype("<i8")
-        scores32, scores64 = narrow.astype("<f4"), self.scores.astype("<f8")
-        out = []
-        for i, (a, b) in enumerate(zip(self.page_rows[:-1].tolist(), self.page_rows[1:].tolist())):
-            lo, hi = int(self.row_offsets[a]), int(self.row_offsets[b])
-            ids_64, scores_64 = bool(wide[0][hi] > wide[0][lo]), bool(wide[1][hi] > wide[1][lo])
-            out.append(encode_prepared(cells[i], row_json[a:b], self.row_offsets[a : b + 1] - lo,
-                                       wide_flags(ids_64, scores_64), (ids64 if ids_64 else ids32)[lo:hi],
-                                       (scores64 if scores_64 else scores32)[lo:hi]))
+        lo = self.row_offsets[self.page_rows]  # (P + 1,): each page's first entry
+        ids_64 = np.diff(np.concatenate([[0], running_count(big)])[lo]) > 0
+        scores_64 = np.diff(np.concatenate([[0], running_count(inexact)])[lo]) > 0
+        page_of_row = np.searchsorted(self.page_rows, np.arange(len(self.rows)), side="right") - 1
+        ends = (self.row_offsets[1:] - lo[page_of_row]).astype("<i4").tobytes()  # each row's end, from its page's start
+        ids32, scores32 = self.ids.astype("<i4").tobytes(), narrow.astype("<f4").tobytes()
+        zero, out = bytes(4), []  # a page's first offset
+        for i, (a, b, first, last, wide_ids, wide_scores) in enumerate(zip(
+                self.page_rows[:-1].tolist(), self.page_rows[1:].tolist(), lo[:-1].tolist(), lo[1:].tolist(),
+                ids_64.tolist(), scores_64.tolist(), strict=True)):
+            ids = self.ids[first:last].astype("<i8").tobytes() if wide_ids else ids32[4 * first : 4 * last]
+            scores = self.scores[first:last].astype("<f8").tobytes() if wide_scores else scores32[4 * first : 4 * last]
+            out.append(encode_raw(cells[i], row_json[a:b], wide_flags(wide_ids, wide_scores), last - first,
+                                  zero + ends[4 * a : 4 * b], ids, scores))
         return out
 
 

@@ -122,6 +122,10 @@ def test_allowed_share_is_the_part_of_an_index_a_profiles_cohort_may_show() -> N
     for i, p in enumerate([kids, adult, kids]):
         assert share[i] == pytest.approx(rules.mask(p.region, p.max_maturity_level).sum() / len(items))
     assert share[0] < share[1]  # a kids profile's maturity blocks more
+    twice = np.array([0, 0, 1, -1], np.int64)  # an item of the catalog twice counts twice
+    want = [(2 * rules.mask(p.region, p.max_maturity_level)[0] + rules.mask(p.region, p.max_maturity_level)[1]) / 4
+            for p in (kids, adult, kids)]
+    assert block.allowed_share(twice).tolist() == pytest.approx(want)
 
 
 def test_first_fetch_covers_the_seen_titles_twice() -> None:

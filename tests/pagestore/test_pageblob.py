@@ -3,6 +3,7 @@ the same as the JSON layout serving used to parse."""
 
 from __future__ import annotations
 
+import json
 import zlib
 
 import numpy as np
@@ -137,3 +138,13 @@ def test_resumable_writer_keeps_committed_blocks(tmp_path) -> None:
     assert again.close() == 4
     assert store.reader(tmp_path, "v").get(3) == b"c"
     assert store.writer(tmp_path).profile_ids() == set()  # not resumable: starts over
+
+
+def test_encode_raw_is_encode_prepared_of_the_same_arrays() -> None:
+    headers = [pageblob.header_json(RowHeader("genre:Comedy", "Because you like Comedy", "genre", "Évidence \"x\""))]
+    offsets, ids, scores = np.array([0, 2]), np.array([7, 9], "<i4"), np.array([0.5, 0.25], "<f4")
+    want = pageblob.encode_prepared("cell", headers, offsets, 0, ids, scores)
+    assert pageblob.encode_raw("cell", headers, 0, 2, offsets.astype("<i4").tobytes(), ids.tobytes(),
+                               scores.tobytes()) == want
+    assert headers[0] == json.dumps(["genre:Comedy", "Because you like Comedy", "genre", "Évidence \"x\""],
+                                    separators=(",", ":"))
