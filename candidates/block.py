@@ -32,9 +32,9 @@ def pick(values: Sequence[str], at: list[int]) -> tuple[str, ...]:
     return tuple(map(values.__getitem__, at))
 
 
-def segment_starts(offsets: np.ndarray) -> np.ndarray:
-    """For each entry of rows laid out by ``offsets`` (R + 1,), the start of its row (E,)."""
-    return np.repeat(offsets[:-1], np.diff(offsets))
+def row_id(source: str, key: str) -> str:
+    """A row's id on its page: its source, and its key where it has one (the genre, the anchor title)."""
+    return f"{source}:{key}" if key else source
 
 
 def entry_rows(offsets: np.ndarray) -> np.ndarray:
@@ -135,7 +135,7 @@ class RowBlock:
                         offsets, self.positions[idx], self.scores[idx])
 
     def row_id(self, r: int) -> str:
-        return f"{self.source[r]}:{self.key[r]}" if self.key[r] else self.source[r]
+        return row_id(self.source[r], self.key[r])
 
 
 def first_occurrences(keys: np.ndarray) -> np.ndarray | None:
@@ -157,29 +157,6 @@ def running_count(mask: np.ndarray, axis: int = -1) -> np.ndarray:
     return out
 
 
-def first_allowed(ok: np.ndarray, k: int) -> np.ndarray:
-    """Bool like ``ok`` (n, L): the first ``k`` True of each line (lists sorted best first, no repeats)."""
-    return ok & (running_count(ok, axis=1) <= k)
-
-
-def first_allowed_prefix(ok: np.ndarray, lines: np.ndarray, columns: np.ndarray, k: int, first: int) -> np.ndarray:
-    """``first_allowed(ok[lines][:, columns], k)`` (bool (len(lines), len(columns)); a column -1 is
-    never allowed) for a list of catalog positions ``columns`` sorted best first and ``ok`` (P, T):
-    each line looks at the first ``first`` columns, and only the lines that do not find ``k``
-    allowed titles there look at four times as many, until the end of the list."""
-    keep = np.zeros((len(lines), len(columns)), bool)
-    todo = np.arange(len(lines))
-    w = min(max(first, k), len(columns))
-    while len(todo):
-        cols = columns[:w]
-        got = first_allowed((cols >= 0)[None, :] & lookup(ok, lines[todo], cols), k)
-        done = (got.sum(axis=1) >= k) | (w >= len(columns))
-        keep[todo[done], :w] = got[done]
-        todo = todo[~done]
-        w = min(4 * w, len(columns))
-    return keep
-
-
 def padded(lists: Sequence[np.ndarray], fill: float = -1) -> np.ndarray:
     """(len(lists), longest list) of the lists' dtype (int64 for none): list i on line i,
     left-aligned, ``fill`` after its end."""
@@ -195,8 +172,8 @@ def first_allowed_lists(ok: np.ndarray, lines: np.ndarray, table: np.ndarray, wh
     """For line i, the first ``k`` titles ``ok[lines[i]]`` (``ok`` (P, T)) allows in the list of
     catalog positions ``table[which[i]]`` (``table`` (lists, L), sorted best first, -1 after a
     list's end: ``padded``; ``which`` None: every line reads ``table[0]``), as (line, column in its
-    list) of each, int64, by line then column. ``first_allowed_prefix`` for lines that read
-    different lists, all of them in one array pass per round (not one pass per list): each line
+    list) of each, int64, by line then column; lines that read different lists are done in one
+    array pass per round (not one pass per list): each line
     looks at the first ``first`` columns, and only the lines that do not find ``k`` allowed titles
     there (and have more) look at four times as many, until the end of the table."""
     width = table.shape[1]
@@ -232,7 +209,7 @@ def rows_of_lists(line: np.ndarray, col: np.ndarray, profiles: np.ndarray, table
 
 
 def first_fetch(k: int, seen: np.ndarray) -> int:
-    """How many results ``first_allowed_prefix`` reads first: twice what a line needs when the rules
+    """How many results ``first_allowed_lists`` reads first: twice what a line needs when the rules
     block nothing (``k`` plus its seen titles), enough for most cohorts in one round."""
     return 2 * (k + int(seen.max(initial=0)))
 

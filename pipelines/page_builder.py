@@ -19,7 +19,7 @@ Cost of ``build`` (P profiles in a block, T catalog titles, R candidate rows of 
 profile): time grows linearly with the number of profiles (blocks are independent; a few Python
 steps per block, per source, per genre chosen and per greedy row step, none per title), and per
 block as P x R x L array work (sources read only the head of their ranked lists that a row needs:
-``candidates.block.first_allowed_prefix``, ``search_first_allowed``), a few (P, T) mask
+``candidates.block.first_allowed_lists``, ``search_first_allowed``), a few (P, T) mask
 operations, one faiss search of ~2 x ``per_source`` results per factor source (P x T x dim inner
 products) and one bulk online read of the block's profile features per cell. The catalog-wide
 features (titles, trending per region) are read once at ``open``. The ranker runs once per profile

@@ -25,7 +25,7 @@ from itertools import chain
 
 import numpy as np
 
-from candidates.block import RowBlock, entry_rows, nonzero_2d, pick, running_count
+from candidates.block import RowBlock, entry_rows, nonzero_2d, pick, row_id, running_count
 from pathways.catalog import Catalog
 from pathways.config import PageConfig
 from pathways.pageblob import encode_raw, header_json, wide_flags
@@ -242,6 +242,11 @@ def choose_block(block: RowBlock, profiles: list[ProfileContext], catalog: Catal
     return _pages(pool, catalog, seq, shown, n_p)
 
 
+def _row_header(source: str, evidence: str, key: str) -> RowHeader:
+    """A chosen row's header: its id, its title (the evidence, else the source), source and evidence."""
+    return RowHeader(row_id(source, key), evidence or source, source, evidence)
+
+
 @dataclass(frozen=True)
 class BlockPages:
     """The pages ``choose_block`` built for a block, as arrays: page i's rows are the ``pool`` rows
@@ -262,8 +267,7 @@ class BlockPages:
         return int(self.page_rows[i + 1] - self.page_rows[i])
 
     def _header(self, r: int) -> RowHeader:
-        pool = self.pool
-        return RowHeader(pool.row_id(r), pool.evidence[r] or pool.source[r], pool.source[r], pool.evidence[r])
+        return _row_header(self.pool.source[r], self.pool.evidence[r], self.pool.key[r])
 
     def compact(self, i: int) -> CompactRows:
         """Page i as ``CompactRows`` (what ``compact_page`` makes of ``choose_rows``' rows)."""
@@ -282,9 +286,8 @@ class BlockPages:
         pool, at = self.pool, self.rows.tolist()
         heads = list(zip(pick(pool.source, at), pick(pool.evidence, at), pick(pool.key, at), strict=True))
         fragments = dict.fromkeys(heads, "")
-        for source, evidence, key in fragments:  # as ``_header``: the row id, then the evidence or the source
-            fragments[(source, evidence, key)] = header_json(
-                RowHeader(f"{source}:{key}" if key else source, evidence or source, source, evidence))
+        for head in fragments:
+            fragments[head] = header_json(_row_header(*head))
         row_json = list(map(fragments.__getitem__, heads))
         narrow = self.scores.astype(np.float32)
         big = (self.ids > np.iinfo(np.int32).max) | (self.ids < np.iinfo(np.int32).min)

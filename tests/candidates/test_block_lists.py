@@ -12,10 +12,10 @@ from candidates.block import (
     finalize_flat,
     finalize_long,
     first_allowed_lists,
-    first_allowed_prefix,
     padded,
     rows_of_lists,
 )
+from tests.candidates.test_block_search import first_allowed
 
 
 def _same(a: RowBlock, b: RowBlock) -> bool:
@@ -33,8 +33,13 @@ def test_padded_puts_each_list_on_a_line_then_the_fill() -> None:
     assert padded([]).shape == (0, 0) and padded([np.zeros(0, np.int64)]).shape == (1, 0)
 
 
+def _first_of_list(ok: np.ndarray, lines: np.ndarray, columns: np.ndarray, k: int) -> np.ndarray:
+    """The definition: the first ``k`` titles of ``columns`` each line's ``ok`` allows (-1: none)."""
+    return first_allowed((columns >= 0)[None, :] & ok[lines[:, None], np.maximum(columns, 0)[None, :]], k)
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_first_allowed_lists_equals_first_allowed_prefix_of_each_lines_list(seed: int) -> None:
+def test_first_allowed_lists_equals_the_first_allowed_of_each_lines_list(seed: int) -> None:
     rng = np.random.default_rng(seed)
     ok = rng.random((10, 200)) < rng.uniform(0.01, 0.9, (10, 1))  # some profiles blocked a lot
     lists = [rng.permutation(200)[: rng.integers(0, 150)] for _ in range(5)]  # of any length, one empty at times
@@ -42,14 +47,14 @@ def test_first_allowed_lists_equals_first_allowed_prefix_of_each_lines_list(seed
     lines, which = rng.integers(0, 10, 30), rng.integers(0, 5, 30)
     want_line, want_col = [], []
     for i in range(30):
-        keep = first_allowed_prefix(ok, lines[i : i + 1], lists[which[i]], 6, 10)
+        keep = _first_of_list(ok, lines[i : i + 1], lists[which[i]], 6)
         want_col.append(np.flatnonzero(keep[0]))
         want_line.append(np.full(len(want_col[-1]), i))
     for first in (1, 6, 40, 500):
         line, col = first_allowed_lists(ok, lines, table, which, 6, first)
         assert np.array_equal(line, np.concatenate(want_line)) and np.array_equal(col, np.concatenate(want_col))
     line, col = first_allowed_lists(ok, lines, table[:1], None, 6, 7)  # None: every line reads the first list
-    keep = first_allowed_prefix(ok, lines, lists[0], 6, 7)
+    keep = _first_of_list(ok, lines, lists[0], 6)
     assert np.array_equal(line, np.nonzero(keep)[0]) and np.array_equal(col, np.nonzero(keep)[1])
 
 

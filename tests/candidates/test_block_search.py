@@ -8,8 +8,7 @@ from threadpoolctl import threadpool_limits
 
 from candidates.block import (
     _bucket,
-    first_allowed,
-    first_allowed_prefix,
+    first_allowed_lists,
     first_fetch,
     first_fetch_lines,
     lookup,
@@ -18,6 +17,11 @@ from candidates.block import (
     search_first_allowed,
 )
 from pathways.artifacts.factor_index import FactorIndex
+
+
+def first_allowed(ok: np.ndarray, k: int) -> np.ndarray:
+    """The definition: the first ``k`` True of each line of ``ok``."""
+    return ok & (np.cumsum(ok, axis=1) <= k)
 
 
 def _world(seed: int, n_items: int = 300, n_lines: int = 40, n_profiles: int = 12):
@@ -83,7 +87,7 @@ def _top_m_is_the_prefix_of_top_n_whatever_the_batch() -> None:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_first_allowed_prefix_equals_first_allowed_over_the_whole_list(seed: int) -> None:
+def test_first_allowed_lists_of_one_list_equals_first_allowed_over_the_whole_list(seed: int) -> None:
     rng = np.random.default_rng(seed)
     ok = rng.random((10, 200)) < rng.uniform(0.01, 0.9, (10, 1))
     lines = rng.integers(0, 10, 25)
@@ -91,7 +95,10 @@ def test_first_allowed_prefix_equals_first_allowed_over_the_whole_list(seed: int
     columns = np.where(columns < 0, -1, columns)  # -1: never allowed
     want = first_allowed((columns >= 0)[None, :] & ok[lines[:, None], np.maximum(columns, 0)[None, :]], 6)
     for first in (1, 6, 40, 500):
-        assert np.array_equal(first_allowed_prefix(ok, lines, columns, 6, first), want)
+        line, col = first_allowed_lists(ok, lines, columns[None, :], None, 6, first)
+        got = np.zeros_like(want)
+        got[line, col] = True
+        assert np.array_equal(got, want) and np.array_equal(line, np.nonzero(want)[0])
 
 
 def test_first_fetch_lines_scales_what_a_line_needs_by_the_share_its_cohort_allows() -> None:
