@@ -117,7 +117,7 @@ class CandidateFeaturizer:
             if not isinstance(ranked, RankedScores):
                 ranked = RankedScores(ranked)
             picked = np.take_along_axis(ranked.scores, cand, axis=1)
-            cols += [picked, (picked - ranked.mean) / ranked.std, np.log1p(ranked.ranks(cand))]
+            cols += [picked, (picked - ranked.mean) / ranked.std, np.log1p(ranked.ranks(cand, picked))]
         t_u = self.user_last_ts[users]
         total = self._counts_upto(cand, t_u)
         cols.append(np.log1p(total))
@@ -158,71 +158,153 @@ def _rank_of(scores: np.ndarray, cand: np.ndarray) -> np.ndarray:
     return RankedScores(scores).ranks(cand)
 
 
-_LOW_31 = np.uint32(0x7FFFFFFF)
+_LOW_31 = np.int32(0x7FFFFFFF)
+_NAN_HIGH = np.uint32(0xFFFFFFFF)  # after every number
+_ZERO_HIGH = np.uint32(0x7FFFFFFF)  # 0.0's sortable bits: the value most rows of EASE, ALS, item-kNN hold
+_INF_HIGH = np.uint32(0x007FFFFF)  # +inf's: the smallest (best) of all
+_MAX_TIED_VALUES = 8  # a dense row with more tied values among its candidates ranks them by a full sort
 
 
-def _keys(values: np.ndarray, items: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Unique uint64 keys of (float32 value, item) whose unsigned order is the values' descending
-    order, ties by item (-0.0 and 0.0 tie, NaN last): the high 32 bits are the value's bits made
-    sortable (>= 0: all but the sign bit flipped; < 0: as they are), the low 32 bits the item. Both
-    halves are written in place (no 64-bit shift or or-pass: this is a third of a list's time), into
-    ``out`` when given (a C-contiguous uint64 array shaped like ``values``)."""
-    if not np.little_endian:  # pragma: no cover - the halves below are (low word, high word)
-        raise NotImplementedError("sort keys are built for little-endian machines")
-    keys = np.empty(values.shape, np.uint64) if out is None else out
-    halves = keys.view(np.uint32).reshape(*values.shape, 2)
-    halves[..., 0] = items
-    high = halves[..., 1].view(np.int32)
-    np.add(values, np.float32(0.0), out=high.view(np.float32))  # -0.0 + 0.0 is +0.0
-    flip = high >> 31  # -1 where negative, else 0
+def _high(values: np.ndarray) -> np.ndarray:
+    """Each float32 value's bits as a uint32 whose ascending order is the values' descending order
+    (-0.0 and 0.0 the same, NaN last): >= 0 all but the sign bit flipped, < 0 as they are."""
+    bits = np.add(values, np.float32(0.0)).view(np.int32)  # -0.0 + 0.0 is +0.0 (a new array)
+    flip = bits >> 31  # -1 where negative, else 0
     np.invert(flip, out=flip)
-    np.bitwise_and(flip, np.int32(_LOW_31), out=flip)
-    np.bitwise_xor(high, flip, out=high)
+    np.bitwise_and(flip, _LOW_31, out=flip)
+    np.bitwise_xor(bits, flip, out=bits)
+    high = bits.view(np.uint32)
     nan = np.isnan(values)
     if nan.any():
-        high[nan] = -1  # 0xFFFFFFFF: after every number
-    return keys
+        high[nan] = _NAN_HIGH
+    return high
 
 
-def _sort_keys(keys: np.ndarray) -> None:
-    """Sort one row of ``_keys`` in place. Where one score covers at least a quarter of the row (EASE,
-    ALS and item-kNN score most titles exactly 0: 84-98% of a row on the 100k world), its keys differ
-    only in the item (the low 32 bits), so they already stand in order (items ascending) and go in
-    as one run; only the rest is sorted (a row of EASE 1.7x, item-kNN 1.3x faster). A row without a
-    repeated value among 16 evenly spaced ones is sorted whole (the check costs a few microseconds)."""
-    high = keys.view(np.uint32)[1::2]  # the value halves (little-endian, as ``_keys`` requires)
-    sample = np.sort(high[:: max(1, len(high) // 16)])
-    repeated = sample[1:][sample[1:] == sample[:-1]]
-    if not len(repeated):
-        keys.sort()
-        return
-    values, counts = np.unique(repeated, return_counts=True)
-    same = high == values[counts.argmax()]
-    n_same = int(np.count_nonzero(same))
-    if 4 * n_same < len(keys):
-        keys.sort()
-        return
-    run = keys[same]
-    rest = keys[~same]
-    rest.sort()
-    at = int(np.searchsorted(rest, run[0]))  # the run's keys are contiguous in the sorted order
-    keys[at + n_same:] = rest[at:]
-    keys[at:at + n_same] = run
-    keys[:at] = rest[:at]
+def _keys(values: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Unique uint64 keys of (float32 value, item) whose order is the values' descending order, ties
+    by item: ``_high`` in the high 32 bits, the item in the low 32."""
+    return (_high(values).astype(np.uint64) << np.uint64(32)) | np.asarray(items).astype(np.uint64)
 
 
 def _finite(keys: np.ndarray) -> np.ndarray:
     """Which keys' values are finite (the high 32 bits decoded back to float32)."""
     bits = (keys >> np.uint64(32)).astype(np.uint32)
-    bits ^= np.where(bits >> np.uint32(31) == 0, _LOW_31, np.uint32(0))
+    bits ^= np.where(bits >> np.uint32(31) == 0, np.uint32(_LOW_31), np.uint32(0))
     return np.isfinite(bits.view(np.float32))
 
 
+def _run_value(high: np.ndarray) -> tuple[np.uint32, np.ndarray] | None:
+    """(value, where) of the value at least a quarter of the row holds, if one does: 0.0 is tried
+    first, then the most repeated of 16 evenly spaced values (a few microseconds either way)."""
+    same = high == _ZERO_HIGH
+    if 4 * int(np.count_nonzero(same)) >= len(high) > 0:
+        return _ZERO_HIGH, same
+    sample = np.sort(high[:: max(1, len(high) // 16)])
+    repeated = sample[1:][sample[1:] == sample[:-1]]
+    if not len(repeated):
+        return None
+    values, counts = np.unique(repeated, return_counts=True)
+    value = values[counts.argmax()]
+    same = high == value
+    return (value, same) if 4 * int(np.count_nonzero(same)) >= len(high) else None
+
+
+class _SortedRow:
+    """One user's scores in their descending order (ties by item), kept in the cheapest exact form:
+
+    - a run row (one value on at least a quarter of the titles: EASE, ALS and item-kNN score 84-98%
+      of titles exactly 0): the other titles' ``_keys`` sorted; the run's titles stand in item order
+      between them at ``at``, so they are never sorted or stored;
+    - a dense row (SASRec, two-tower): the ``_high`` values sorted as uint32 (half a uint64 sort);
+      a candidate's rank is the count of smaller values plus the titles before it with its value.
+    """
+
+    __slots__ = ("values", "high", "order", "keys", "rest", "run", "n_run", "at")
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+        high = _high(values)
+        found = _run_value(high)
+        self.keys = np.empty(0, np.uint64)  # a dense row: only once its ties need the full sort
+        if found is None:
+            self.high, self.order, self.run = high, np.sort(high), None
+            return
+        self.run, same = np.uint64(found[0]), found[1]
+        self.rest = np.flatnonzero(~same)
+        self.keys = _keys(values[self.rest], self.rest)
+        self.keys.sort()
+        self.n_run = len(values) - len(self.rest)
+        self.at = int(np.searchsorted(self.keys, self.run << np.uint64(32)))
+
+    def n_inf(self) -> int:
+        """How many titles score +inf (they come first, and are never in a top list)."""
+        if self.run is None:
+            return int(np.searchsorted(self.order, _INF_HIGH, side="right"))
+        below = int(np.searchsorted(self.keys, np.uint64(int(_INF_HIGH) + 1) << np.uint64(32)))
+        return below + (self.n_run if self.run == _INF_HIGH else 0)
+
+    def _full_keys(self) -> np.ndarray:
+        """Every title's key, sorted (a dense row whose candidates tie on many values)."""
+        if len(self.keys) < len(self.values):
+            self.keys = _keys(self.values, np.arange(len(self.values)))
+            self.keys.sort()
+        return self.keys
+
+    def ranks(self, wanted: np.ndarray, cand: np.ndarray, out: np.ndarray) -> None:
+        """``out`` = the places of ``cand`` (whose keys are ``wanted``) in the row's order."""
+        if self.run is not None:
+            out[:] = np.searchsorted(self.keys, wanted)  # among the other titles
+            high = wanted >> np.uint64(32)
+            out[high > self.run] += self.n_run
+            in_run = high == self.run
+            c = cand[in_run]
+            out[in_run] = self.at + c - np.searchsorted(self.rest, c)  # the run's titles before c
+            return
+        if len(self.keys):
+            out[:] = np.searchsorted(self.keys, wanted)
+            return
+        h = (wanted >> np.uint64(32)).astype(np.uint32)
+        out[:] = np.searchsorted(self.order, h)  # titles with a smaller value
+        n = len(self.order)
+        tied = (out + 1 < n) & (self.order[np.minimum(out + 1, n - 1)] == h)
+        if not tied.any():
+            return
+        values = np.unique(h[tied])
+        if len(values) > _MAX_TIED_VALUES:
+            out[:] = np.searchsorted(self._full_keys(), wanted)
+            return
+        for v in values:  # + the titles before c with c's value
+            at = np.flatnonzero(h == v)
+            out[at] += np.searchsorted(np.flatnonzero(self.high == v), cand[at])
+
+    def window(self, width: int) -> np.ndarray:
+        """The first ``width`` keys of the row's order."""
+        if self.run is not None:
+            if width <= self.at:
+                return self.keys[:width]
+            need = min(width - self.at, self.n_run)
+            run = np.flatnonzero(_high(self.values) == self.run)[:need].astype(np.uint64)
+            after = width - self.at - need
+            return np.concatenate([self.keys[: self.at], (self.run << np.uint64(32)) | run, self.keys[self.at: self.at + after]])
+        if len(self.keys):
+            return self.keys[:width]
+        if width == 0:
+            return np.empty(0, np.uint64)
+        last = self.order[width - 1]
+        idx = np.flatnonzero(self.high <= last)
+        if len(idx) > width:  # ties on the last value: the first titles holding it
+            below = self.high[idx] < last
+            idx = np.concatenate([idx[below], idx[~below][: width - int(np.count_nonzero(below))]])
+        keys = _keys(self.values[idx], idx)
+        keys.sort()
+        return keys
+
+
 class RankedScores:
-    """One generator's full-catalog float32 scores for a block of users, sorted once: the features'
-    mean, std and candidate ranks, and the generator's own top-k (``top``), all come from this one
-    sort (keys: ``_keys``, ascending = best first; no argsort, no second search). Rows that are all
-    the same (popularity) are sorted once. Memory: 12 bytes per (user, title)."""
+    """One generator's full-catalog float32 scores for a block of users, each row put in order once
+    (``_SortedRow``): the features' mean, std and candidate ranks, and the generator's own top-k
+    (``top``), all come from it (no argsort, no second search). Rows that are all the same
+    (popularity) are ordered once."""
 
     def __init__(self, scores: np.ndarray) -> None:
         s = np.asarray(scores, dtype=np.float32)
@@ -231,30 +313,35 @@ class RankedScores:
         self.scores = s
         shared = len(s) > 1 and np.array_equal(s[1:2], s[:1]) and bool((s == s[:1]).all())
         self._row = s[:1] if shared else s
-        self.keys = np.empty(self._row.shape, np.uint64)  # (n_users or 1, n_items)
-        items = np.arange(s.shape[1])
-        for values, keys in zip(self._row, self.keys):  # a row at a time: its keys sort while in cache
-            _keys(values, items, out=keys)
-            _sort_keys(keys)
+        self.rows = [_SortedRow(values) for values in self._row]  # a row at a time, while in cache
+
+    @cached_property
+    def _mean(self) -> np.ndarray:
+        return self._row.mean(1, keepdims=True)
 
     @cached_property
     def mean(self) -> np.ndarray:
         """(n_users, 1) each user's mean score."""
-        return np.broadcast_to(self._row.mean(1, keepdims=True), (len(self.scores), 1))
+        return np.broadcast_to(self._mean, (len(self.scores), 1))
 
     @cached_property
     def std(self) -> np.ndarray:
-        """(n_users, 1) each user's standard deviation of scores, + 1e-6."""
-        return np.broadcast_to(self._row.std(1, keepdims=True) + 1e-6, (len(self.scores), 1))
+        """(n_users, 1) each user's standard deviation of scores, + 1e-6 (numpy's, given the mean:
+        the same bits, one pass fewer)."""
+        return np.broadcast_to(self._row.std(1, keepdims=True, mean=self._mean) + 1e-6, (len(self.scores), 1))
 
-    def ranks(self, cand: np.ndarray) -> np.ndarray:
-        """(n_users, C) int64 rank of each candidate (``cand`` >= 0) in its user's descending order."""
-        wanted = _keys(np.take_along_axis(self.scores, cand, axis=1), cand)
-        if len(self.keys) == 1 and len(cand):
-            return np.searchsorted(self.keys[0], wanted.ravel()).reshape(cand.shape)
+    def ranks(self, cand: np.ndarray, picked: np.ndarray | None = None) -> np.ndarray:
+        """(n_users, C) int64 rank of each candidate (``cand`` >= 0) in its user's descending order;
+        ``picked``: the candidates' scores, when already gathered."""
+        if picked is None:
+            picked = np.take_along_axis(self.scores, cand, axis=1)
+        wanted = _keys(picked, cand)
         ranks = np.empty(cand.shape, np.int64)
-        for i, row in enumerate(self.keys):
-            ranks[i] = np.searchsorted(row, wanted[i])
+        if len(self.rows) == 1 and len(cand):
+            self.rows[0].ranks(wanted.ravel(), cand.ravel(), ranks.reshape(-1))
+            return ranks
+        for row, w, c, out in zip(self.rows, wanted, cand, ranks):
+            row.ranks(w, c, out)
         return ranks
 
     def top(self, seen: np.ndarray, k: int) -> np.ndarray:
@@ -262,8 +349,12 @@ class RankedScores:
         marks and those with a non-finite score left out, -1 padded."""
         n, n_items = self.scores.shape
         k = min(k, n_items)
-        width = min(k + int(seen.sum(1).max(initial=0)), n_items)
-        window = np.broadcast_to(self.keys[:, :width], (n, width))
+        skipped = seen.sum(1) + np.array([row.n_inf() for row in self.rows])  # before the k-th kept title
+        width = min(k + int(skipped.max(initial=0)), n_items)
+        if len(self.rows) == 1:
+            window = np.broadcast_to(self.rows[0].window(width), (n, width))
+        else:
+            window = np.stack([row.window(width) for row in self.rows]) if n else np.empty((0, width), np.uint64)
         items = (window & np.uint64(0xFFFFFFFF)).astype(np.int64)
         blocked = np.take_along_axis(seen, items, axis=1) | ~_finite(window)
         order = np.argsort(blocked, axis=1, kind="stable")[:, :k]

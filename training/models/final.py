@@ -13,7 +13,7 @@ Fit, point-in-time:
    read the full train histories (``retrain_neural=True`` retrains them for the epoch count found
    in step 2 instead).
 
-Every generator's full-catalog scores are sorted once per block of users (``RankedScores``): its
+Every generator's full-catalog scores are put in order once per user (``RankedScores``): its
 top-N (seen titles left out, ties by title index) and the candidates' rank features come from that
 sort. (The factor models, two-tower and ALS, need their full scores for the features anyway, so
 their top-N is not searched again through faiss here; the pages stage's rows are.)
