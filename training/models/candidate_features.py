@@ -162,6 +162,7 @@ _LOW_31 = np.int32(0x7FFFFFFF)
 _NAN_HIGH = np.uint32(0xFFFFFFFF)  # after every number
 _ZERO_HIGH = np.uint32(0x7FFFFFFF)  # 0.0's sortable bits: the value most rows of EASE, ALS, item-kNN hold
 _INF_HIGH = np.uint32(0x007FFFFF)  # +inf's: the smallest (best) of all
+_ROWS_AT_ONCE = 8
 _MAX_TIED_VALUES = 8  # a dense row with more tied values among its candidates ranks them by a full sort
 
 
@@ -221,9 +222,10 @@ class _SortedRow:
 
     __slots__ = ("values", "high", "order", "keys", "rest", "run", "n_run", "at")
 
-    def __init__(self, values: np.ndarray) -> None:
+    def __init__(self, values: np.ndarray, high: np.ndarray | None = None) -> None:
+        """``high``: ``_high(values)``, when already computed."""
         self.values = values
-        high = _high(values)
+        high = _high(values) if high is None else high
         found = _run_value(high)
         self.keys = np.empty(0, np.uint64)  # a dense row: only once its ties need the full sort
         if found is None:
@@ -313,7 +315,10 @@ class RankedScores:
         self.scores = s
         shared = len(s) > 1 and np.array_equal(s[1:2], s[:1]) and bool((s == s[:1]).all())
         self._row = s[:1] if shared else s
-        self.rows = [_SortedRow(values) for values in self._row]  # a row at a time, while in cache
+        # 8 rows' values made sortable at once (in cache still; a call per row would hold the GIL the
+        # list threads share for longer), then a row at a time
+        self.rows = [_SortedRow(values, high) for lo in range(0, len(self._row), _ROWS_AT_ONCE)
+                     for values, high in zip(self._row[lo:lo + _ROWS_AT_ONCE], _high(self._row[lo:lo + _ROWS_AT_ONCE]))]
 
     @cached_property
     def _mean(self) -> np.ndarray:
