@@ -81,19 +81,30 @@ class CandidateFeaturizer:
         state.pop("_item_ts_keys", None)  # derived from the sorted arrays: rebuilt on first use
         return state
 
-    def _counts_upto(self, items: np.ndarray, t_user: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
-        """(n_users, C) interactions of each candidate at or before t_user[row] (shape (n_users,)).
-        ``order``: ``_needle_order(items, t)`` for moments ``t`` that ``t_user`` follows in order (e.g.
-        ``t - w``: the (item, moment) needles sort the same way), saving its sort."""
-        lo = self._item_start[items]
+    def _counts_upto(self, items: np.ndarray, moments: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """For each (n_users,) array of ``moments``: (n_users, C) interactions of each candidate at or
+        before the row's moment. The later arrays must follow the first in order (e.g. ``t - w``):
+        their (item, moment) needles are searched in the first's sort (searchsorted is exact in any
+        needle order; sorted needles walk the keys in order, 6x faster)."""
         keyed = self._item_ts_keys
-        if keyed is not None:  # one search of (item, moment) among the (item, ts) keys
-            base, keys = keyed
-            needles = self._needles(base, items, t_user)
-            order = np.argsort(needles) if order is None else order  # sorted needles walk the keys in order (6x faster)
+        if keyed is None:
+            return [self._counts_upto_by_item(items, t) for t in moments]
+        base, keys = keyed  # one search of (item, moment) among the (item, ts) keys
+        lo = self._item_start[items]
+        order: np.ndarray | None = None
+        counts = []
+        for t_user in moments:
+            moment = np.clip(np.asarray(t_user, np.int64) - base, 0, 2**32 - 1)
+            needles = ((items.astype(np.int64) << np.int64(32)) | moment[:, None]).ravel()
+            order = np.argsort(needles) if order is None else order
             found = np.empty(len(needles), np.int64)
             found[order] = np.searchsorted(keys, needles[order], side="right")
-            return (found.reshape(items.shape) - lo).astype(np.float64)
+            counts.append((found.reshape(items.shape) - lo).astype(np.float64))
+        return counts
+
+    def _counts_upto_by_item(self, items: np.ndarray, t_user: np.ndarray) -> np.ndarray:
+        """``_counts_upto`` of one moment array, item range by item range (timestamps spanning 2**32 s)."""
+        lo = self._item_start[items]
         hi = self._item_start[items + 1]
         # vectorised per-item searchsorted: binary search on the global (item, ts)-sorted array
         left, right = lo.copy(), hi.copy()
@@ -108,17 +119,6 @@ class CandidateFeaturizer:
             right = np.where(active & ~go_right, mid, right)
         return (left - lo).astype(np.float64)
 
-    @staticmethod
-    def _needles(base: int, items: np.ndarray, t_user: np.ndarray) -> np.ndarray:
-        """(item, moment - base) as int64 keys, a row's moment clipped to 32 bits."""
-        moment = np.clip(np.asarray(t_user, np.int64) - base, 0, 2**32 - 1)
-        return ((items.astype(np.int64) << np.int64(32)) | moment[:, None]).ravel()
-
-    def _needle_order(self, items: np.ndarray, t_user: np.ndarray) -> np.ndarray | None:
-        """The sort of ``_counts_upto``'s needles for ``t_user`` (None: no keys, searched item by item)."""
-        keyed = self._item_ts_keys
-        return None if keyed is None else np.argsort(self._needles(keyed[0], items, t_user))
-
     def features(self, users: np.ndarray, candidates: np.ndarray, scores: Sequence[np.ndarray | RankedScores]) -> np.ndarray:
         """(n_users, C, n_features) float32 for ``candidates`` (n_users, C; -1 = padding); ``scores``:
         each generator's full-catalog scores for ``users``, sorted already or not."""
@@ -131,12 +131,10 @@ class CandidateFeaturizer:
             picked = np.take_along_axis(ranked.scores, cand, axis=1)
             cols += [picked, (picked - ranked.mean) / ranked.std, np.log1p(ranked.ranks(cand, picked))]
         t_u = self.user_last_ts[users]
-        order = self._needle_order(cand, t_u)  # the windows' moments (t_u - w) sort the same way
-        total = self._counts_upto(cand, t_u, order)
+        total, *earlier = self._counts_upto(cand, [t_u] + [(t_u - w).astype(np.int64) for w in self.windows])
         cols.append(np.log1p(total))
-        for w in self.windows:
-            earlier = self._counts_upto(cand, (t_u - w).astype(np.int64), order)
-            cols.append(np.log1p(total - earlier))
+        for counts in earlier:
+            cols.append(np.log1p(total - counts))
         first = self._ts_sorted[np.minimum(self._item_start[cand], len(self._ts_sorted) - 1)]
         has_any = self._item_start[cand + 1] > self._item_start[cand]
         seen_yet = has_any & (first <= t_u[:, None])
@@ -292,13 +290,21 @@ class _SortedRow:
             at = np.flatnonzero(h == v)
             out[at] += np.searchsorted(np.flatnonzero(self.high == v), cand[at])
 
+    def _run_items(self, need: int) -> np.ndarray:
+        """The run's first ``need`` titles (``need`` <= ``n_run``): the first titles not in ``rest``,
+        all below ``need + len(rest)``, found without a pass over the row."""
+        limit = min(need + len(self.rest), len(self.values))
+        free = np.ones(limit, bool)
+        free[self.rest[: int(np.searchsorted(self.rest, limit))]] = False
+        return np.flatnonzero(free)[:need]
+
     def window(self, width: int) -> np.ndarray:
         """The first ``width`` keys of the row's order."""
         if self.run is not None:
             if width <= self.at:
                 return self.keys[:width]
             need = min(width - self.at, self.n_run)
-            run = np.flatnonzero(_high(self.values) == self.run)[:need].astype(np.uint64)
+            run = self._run_items(need).astype(np.uint64)
             after = width - self.at - need
             return np.concatenate([self.keys[: self.at], (self.run << np.uint64(32)) | run, self.keys[self.at: self.at + after]])
         if len(self.keys):
