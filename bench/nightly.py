@@ -17,7 +17,8 @@
 4. ``resume_identical``: the pages and publish stages redone with the job killed (SIGKILL) at a
    random point ``--kills`` times in a row, then finished: the published checksum against the
    uninterrupted run's. ``rollback_errors`` / ``rollback_s``: readers hammer the live snapshot
-   while ``rollback`` switches serving back; errors and the time until the old version serves.
+   while ``rollback`` switches serving back; errors and the time until the old version serves
+   (from a store up long enough to hold the rollback target loaded: ``rollback_standby_ready_s``).
 5. ``quality`` (``--quality-check``): top row NDCG@20 trained on a sample vs on all (``bench/nightly_quality.py``).
    ``quality_by_size`` (``--quality-sizes``): at every size, the NDCG@20 of the top row as the nightly
    trains it (the configured sample, the rest folded in); ``quality_holds_at_scale``: the largest
@@ -296,9 +297,13 @@ def rollback_check(data: Path, readers: int = 4, seconds: float = 3.0) -> dict[s
             reads[0] += 1
 
     threads = [threading.Thread(target=read, daemon=True) for _ in range(readers)]
+    t_up = time.perf_counter()
     for t in threads:
         t.start()
     time.sleep(seconds / 3)
+    while store.standby_version is None and time.perf_counter() - t_up < 60:  # a replica up for a while has it
+        time.sleep(0.01)
+    standby_s = round(time.perf_counter() - t_up, 3)
     switches = []
     for target in (None, live):
         t0 = time.perf_counter()
@@ -310,7 +315,8 @@ def rollback_check(data: Path, readers: int = 4, seconds: float = 3.0) -> dict[s
     stop.set()
     for t in threads:
         t.join()
-    return {"rollback_errors": errors[0], "rollback_reads": reads[0], "rollback_s": switches}
+    return {"rollback_errors": errors[0], "rollback_reads": reads[0], "rollback_s": switches,
+            "rollback_standby_ready_s": standby_s}
 
 
 def main() -> int:
@@ -408,7 +414,8 @@ def print_table(r: dict[str, Any]) -> None:
         print(f"\nresume after {r['kills']} random kills identical: {r['resume_identical']} "
               f"(pages done after each kill: {r['pages_done_after_each_kill']})")
     if "rollback_s" in r:
-        print(f"rollback under load: {r['rollback_errors']} errors in {r['rollback_reads']} reads, switch {r['rollback_s']} s")
+        print(f"rollback under load: {r['rollback_errors']} errors in {r['rollback_reads']} reads, switch {r['rollback_s']} s"
+              f" (the rollback target kept loaded {r.get('rollback_standby_ready_s')} s after start-up)")
     if "quality" in r:
         print(quality_line(r["quality"]))
     if "quality_by_size" in r:

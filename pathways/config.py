@@ -148,6 +148,7 @@ class ServingConfig(_Section):
     personalize_budget_ms: float = Field(20.0, gt=0.0)  # the real-time overlay stage; over it: the precomputed page, degraded
     default_region: str = "US"  # for profiles never seen
     snapshot_poll_s: float = Field(2.0, gt=0.0)
+    rollback_standby: bool = True  # keep the rollback target loaded beside the live snapshot (a rollback then loads nothing)
     max_ongoing_requests: int = Field(64, ge=1)
     # Replicas and overload (serving/deployment.py, serving/api.py).
     num_replicas: int | None = Field(None, ge=1)  # None: 2 where the machine allows (>= 2 cores, redis stream), else 1

@@ -203,6 +203,13 @@ def list_versions(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("v"))
 
 
+def previous_version(root: Path, live: str | None) -> str | None:
+    """The newest published version older than ``live`` (any, when ``live`` is None): where a
+    rollback without a version goes, and what a serving replica keeps ready for it."""
+    older = [v for v in list_versions(root) if live is None or v < live]
+    return older[-1] if older else None
+
+
 def iter_page_blobs(pages_sqlite: Path, batch: int = 1000) -> Iterator[list[tuple[int, bytes]]]:
     """Blocks of (profile_id, page bytes) from a ``pages.sqlite``, in profile id order."""
     db = sqlite3.connect(f"file:{pages_sqlite}?mode=ro", uri=True)

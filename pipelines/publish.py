@@ -294,16 +294,15 @@ def list_snapshots(config: PathwaysConfig) -> list[dict[str, Any]]:
 def rollback(config: PathwaysConfig, version: str | None = None) -> str:
     """Switch serving back to ``version`` (default: the one published before the live one): the
     ``CURRENT`` file and, for a Redis snapshot, the Redis pointer. Returns the version now live."""
-    from pathways.snapshot import SnapshotError, current_version, list_versions, switch_current
+    from pathways.snapshot import SnapshotError, current_version, list_versions, previous_version, switch_current
 
     root = config.snapshots_dir
     versions = list_versions(root)
     live = current_version(root)
     if version is None:
-        older = [v for v in versions if live is None or v < live]
-        if not older:
+        version = previous_version(root, live)
+        if version is None:
             raise SnapshotError(f"no snapshot older than the live one ({live}) to roll back to")
-        version = older[-1]
     if version not in versions:
         raise SnapshotError(f"no snapshot {version} under {root}; published: {', '.join(versions) or 'none'}")
     store = read_manifest(root / version).get("page_store") or {}

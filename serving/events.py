@@ -268,7 +268,8 @@ def run_realtime(config: PathwaysConfig, stop: threading.Event) -> None:
     from serving.playback import OnlinePlaybackStore, PlaybackUpdater
     from serving.snapshots import SnapshotStore
 
-    snapshots = SnapshotStore(config.snapshots_dir, config.serving.snapshot_poll_s, background=False)
+    snapshots = SnapshotStore(config.snapshots_dir, config.serving.snapshot_poll_s, background=False,
+                              standby=False)  # reads runtimes only: a rollback may load
     snapshots.refresh()
     updater = PlaybackUpdater(OnlinePlaybackStore(config.feature_repo_dir), config.candidates.finished_fraction,
                               config.candidates.continue_min_fraction)

@@ -390,7 +390,8 @@ def build_service(
 
     live: list[SnapshotStore] = []
     loader = LastGoodLoader(lambda: bool(live) and live[0].version is not None)
-    snapshots = SnapshotStore(config.snapshots_dir, config.serving.snapshot_poll_s, background=background_reload, loader=loader)
+    snapshots = SnapshotStore(config.snapshots_dir, config.serving.snapshot_poll_s, background=background_reload, loader=loader,
+                              standby=config.serving.rollback_standby)
     live.append(snapshots)
     snapshots.refresh()
     playback = playback if playback is not None else OnlinePlaybackStore(

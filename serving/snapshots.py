@@ -4,7 +4,13 @@
 the request path: one small file read, no background thread to manage). When the pointer names
 a new version, the new snapshot is opened (in a background thread by default, so requests keep
 being served from the old one) and swapped in with one reference assignment. A version that
-fails to open is remembered and not retried; the old snapshot stays live. When the pointer or
+fails to open is remembered and not retried; the old snapshot stays live. The version a rollback
+goes to stays loaded beside the live one (``standby``): after a swap, the one swapped out; at
+start-up, the newest version older than the live one (``pathways.snapshot.previous_version``),
+loaded in the background. When ``CURRENT`` names the standby, serving switches to it with one
+reference assignment in the polling request, no load (a rollback and the roll forward after it
+take no file read beyond the pointer; ~the memory of one more snapshot's fallbacks and catalog,
+nothing per profile). When the pointer or
 the live version's files vanish, the loaded snapshot keeps being served in full (its page store
 holds the file open: ``pathways.pagestore.SqlitePageReader``) and ``state()`` reports
 ``problem=SNAPSHOT_DETACHED`` (health says so, logged once); ``problem="snapshot missing"`` only
@@ -42,7 +48,17 @@ from pathways.catalog import Catalog
 from pathways.pageblob import StoredPage, decode_page
 from pathways.pagestore import PAGES_SQLITE, PageReader, PageStoreUnavailable, RedisPageStore, SqlitePageStore
 from pathways.profilerecords import COLUMNS as PROFILE_COLUMNS
-from pathways.snapshot import FALLBACK, PAGES, PROFILES, TITLES, SnapshotError, current_version, read_manifest
+from pathways.snapshot import (
+    FALLBACK,
+    MANIFEST,
+    PAGES,
+    PROFILES,
+    TITLES,
+    SnapshotError,
+    current_version,
+    previous_version,
+    read_manifest,
+)
 from pathways.types import CompactRows, ProfileContext
 from serving.because import SimilarTitles, load_similar
 from serving.rows import TitleRenderer, parse_pages
@@ -301,7 +317,8 @@ class SnapshotState:
 
 
 class SnapshotStore:
-    """The live snapshot under ``root``, re-checked at most every ``poll_s`` seconds."""
+    """The live snapshot under ``root``, re-checked at most every ``poll_s`` seconds; with
+    ``standby`` (the default), the rollback target kept loaded beside it."""
 
     def __init__(
         self,
@@ -311,6 +328,7 @@ class SnapshotStore:
         background: bool = True,
         clock: Callable[[], float] = time.monotonic,
         loader: Callable[[Path], LoadedSnapshot] = load_snapshot,
+        standby: bool = True,
     ) -> None:
         self.root = Path(root)
         self.poll_s = float(poll_s)
@@ -318,6 +336,9 @@ class SnapshotStore:
         self._clock = clock
         self._loader = loader
         self._snapshot: LoadedSnapshot | None = None
+        self._keep_standby = standby
+        self._standby: LoadedSnapshot | None = None
+        self._standby_started = False
         self._problem: str | None = SNAPSHOT_MISSING
         self._failed: set[str] = set()
         self._loading: str | None = None
@@ -349,8 +370,15 @@ class SnapshotStore:
             self._set_problem(SNAPSHOT_MISSING if live is None else SNAPSHOT_DETACHED)
             return
         if live is not None and live.version == version:
-            self._set_problem(None if (live.path / "manifest.json").is_file() else SNAPSHOT_DETACHED)
+            self._set_problem(None if (live.path / MANIFEST).is_file() else SNAPSHOT_DETACHED)
             return
+        standby = self._standby
+        if standby is not None and standby.version == version:
+            if (standby.path / MANIFEST).is_file():
+                self._swap(standby)  # a rollback (or the roll forward after it): nothing to load
+                log.info("serving snapshot %s (kept loaded beside %s)", version, live.version if live else None)
+                return
+            self._standby = None  # its files are gone: load it like any other (and fail)
         if version in self._failed:
             self._problem = None if live is not None else SNAPSHOT_MISSING
             return
@@ -384,13 +412,59 @@ class SnapshotStore:
             self._failed.add(version)
             self._problem = None if self._snapshot is not None else SNAPSHOT_MISSING
         else:
-            self._snapshot = snapshot  # the atomic swap: one reference assignment
-            self._problem = None
+            self._swap(snapshot)
             log.info("serving snapshot %s (%d pages)", snapshot.version, len(snapshot.pages))
+            self._prepare_standby()
         finally:
             with self._lock:
                 if self._loading == version:
                     self._loading = None
+
+    def _swap(self, snapshot: LoadedSnapshot) -> None:
+        """``snapshot`` goes live (one reference assignment); the one it replaces becomes the standby."""
+        with self._lock:
+            old = self._snapshot
+            self._snapshot = snapshot  # the atomic swap
+            self._problem = None
+            if not self._keep_standby:
+                return
+            if old is not None and old.version != snapshot.version:
+                self._standby = old
+            elif self._standby is not None and self._standby.version == snapshot.version:
+                self._standby = None
+
+    def _prepare_standby(self) -> None:
+        """Once, after the first snapshot goes live: load the version a rollback would go to (in the
+        background unless the store is synchronous); a failure only costs the rollback its speed."""
+        live = self._snapshot
+        with self._lock:
+            if not self._keep_standby or self._standby_started or live is None or self._standby is not None:
+                return
+            self._standby_started = True
+        target = previous_version(self.root, live.version)
+        if target is None:
+            return
+        if self.background:
+            threading.Thread(target=self._load_standby, args=(target,), name=f"snapshot-standby-{target}",
+                             daemon=True).start()
+        else:
+            self._load_standby(target)
+
+    def _load_standby(self, version: str) -> None:
+        try:
+            snapshot = self._loader(self.root / version)
+        except (SnapshotError, OSError, ValueError, KeyError) as exc:
+            log.warning("snapshot %s not kept loaded for a rollback: %s", version, exc)
+            return
+        with self._lock:
+            live = self._snapshot
+            if snapshot.version == version and self._standby is None and live is not None and live.version != version:
+                self._standby = snapshot
+
+    @property
+    def standby_version(self) -> str | None:
+        """The version kept loaded for a rollback (None: none, or still loading)."""
+        return self._standby.version if self._standby is not None else None
 
     @property
     def version(self) -> str | None:

@@ -149,3 +149,85 @@ def test_a_registry_that_cannot_be_read_keeps_the_policy(tmp_path):
     policy = RegistryArtwork(_ThirdArm(), "1", _ThirdArm, unreachable, 1.0, background=False, clock=lambda: now[0])
     now[0] = 5.0
     assert policy.problem is None and policy.version == "fake-1"
+
+
+class _CountingLoader:
+    """``load_snapshot``, remembering which versions were opened."""
+
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+
+    def __call__(self, path):
+        from serving.snapshots import load_snapshot
+
+        self.opened.append(path.name)
+        return load_snapshot(path)
+
+
+def test_a_rollback_and_the_roll_forward_swap_to_the_snapshot_kept_loaded(tmp_path):
+    from pathways.snapshot import switch_current
+
+    cfg = make_config(tmp_path)
+    for version in ("v1", "v2", "v3"):
+        publish(cfg.snapshots_dir, version, cfg)
+    loader = _CountingLoader()
+    store = SnapshotStore(cfg.snapshots_dir, poll_s=0.0, background=False, loader=loader)
+    assert store.refresh().snapshot.version == "v3"
+    assert loader.opened == ["v3", "v2"] and store.standby_version == "v2"  # the rollback target, loaded at start-up
+    switch_current(cfg.snapshots_dir, "v2")
+    state = store.state()
+    assert state.snapshot.version == "v2" and state.problem is None and state.snapshot.page(ADULT) is not None
+    assert loader.opened == ["v3", "v2"] and store.standby_version == "v3"  # no load; the one swapped out waits
+    switch_current(cfg.snapshots_dir, "v3")
+    assert store.state().snapshot.version == "v3" and loader.opened == ["v3", "v2"]
+    switch_current(cfg.snapshots_dir, "v1")  # further back than the standby: a load
+    assert store.state().snapshot.version == "v1" and loader.opened == ["v3", "v2", "v1"]
+    assert store.standby_version == "v3"
+
+
+def test_a_standby_whose_files_are_gone_is_not_served(tmp_path):
+    import shutil
+
+    cfg = make_config(tmp_path)
+    publish(cfg.snapshots_dir, "v1", cfg)
+    publish(cfg.snapshots_dir, "v2", cfg)
+    loader = _CountingLoader()
+    store = SnapshotStore(cfg.snapshots_dir, poll_s=0.0, background=False, loader=loader)
+    store.refresh()
+    assert store.standby_version == "v1"
+    shutil.rmtree(cfg.snapshots_dir / "v1")
+    (cfg.snapshots_dir / "CURRENT").write_text("v1\n")
+    state = store.state()
+    assert state.snapshot.version == "v2" and loader.opened == ["v2", "v1", "v1"]  # tried from disk, failed
+    assert store.standby_version is None
+
+
+def test_without_standby_a_rollback_loads(tmp_path):
+    from pathways.snapshot import switch_current
+
+    cfg = make_config(tmp_path)
+    publish(cfg.snapshots_dir, "v1", cfg)
+    publish(cfg.snapshots_dir, "v2", cfg)
+    loader = _CountingLoader()
+    store = SnapshotStore(cfg.snapshots_dir, poll_s=0.0, background=False, loader=loader, standby=False)
+    store.refresh()
+    switch_current(cfg.snapshots_dir, "v1")
+    assert store.state().snapshot.version == "v1" and loader.opened == ["v2", "v1"] and store.standby_version is None
+
+
+def test_a_background_store_rolls_back_in_the_polling_request(tmp_path):
+    from pathways.snapshot import switch_current
+
+    cfg = make_config(tmp_path)
+    publish(cfg.snapshots_dir, "v1", cfg)
+    publish(cfg.snapshots_dir, "v2", cfg)
+    store = SnapshotStore(cfg.snapshots_dir, poll_s=0.0, background=True)
+    assert store.refresh().snapshot.version == "v2"
+    deadline = time.monotonic() + 10.0
+    while store.standby_version is None and time.monotonic() < deadline:  # loading in its own thread
+        time.sleep(0.005)
+    assert store.standby_version == "v1"
+    switch_current(cfg.snapshots_dir, "v1")
+    assert store.state().snapshot.version == "v1"  # this very call: no background load to wait for
+    switch_current(cfg.snapshots_dir, "v2")
+    assert store.state().snapshot.version == "v2"
