@@ -39,6 +39,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -127,6 +129,57 @@ def validate_events(
     return events, _reasons(events, bad_type, titles, profiles, now, in_lake)
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """One batch validated, not yet written: its accepted rows (with their id hashes) and its
+    rejected rows (the raw row and its reason)."""
+
+    batch_id: str
+    rows_in: int
+    accepted: pa.Table
+    accepted_hashes: np.ndarray
+    rejected: pa.Table | None
+    by_reason: dict[str, int]
+
+    @property
+    def part_name(self) -> str:
+        return f"part-{self.batch_id}.parquet"
+
+
+def _check(raw: pa.Table, titles: pa.Table, profiles: pa.Table, batch_id: str, now: datetime, name: str,
+           index: EventIdIndex) -> _Checked:
+    """``raw`` validated against the lake as ``index`` knows it (nothing written)."""
+    events, bad_type = coerce_table(raw, EVENT_SCHEMA, name, required=REQUIRED)
+    hashes = id_hashes(events["event_id"])  # once: the lake check, the batch's own duplicates, the index
+    in_lake = index.duplicates(events["event_id"], events["ts"], exclude=f"part-{batch_id}.parquet", hashes=hashes)
+    reasons = _reasons(events, bad_type, titles, profiles, now, in_lake, hashes)
+    bad = reasons != ""
+    rejected = raw.filter(pa.array(bad)).append_column("reason", pa.array(reasons[bad])) if bad.any() else None
+    kinds, counts = np.unique(reasons[bad], return_counts=True)
+    return _Checked(batch_id, raw.num_rows, events.filter(pa.array(~bad)), hashes[~bad], rejected,
+                    {str(k): int(c) for k, c in zip(kinds, counts)})
+
+
+def _write(checked: _Checked, lake_dir: Path) -> IngestReport:
+    """The accepted rows into the lake's day partitions, the rejected into the quarantine, then the
+    batch's report (written last: a batch is done once its report exists)."""
+    paths: list[str] = []
+    if checked.accepted.num_rows:
+        paths += write_partitioned(checked.accepted, lake_dir, checked.batch_id)
+    if checked.rejected is not None:
+        paths.append(_write_atomic(checked.rejected, lake_dir / "quarantine" / checked.part_name))
+    report = IngestReport(
+        rows_in=checked.rows_in,
+        accepted=checked.accepted.num_rows,
+        quarantined=checked.rows_in - checked.accepted.num_rows,
+        by_reason=checked.by_reason,
+        paths=tuple(paths),
+        batch_id=checked.batch_id,
+    )
+    write_report(lake_dir, report)
+    return report
+
+
 def land(
     raw: pa.Table,
     titles: pa.Table,
@@ -142,32 +195,52 @@ def land(
     same files). ``index`` checks ids against the lake (a fresh one per call if None)."""
     lake_dir = Path(lake_dir)
     index = index or EventIdIndex(lake_dir)
-    part_name = f"part-{batch_id}.parquet"
-    events, bad_type = coerce_table(raw, EVENT_SCHEMA, name, required=REQUIRED)
-    hashes = id_hashes(events["event_id"])  # once: the lake check, the batch's own duplicates, the index
-    in_lake = index.duplicates(events["event_id"], events["ts"], exclude=part_name, hashes=hashes)
-    reasons = _reasons(events, bad_type, titles, profiles, now, in_lake, hashes)
-    bad = reasons != ""
-
-    paths: list[str] = []
-    accepted = events.filter(pa.array(~bad))
-    if accepted.num_rows:
-        paths += write_partitioned(accepted, lake_dir, batch_id)
-        index.add(accepted, part_name, hashes[~bad])
-    if bad.any():
-        rejected = raw.filter(pa.array(bad)).append_column("reason", pa.array(reasons[bad]))
-        paths.append(_write_atomic(rejected, lake_dir / "quarantine" / f"part-{batch_id}.parquet"))
-    kinds, counts = np.unique(reasons[bad], return_counts=True)
-    report = IngestReport(
-        rows_in=raw.num_rows,
-        accepted=accepted.num_rows,
-        quarantined=int(bad.sum()),
-        by_reason={str(k): int(c) for k, c in zip(kinds, counts)},
-        paths=tuple(paths),
-        batch_id=batch_id,
-    )
-    write_report(lake_dir, report)
+    checked = _check(raw, titles, profiles, batch_id, now, name, index)
+    report = _write(checked, lake_dir)
+    if checked.accepted.num_rows:
+        index.add(checked.accepted, checked.part_name, checked.accepted_hashes)
     return report
+
+
+def land_chunks(
+    chunks: Iterable[tuple[str, pa.Table | None]],
+    titles: pa.Table,
+    profiles: pa.Table,
+    lake_dir: Path,
+    now: datetime,
+    index: EventIdIndex,
+    *,
+    name: str = "<table>",
+) -> list[IngestReport]:
+    """``land`` each (batch id, rows) in order (rows None: the batch is done, its report is read),
+    each batch written on a thread while the next is validated: the ids of the batch being written
+    are known to ``index`` from memory until its files exist, so the next batch's duplicates are
+    found as by ``land`` one after the other. A batch's report is written after its files, and
+    batches are written in order, so a kill leaves done exactly the batches with a report."""
+    reports: list[IngestReport] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write") as writer:
+        pending: tuple[Future[IngestReport], _Checked] | None = None
+
+        def settle() -> None:
+            nonlocal pending
+            if pending is not None:
+                future, checked = pending
+                pending = None
+                reports.append(future.result())
+                index.written(checked.part_name)
+
+        for batch_id, raw in chunks:
+            if raw is None:
+                settle()
+                reports.append(load_report(lake_dir / "batches" / f"{batch_id}.json"))
+                continue
+            checked = _check(raw, titles, profiles, batch_id, now, name, index)
+            settle()  # one batch in flight: its ids leave memory once its files are written
+            if checked.accepted.num_rows:
+                index.add(checked.accepted, checked.part_name, checked.accepted_hashes, in_memory=True)
+            pending = (writer.submit(_write, checked, lake_dir), checked)
+        settle()
+    return reports
 
 
 def write_report(lake_dir: Path, report: IngestReport) -> None:
@@ -277,7 +350,7 @@ def _reasons(
             is_type(EventType.ARTWORK_IMPRESSION)
             & (null("propensity") | outside("propensity", 0.0, 1.0, lo_open=True)),
         ),
-        ("unknown_artwork_id", artwork_types & ~_known_artwork(ev, titles)),
+        ("unknown_artwork_id", _unknown_artwork(ev, titles, artwork_types)),
         ("duplicate_in_lake", in_lake),
     ]
     masks = [m for _, m in rules]
@@ -287,26 +360,38 @@ def _reasons(
     # Only rows whose 64-bit hash repeats can repeat an id: their strings are compared (exact).
     valid = np.flatnonzero(reasons == "")
     hashes = id_hashes(ev["event_id"]) if hashes is None else hashes
-    maybe = valid[pd.Series(hashes[valid]).duplicated(keep=False).to_numpy()]
+    maybe = valid[_repeated(hashes[valid])]
     if len(maybe):
         ids = ev["event_id"].take(pa.array(maybe)).to_pandas()
         reasons[maybe[ids.duplicated(keep="first").to_numpy()]] = "duplicate_event_id"
     return reasons
 
 
-def _known_artwork(ev: pa.Table, titles: pa.Table) -> np.ndarray:
-    """Whether (title_id, artwork_id) is one of the title's artwork variants, shape (n,)."""
+def _repeated(values: np.ndarray) -> np.ndarray:
+    """Whether each value occurs more than once in ``values``, shape (n,) bool (one sort; the
+    repeated values, rare, looked up)."""
+    ordered = np.sort(values)
+    repeats = ordered[1:][ordered[1:] == ordered[:-1]]
+    if not len(repeats):
+        return np.zeros(len(values), bool)
+    return np.isin(values, repeats)
+
+
+def _unknown_artwork(ev: pa.Table, titles: pa.Table, rows: np.ndarray) -> np.ndarray:
+    """Whether each of ``rows`` (shape (n,) bool: the artwork events) names an artwork that is not
+    one of its title's variants (or none); False elsewhere. Shape (n,)."""
     variants = pc.list_flatten(titles["artwork_ids"]).to_numpy().astype(np.int64)
     owners = pc.list_parent_indices(titles["artwork_ids"]).to_numpy()
-    known = titles["title_id"].to_numpy()[owners].astype(np.int64) * (1 << 32) + variants
-    tid = pc.fill_null(ev["title_id"], -1).to_numpy().astype(np.int64)
-    art = pc.fill_null(ev["artwork_id"], -1).to_numpy().astype(np.int64)
-    known = np.sort(known)  # membership by binary search: np.isin hashes both sides on every call
-    keys = tid * (1 << 32) + art
-    at = np.minimum(np.searchsorted(known, keys), max(len(known) - 1, 0))
-    ok: np.ndarray = known[at] == keys if len(known) else np.zeros(len(keys), bool)
-    known_art: np.ndarray = ok & ~_mask(pc.is_null(ev["artwork_id"]))
-    return known_art
+    known = np.sort(titles["title_id"].to_numpy()[owners].astype(np.int64) * (1 << 32) + variants)
+    at_rows = pa.array(np.flatnonzero(rows))
+    tid = pc.fill_null(ev["title_id"].take(at_rows), -1).to_numpy().astype(np.int64)
+    art = ev["artwork_id"].take(at_rows)
+    keys = tid * (1 << 32) + pc.fill_null(art, -1).to_numpy().astype(np.int64)
+    at = np.minimum(np.searchsorted(known, keys), max(len(known) - 1, 0))  # membership by binary search
+    ok = (known[at] == keys if len(known) else np.zeros(len(keys), bool)) & ~_mask(pc.is_null(art))
+    unknown = np.zeros(len(rows), bool)
+    unknown[rows] = ~ok
+    return unknown
 
 
 def _write_atomic(table: pa.Table, path: Path) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.ingest import IngestError, IngestReport, file_batch_id, ingest, land, load_report, write_report
+from features.ingest import IngestError, IngestReport, file_batch_id, ingest, land_chunks, load_report, write_report
 from features.lake_index import EventIdIndex
 from pathways.parallel import Prefetched
 
@@ -117,15 +117,18 @@ def ingest_file(path: Path, titles: pa.Table, profiles: pa.Table, lake_dir: Path
     manifest = lake_dir / "batches" / f"{batch_id}.json"
     if manifest.exists():
         return load_report(manifest)
-    parts: list[IngestReport] = []
-    # The next chunk is read and decoded on a thread while this one is checked and written.
+    # The next chunk is read and decoded on a thread while this one is checked, and the one before
+    # it written (land_chunks).
     batches = Prefetched(pq.ParquetFile(path).iter_batches(batch_size=chunk_rows), depth=1, name="ingest-read")
-    try:
+
+    def chunks() -> Iterator[tuple[str, pa.Table | None]]:
         for k, batch in enumerate(batches):
             chunk_id = f"{batch_id}-c{k:05d}"
-            done = lake_dir / "batches" / f"{chunk_id}.json"
-            parts.append(load_report(done) if done.exists() else
-                         land(pa.Table.from_batches([batch]), titles, profiles, lake_dir, chunk_id, now, name=str(path), index=index))
+            done = (lake_dir / "batches" / f"{chunk_id}.json").exists()
+            yield chunk_id, None if done else pa.Table.from_batches([batch])
+
+    try:
+        parts = land_chunks(chunks(), titles, profiles, lake_dir, now, index, name=str(path))
     finally:
         batches.close()
     by_reason: dict[str, int] = {}

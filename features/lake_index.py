@@ -19,6 +19,7 @@ Cost: time linear in the ids of the days checked (hashing, sorting, merging) and
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -86,13 +87,23 @@ class _FileIds:
     path: Path
     hashes: np.ndarray  # uint64, sorted
     rows: np.ndarray  # uint32, the file row of each hash
+    ids: pa.Array | None = None  # the file's ids while it is being written (compared from memory)
 
     @classmethod
-    def of(cls, path: Path, ids: pa.Array | pa.ChunkedArray, hashes: np.ndarray | None = None) -> _FileIds:
-        """``hashes``: ``id_hashes(ids)`` when the caller has them already."""
+    def of(cls, path: Path, ids: pa.Array | pa.ChunkedArray, hashes: np.ndarray | None = None,
+           in_memory: bool = False) -> _FileIds:
+        """``hashes``: ``id_hashes(ids)`` when the caller has them already; ``in_memory``: keep
+        ``ids`` (the file is not written yet)."""
         hashes = id_hashes(ids) if hashes is None else hashes
         order = np.argsort(hashes, kind="stable")
-        return cls(path, hashes[order], order.astype(np.uint32))
+        held = (ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids) if in_memory else None
+        return cls(path, hashes[order], order.astype(np.uint32), held)
+
+    def stored_ids(self) -> pa.Array:
+        """The file's ids in row order (from memory while it is being written)."""
+        if self.ids is not None:
+            return self.ids
+        return pq.read_table(self.path, columns=["event_id"])["event_id"].combine_chunks()
 
     @classmethod
     def read(cls, path: Path) -> _FileIds:
@@ -197,7 +208,7 @@ class EventIdIndex:
                 continue
             # Hash matches (true duplicates, or a rare collision): compare the full ids, one
             # candidate row of the file at a time (equal hashes within a file are rarer still).
-            stored = pq.read_table(known.path, columns=["event_id"])["event_id"].combine_chunks()
+            stored = known.stored_ids()
             mine = ids.take(pa.array(new))
             for k in range(int((hi[new] - lo[new]).max())):
                 open_ = (lo[new] + k < hi[new]) & ~found[new]
@@ -206,9 +217,10 @@ class EventIdIndex:
                 found[new[open_ & same]] = True
         return found
 
-    def add(self, table: pa.Table, file_name: str, hashes: np.ndarray | None = None) -> None:
+    def add(self, table: pa.Table, file_name: str, hashes: np.ndarray | None = None, in_memory: bool = False) -> None:
         """Record the ids of ``table`` (just written as ``file_name`` in each of its days);
-        ``hashes``: their ``id_hashes`` when the caller has them already."""
+        ``hashes``: their ``id_hashes`` when the caller has them already; ``in_memory``: the files
+        are being written: their ids are kept to confirm matches until ``written(file_name)``."""
         days = event_days(table["ts"])
         for day in np.unique(days):
             key = day.astype(object)
@@ -217,13 +229,20 @@ class EventIdIndex:
             files = self._load_day(key)
             replaced = files.get(file_name)
             files[file_name] = _FileIds.of(partition_dir(self.lake_dir, key) / file_name, ids,
-                                           None if hashes is None else hashes[on_day])
+                                           None if hashes is None else hashes[on_day], in_memory)
             if replaced is not None:  # a batch rewritten: rebuild the day's merged hashes
                 self._merged.pop(key, None)
             elif key in self._merged:  # two sorted runs merged (timsort: linear)
                 merged = np.concatenate([self._merged[key], files[file_name].hashes])
                 merged.sort(kind="stable")
                 self._merged[key] = merged
+
+    def written(self, file_name: str) -> None:
+        """The files ``file_name`` added ``in_memory`` exist now: their ids leave memory."""
+        for files in self._days.values():
+            known = files.get(file_name)
+            if known is not None and known.ids is not None:
+                files[file_name] = dataclasses.replace(known, ids=None)
 
     def nbytes(self) -> int:
         """Bytes held for the known ids."""
@@ -237,6 +256,7 @@ class EventIdIndex:
         if newest is None:
             return
         horizon = newest - timedelta(days=self.keep_days + self.dedupe_days)
-        for day in [d for d in self._days if d < horizon and d not in keep]:
+        for day in [d for d in self._days if d < horizon and d not in keep
+                    and all(f.ids is None for f in self._days[d].values())]:  # never a file being written
             del self._days[day]
             self._merged.pop(day, None)

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import features.lake_index as lake_index
-from features.ingest import read_events
+from features.ingest import file_batch_id, read_events
 from features.ingest_nightly import ingest_new
 from tests.conftest import make_titles
 from tests.features.builders import T0, event, events_table, make_profiles
@@ -166,3 +166,80 @@ def test_a_chunked_file_spanning_a_week_reads_each_day_of_the_lake_once(tmp_path
     totals = ingest_new([raw / "week.parquet"], titles, profiles, tmp_path / "lake", now=NOW, chunk_rows=12)
     assert totals["accepted"] == 96
     assert read == []  # every file the index knows it learnt when writing it, none read back
+
+
+def test_a_chunk_is_checked_against_the_one_still_being_written(tmp_path: Path, monkeypatch) -> None:
+    """Chunk k is written on a thread while chunk k+1 is checked: its ids come from memory until its
+    files exist. Every write here waits for the next chunk's check, and every hash collides, so the
+    duplicates (and the distinct ids) can only be told apart by the unwritten chunk's ids."""
+    import threading
+
+    import numpy as np
+
+    import features.ingest as ingest_module
+
+    real_hashes = lake_index.id_hashes
+    for module in (lake_index, ingest_module):
+        monkeypatch.setattr(module, "id_hashes", lambda ids, step=1 << 20: np.zeros(len(real_hashes(ids)), np.uint64))
+    checks, written_before_check, cond = [0], [], threading.Condition()
+    real_check, real_write = ingest_module._check, ingest_module._write
+
+    def check(raw, titles, profiles, batch_id, now, name, index):
+        written_before_check.append(sorted(p.name for p in (tmp_path / "lake" / "events").rglob("part-*.parquet")))
+        out = real_check(raw, titles, profiles, batch_id, now, name, index)
+        with cond:
+            checks[0] += 1
+            cond.notify_all()
+        return out
+
+    def write(checked, lake_dir):
+        k = int(checked.batch_id.rsplit("-c", 1)[1])
+        with cond:
+            assert cond.wait_for(lambda: checks[0] >= min(k + 2, 3), timeout=30)
+        return real_write(checked, lake_dir)
+
+    monkeypatch.setattr(ingest_module, "_check", check)
+    monkeypatch.setattr(ingest_module, "_write", write)
+    titles, profiles = make_titles(), make_profiles()
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = [event(i, "play", 1 + i % 5, 100 + i % 7, hours=i * 0.5, fraction_watched=0.5) for i in range(20)]
+    rows += [event(3, "play", 1, 100, hours=1.5, fraction_watched=0.5)]  # chunk 0's id 3 again, in chunk 2
+    rows += [event(9, "play", 2, 101, hours=4.5, fraction_watched=0.5)]  # chunk 1's id 9 again, in chunk 2
+    pq.write_table(events_table(rows), raw / "big.parquet")
+    totals = ingest_new([raw / "big.parquet"], titles, profiles, tmp_path / "lake", now=NOW, chunk_rows=8)
+    assert totals["by_reason"] == {"duplicate_in_lake": 2} and totals["accepted"] == 20
+    assert written_before_check[1] == [] and all("c00001" not in p for p in written_before_check[2])
+    assert sorted(read_events(tmp_path / "lake")["event_id"].to_pylist()) == sorted(f"e{i}" for i in range(20))
+
+
+def test_a_chunk_whose_write_fails_leaves_the_chunks_before_it_done_and_none_after(tmp_path: Path, monkeypatch) -> None:
+    import features.ingest as ingest_module
+
+    titles, profiles = make_titles(), make_profiles()
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = [event(i, "play", 1 + i % 5, 100 + i % 7, hours=i * 0.5, fraction_watched=0.5) for i in range(30)]
+    rows += [event(2, "play", 1, 100, hours=1.0, fraction_watched=0.5)]  # a dup of chunk 0's id 2, in the last chunk
+    pq.write_table(events_table(rows), raw / "big.parquet")
+    real_write = ingest_module.write_partitioned
+
+    def failing(table, lake_dir, batch_id):
+        if batch_id.endswith("-c00001"):
+            raise OSError("disk full")
+        return real_write(table, lake_dir, batch_id)
+
+    monkeypatch.setattr(ingest_module, "write_partitioned", failing)
+    lake = tmp_path / "lake"
+    try:
+        ingest_new([raw / "big.parquet"], titles, profiles, lake, now=NOW, chunk_rows=8)
+    except OSError as exc:
+        assert "disk full" in str(exc)
+    else:
+        raise AssertionError("the failed write must stop the ingest")
+    assert sorted(p.name for p in (lake / "batches").glob("*.json")) == [f"{file_batch_id(raw / 'big.parquet')}-c00000.json"]
+    assert all("c00000" in p.name for p in (lake / "events").rglob("*.parquet"))  # nothing of the chunks after it
+    monkeypatch.setattr(ingest_module, "write_partitioned", real_write)
+    totals = ingest_new([raw / "big.parquet"], titles, profiles, lake, now=NOW, chunk_rows=8)
+    assert totals["by_reason"] == {"duplicate_in_lake": 1} and totals["accepted"] == 30
+    assert sorted(read_events(lake)["event_id"].to_pylist()) == sorted(f"e{i}" for i in range(30))
