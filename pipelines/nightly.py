@@ -39,15 +39,18 @@ log = logging.getLogger("pathways.nightly")
 BESIDE_FEATURES = ("train_als", "train_retrieval", "train_top_row")
 STAGES: list[Stage] = [
     Stage("ingest", stages.ingest, "validate raw events into the lake; quarantine bad rows"),
-    # One lane in a process of its own: the features, then Feast's upserts, on one core beside the
-    # training stages (ALS and retrieval run on one core; none reads the feature store: the lake).
+    # One lane in a process of its own, on one core beside the training stages (ALS and retrieval
+    # run on one core; none reads the feature store or the lane's models: the lake): the features,
+    # Feast's upserts, then the two stages that need them and nothing the training stages make.
     Stage("features", stages.features, "compute point-in-time feature tables", alongside=BESIDE_FEATURES),
     Stage("materialize", stages.materialize, "feast apply + materialize into the online store", alongside=BESIDE_FEATURES),
+    Stage("train_ranker", stages.train_ranker, "rankers on impressions with historical features (MLflow)",
+          alongside=BESIDE_FEATURES),
+    Stage("artwork", stages.artwork, "train, evaluate off-policy and maybe promote the artwork policy",
+          alongside=BESIDE_FEATURES),
     Stage("train_als", stages.train_als, "ALS on plays weighted by fraction watched (MLflow)"),
     Stage("train_retrieval", stages.train_retrieval, "two-tower and SASRec retrieval (faiss through FactorSource)"),
     Stage("train_top_row", stages.train_top_row, "learning-to-rank over the union of generators: the top row"),
-    Stage("train_ranker", stages.train_ranker, "rankers on impressions with historical features (MLflow)"),
-    Stage("artwork", stages.artwork, "train, evaluate off-policy and maybe promote the artwork policy"),
     Stage("pages", stages.pages, "candidates -> rank -> assemble a page per profile, and fallbacks"),
     Stage("publish", stages.publish, "write the snapshot beside the live one, switch CURRENT last"),
 ]
@@ -136,6 +139,7 @@ def run_nightly(
             if on_stage is not None:
                 on_stage(result)
 
+        stages.configure_mlflow(ctx)  # the tracking DB made (migrated) once, before the lane and this process share it
         results = run_stages(STAGES, ctx, resume=resume, until=until, on_stage=record)
     (ctx.run_dir / "summary.json").write_text(
         json.dumps(
