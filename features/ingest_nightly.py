@@ -8,8 +8,9 @@ whole lake). A file that cannot be read as events (not Parquet, missing or unkno
 moved to ``lake_dir/rejected/`` with a ``.report.json`` saying why, and the night goes on.
 
 A file of more than ``chunk_rows`` rows (a whole world's log) is landed ``chunk_rows`` rows at a
-time (``ingest_file``), the next chunk read ahead on a thread: memory is two chunks, not the file;
-time is linear in its rows.
+time (``ingest_file``), the next chunk read ahead on a thread and the one before written on another
+(``features.ingest.land_chunks``): memory is three chunks (and the ids of the one being written),
+not the file; time is linear in its rows.
 """
 
 from __future__ import annotations

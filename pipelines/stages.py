@@ -67,9 +67,10 @@ def configure_mlflow(ctx: RunContext) -> None:
 
 # ---------------------------------------------------------------- stages
 def ingest(ctx: RunContext) -> dict[str, Any]:
-    """New event files into the lake. Cost: time linear in the new events; memory two chunks of
-    ``features.ingest_chunk_rows`` rows plus 12 bytes per event id of the days it touches (dedupe:
-    64-bit hashes, ``features.lake_index.EventIdIndex``), never the ids' strings."""
+    """New event files into the lake. Cost: time linear in the new events; memory three chunks of
+    ``features.ingest_chunk_rows`` rows (read ahead, checked, written) plus 12 bytes per event id of
+    the days it touches (dedupe: 64-bit hashes, ``features.lake_index.EventIdIndex``), the ids' strings
+    only of the chunk being written."""
     from features.ingest_nightly import ingest_new
 
     titles, profiles = world_tables(ctx)
