@@ -22,7 +22,7 @@ distinct layouts (``bandits.serving``), never per-title features.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -55,6 +55,21 @@ def genre_contexts(affinities: Sequence[Any], genres: Sequence[str], context_nam
         if a is None or (isinstance(a, float) and np.isnan(a)) or len(a) != len(cols):
             continue
         out[i, cols[keep]] = np.asarray(a, np.float32)[keep]
+    return out
+
+
+def contexts_in_blocks(affinities_of: Callable[[int, int], Sequence[Any]], n: int, genres: Sequence[str],
+                       context_names: Sequence[str], block_rows: int) -> np.ndarray:
+    """``genre_contexts`` of ``n`` rows whose affinities ``affinities_of(lo, hi)`` gives for rows
+    [lo, hi), asked ``block_rows`` rows at a time: a point-in-time join is row by row, so the
+    contexts are the same as in one call, and only one block's affinities (Python objects, ~0.5 kB
+    a row) are in memory at once. Shape (n, S) float32."""
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+    out = np.zeros((n, len(context_names)), np.float32)
+    for lo in range(0, n, block_rows):
+        hi = min(lo + block_rows, n)
+        out[lo:hi] = genre_contexts(affinities_of(lo, hi), genres, context_names)
     return out
 
 

@@ -256,6 +256,7 @@ class BanditConfig(_Section):
     alpha: float = Field(0.05, gt=0.0, lt=1.0)  # the interval's miscoverage: promote on its lower bound
     bootstrap_seed: int = 0
     min_impressions: int = Field(200, ge=1)  # fewer logged artwork impressions: the stage skips
+    context_block_rows: int = Field(500_000, ge=1)  # impressions per point-in-time join of their contexts (memory)
     name: str = "artwork_policy"  # registered model name
     experiment: str = "artwork"  # MLflow experiment
 

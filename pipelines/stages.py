@@ -204,7 +204,7 @@ def artwork(ctx: RunContext) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from bandits.features import ArmFeaturizer, artwork_context_names, genre_contexts
+    from bandits.features import ArmFeaturizer, artwork_context_names, contexts_in_blocks
     from bandits.log import BanditLog
     from bandits.nightly import train_and_maybe_promote
 
@@ -220,8 +220,11 @@ def artwork(ctx: RunContext) -> dict[str, Any]:
     # What the policy knew at each impression: the genre affinity as of that moment.
     entity = pd.DataFrame({"profile_id": imp.column("profile_id").to_numpy(),
                            "event_timestamp": imp.column("ts").to_pandas()})
-    hist = store.historical(entity, ["profile_stats:genre_affinity"])["profile_stats__genre_affinity"]
-    contexts = genre_contexts(hist.to_numpy(), store.genres(), names)  # the same function serving uses
+    def affinities(lo: int, hi: int) -> Any:
+        return store.historical(entity.iloc[lo:hi], ["profile_stats:genre_affinity"])["profile_stats__genre_affinity"].to_numpy()
+
+    # genre_contexts per block of impressions: the same function serving uses
+    contexts = contexts_in_blocks(affinities, len(entity), store.genres(), names, ctx.config.bandits.context_block_rows)
     order = titles.sort_by("title_id")
     featurizer = ArmFeaturizer.build(names, order.column("title_id").to_numpy(), order.column("artwork_themes").to_pylist())
     n_arms = dict(zip(titles.column("title_id").to_pylist(), (len(a) for a in titles.column("artwork_ids").to_pylist())))

@@ -71,3 +71,22 @@ def test_the_page_read_features_give_the_same_context_as_the_nightly_job():
     served = np.stack([fn({"genre_affinity": AFFINITY[p]}) for p in (1, 2, 3, 4)])
     np.testing.assert_array_equal(served, _nightly([1, 2, 3, 4]))
     np.testing.assert_array_equal(fn({}), np.zeros(3, np.float32))  # the store was down: the average member
+
+
+def test_contexts_in_blocks_are_the_contexts_of_one_call():
+    from bandits.features import contexts_in_blocks
+
+    pids = [1, 2, 3, 4, 1, 4, 2, 1, 3, 4, 4]
+    asked: list[tuple[int, int]] = []
+
+    def affinities(lo: int, hi: int) -> np.ndarray:
+        asked.append((lo, hi))
+        return pd.Series([AFFINITY[p] if AFFINITY[p] is not None else np.nan for p in pids[lo:hi]], dtype=object).to_numpy()
+
+    whole = _nightly(pids)
+    for block in (1, 3, 4, 11, 50):
+        asked.clear()
+        got = contexts_in_blocks(affinities, len(pids), GENRES, artwork_context_names(GENRES), block)
+        np.testing.assert_array_equal(got, whole)
+        assert asked == [(lo, min(lo + block, len(pids))) for lo in range(0, len(pids), block)]
+    assert contexts_in_blocks(affinities, 0, GENRES, artwork_context_names(GENRES), 3).shape == (0, 3)
