@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.lake_index import EventIdIndex, event_files, id_hashes, write_partitioned
+from features.lake_index import EventIdIndex, event_files, id_hashes, part_name, write_partitioned
 from features.schema import EVENT_SCHEMA, EVENT_TYPES, EventType, empty_events
 
 MIN_TS = datetime(2000, 1, 1, tzinfo=UTC)
@@ -143,7 +143,7 @@ class _Checked:
 
     @property
     def part_name(self) -> str:
-        return f"part-{self.batch_id}.parquet"
+        return part_name(self.batch_id)
 
 
 def _check(raw: pa.Table, titles: pa.Table, profiles: pa.Table, batch_id: str, now: datetime, name: str,
@@ -151,7 +151,7 @@ def _check(raw: pa.Table, titles: pa.Table, profiles: pa.Table, batch_id: str, n
     """``raw`` validated against the lake as ``index`` knows it (nothing written)."""
     events, bad_type = coerce_table(raw, EVENT_SCHEMA, name, required=REQUIRED)
     hashes = id_hashes(events["event_id"])  # once: the lake check, the batch's own duplicates, the index
-    in_lake = index.duplicates(events["event_id"], events["ts"], exclude=f"part-{batch_id}.parquet", hashes=hashes)
+    in_lake = index.duplicates(events["event_id"], events["ts"], exclude=part_name(batch_id), hashes=hashes)
     reasons = _reasons(events, bad_type, titles, profiles, now, in_lake, hashes)
     bad = reasons != ""
     rejected = raw.filter(pa.array(bad)).append_column("reason", pa.array(reasons[bad])) if bad.any() else None

@@ -38,6 +38,11 @@ def partition_dir(lake_dir: Path, day: date) -> Path:
     return lake_dir / "events" / f"{PARTITION_PREFIX}{day.isoformat()}"
 
 
+def part_name(batch_id: str) -> str:
+    """The file name of batch ``batch_id`` in each of its day partitions (and the quarantine)."""
+    return f"part-{batch_id}.parquet"
+
+
 def event_days(ts: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """The UTC day of each timestamp as ``datetime64[D]`` (NaT for nulls), shape (n,)."""
     days: np.ndarray = pc.cast(ts, pa.timestamp("ms")).to_numpy(zero_copy_only=False).astype("datetime64[D]")
@@ -51,7 +56,7 @@ def write_partitioned(table: pa.Table, lake_dir: Path, batch_id: str) -> list[st
     paths: list[str] = []
     for day in np.unique(days):
         part = table.filter(pa.array(days == day))
-        path = partition_dir(lake_dir, day.astype(object)) / f"part-{batch_id}.parquet"
+        path = partition_dir(lake_dir, day.astype(object)) / part_name(batch_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:

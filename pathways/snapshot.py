@@ -203,10 +203,10 @@ def list_versions(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("v"))
 
 
-def previous_version(root: Path, live: str | None) -> str | None:
-    """The newest published version older than ``live`` (any, when ``live`` is None): where a
-    rollback without a version goes, and what a serving replica keeps ready for it."""
-    older = [v for v in list_versions(root) if live is None or v < live]
+def previous_version(versions: list[str], live: str | None) -> str | None:
+    """The newest of ``versions`` (``list_versions``) older than ``live`` (any, when ``live`` is
+    None): where a rollback without a version goes, and what a serving replica keeps ready for it."""
+    older = [v for v in versions if live is None or v < live]
     return older[-1] if older else None
 
 

@@ -300,7 +300,7 @@ def rollback(config: PathwaysConfig, version: str | None = None) -> str:
     versions = list_versions(root)
     live = current_version(root)
     if version is None:
-        version = previous_version(root, live)
+        version = previous_version(versions, live)
         if version is None:
             raise SnapshotError(f"no snapshot older than the live one ({live}) to roll back to")
     if version not in versions:

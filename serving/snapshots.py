@@ -56,6 +56,7 @@ from pathways.snapshot import (
     TITLES,
     SnapshotError,
     current_version,
+    list_versions,
     previous_version,
     read_manifest,
 )
@@ -441,7 +442,7 @@ class SnapshotStore:
             if not self._keep_standby or self._standby_started or live is None or self._standby is not None:
                 return
             self._standby_started = True
-        target = previous_version(self.root, live.version)
+        target = previous_version(list_versions(self.root), live.version)
         if target is None:
             return
         if self.background:
