@@ -7,6 +7,7 @@ store, the catalog) go in ``ctx.cache`` and are rebuilt from disk when a run res
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -142,12 +143,14 @@ def train_retrieval(ctx: RunContext) -> dict[str, Any]:
     in the left-out profiles' interactions (one profile range in memory, plus the vectors). The
     models the top row also uses as generators are saved as fit, for it to take (``training.shared_fit``)."""
     from training.retrieval import train_retrieval as fit
+    from training.top_row import genre_features
 
     configure_mlflow(ctx)
     names = tuple(ctx.config.candidates.retrieval_rows)
     return fit(training_events(ctx, "train_retrieval"), catalog(ctx).title_ids, ctx.stage_dir("train_retrieval"), names,
                ctx.config.models, ctx.config.training.seed, ctx.run_id, unsampled_histories(ctx, "train_retrieval"),
-               share=tuple(n for n in names if n in ctx.config.models.final.generators))
+               share=tuple(n for n in names if n in ctx.config.models.final.generators),
+               item_features=functools.partial(genre_features, catalog(ctx)))  # the top row's: its two-tower is this fit
 
 
 def retrieval_sources(config: PathwaysConfig, retrieval_dir: Path) -> dict[str, tuple[Path, str]]:
@@ -160,8 +163,8 @@ def train_top_row(ctx: RunContext) -> dict[str, Any]:
     grows with the training interactions (a sample caps it) and titles^2 (EASE); its lists are
     written per block of users, ``pipeline.threads`` blocks at once (``training/top_row.py``), the
     profiles a sample left out folded in per profile range: linear in profiles, one range in memory.
-    A generator ``train_retrieval`` saved (SASRec) is taken instead of fit again when it was fit on the same events with the same settings
-    and seed (``training.shared_fit``: one SASRec fit a night); otherwise the top row fits its own."""
+    A generator ``train_retrieval`` saved (SASRec, the two-tower) is taken instead of fit again when it was fit on the same events
+    with the same settings, seed and item features (``training.shared_fit``: one fit of each a night); otherwise the top row fits its own."""
     from training.top_row import train_top_row as fit
 
     configure_mlflow(ctx)

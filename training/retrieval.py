@@ -7,7 +7,8 @@ through faiss like ALS (``candidates.als.FactorSource``), and logs one MLflow ru
 With ``unsampled`` (blocks of events of profiles a training sample left out) each model also
 encodes those profiles from their histories (``fold_in``, no retraining), so the vectors cover
 every profile. Each early-stopped model named in ``share`` is also saved as fit, with the key of
-its fit (``training.shared_fit``), so the top row takes it instead of fitting it again. Cost: the
+its fit (``training.shared_fit``; fit on the top row's item features where it reads them), so the
+top row takes it instead of fitting it again: one SASRec and one two-tower fit a night. Cost: the
 fit grows with the training interactions; the fold-in is linear in the left-out profiles'
 interactions, one block in memory plus the vectors.
 """
@@ -52,20 +53,27 @@ def train_retrieval(
     run_id: str = "",
     unsampled: Callable[[], Iterable[pa.Table]] | None = None,
     share: tuple[str, ...] = (),
+    item_features: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Fit, export and log each model of ``names``; returns facts (interactions, dir, seconds per model,
     ``<name>_shared``: the saved model of each early-stopped (``refit`` off) model of ``share``).
+    ``item_features(item_ids)``: the titles' features, rows in ``item_ids`` order, given to the models
+    that read them (``reads_item_features``: the two-tower), as the top row gives its generators the
+    genres, so that its two-tower is this fit too.
 
     MLflow must already be configured (``pathways.tracking.configure``).
     """
     inter = interactions_from_events(events, item_ids=title_ids)
     users = np.arange(inter.n_users)
     ctx = BuildContext(models=models or ModelsConfig(), seed=seed)
+    features = item_features(inter.item_ids) if item_features is not None else None
     out: dict[str, Any] = {"interactions": len(inter), "dir": str(out_dir)}
     for name in names:
         with mlflow.start_run(run_name=f"{name}-{run_id}"):
             t0 = time.perf_counter()
-            model = build(name, ctx).fit(inter)
+            model = build(name, ctx)
+            reads = features if getattr(model, "reads_item_features", False) else None
+            model = model.fit(inter) if reads is None else model.fit(inter, item_features=reads)
             seconds = time.perf_counter() - t0
             if not isinstance(model, VectorModel):
                 raise TypeError(f"{name} exports no user/item vectors (retrieval_vectors)")
@@ -75,7 +83,7 @@ def train_retrieval(
                 user_vecs, pids = folded_in_vectors(model, user_vecs, pids, inter.item_ids, unsampled())
             FactorArtifacts(user_vecs, item_vecs, pids, inter.item_ids, {"fit_seconds": seconds}).save(out_dir / name)
             if name in share and isinstance(model, EarlyStoppedModel) and not model.config.refit:
-                key = fit_key(model, inter, model.config.valid_k)
+                key = fit_key(model, inter, model.config.valid_k, reads)
                 out[f"{name}_shared"] = str(save_shared(model, out_dir / f"{name}.shared", key))
             tracking.log_params_flat(getattr(model, "get_params", dict)())
             if hasattr(model, "bf16_"):  # what bf16 "auto" resolved to on this machine

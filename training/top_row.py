@@ -92,7 +92,9 @@ def write_lists(model: PathwaysFinal, n_users: int, user_ids: np.ndarray, item_i
         }, schema=TOP_LISTS_SCHEMA)
 
     tmp = path.with_suffix(".tmp")
-    with pq.ParquetWriter(tmp, TOP_LISTS_SCHEMA) as writer:
+    # plain encoding: a dictionary tried on the scores, nearly all distinct, is given up page by page, at
+    # 4x the write time of a block (56 -> 14 ms for 512 lists of 500, measured; the file 1% smaller)
+    with pq.ParquetWriter(tmp, TOP_LISTS_SCHEMA, use_dictionary=False) as writer:
         for table in ordered_map(ranked, blocks(), threads, name="top-row"):
             writer.write_table(table)
     tmp.replace(path)

@@ -87,7 +87,8 @@ def test_left_out_profiles_get_factors_and_a_top_row_equal_to_the_models_own_inf
     assert (ctx.run_dir / UNSAMPLED_DIR / "done").is_file()  # split once, shared by the training stages
 
 
-def test_the_top_row_takes_the_retrieval_stages_sasrec_instead_of_fitting_it_again(sampled):
-    _, ctx = sampled  # both stages train on the same sample with the same settings and seed
+def test_the_top_row_takes_the_retrieval_stages_sasrec_and_two_tower_instead_of_fitting_them_again(sampled):
+    _, ctx = sampled  # both stages train on the same sample with the same settings, seed and genres
     assert Path(ctx.outputs["train_retrieval"]["sasrec_shared"]).is_file()
-    assert ctx.outputs["train_top_row"]["reused_generators"] == "sasrec"  # the two-tower reads genres there: its own fit
+    assert Path(ctx.outputs["train_retrieval"]["two_tower_shared"]).is_file()
+    assert ctx.outputs["train_top_row"]["reused_generators"] == "sasrec,two_tower"
