@@ -56,6 +56,10 @@ class FactorSource:
         row = self.artifacts.profile_row.get(profile_id)
         return row is not None and bool(self.informative[row])
 
+    def holds(self, profile_ids: np.ndarray) -> np.ndarray:
+        """Which profiles have (informative) vectors here (``candidates.base.holds``)."""
+        return np.fromiter((self._has_factors(int(p)) for p in profile_ids), bool, len(profile_ids))
+
     def _fetch_k(self, profile: ProfileContext) -> int:
         extra = self.rules.blocked(profile.region, profile.max_maturity_level) + len(seen_titles(profile))
         return min(len(self.index), self.config.per_source + extra)

@@ -33,6 +33,17 @@ class CandidateSource(Protocol):
     def generate(self, profile: ProfileContext) -> list[Candidates]: ...
 
 
+def holds(source: CandidateSource, profile_ids: np.ndarray) -> np.ndarray:
+    """Which of ``profile_ids`` ``source`` keeps data of its own for, beyond what their
+    ``ProfileContext`` says (vectors, precomputed lists): ``source.holds(profile_ids)`` where it has
+    one, none when it reads only the context (``reads_context_only``), else every profile (a source
+    that does not say is never taken to treat two profiles of one context alike)."""
+    own = getattr(source, "holds", None)
+    if own is not None:
+        return np.asarray(own(profile_ids), bool)
+    return np.full(len(profile_ids), not getattr(source, "reads_context_only", False))
+
+
 def generate_batch(source: CandidateSource, profiles: list[ProfileContext]) -> list[list[Candidates]]:
     """``source.generate_batch(profiles)`` where the source has one, else a loop over ``generate``."""
     batch = getattr(source, "generate_batch", None)

@@ -36,6 +36,7 @@ class BecauseYouWatchedSource:
 
     name = "because_you_watched"
     serves_cohorts = False
+    reads_context_only = True  # nothing of its own per profile (candidates.base.holds)
 
     def __init__(self, artifacts: FactorArtifacts, catalog: Catalog, config: CandidateConfig):
         self.artifacts = artifacts

@@ -19,6 +19,7 @@ from pathways.types import Candidates, ProfileContext
 class ContinueWatchingSource:
     name = "continue_watching"
     serves_cohorts = False
+    reads_context_only = True  # nothing of its own per profile (candidates.base.holds)
     evidence = "Continue watching"
 
     def __init__(self, catalog: Catalog, config: CandidateConfig):

@@ -71,6 +71,7 @@ class GenreSource:
 
     name = "genre"
     serves_cohorts = True
+    reads_context_only = True  # nothing of its own per profile (candidates.base.holds)
 
     def __init__(self, catalog: Catalog, popularity: np.ndarray, config: CandidateConfig, kids_safe_share: float = 0.5):
         if popularity.shape != (len(catalog),):

@@ -31,6 +31,7 @@ def release_window(catalog: Catalog, as_of: datetime, days: int) -> np.ndarray:
 class NewReleasesSource:
     name = "new_releases"
     serves_cohorts = True
+    reads_context_only = True  # nothing of its own per profile (candidates.base.holds)
     evidence = "New releases"
 
     def __init__(self, catalog: Catalog, popularity: np.ndarray, config: CandidateConfig, as_of: datetime):

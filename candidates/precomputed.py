@@ -32,6 +32,10 @@ class PrecomputedSource:
         self.name = name
         self.evidence = evidence
 
+    def holds(self, profile_ids: np.ndarray) -> np.ndarray:
+        """Which profiles have a non-empty list here (``candidates.base.holds``)."""
+        return np.diff(flat_lists(self.lists, np.asarray(profile_ids, np.int64))[0]) > 0
+
     def generate(self, profile: ProfileContext) -> list[Candidates]:
         got = self.lists.get(int(profile.profile_id))
         if got is None or len(got[0]) == 0:

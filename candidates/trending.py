@@ -79,6 +79,7 @@ class TrendingSource:
 
     name = "trending"
     serves_cohorts = True
+    reads_context_only = True  # nothing of its own per profile (candidates.base.holds)
 
     def __init__(self, trending: dict[str, Candidates], catalog: Catalog, config: CandidateConfig):
         self.trending = trending
@@ -149,6 +150,7 @@ class PopularSource:
 
     name = "popular"
     serves_cohorts = True
+    reads_context_only = True  # nothing of its own per profile (candidates.base.holds)
     serves_profiles = False
 
     def __init__(self, trending: dict[str, Candidates], popularity: np.ndarray, catalog: Catalog, config: CandidateConfig):

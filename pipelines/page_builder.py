@@ -36,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -170,7 +171,50 @@ class PageBuilder:
         """The page of each profile of the block, encoded for the page store: the block's rule masks,
         every source's rows in long form (``generate_block``: one faiss search per source, masks
         instead of per-title loops), one feature matrix and one lookup per cell to re-score them,
-        then the assembler's greedy steps for all profiles at once (``choose_block``)."""
+        then the assembler's greedy steps for all profiles at once (``choose_block``). Profiles
+        that nothing tells apart (``interchangeable``) are built once: their pages are the same bytes."""
+        own, of = self.interchangeable(profiles)
+        built = self._build([profiles[i] for i in own]) if len(own) < len(profiles) else self._build(profiles)
+        return [built[j]._replace(profile_id=p.profile_id) for p, j in zip(profiles, of.tolist())]
+
+    def interchangeable(self, profiles: list[ProfileContext]) -> tuple[np.ndarray, np.ndarray]:
+        """(the indices of the profiles whose pages are built, ascending; for each profile, the place
+        in them of the one whose page it takes). A page depends on a profile through its context,
+        what the sources keep for its id (``candidates.base.holds``: vectors, lists), the learned
+        lists its cell's ranker reads and the profile features of its cell's ranker (Feast), never
+        on the id itself. So profiles with no history, nothing kept for them, the same context
+        (region, maturity ceiling, kids flag, device, cell) and the same features get the same page:
+        a profile that has never played anything (a third of a world) takes the page of the first
+        one like it in the block. Cost: one more online read of those profiles' features."""
+        from candidates.base import holds
+        from pathways.artifacts.top_lists import flat_lists
+        from ranking.block_rank import profile_keys
+
+        n = len(profiles)
+        of = np.arange(n)
+        blank = np.array([i for i, p in enumerate(profiles)
+                          if not (p.history or p.finished or p.in_progress or p.in_progress_ts)], np.int64)
+        if len(blank) > 1:
+            ids = np.fromiter((profiles[i].profile_id for i in blank.tolist()), np.int64, len(blank))
+            kept = np.zeros(len(blank), bool)
+            for source in self.sources:
+                kept |= holds(source, ids)
+            for scorer in self.scorers.values():
+                if scorer.ltr is not None:
+                    kept |= np.diff(flat_lists(scorer.ltr, ids)[0]) > 0
+            free = blank[~kept]
+            cells = np.array([self._cell(profiles[i]) for i in free.tolist()], dtype=object)
+            first: dict[tuple[Any, ...], int] = {}
+            for cell in sorted(set(cells.tolist())):
+                members = free[cells == cell]
+                for i, features in zip(members.tolist(), profile_keys(self.scorers[cell], profiles, members)):
+                    p = profiles[i]
+                    key = (p.region, p.max_maturity_level, p.is_kids, p.device, p.cell, p.known, features)
+                    of[i] = first.setdefault(key, i)
+        own = np.flatnonzero(of == np.arange(n))
+        return own, np.searchsorted(own, of)
+
+    def _build(self, profiles: list[ProfileContext]) -> list[BuiltPage]:
         from candidates.block import ProfileBlock
         from candidates.registry import generate_all_block
         from ranking.block_page import choose_block

@@ -156,6 +156,14 @@ def _read_profiles(scorer: RowScorer, profiles: list[ProfileContext], index: np.
     return ProfileRead(index, columns, affinity)
 
 
+def profile_keys(scorer: RowScorer, profiles: list[ProfileContext], index: np.ndarray) -> list[bytes]:
+    """For each profile ``index`` (ascending indices into ``profiles``): the profile features
+    ``scorer``'s ranker sees (one online read, as ``rescore_block`` reads them), as bytes: equal
+    bytes, equal features."""
+    read = _read_profiles(scorer, profiles, index)
+    return [read.columns[:, j].tobytes() + read.affinity[j].tobytes() for j in range(len(index))]
+
+
 def _scaled_titles(scorer: RowScorer) -> np.ndarray:
     """The ``TITLE_COLUMNS`` of every catalog title as the ranker sees them, (len(TITLE_COLUMNS),
     n_titles) float32 (``RankerArtifact.standardize``; cached on the scorer): a pair's are its

@@ -9,6 +9,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -175,6 +176,47 @@ def test_block_path_builds_the_pages_of_the_per_profile_loop(nightly):
     plain = PageBuilder.open(dataclasses.replace(spec, config=config.with_overrides({"pipeline.compile_trees": False})))
     assert all(s.ranker.compiled is None for s in plain.scorers.values())
     assert [page for i in range(0, len(profiles), 16) for page in plain.build(profiles[i : i + 16])] == block
+
+
+def test_profiles_nothing_tells_apart_share_a_page_and_only_they_do(nightly, monkeypatch):
+    """A block's profiles without history, without vectors, lists or features of their own and of one
+    context take one page (built once), the per-profile loop's page for each; a profile of that
+    context with data of its own (vectors, a top list, features: a player's id, its history left out)
+    gets its own."""
+    from dataclasses import replace
+
+    from pipelines.page_builder import PageBuilder, PageBuildSpec
+    from pipelines.stages import _profile_contexts, retrieval_sources
+
+    config, ctx, _ = nightly
+    extra = retrieval_sources(config, Path(ctx.outputs["train_retrieval"]["dir"]))
+    spec = PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]),
+                         datetime.fromisoformat(ctx.outputs["features"]["as_of"]), extra,
+                         Path(ctx.outputs["train_top_row"]["path"]))
+    builder = PageBuilder.open(spec)
+    players = [p for p in _profile_contexts(ctx) if p.history][:12]
+    blank = {"history": (), "finished": frozenset(), "in_progress": {}, "in_progress_ts": {}}
+    newcomers = [replace(p, profile_id=10**9 + k, **blank) for k, p in enumerate(players * 2)]  # two of each context
+    stripped = [replace(p, **blank) for p in players]  # the players' own ids: their vectors, lists and features
+    profiles = [x for pair in zip(newcomers[:12], stripped, newcomers[12:]) for x in pair]
+    own, of = builder.interchangeable(profiles)
+    assert set(own.tolist()) >= {3 * k + 1 for k in range(12)}  # every stripped player builds its own page
+    for k in range(12):  # the second newcomer of a context takes an earlier newcomer's page of that context
+        first = profiles[own[of[3 * k + 2]]]
+        assert own[of[3 * k + 2]] < 3 * k + 2 and first.profile_id >= 10**9
+        assert replace(first, profile_id=0, account_id=0) == replace(profiles[3 * k + 2], profile_id=0, account_id=0)
+    mine = {3 * k + 1 for k in range(12)}
+    monkeypatch.setattr("ranking.block_rank.profile_keys", lambda scorer, profiles, index: [b""] * len(index))
+    assert set(builder.interchangeable(profiles)[0].tolist()) >= mine  # features aside: their vectors and lists
+    monkeypatch.undo()
+    monkeypatch.setattr("candidates.base.holds", lambda source, ids: np.zeros(len(ids), bool))
+    monkeypatch.setattr("pathways.artifacts.top_lists.flat_lists", lambda lists, ids: (np.zeros(len(ids) + 1, np.int64), None, None))
+    assert set(builder.interchangeable(profiles)[0].tolist()) >= mine  # vectors and lists aside: their features
+    monkeypatch.undo()
+    pages = builder.build(profiles)
+    assert pages == builder.build_loop(profiles)
+    assert [p.profile_id for p in pages] == [p.profile_id for p in profiles]
+    assert any(pages[3 * k].blob != pages[3 * k + 1].blob for k in range(12))  # a player's data shows on its page
 
 
 def test_a_pages_stage_killed_mid_way_resumes_to_the_same_pages(nightly, monkeypatch, tmp_path):
