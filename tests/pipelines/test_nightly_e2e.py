@@ -37,6 +37,16 @@ def nightly(tmp_path_factory, mlflow_uri):
     return config, ctx, results
 
 
+def _spec(config, ctx):
+    """The page build spec of the fixture's run (its models, lists and as-of time)."""
+    from pipelines.page_builder import PageBuildSpec
+    from pipelines.stages import retrieval_sources
+
+    extra = retrieval_sources(config, Path(ctx.outputs["train_retrieval"]["dir"]))
+    return PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]), datetime.fromisoformat(ctx.outputs["features"]["as_of"]),
+                         extra, Path(ctx.outputs["train_top_row"]["path"]))
+
+
 def _pages(config):
     """The live snapshot's dir and its (profile_id, cell, rows as ``CompactRows``) from ``pages.sqlite``."""
     snap = current_dir(config.snapshots_dir)
@@ -156,14 +166,11 @@ def test_block_path_builds_the_pages_of_the_per_profile_loop(nightly):
     """Parity: candidates, scores and rows per block are the per-profile loop's, byte for byte."""
     import dataclasses
 
-    from pipelines.page_builder import PageBuilder, PageBuildSpec
-    from pipelines.stages import _profile_contexts, retrieval_sources
+    from pipelines.page_builder import PageBuilder
+    from pipelines.stages import _profile_contexts
 
     config, ctx, _ = nightly
-    extra = retrieval_sources(config, Path(ctx.outputs["train_retrieval"]["dir"]))
-    spec = PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]),
-                         datetime.fromisoformat(ctx.outputs["features"]["as_of"]), extra,
-                         Path(ctx.outputs["train_top_row"]["path"]))
+    spec = _spec(config, ctx)
     builder = PageBuilder.open(spec)
     profiles = _profile_contexts(ctx)
     block = [page for i in range(0, len(profiles), 16) for page in builder.build(profiles[i : i + 16])]
@@ -185,15 +192,11 @@ def test_profiles_nothing_tells_apart_share_a_page_and_only_they_do(nightly, mon
     gets its own."""
     from dataclasses import replace
 
-    from pipelines.page_builder import PageBuilder, PageBuildSpec
-    from pipelines.stages import _profile_contexts, retrieval_sources
+    from pipelines.page_builder import PageBuilder
+    from pipelines.stages import _profile_contexts
 
     config, ctx, _ = nightly
-    extra = retrieval_sources(config, Path(ctx.outputs["train_retrieval"]["dir"]))
-    spec = PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]),
-                         datetime.fromisoformat(ctx.outputs["features"]["as_of"]), extra,
-                         Path(ctx.outputs["train_top_row"]["path"]))
-    builder = PageBuilder.open(spec)
+    builder = PageBuilder.open(_spec(config, ctx))
     players = [p for p in _profile_contexts(ctx) if p.history][:12]
     blank = {"history": (), "finished": frozenset(), "in_progress": {}, "in_progress_ts": {}}
     newcomers = [replace(p, profile_id=10**9 + k, **blank) for k, p in enumerate(players * 2)]  # two of each context
