@@ -174,7 +174,7 @@ class PageBuilder:
         then the assembler's greedy steps for all profiles at once (``choose_block``). Profiles
         that nothing tells apart (``interchangeable``) are built once: their pages are the same bytes."""
         own, of = self.interchangeable(profiles)
-        built = self._build([profiles[i] for i in own]) if len(own) < len(profiles) else self._build(profiles)
+        built = self._build([profiles[i] for i in own.tolist()])
         return [built[j]._replace(profile_id=p.profile_id) for p, j in zip(profiles, of.tolist())]
 
     def interchangeable(self, profiles: list[ProfileContext]) -> tuple[np.ndarray, np.ndarray]:
