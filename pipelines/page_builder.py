@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -49,6 +49,9 @@ from pathways.pageblob import encode_page
 from pathways.parallel import ordered_map
 from pathways.types import Page, ProfileContext
 from ranking.page import assemble_page
+
+if TYPE_CHECKING:
+    from ranking.block_rank import ProfileRead
 
 TOP_ROW_SOURCE = "top_picks"
 
@@ -173,11 +176,15 @@ class PageBuilder:
         instead of per-title loops), one feature matrix and one lookup per cell to re-score them,
         then the assembler's greedy steps for all profiles at once (``choose_block``). Profiles
         that nothing tells apart (``interchangeable``) are built once: their pages are the same bytes."""
-        own, of = self.interchangeable(profiles)
-        built = self._build([profiles[i] for i in own.tolist()])
+        from ranking.block_rank import read_block
+
+        read = read_block(self.scorers, profiles)  # one Feast read of the block, shared by the two steps
+        own, of = self.interchangeable(profiles, read)
+        built = self._build([profiles[i] for i in own.tolist()], None if read is None else read.of(own))
         return [built[j]._replace(profile_id=p.profile_id) for p, j in zip(profiles, of.tolist())]
 
-    def interchangeable(self, profiles: list[ProfileContext]) -> tuple[np.ndarray, np.ndarray]:
+    def interchangeable(self, profiles: list[ProfileContext],
+                        read: ProfileRead | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(the indices of the profiles whose pages are built, ascending; for each profile, the place
         in them of the one whose page it takes). A page depends on a profile through its context,
         what the sources keep for its id (``candidates.base.holds``: vectors, lists), the learned
@@ -185,7 +192,8 @@ class PageBuilder:
         on the id itself. So profiles with no history, nothing kept for them, the same context
         (region, maturity ceiling, kids flag, device, cell) and the same features get the same page:
         a profile that has never played anything (a third of a world) takes the page of the first
-        one like it in the block. Cost: one more online read of those profiles' features."""
+        one like it in the block. ``read``: the block's profile features (``read_block``), else
+        those profiles' are read here."""
         from candidates.base import holds
         from pathways.artifacts.top_lists import flat_lists
         from ranking.block_rank import profile_keys
@@ -207,14 +215,14 @@ class PageBuilder:
             first: dict[tuple[Any, ...], int] = {}
             for cell in sorted(set(cells.tolist())):
                 members = free[cells == cell]
-                for i, features in zip(members.tolist(), profile_keys(self.scorers[cell], profiles, members)):
+                for i, features in zip(members.tolist(), profile_keys(self.scorers[cell], profiles, members, read)):
                     p = profiles[i]
                     key = (p.region, p.max_maturity_level, p.is_kids, p.device, p.cell, p.known, features)
                     of[i] = first.setdefault(key, i)
         own = np.flatnonzero(of == np.arange(n))
         return own, np.searchsorted(own, of)
 
-    def _build(self, profiles: list[ProfileContext]) -> list[BuiltPage]:
+    def _build(self, profiles: list[ProfileContext], read: ProfileRead | None = None) -> list[BuiltPage]:
         from candidates.block import ProfileBlock
         from candidates.registry import generate_all_block
         from ranking.block_page import choose_block
@@ -223,7 +231,7 @@ class PageBuilder:
         one_openmp_thread()
         block = ProfileBlock(profiles, self.catalog, self.rules)
         rows = generate_all_block(self.sources, block)
-        rows = rescore_block(self.scorers, [self._cell(p) for p in profiles], profiles, rows)
+        rows = rescore_block(self.scorers, [self._cell(p) for p in profiles], profiles, rows, read)
         pages = choose_block(rows, profiles, self.catalog, self.spec.config.page)
         blobs = pages.encode([p.cell for p in profiles])
         return [BuiltPage(p.profile_id, p.cell, blob, pages.n_rows(i)) for i, (p, blob) in enumerate(zip(profiles, blobs))]

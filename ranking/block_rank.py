@@ -110,6 +110,12 @@ class ProfileRead(NamedTuple):
     columns: np.ndarray  # float32 (len(PROFILE_COLUMNS), m): the ``p_`` features, counts logged
     affinity: np.ndarray  # float32 (m, n_genres): genre affinity, 0 where missing or of another length
 
+    def of(self, index: np.ndarray) -> ProfileRead:
+        """The read of the profiles ``index`` (ascending, all read here) as the read of a list of
+        just them: profile ``index[j]`` becomes profile j."""
+        rows = np.searchsorted(self.profile_index, index)
+        return ProfileRead(np.arange(len(index)), self.columns[:, rows], self.affinity[rows])
+
 
 class Pairs(NamedTuple):
     """A cell's (profile, title) pairs to score, sorted by profile then title id (``Pairs.of``)."""
@@ -156,11 +162,12 @@ def _read_profiles(scorer: RowScorer, profiles: list[ProfileContext], index: np.
     return ProfileRead(index, columns, affinity)
 
 
-def profile_keys(scorer: RowScorer, profiles: list[ProfileContext], index: np.ndarray) -> list[bytes]:
+def profile_keys(scorer: RowScorer, profiles: list[ProfileContext], index: np.ndarray,
+                 read: ProfileRead | None = None) -> list[bytes]:
     """For each profile ``index`` (ascending indices into ``profiles``): the profile features
-    ``scorer``'s ranker sees (one online read, as ``rescore_block`` reads them), as bytes: equal
-    bytes, equal features."""
-    read = _read_profiles(scorer, profiles, index)
+    ``scorer``'s ranker sees (one online read, as ``rescore_block`` reads them; ``read``: the block's,
+    already read by ``read_block``), as bytes: equal bytes, equal features."""
+    read = (read if read is not None else _read_profiles(scorer, profiles, index)).of(index)
     return [read.columns[:, j].tobytes() + read.affinity[j].tobytes() for j in range(len(index))]
 
 
@@ -268,11 +275,12 @@ def _descending(scores: np.ndarray) -> np.ndarray:
 
 
 def rescore_block(scorers: Mapping[str, RowScorer], cells: Sequence[str], profiles: list[ProfileContext],
-                  block: RowBlock) -> RowBlock:
+                  block: RowBlock, read: ProfileRead | None = None) -> RowBlock:
     """``block`` with each row re-scored as ``scorers[cells[i]].score_rows`` does for its profile i
     (ranker logit, or the learning-to-rank list's standardized score, + ``source_weight`` x the row's
     own rank prior; rows of ``pinned_sources`` keep theirs) and re-sorted by the new scores.
-    The scorers share one catalog."""
+    The scorers share one catalog. ``read``: the profiles' features, when already read for every
+    cell (``read_block``: it must cover every profile with rows to score)."""
     names = list(scorers)
     cell_of = np.array([names.index(c) for c in cells], np.int64).reshape(-1)
     lengths = np.diff(block.offsets)
@@ -299,7 +307,7 @@ def rescore_block(scorers: Mapping[str, RowScorer], cells: Sequence[str], profil
     pair_prof, pair_rank = np.divmod(pairs, n_titles)
     pair_pos = titles["by_rank"][pair_rank]
     pair_cell = cell_of[pair_prof]
-    read = _block_read(scorers, profiles, pair_prof)
+    read = read if read is not None else _block_read(scorers, profiles, np.unique(pair_prof))
     logit = np.empty(len(pairs), np.float64)
     weight = np.zeros(len(names))
     for j, name in enumerate(names):
@@ -323,14 +331,20 @@ def rescore_block(scorers: Mapping[str, RowScorer], cells: Sequence[str], profil
 
 
 def _block_read(scorers: Mapping[str, RowScorer], profiles: list[ProfileContext],
-                pair_prof: np.ndarray) -> ProfileRead | None:
-    """One online read of the profile features of every profile with pairs to score, for every cell
+                index: np.ndarray) -> ProfileRead | None:
+    """One online read of the profile features of the profiles ``index`` (ascending) for every cell
     (one Feast call a block instead of one a cell: its fixed cost is Python, held under the GIL);
     None when the cells' scorers read different stores (each then reads its own)."""
     stores = {id(s.store) for s in scorers.values()}
     if len(stores) != 1:
         return None
-    return _read_profiles(next(iter(scorers.values())), profiles, np.unique(pair_prof))
+    return _read_profiles(next(iter(scorers.values())), profiles, index)
+
+
+def read_block(scorers: Mapping[str, RowScorer], profiles: list[ProfileContext]) -> ProfileRead | None:
+    """``_block_read`` of every profile of a block: one read that ``profile_keys`` and
+    ``rescore_block`` share (None when the cells read different stores)."""
+    return _block_read(scorers, profiles, np.arange(len(profiles)))
 
 
 def _list_zscores(scores: np.ndarray, bounds: np.ndarray) -> np.ndarray:

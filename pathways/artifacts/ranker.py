@@ -52,32 +52,36 @@ class MLP(nn.Module):
         return logits.squeeze(-1)
 
 
-def _segments_forward(x: torch.Tensor, bounds: torch.Tensor, weights: list[torch.Tensor],
-                      biases: list[torch.Tensor]) -> torch.Tensor:
-    """sigmoid(MLP(x[a:b])) of each non-empty segment alone, concatenated: ``MLP.forward``'s ops
-    (linear, ReLU between layers, the last layer's column squeezed), one segment at a time."""
+def _tiles_forward(x: torch.Tensor, tile: int, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> torch.Tensor:
+    """sigmoid(MLP(x)) row by row, computed ``tile`` rows at a time (the last tile padded with zero
+    rows): ``MLP.forward``'s ops (linear, ReLU between layers, the last layer's column squeezed) on
+    products of one shape only, whatever the number of rows."""
+    n = x.shape[0]
+    pad = (tile - n % tile) % tile
+    if pad:
+        x = torch.cat([x, torch.zeros((pad, x.shape[1]), dtype=x.dtype)])
     parts: list[torch.Tensor] = []
-    for i in range(bounds.shape[0] - 1):
-        a = int(bounds[i])
-        b = int(bounds[i + 1])
-        if b > a:
-            h = x[a:b]
-            for j in range(len(weights)):
-                h = torch.nn.functional.linear(h, weights[j], biases[j])
-                if j < len(weights) - 1:
-                    h = torch.relu(h)
-            parts.append(torch.sigmoid(h.squeeze(-1)))
-    return torch.cat(parts)
+    for a in range(0, n + pad, tile):
+        h = x[a:a + tile]
+        for j in range(len(weights)):
+            h = torch.nn.functional.linear(h, weights[j], biases[j])
+            if j < len(weights) - 1:
+                h = torch.relu(h)
+        parts.append(torch.sigmoid(h.squeeze(-1)))
+    return torch.cat(parts)[:n]
 
 
 @cache
-def _scripted_segments() -> Any:
-    """``_segments_forward`` compiled by TorchScript (once per process): the loop over a block's
-    segments runs in C++ without the GIL, so two page-builder threads score at once (the Python
-    loop held the GIL between each segment's small matrix products: 0.75x on two threads)."""
+def _scripted_tiles() -> Any:
+    """``_tiles_forward`` compiled by TorchScript (once per process): the loop over the tiles runs in
+    C++ without the GIL, so two page-builder threads score at once (a Python loop holds the GIL
+    between each tile's small matrix products: 0.75x on two threads, measured with segments)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, still in torch 2.13
-        return torch.jit.script(_segments_forward)
+        return torch.jit.script(_tiles_forward)
+
+
+MLP_TILE = 512  # rows per product of the MLP: see ``RankerArtifact.predict_segments``
 
 
 def _standardized(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -125,12 +129,20 @@ class RankerArtifact:
     def predict_segments(self, X: np.ndarray, bounds: np.ndarray, standardized: bool = False) -> np.ndarray:
         """``predict`` of each segment ``X[bounds[i]:bounds[i + 1]]`` alone, concatenated -> (n,) float32.
         The standardization is element-wise (one pass for all rows; skipped when ``standardized``:
-        ``X`` went through ``standardize`` already); the MLP runs once per segment, because its
-        float32 output can change in the last bit with the batch shape (a block of profiles scores
-        each profile as if it were alone); trees score every row on its own."""
+        ``X`` went through ``standardize`` already). A neural network's float32 output can change in
+        the last bit with the shape of its matrix products (a lone row, M = 1, takes another kernel
+        than a batch), so the MLP runs on tiles of exactly ``MLP_TILE`` rows, the last padded: within
+        one shape, a row's bits do not depend on its place or its neighbours (measured with torch's
+        CPU kernels on 1 and 2 threads; ``tests/pipelines/test_block_parity.py`` checks it), so a block
+        of profiles scores each as if it were alone, in one product a tile instead of one a profile
+        (a 100k block of 184k pairs in ~1,000 segments: ~96 -> ~60 ms). Trees score every row on its
+        own. ``bounds`` (rising from 0 to n) is checked; the rows' scores do not depend on it."""
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != len(self.feature_names):
             raise ValueError(f"expected (n, {len(self.feature_names)}) features, got {X.shape}")
+        bounds = np.asarray(bounds)
+        if len(bounds) < 2 or bounds[0] != 0 or bounds[-1] != len(X) or (np.diff(bounds) < 0).any():
+            raise ValueError(f"segment bounds must rise from 0 to {len(X)}, got {bounds[:3]}...{bounds[-2:]}")
         if not len(X):
             return np.zeros(0, np.float32)
         if not standardized:
@@ -138,9 +150,9 @@ class RankerArtifact:
         if self.kind == "mlp":
             layers = [m for m in self.model.net if isinstance(m, nn.Linear)]
             with torch.inference_mode():  # ~2x less overhead per call than no_grad
-                out: np.ndarray = _scripted_segments()(
-                    torch.from_numpy(X), torch.from_numpy(np.asarray(bounds, np.int64)),
-                    [m.weight for m in layers], [m.bias for m in layers]).numpy().astype(np.float32)
+                out: np.ndarray = _scripted_tiles()(
+                    torch.from_numpy(X), MLP_TILE, [m.weight for m in layers], [m.bias for m in layers]
+                ).numpy().astype(np.float32)
             return out
         if self.compiled is not None:
             return self.compiled.predict_proba1(X).astype(np.float32)

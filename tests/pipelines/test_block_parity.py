@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from candidates.block import RowBlock
-from pathways.artifacts.ranker import MLP, RankerArtifact
+from pathways.artifacts.ranker import MLP, MLP_TILE, RankerArtifact
 from pathways.config import PageConfig
 from pathways.pageblob import encode_page
 from pathways.types import Candidates, ProfileContext
@@ -209,21 +209,44 @@ def test_dense_unique_by_windows_of_groups_is_np_unique(monkeypatch, grouped):
     assert empty.shape == none.shape == (0,)
 
 
-def test_the_compiled_segment_loop_is_the_modules_own_forward(catalog):
-    """``predict_segments`` runs the MLP's layers through TorchScript (no GIL between segments):
-    each segment's P(play) is, to the bit, ``sigmoid(model(x))`` of the standardized segment alone."""
+def test_the_compiled_tile_loop_is_the_modules_own_forward(catalog):
+    """``predict_segments`` runs the MLP's layers through TorchScript (no GIL between tiles): each
+    row's P(play) is, to the bit, ``sigmoid(model(tile))`` of the standardized rows in tiles of
+    ``MLP_TILE``, the last padded with zero rows."""
     ranker = _mlp_scorer(catalog).ranker
     ranker.mean = np.linspace(-1, 1, len(FEATURE_COLUMNS)).astype(np.float32)
     ranker.std = np.linspace(0.5, 2, len(FEATURE_COLUMNS)).astype(np.float32)
-    X = np.random.default_rng(7).normal(size=(300, len(FEATURE_COLUMNS))).astype(np.float32)
+    X = np.random.default_rng(7).normal(size=(MLP_TILE + 300, len(FEATURE_COLUMNS))).astype(np.float32)
     X[::11, 2] = np.inf
-    bounds = np.array([0, 3, 3, 150, 300])
     Z = (X - ranker.mean) / ranker.std
     Z[~np.isfinite(Z)] = 0.0
+    padded = np.concatenate([Z, np.zeros((MLP_TILE - 300, Z.shape[1]), np.float32)])
     with torch.inference_mode():
-        want = np.concatenate([torch.sigmoid(ranker.model(torch.from_numpy(Z[a:b]))).numpy()
-                               for a, b in zip(bounds[:-1], bounds[1:]) if b > a])
-    assert np.array_equal(ranker.predict_segments(X, bounds), want)
+        want = np.concatenate([torch.sigmoid(ranker.model(torch.from_numpy(padded[a:a + MLP_TILE]))).numpy()
+                               for a in range(0, len(padded), MLP_TILE)])[:len(X)]
+    assert np.array_equal(ranker.predict_segments(X, np.array([0, 3, 3, 150, len(X)])), want)
+    with pytest.raises(ValueError, match="segment bounds"):
+        ranker.predict_segments(X, np.array([0, 150]))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_rows_mlp_score_does_not_depend_on_its_place_or_neighbours(catalog, threads):
+    """What lets the block path score a block's rows together: a row's bits are the same alone, at
+    any place of a tile, in the first or a later tile, beside any other rows."""
+    ranker = _mlp_scorer(catalog).ranker
+    rng = np.random.default_rng(8)
+    row = rng.normal(size=(1, len(FEATURE_COLUMNS))).astype(np.float32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        alone = ranker.predict(row)[0]
+        for n, at in [(2, 0), (7, 6), (MLP_TILE, 0), (MLP_TILE, MLP_TILE - 1), (MLP_TILE + 5, MLP_TILE + 2),
+                      (3 * MLP_TILE - 1, MLP_TILE // 2), (3 * MLP_TILE - 1, 2 * MLP_TILE + 17)]:
+            X = rng.normal(size=(n, len(FEATURE_COLUMNS))).astype(np.float32)
+            X[at] = row[0]
+            assert ranker.predict(X)[at].tobytes() == alone.tobytes(), (n, at)
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("make_scorer", [_mlp_scorer, _gbdt_scorer])

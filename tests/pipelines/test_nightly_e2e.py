@@ -209,7 +209,7 @@ def test_profiles_nothing_tells_apart_share_a_page_and_only_they_do(nightly, mon
         assert own[of[3 * k + 2]] < 3 * k + 2 and first.profile_id >= 10**9
         assert replace(first, profile_id=0, account_id=0) == replace(profiles[3 * k + 2], profile_id=0, account_id=0)
     mine = {3 * k + 1 for k in range(12)}
-    monkeypatch.setattr("ranking.block_rank.profile_keys", lambda scorer, profiles, index: [b""] * len(index))
+    monkeypatch.setattr("ranking.block_rank.profile_keys", lambda scorer, profiles, index, read=None: [b""] * len(index))
     assert set(builder.interchangeable(profiles)[0].tolist()) >= mine  # features aside: their vectors and lists
     monkeypatch.undo()
     monkeypatch.setattr("candidates.base.holds", lambda source, ids: np.zeros(len(ids), bool))
