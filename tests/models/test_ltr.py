@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from pathways.models_config import RankerConfig
-from training.models.ltr import ListRanker, PointwiseGBDT, list_ndcg
+from training.models.ltr import PREDICT_ROWS, ListRanker, PointwiseGBDT, list_ndcg
 
 
 def toy_lists(n_lists: int = 60, n_cands: int = 20, seed: int = 0):
@@ -37,6 +38,22 @@ def test_pointwise_gbdt_baseline_also_orders():
     test_f, test_m, test_y = toy_lists(seed=1)
     scores = PointwiseGBDT(gbdt_max_iter=50).fit(features, mask, labels).predict(test_f, test_m)
     assert list_ndcg(scores, test_y, test_m, 5) > 0.95
+
+
+def test_predict_in_chunks_scores_every_list_as_one_call_does():
+    """``predict`` feeds the network ``PREDICT_ROWS`` candidates at a time: more lists than one
+    chunk holds (ragged last chunk, missing and infinite features, padded candidates) score as the
+    network on the whole standardized batch, -inf where the mask is false."""
+    features, mask, labels = toy_lists()
+    ranker = ListRanker(max_epochs=2).fit(features, mask, labels)
+    many, many_mask, _ = toy_lists(n_lists=PREDICT_ROWS // 20 * 2 + 7, seed=3)
+    many[5, 3, 1], many[9, 0, 2] = np.nan, np.inf
+    x = torch.from_numpy(np.nan_to_num((many - ranker.mean_) / ranker.std_).astype(np.float32))
+    with torch.no_grad():
+        whole = ranker.net_(x).squeeze(-1).numpy()
+    got = ranker.predict(many, many_mask)
+    np.testing.assert_allclose(got[many_mask], whole[many_mask], rtol=1e-6, atol=0)
+    assert np.isneginf(got[~many_mask]).all() and np.isfinite(got[many_mask]).all()
 
 
 def test_list_ndcg_known_values():

