@@ -3,12 +3,12 @@
 ``rescore_block`` gives every row the scores and order ``RowScorer.score_rows`` gives it for its
 profile alone, for every cell of the block in one pass: the (profile, title) pairs of the block
 are found with one dense scatter over (profiles, titles), the block's profile features are one
-bulk online read (not cached: memory stays bounded by the block), the features of a cell's pairs
-are one matrix, ``ranking.features.feature_arrays``' columns standardized as the ranker does it,
-each where it has one value a title, region or profile, then gathered for the pairs (the cross
-features by the functions training uses), the ranker runs once per profile segment
-(``RankerArtifact.predict_segments``: a neural network's float32 output may change in the last bit
-with the batch shape; pages must not depend on blocks), the learning-to-rank lists are read and
+bulk online read (not cached: memory stays bounded by the block; ``read_block`` shares it with
+``profile_keys``), the features of a cell's pairs are one matrix, ``ranking.features.feature_arrays``'
+columns standardized as the ranker does it, each where it has one value a title, region or profile,
+then gathered for the pairs (the cross features by the functions training uses), the ranker runs
+on them all (``RankerArtifact.predict_segments``: an MLP on tiles of one shape, where a row's bits
+do not depend on its neighbours; pages must not depend on blocks), the learning-to-rank lists are read and
 standardized for every profile at once, and the rows are re-sorted by their new scores in one
 padded (rows, longest row) sort. No step loops over profiles in Python but for a few calls a
 profile (two threads build blocks at once: numpy's big operations run without the GIL).
