@@ -132,18 +132,16 @@ def test_rerun_is_idempotent_and_a_failed_run_keeps_the_live_snapshot(nightly, m
 
 def test_ray_executor_builds_the_same_pages_as_the_local_one(nightly):
     """Parity: the pages stage on Ray actors equals the in-process one, profile for profile."""
+    import dataclasses
+
     import ray
 
-    from pipelines.page_builder import PageBuildSpec, build_pages
+    from pipelines.page_builder import build_pages
     from pipelines.stages import _profile_contexts
 
     config, ctx, _ = nightly
     profiles = _profile_contexts(ctx)
-    from pipelines.stages import retrieval_sources
-
-    extra = retrieval_sources(config, Path(ctx.outputs["train_retrieval"]["dir"]))
-    spec = PageBuildSpec(config, Path(ctx.outputs["train_als"]["path"]), datetime.fromisoformat(ctx.outputs["features"]["as_of"]), extra,
-                         Path(ctx.outputs["train_top_row"]["path"]))
+    spec = _spec(config, ctx)
     local: list = []
     local_fb = build_pages(spec, [profiles], local.extend, progress=False)
     ray_cfg = config.with_overrides({"pipeline.executor": "ray", "pipeline.workers": 1, "pipeline.chunk_size": 7})
@@ -154,8 +152,7 @@ def test_ray_executor_builds_the_same_pages_as_the_local_one(nightly):
     remote: list = []
     try:
         blocks = [profiles[i : i + 7] for i in range(0, len(profiles), 7)]
-        remote_fb = build_pages(PageBuildSpec(ray_cfg, spec.als_dir, spec.as_of, extra, spec.top_row), blocks,
-                                remote.extend, progress=False)
+        remote_fb = build_pages(dataclasses.replace(spec, config=ray_cfg), blocks, remote.extend, progress=False)
     finally:
         ray.shutdown()
     assert sorted(remote) == sorted(local) and len(local) == len(profiles)
