@@ -133,9 +133,9 @@ class ListRanker:
         return -F.logsigmoid(diff).mean()
 
     def _scale(self, features: np.ndarray) -> np.ndarray:
-        x = np.asarray(features - self.mean_, np.float32)  # a new array: the steps after work in place
+        x = features - self.mean_  # a new array (in the inputs' precision): the steps after work in place
         x /= self.std_
-        return np.nan_to_num(x, copy=False)
+        return np.nan_to_num(x, copy=False).astype(np.float32, copy=False)
 
     def predict(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """(n_lists, n_cands) float32 scores; -inf where ``mask`` is false. The candidates go through
