@@ -57,12 +57,11 @@ def _tiles_forward(x: torch.Tensor, tile: int, weights: list[torch.Tensor], bias
     rows): ``MLP.forward``'s ops (linear, ReLU between layers, the last layer's column squeezed) on
     products of one shape only, whatever the number of rows."""
     n = x.shape[0]
-    pad = (tile - n % tile) % tile
-    if pad:
-        x = torch.cat([x, torch.zeros((pad, x.shape[1]), dtype=x.dtype)])
     parts: list[torch.Tensor] = []
-    for a in range(0, n + pad, tile):
+    for a in range(0, n, tile):
         h = x[a:a + tile]
+        if h.shape[0] < tile:  # only the last tile is padded (not a copy of the whole input)
+            h = torch.cat([h, torch.zeros((tile - h.shape[0], x.shape[1]), dtype=x.dtype)])
         for j in range(len(weights)):
             h = torch.nn.functional.linear(h, weights[j], biases[j])
             if j < len(weights) - 1:
