@@ -97,11 +97,16 @@ class SnapshotWriter:
         writer.put_many((pid, encode_page(cell, page)) for pid, cell, page in pages)
         return writer.close()
 
-    def copy_pages(self, pages_sqlite: Path) -> None:
-        """Take a complete ``pages.sqlite`` built elsewhere (the nightly's run dir), rewritten
-        compact and self-contained (``VACUUM INTO``: no write-ahead log beside it)."""
+    def copy_pages(self, pages_sqlite: Path, compact: bool | None = None) -> None:
+        """Take a complete ``pages.sqlite`` built elsewhere (the nightly's run dir), self-contained
+        (``settle``: no write-ahead log beside it): copied byte for byte when it is compact, else
+        rewritten compact (``VACUUM INTO``, 2.5x the time of a copy: 32 s against 13 s for 5 GB).
+        ``compact``: what ``settle`` returned, when the caller settled the file already."""
         target = self.staging / PAGES_SQLITE
         target.unlink(missing_ok=True)
+        if settle(pages_sqlite) if compact is None else compact:
+            shutil.copyfile(pages_sqlite, target)
+            return
         db = sqlite3.connect(pages_sqlite)
         try:
             db.execute("VACUUM INTO ?", (str(target),))
@@ -208,6 +213,30 @@ def previous_version(versions: list[str], live: str | None) -> str | None:
     None): where a rollback without a version goes, and what a serving replica keeps ready for it."""
     older = [v for v in versions if live is None or v < live]
     return older[-1] if older else None
+
+
+MAX_FREE_SHARE = 0.1  # a pages.sqlite with more of its pages free is rewritten compact, not copied
+
+
+def settle(pages_sqlite: Path) -> bool:
+    """Make a finished ``pages.sqlite`` whole in its one file: its write-ahead log (the nightly's
+    resumable work file) checkpointed into it and the file switched to a rollback journal, so a
+    byte copy of it is a complete database and it opens read-only without a log beside it. Needs
+    no other connection open; a no-op on a settled file. Returns whether it is compact (at most
+    ``MAX_FREE_SHARE`` of its pages free): whether a copy of its bytes is worth publishing."""
+    db = sqlite3.connect(pages_sqlite)
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (mode,) = db.execute("PRAGMA journal_mode=DELETE").fetchone()
+        (free,) = db.execute("PRAGMA freelist_count").fetchone()
+        (total,) = db.execute("PRAGMA page_count").fetchone()
+    except sqlite3.OperationalError as exc:
+        raise SnapshotError(f"cannot settle {pages_sqlite} ({exc}): another connection holds it") from exc
+    finally:
+        db.close()
+    if str(mode).lower() != "delete":
+        raise SnapshotError(f"cannot settle {pages_sqlite}: it stays in journal mode {mode!r}")
+    return free <= MAX_FREE_SHARE * total
 
 
 def iter_page_blobs(pages_sqlite: Path, batch: int = 1000) -> Iterator[list[tuple[int, bytes]]]:

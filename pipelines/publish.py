@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -38,6 +39,7 @@ from pathways.snapshot import (
     pages_checksum,
     prune,
     read_manifest,
+    settle,
 )
 from pipelines.runner import RunContext
 from pipelines.schedule import referenced_runs
@@ -177,22 +179,27 @@ def publish_run(ctx: RunContext, world: tuple[pa.Table, pa.Table]) -> dict[str, 
     version = new_version()
     writer = SnapshotWriter(root, version)
     redis_store = None
-    try:
-        writer.copy_pages(work / PAGES_SQLITE)
-        shutil.copyfile(work / FALLBACK, writer.staging / FALLBACK)
-        if (work / SIMILAR).is_file():  # runs before the similar-titles table have none: no streamed BYW row
-            shutil.copyfile(work / SIMILAR, writer.staging / SIMILAR)
-        writer.write_table(TITLES, world[0])
-        writer.write_table(PROFILES, world[1])
-        write_profiles(writer.staging / PAGES_SQLITE, *profile_rows(world[1], config.publish.write_block))
-        checksum = pages_checksum(writer.staging / PAGES_SQLITE)
-        store_info: dict[str, Any] = {"backend": "sqlite", "file": PAGES_SQLITE}
-        if page_store_backend(config) == "redis":
-            redis_store, store_info = _write_redis(config, version, writer.staging / PAGES_SQLITE)
-        live = writer.publish(manifest_for(ctx, checksum, store_info))
-    except BaseException:
-        writer.abort()
-        raise
+    with ThreadPoolExecutor(1, thread_name_prefix="pages-checksum") as pool:
+        try:
+            # the checksum reads the run's file while the copy and the tables are made (two cores: at
+            # 1M profiles, 5 GB, a 20 s pass beside a 13 s copy); the copy holds the same bytes
+            compact = settle(work / PAGES_SQLITE)
+            checksum_of = pool.submit(pages_checksum, work / PAGES_SQLITE)
+            writer.copy_pages(work / PAGES_SQLITE, compact)
+            shutil.copyfile(work / FALLBACK, writer.staging / FALLBACK)
+            if (work / SIMILAR).is_file():  # runs before the similar-titles table have none: no streamed BYW row
+                shutil.copyfile(work / SIMILAR, writer.staging / SIMILAR)
+            writer.write_table(TITLES, world[0])
+            writer.write_table(PROFILES, world[1])
+            write_profiles(writer.staging / PAGES_SQLITE, *profile_rows(world[1], config.publish.write_block))
+            checksum = checksum_of.result()
+            store_info: dict[str, Any] = {"backend": "sqlite", "file": PAGES_SQLITE}
+            if page_store_backend(config) == "redis":
+                redis_store, store_info = _write_redis(config, version, writer.staging / PAGES_SQLITE)
+            live = writer.publish(manifest_for(ctx, checksum, store_info))
+        except BaseException:
+            writer.abort()
+            raise
     pruned_redis: list[str] = []
     if redis_store is not None:
         redis_store.activate(version)

@@ -251,3 +251,43 @@ def test_a_snapshot_whose_redis_is_down_is_tried_again(tmp_path):
         assert store.refresh().snapshot.version == version and store.state().snapshot.page(2) is not None
     finally:
         stop_redis(proc)
+
+
+def test_the_work_file_is_published_whole_and_compact(tmp_path):
+    """The run's WAL work file is checkpointed and copied as bytes (its checksum is the copy's); one
+    mostly free is rewritten compact; a file another connection keeps in WAL mode is refused."""
+    import sqlite3
+
+    from pathways.snapshot import SnapshotError, pages_checksum, settle
+
+    config = _config(tmp_path)
+    ctx = _run(config, "r1", 40)
+    work = Path(ctx.outputs["pages"]["dir"]) / "pages.sqlite"
+    other = sqlite3.connect(work, timeout=0.1)  # a reader in WAL mode: the journal cannot change under it
+    other.execute("SELECT count(*) FROM pages").fetchone()
+    with pytest.raises(SnapshotError, match="another connection holds it"):
+        settle(work)
+    other.close()
+    db = sqlite3.connect(work)  # most pages deleted: their space stays free in the file
+    db.execute("INSERT INTO pages VALUES (1000, zeroblob(400000))")
+    db.commit()
+    db.execute("DELETE FROM pages WHERE profile_id = 1000")
+    db.commit()
+    db.close()
+    size = work.stat().st_size
+    out = _publish(ctx)
+    live = config.snapshots_dir / out["version"] / "pages.sqlite"
+    assert sorted(p.name for p in live.parent.glob("pages.sqlite*")) == ["pages.sqlite"]  # no log beside it
+    assert live.stat().st_size < size / 4  # rewritten compact, not copied
+    assert pages_checksum(live) == out["pages_sha256"] == pages_checksum(work)
+    with sqlite3.connect(f"file:{live}?mode=ro", uri=True) as ro:
+        assert ro.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+    ctx2 = _run(config, "r2", 40)  # a compact one: copied byte for byte (the profiles table added after)
+    work2 = Path(ctx2.outputs["pages"]["dir"]) / "pages.sqlite"
+    out2 = _publish(ctx2)
+    live2 = config.snapshots_dir / out2["version"] / "pages.sqlite"
+    assert pages_checksum(live2) == out2["pages_sha256"] == pages_checksum(work2) == out["pages_sha256"]
+    with sqlite3.connect(work2) as db2, sqlite3.connect(live2) as copied:
+        assert db2.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # settled in place
+        assert db2.execute("PRAGMA page_size").fetchone() == copied.execute("PRAGMA page_size").fetchone()
