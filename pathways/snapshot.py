@@ -236,7 +236,7 @@ def settle(pages_sqlite: Path) -> bool:
         db.close()
     if str(mode).lower() != "delete":
         raise SnapshotError(f"cannot settle {pages_sqlite}: it stays in journal mode {mode!r}")
-    return free <= MAX_FREE_SHARE * total
+    return bool(free <= MAX_FREE_SHARE * total)
 
 
 def iter_page_blobs(pages_sqlite: Path, batch: int = 1000) -> Iterator[list[tuple[int, bytes]]]:
