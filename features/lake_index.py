@@ -180,17 +180,21 @@ class EventIdIndex:
         order = np.argsort(hashes)  # sorted needles: a cache-friendly binary search
         ordered = hashes[order]
         maybe = np.zeros(len(ids), bool)
-        undated = np.isnat(own)
+        own_ordered = own[order]
+        undated = np.isnat(own_ordered)
         for day in [None, *sorted(wanted)]:
             known = self._hashes_of(day)
             if not len(known):
                 continue
-            at = np.searchsorted(known, ordered)
-            hit = order[known[np.minimum(at, len(known) - 1)] == ordered]
-            if day is not None:  # only ids whose day is this one or up to dedupe_days later
-                gap = (own[hit] - np.datetime64(day, "D")).astype(np.int64)
-                hit = hit[undated[hit] | ((gap >= 0) & (gap <= self.dedupe_days))]
-            maybe[hit] = True
+            if day is None:
+                lines = np.arange(len(ordered))
+            else:  # only ids whose day is this one or up to dedupe_days later (a batch spanning a week:
+                # each id searched in 2 days' hashes, not 8, at dedupe_days 1), still in hash order
+                gap = (own_ordered - np.datetime64(day, "D")).astype(np.int64)
+                lines = np.flatnonzero(undated | ((gap >= 0) & (gap <= self.dedupe_days)))
+            needles = ordered[lines]
+            at = np.searchsorted(known, needles)
+            maybe[order[lines[known[np.minimum(at, len(known) - 1)] == needles]]] = True
         which = np.flatnonzero(maybe)
         if not len(which):
             return found

@@ -57,6 +57,27 @@ def test_duplicates_are_checked_against_the_events_days_only(tmp_path: Path, mon
     assert set(loaded) <= {"2026-10-10", "2026-10-09"}  # the event's day and one before, never day 0
 
 
+def test_an_id_is_a_duplicate_only_within_dedupe_days_after_its_day_in_the_lake(tmp_path: Path) -> None:
+    """dedupe_days=1: an id re-sent on its lake day or the day after is a duplicate; two days after,
+    or a day before, it is a new event (one file spanning the days, as the world's week does)."""
+    titles, profiles = make_titles(), make_profiles()
+    raw, lake = tmp_path / "raw", tmp_path / "lake"
+    raw.mkdir()
+    first = [event(i, "play", 1, 100, hours=24 * 5 + i, fraction_watched=0.5) for i in range(4)]  # e0..e3 on day 5
+    pq.write_table(events_table(first), raw / "first.parquet")
+    ingest_new([raw / "first.parquet"], titles, profiles, lake, now=NOW, dedupe_days=1)
+    again = [event(0, "play", 2, 101, hours=24 * 5 + 9, fraction_watched=0.5),  # the same day
+             event(1, "play", 2, 101, hours=24 * 6 + 1, fraction_watched=0.5),  # the next day
+             event(2, "play", 2, 101, hours=24 * 7 + 1, fraction_watched=0.5),  # two days after: new
+             event(3, "play", 2, 101, hours=24 * 4 + 1, fraction_watched=0.5),  # the day before: new
+             event(9, "play", 2, 101, hours=24 * 6 + 2, fraction_watched=0.5)]  # an id never seen
+    pq.write_table(events_table(again), raw / "again.parquet")
+    totals = ingest_new([raw / "again.parquet"], titles, profiles, lake, now=NOW, dedupe_days=1)
+    assert totals["by_reason"] == {"duplicate_in_lake": 2} and totals["accepted"] == 3
+    kept = read_events(lake).filter(pa.compute.equal(read_events(lake)["profile_id"], 2))
+    assert sorted(kept["event_id"].to_pylist()) == ["e2", "e3", "e9"]
+
+
 def test_a_malformed_file_is_set_aside_and_the_night_goes_on(tmp_path: Path) -> None:
     titles, profiles = make_titles(), make_profiles()
     raw, lake = tmp_path / "raw", tmp_path / "lake"
