@@ -244,7 +244,7 @@ class _SortedRow:
             return
         self.run, same = np.uint64(found[0]), found[1]
         self.rest = np.flatnonzero(~same)
-        self.keys = _keys(values[self.rest], self.rest)
+        self.keys = (high[self.rest].astype(np.uint64) << np.uint64(32)) | self.rest.astype(np.uint64)  # _keys
         self.keys.sort()
         self.n_run = len(values) - len(self.rest)
         self.at = int(np.searchsorted(self.keys, self.run << np.uint64(32)))
