@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -75,13 +75,30 @@ def event_files(lake_dir: Path) -> list[Path]:
     return flat + sorted(events.glob(f"{PARTITION_PREFIX}*/part-*.parquet"))
 
 
-def id_hashes(ids: pa.Array | pa.ChunkedArray, step: int = 1 << 20) -> np.ndarray:
-    """64-bit hashes of event ids (pandas' SipHash of each string), shape (n,) uint64, computed
-    ``step`` ids at a time (the Python strings of one step in memory, never all of them)."""
+def id_hashes(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """64-bit hashes of event ids, shape (n,) uint64: DuckDB's ``hash`` over the Arrow strings (no
+    Python string per id: 0.065 s against pandas' SipHash's 0.63-0.85 s for 2.2M ids, measured).
+    Only ever compared within one process (the lake index is rebuilt from the files, never stored),
+    so they need not match another version's."""
     ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-    parts = [pd.util.hash_array(ids.slice(lo, step).to_numpy(zero_copy_only=False), categorize=False)
-             for lo in range(0, len(ids), step)]
-    return np.concatenate(parts).astype(np.uint64, copy=False) if parts else np.zeros(0, np.uint64)
+    if not len(ids):
+        return np.zeros(0, np.uint64)
+    con = getattr(_DUCKDB, "con", None)
+    if con is None:  # one connection per thread (36 ms to open one), one core each
+        import duckdb
+
+        con = _DUCKDB.con = duckdb.connect(config={"threads": 1})
+    con.register("ids", pa.table({"id": ids}))
+    try:
+        hashes: np.ndarray = con.sql("SELECT hash(id) AS h FROM ids").to_arrow_table()["h"].to_numpy()
+    finally:
+        con.unregister("ids")
+    if len(hashes) != len(ids):
+        raise RuntimeError(f"duckdb hashed {len(hashes)} of {len(ids)} event ids")
+    return hashes.astype(np.uint64, copy=False)
+
+
+_DUCKDB = threading.local()
 
 
 @dataclass(frozen=True)

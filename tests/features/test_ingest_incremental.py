@@ -264,3 +264,24 @@ def test_a_chunk_whose_write_fails_leaves_the_chunks_before_it_done_and_none_aft
     totals = ingest_new([raw / "big.parquet"], titles, profiles, lake, now=NOW, chunk_rows=8)
     assert totals["by_reason"] == {"duplicate_in_lake": 1} and totals["accepted"] == 30
     assert sorted(read_events(lake)["event_id"].to_pylist()) == sorted(f"e{i}" for i in range(30))
+
+
+def test_id_hashes_follow_the_ids_in_order_on_any_thread() -> None:
+    """Equal ids, equal hashes; 200k distinct ids, no collision; row i's hash is id i's (also
+    reversed, chunked, sliced, and from two threads at once, each with its own connection)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    ids = pa.array([f"w1-b{i % 7}-e{i}" for i in range(200_000)])
+    h = lake_index.id_hashes(ids)
+    assert h.dtype == np.uint64 and len(np.unique(h)) == len(ids)
+    np.testing.assert_array_equal(lake_index.id_hashes(ids[::-1]), h[::-1])
+    np.testing.assert_array_equal(lake_index.id_hashes(pa.chunked_array([ids[:5], ids[5:]])), h)
+    np.testing.assert_array_equal(lake_index.id_hashes(ids.slice(1000, 10)), h[1000:1010])
+    again = lake_index.id_hashes(pa.array(["w1-b0-e0", "w1-b0-e0", "w1-b1-e1"]))
+    assert again[0] == again[1] == h[0] and again[2] == h[1]
+    assert len(lake_index.id_hashes(pa.array([], pa.string()))) == 0
+    with ThreadPoolExecutor(2) as pool:
+        for i, got in enumerate(pool.map(lake_index.id_hashes, [ids, ids[::-1]] * 3)):
+            np.testing.assert_array_equal(got, h[::-1] if i % 2 else h)
