@@ -195,7 +195,12 @@ def _high(values: np.ndarray) -> np.ndarray:
 def _keys(values: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Unique uint64 keys of (float32 value, item) whose order is the values' descending order, ties
     by item: ``_high`` in the high 32 bits, the item in the low 32."""
-    return (_high(values).astype(np.uint64) << np.uint64(32)) | np.asarray(items).astype(np.uint64)
+    return _keys_of_high(_high(values), items)
+
+
+def _keys_of_high(high: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``_keys`` of values whose ``_high`` bits are ``high`` (computed already)."""
+    return (high.astype(np.uint64) << np.uint64(32)) | np.asarray(items).astype(np.uint64)
 
 
 def _finite(keys: np.ndarray) -> np.ndarray:
@@ -244,7 +249,7 @@ class _SortedRow:
             return
         self.run, same = np.uint64(found[0]), found[1]
         self.rest = np.flatnonzero(~same)
-        self.keys = (high[self.rest].astype(np.uint64) << np.uint64(32)) | self.rest.astype(np.uint64)  # _keys
+        self.keys = _keys_of_high(high[self.rest], self.rest)
         self.keys.sort()
         self.n_run = len(values) - len(self.rest)
         self.at = int(np.searchsorted(self.keys, self.run << np.uint64(32)))
