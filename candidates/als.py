@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from candidates.base import CohortRules, finalize, seen_titles
-from candidates.block import ProfileBlock, RowBlock, first_fetch_lines, lookup, search_first_allowed
+from candidates.block import LevelIndexes, ProfileBlock, RowBlock, first_fetch_lines, lookup, search_by_level
 from pathways.artifacts.factor_index import FactorIndex
 from pathways.artifacts.factors import FactorArtifacts
 from pathways.catalog import Catalog
@@ -47,6 +47,7 @@ class FactorSource:
         self.rules = CohortRules(catalog)
         self.item_positions = catalog.positions(artifacts.title_ids)  # item row -> catalog position
         self.index = FactorIndex(artifacts.item_factors)
+        self.levels = LevelIndexes(self.index, self.item_positions, catalog)  # a kids profile searches its titles only
         # A profile whose vector is all zero (folded in without a play in the window) scores every
         # title 0: its "top" titles would be an arbitrary pick among ties (one that even depends on
         # how many results are asked for), so it counts as a profile without factors.
@@ -76,38 +77,45 @@ class FactorSource:
         return self.generate_batch([profile])[0]
 
     def generate_batch(self, profiles: list[ProfileContext]) -> list[list[Candidates]]:
-        """One faiss search for every profile with factors; profiles without (or with all-zero) factors get no rows."""
+        """One faiss search per index (``LevelIndexes``: a kids profile's titles, or all) for every
+        profile with factors; profiles without (or with all-zero) factors get no rows."""
         out: list[list[Candidates]] = [[] for _ in profiles]
         known = [(i, self.artifacts.profile_row[p.profile_id]) for i, p in enumerate(profiles)
                  if self._has_factors(p.profile_id)]
         if not known:
             return out
-        ks = [self._fetch_k(profiles[i]) for i, _ in known]
-        scores, rows = self.index.search(self.artifacts.user_factors[[r for _, r in known]], max(ks))
-        for (i, _), k, s, r in zip(known, ks, scores, rows):
-            row = self._row(profiles[i], s[:k], r[:k])  # each profile looks at its own k: batch = single
-            if len(row):
-                out[i] = [row]
+        levels = np.fromiter((profiles[i].max_maturity_level for i, _ in known), np.int64, len(known))
+        for lines, (index, rows_of, _) in self.levels.groups(levels):
+            ks = [min(len(index), self._fetch_k(profiles[known[j][0]])) for j in lines.tolist()]
+            scores, rows = index.search(self.artifacts.user_factors[[known[j][1] for j in lines.tolist()]], max(ks))
+            for j, k, s, r in zip(lines.tolist(), ks, scores, rows):
+                r = r[:k] if rows_of is None else np.where(r[:k] >= 0, rows_of[np.maximum(r[:k], 0)], -1)
+                row = self._row(profiles[known[j][0]], s[:k], r)  # each profile looks at its own k: batch = single
+                if len(row):
+                    out[known[j][0]] = [row]
         return out
-
 
     def generate_block(self, block: ProfileBlock) -> RowBlock:
         """``generate_batch``'s rows in long form: the first ``per_source`` allowed titles of each
         profile's own ``k`` results, read from faiss searches of the few results they need
-        (``search_first_allowed``), not of ``k`` (which counts every title the rules block)."""
+        (``search_first_allowed``, in the index of the profile's maturity ceiling: ``search_by_level``),
+        not of ``k`` (which counts every title the rules block)."""
         known = np.fromiter((i for i, p in enumerate(block.profiles) if self._has_factors(p.profile_id)), np.int64)
         if not len(known):
             return RowBlock.empty()
         users = np.array([self.artifacts.profile_row[block.profiles[i].profile_id] for i in known], np.int64)
-        ks = np.minimum(len(self.index), self.config.per_source + block.blocked[known] + block.seen_count[known])
+        ks = self.config.per_source + block.blocked[known] + block.seen_count[known]
+        levels = np.fromiter((block.profiles[i].max_maturity_level for i in known.tolist()), np.int64, len(known))
 
         def allowed(lines: np.ndarray, pos: np.ndarray) -> np.ndarray:
             return lookup(block.unseen_ok, known[lines], pos)
 
         k = self.config.per_source
-        pos, scores = search_first_allowed(self.index, self.artifacts.user_factors, users, ks, self.item_positions,
-                                           allowed, k, first_fetch_lines(k, block.seen_count[known],
-                                                                               block.allowed_share(self.item_positions)[known]))
+
+        def first_k(lines: np.ndarray, positions: np.ndarray) -> np.ndarray:
+            return first_fetch_lines(k, block.seen_count[known[lines]], block.allowed_share(positions)[known[lines]])
+
+        pos, scores = search_by_level(self.levels, levels, self.artifacts.user_factors, users, ks, allowed, k, first_k)
         n = len(known)
         return RowBlock.from_mask(pos >= 0, known, pos, scores, self.name, [self.evidence] * n, [""] * n)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from candidates.base import CohortRules, finalize_at, profile_allowed, seen_titles
-from candidates.block import ProfileBlock, RowBlock, first_fetch_lines, lookup, search_first_allowed
+from candidates.block import LevelIndexes, ProfileBlock, RowBlock, first_fetch_lines, lookup, search_by_level
 from pathways.artifacts.factor_index import FactorIndex
 from pathways.artifacts.factors import FactorArtifacts
 from pathways.catalog import Catalog
@@ -45,13 +45,15 @@ class BecauseYouWatchedSource:
         self.rules = CohortRules(catalog)
         self.item_positions = catalog.positions(artifacts.title_ids)  # item row -> catalog position
         self.index = FactorIndex(artifacts.item_factors, normalize=True)
+        self.levels = LevelIndexes(self.index, self.item_positions, catalog)  # a kids profile searches its titles only
         self._usable = {t: r for t, r in artifacts.title_row.items() if t in catalog.index}
 
     def generate(self, profile: ProfileContext) -> list[Candidates]:
         return self.generate_batch([profile])[0]
 
     def generate_batch(self, profiles: list[ProfileContext]) -> list[list[Candidates]]:
-        """All anchors of all profiles in one faiss search."""
+        """All anchors of all profiles in one faiss search per index (``LevelIndexes``: a kids
+        profile's titles, or all)."""
         anchors = [recent_anchors(p.history, self.config.because_you_watched_rows, self._usable) for p in profiles]
         flat = [(i, a) for i, anchor_list in enumerate(anchors) for a in anchor_list]
         out: list[list[Candidates]] = [[] for _ in profiles]
@@ -61,31 +63,34 @@ class BecauseYouWatchedSource:
             self.config.per_source + 1 + len(seen_titles(p)) + self.rules.blocked(p.region, p.max_maturity_level)
             for p in profiles
         ]
-        queries = self.index.vectors[[self._usable[a] for _, a in flat]]
-        scores, rows = self.index.search(queries, max(ks[i] for i, _ in flat))
         allowed = {i: profile_allowed(self.rules, profiles[i], seen_titles(profiles[i])) for i, _ in flat}
-        for (i, anchor), s, r in zip(flat, scores, rows):
-            s, r = s[: ks[i]], r[: ks[i]]  # each profile looks at its own k: batch = single
-            valid = r >= 0
-            r = r[valid]
-            cands = Candidates(
-                self.name,
-                self.artifacts.title_ids[r],
-                s[valid],
-                evidence=f"Because you watched {self.catalog.name(anchor)}",
-                key=str(anchor),
-            )
-            pos = self.item_positions[r]
-            pos = np.where(pos == self.catalog.index[anchor], -1, pos)  # the anchor itself is not shown
-            row = finalize_at(cands, pos, allowed[i], self.config.per_source, sorted_unique=True)  # faiss order
-            if len(row):
-                out[i].append(row)
+        levels = np.fromiter((profiles[i].max_maturity_level for i, _ in flat), np.int64, len(flat))
+        for lines, (index, rows_of, _) in self.levels.groups(levels):
+            queries = self.index.vectors[[self._usable[flat[j][1]] for j in lines.tolist()]]
+            scores, rows = index.search(queries, max(ks[flat[j][0]] for j in lines.tolist()))
+            for j, s, r in zip(lines.tolist(), scores, rows):
+                i, anchor = flat[j]
+                s, r = s[: ks[i]], r[: ks[i]]  # each profile looks at its own k: batch = single
+                valid = r >= 0
+                r = r[valid] if rows_of is None else rows_of[r[valid]]
+                cands = Candidates(
+                    self.name,
+                    self.artifacts.title_ids[r],
+                    s[valid],
+                    evidence=f"Because you watched {self.catalog.name(anchor)}",
+                    key=str(anchor),
+                )
+                pos = self.item_positions[r]
+                pos = np.where(pos == self.catalog.index[anchor], -1, pos)  # the anchor itself is not shown
+                row = finalize_at(cands, pos, allowed[i], self.config.per_source, sorted_unique=True)  # faiss order
+                if len(row):
+                    out[i].append(row)
         return out
 
-
     def generate_block(self, block: ProfileBlock) -> RowBlock:
-        """``generate_batch``'s rows in long form: one faiss search for every anchor of the block,
-        the first ``per_source`` allowed titles of each anchor's results as one mask."""
+        """``generate_batch``'s rows in long form: one faiss search per index for every anchor of
+        the block (``search_by_level``), the first ``per_source`` allowed titles of each anchor's
+        results as one mask."""
         n = self.config.because_you_watched_rows
         anchors = [recent_anchors(p.history, n, self._usable) for p in block.profiles]
         prof = np.fromiter((i for i, a in enumerate(anchors) for _ in a), np.int64)
@@ -95,15 +100,18 @@ class BecauseYouWatchedSource:
         ks = (self.config.per_source + 1 + block.seen_count + block.blocked)[prof]
         anchor_pos = np.fromiter((self.catalog.index[a] for a in flat), np.int64, len(flat))
         anchor_row = np.fromiter((self._usable[a] for a in flat), np.int64, len(flat))
+        levels = np.fromiter((p.max_maturity_level for p in block.profiles), np.int64, len(block.profiles))[prof]
 
         def allowed(lines: np.ndarray, pos: np.ndarray) -> np.ndarray:  # the anchor itself is not shown
             return lookup(block.unseen_ok, prof[lines], pos) & (pos != anchor_pos[lines][:, None])
 
-        # Each distinct anchor is searched once per round (anchors repeat across a block's profiles).
         k = self.config.per_source
-        pos, scores = search_first_allowed(self.index, self.index.vectors, anchor_row, ks, self.item_positions,
-                                           allowed, k, first_fetch_lines(k + 1, block.seen_count[prof],
-                                                                               block.allowed_share(self.item_positions)[prof]))
+
+        def first_k(lines: np.ndarray, positions: np.ndarray) -> np.ndarray:
+            return first_fetch_lines(k + 1, block.seen_count[prof[lines]], block.allowed_share(positions)[prof[lines]])
+
+        # Each distinct anchor is searched once per index and round (anchors repeat across a block's profiles).
+        pos, scores = search_by_level(self.levels, levels, self.index.vectors, anchor_row, ks, allowed, k, first_k)
         return RowBlock.from_mask(pos >= 0, prof, pos, scores, self.name,
                                   [f"Because you watched {self.catalog.name(a)}" for a in flat], [str(a) for a in flat])
 

@@ -276,6 +276,74 @@ def search_first_allowed(index: FactorIndex, vectors: np.ndarray, query: np.ndar
     return out_pos, out_scores
 
 
+MIN_CUT = 0.25  # a maturity ceiling gets its own index when it rules out at least this share of the items
+
+
+class LevelIndexes:
+    """The index to search for each maturity ceiling: for a ceiling that rules out at least
+    ``MIN_CUT`` of ``index``'s items (a kids profile's: about four in five titles of the synthetic
+    world), an index of only the items it allows; for the others, ``index`` itself. A kids line then
+    searches a fifth of the catalog for ~1.5x the results it needs instead of the whole catalog for
+    ~7x (faiss's top-k selection, not its matrix product, is most of a search's cost at these
+    ``k``). Open ceilings share ``index``: their lines stay in one faiss batch, which a separate
+    index ~5% smaller would split into more padded 8-query tiles (``PAD_ROWS``) than it saves.
+
+    ``entry(level)`` is (index, its items' rows in ``index`` or None for ``index`` itself, their
+    catalog positions), or None when the ceiling allows none of the items. Built once: the
+    sub-indexes hold the allowed items' vectors (a kids index ~20% of ``index``)."""
+
+    def __init__(self, index: FactorIndex, item_positions: np.ndarray, catalog: Catalog) -> None:
+        known = item_positions >= 0  # an item outside the catalog is allowed at no level
+        maturity = np.where(known, catalog.maturity[np.maximum(item_positions, 0)].astype(np.int64), np.iinfo(np.int64).max)
+        self._levels = np.unique(catalog.maturity).astype(np.int64)
+        self._entries: dict[int, tuple[FactorIndex, np.ndarray | None, np.ndarray] | None] = {}
+        for level in self._levels.tolist():
+            rows = np.flatnonzero(maturity <= level)
+            if not len(rows):
+                self._entries[level] = None
+            elif len(rows) <= (1 - MIN_CUT) * len(index):
+                self._entries[level] = (index.subset(rows), rows, item_positions[rows])
+            else:
+                self._entries[level] = (index, None, item_positions)
+
+    def entry(self, level: int) -> tuple[FactorIndex, np.ndarray | None, np.ndarray] | None:
+        """The entry of ceiling ``level``: that of the highest catalog level at or below it (the
+        same titles), None below every title's level."""
+        at = int(np.searchsorted(self._levels, int(level), side="right")) - 1
+        return self._entries[int(self._levels[at])] if at >= 0 else None
+
+    def groups(self, levels: np.ndarray) -> list[tuple[np.ndarray, tuple[FactorIndex, np.ndarray | None, np.ndarray]]]:
+        """(lines, entry) for each index the lines of maturity ceilings ``levels`` (per line) search,
+        lines ascending; lines whose ceiling allows no item are in none."""
+        levels = np.asarray(levels, np.int64)
+        out: dict[int, tuple[list[np.ndarray], tuple[FactorIndex, np.ndarray | None, np.ndarray]]] = {}
+        for level in np.unique(levels).tolist():
+            entry = self.entry(level)
+            if entry is not None:
+                out.setdefault(id(entry[0]), ([], entry))[0].append(np.flatnonzero(levels == level))
+        return [(np.sort(np.concatenate(parts)), entry) for parts, entry in out.values()]
+
+
+def search_by_level(indexes: LevelIndexes, levels: np.ndarray, vectors: np.ndarray, query: np.ndarray, ks: np.ndarray,
+                    allowed: Callable[[np.ndarray, np.ndarray], np.ndarray], k: int,
+                    first_k: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``search_first_allowed`` of each line in the index of its maturity ceiling ``levels[i]``
+    (``LevelIndexes``), one call per index. ``allowed(lines, positions)`` as there, lines of the
+    whole batch; ``first_k(lines, item_positions)``: those lines' first fetch, given the catalog
+    positions of the index they search (``first_fetch_lines`` of the share it allows)."""
+    n = len(query)
+    out_pos = np.full((n, k), -1, np.int64)
+    out_scores = np.zeros((n, k), np.float32)
+    for lines, (index, _, positions) in indexes.groups(levels):
+        def allowed_here(sub: np.ndarray, pos: np.ndarray, lines: np.ndarray = lines) -> np.ndarray:
+            return allowed(lines[sub], pos)
+
+        pos, scores = search_first_allowed(index, vectors, query[lines], ks[lines], positions, allowed_here, k,
+                                           first_k(lines, positions))
+        out_pos[lines], out_scores[lines] = pos, scores
+    return out_pos, out_scores
+
+
 def finalize_long(block: ProfileBlock, profile: np.ndarray, positions: Sequence[np.ndarray], scores: Sequence[np.ndarray],
                   ok: np.ndarray, k: int, source: str, evidence: Sequence[str], key: Sequence[str]) -> RowBlock:
     """``candidates.base.finalize`` for one row per line, lines laid end to end: line i is profile

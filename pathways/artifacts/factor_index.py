@@ -54,6 +54,17 @@ class FactorIndex:
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
+    def subset(self, rows: np.ndarray) -> FactorIndex:
+        """An index of this one's items ``rows`` (ascending, non-empty): its row i is row ``rows[i]``
+        here, with the same vectors (already unit ones are not normalized again) and the same
+        query normalization. Ties keep their order: faiss breaks them by row, and rows keep theirs."""
+        rows = np.asarray(rows, np.int64)
+        if not len(rows) or (np.diff(rows) <= 0).any() or rows[0] < 0 or rows[-1] >= len(self):
+            raise ValueError(f"rows must be ascending, distinct and within 0..{len(self) - 1}")
+        sub = FactorIndex(self.vectors[rows])
+        sub.normalize = self.normalize
+        return sub
+
     def search(
         self, queries: np.ndarray, k: int, exclude: sp.csr_matrix | None = None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -166,3 +166,68 @@ def test_lookup_reads_a_mask_as_2d_fancy_indexing_does() -> None:
     np.testing.assert_array_equal(lookup(mask, lines, per_line), mask[lines[:, None], np.maximum(per_line, 0)])
     np.testing.assert_array_equal(lookup(mask, lines, shared), mask[lines[:, None], np.maximum(shared, 0)[None, :]])
     assert lookup(mask, lines, shared).shape == (4, 9) and lookup(mask, lines[:0], shared).shape == (0, 9)
+
+
+def _maturity_world(seed: int):
+    from tests.candidates import world
+
+    catalog = world.catalog()
+    rng = np.random.default_rng(seed)
+    item_positions = np.array([-1, *rng.permutation(len(catalog))], np.int64)  # one item outside the catalog
+    vectors = rng.normal(size=(len(item_positions), 8)).astype(np.float32)
+    return catalog, item_positions, vectors
+
+
+def test_level_indexes_give_a_closed_ceiling_its_own_titles_and_open_ones_the_whole_index() -> None:
+    from candidates.block import MIN_CUT, LevelIndexes
+
+    catalog, item_positions, vectors = _maturity_world(0)
+    index = FactorIndex(vectors, normalize=True)
+    levels = LevelIndexes(index, item_positions, catalog)
+    maturity = np.where(item_positions >= 0, catalog.maturity[np.maximum(item_positions, 0)], 99)
+    own = 0
+    for level in np.unique(catalog.maturity).tolist():
+        sub, rows, positions = levels.entry(level)
+        allowed = np.flatnonzero(maturity <= level)
+        if len(allowed) <= (1 - MIN_CUT) * len(index):
+            own += 1
+            assert rows.tolist() == allowed.tolist() and positions.tolist() == item_positions[allowed].tolist()
+            assert np.array_equal(sub.vectors, index.vectors[allowed]) and sub.normalize  # unit vectors, kept as they are
+        else:
+            assert sub is index and rows is None and positions is item_positions
+    assert own >= 2  # the test world has closed ceilings (0, 1, 2) and an open one (3)
+    assert levels.entry(int(catalog.maturity.min()) - 1) is None  # below every title: nothing to search
+    assert levels.entry(99)[0] is index  # above every title: all of them
+    groups = levels.groups(np.array([3, 1, 3, 9, 1, -1]))  # 3 and 9 search the same (whole) index
+    assert sorted(lines.tolist() for lines, _ in groups) == [[0, 2, 3], [1, 4]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_search_by_level_finds_what_one_search_of_the_whole_index_finds(seed: int) -> None:
+    from candidates.block import LevelIndexes, search_by_level
+
+    catalog, item_positions, vectors = _maturity_world(seed)
+    rng = np.random.default_rng(seed)
+    n_lines, k = 60, 4
+    line_level = rng.choice([-1, 0, 1, 2, 3, 4], n_lines)
+    unseen = rng.random((n_lines, len(catalog))) < 0.8
+    ok = unseen & (catalog.maturity[None, :] <= line_level[:, None])
+    query = rng.integers(0, len(vectors), n_lines)
+    ks = np.full(n_lines, len(vectors))
+    index = FactorIndex(vectors)
+
+    def allowed(lines: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        return ok[lines[:, None], np.maximum(pos, 0)]
+
+    want_pos, want_scores = search_first_allowed(index, vectors, query, ks, item_positions, allowed, k, 1)
+    fetched = []
+
+    def first_k(lines: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        fetched.append(len(positions))
+        return np.ones(len(lines), np.int64)
+
+    got_pos, got_scores = search_by_level(LevelIndexes(index, item_positions, catalog), line_level, vectors, query, ks,
+                                          allowed, k, first_k)
+    assert got_pos.tolist() == want_pos.tolist()
+    assert np.allclose(got_scores, want_scores, rtol=1e-5, atol=1e-6)
+    assert (got_pos[line_level < 0] == -1).all() and sorted(fetched)[0] < len(vectors)  # kids lines: fewer titles
