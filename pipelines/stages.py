@@ -367,24 +367,37 @@ def _read(path: Path) -> str | None:
 
 def _write_plays(ctx: RunContext, path: Path) -> dict[str, str]:
     """The play events the candidate sources aggregate, once per run (streamed batch by batch,
-    atomically); returns the data window (first and last event in the lake). Memory: one batch."""
+    atomically); returns the data window (first and last event in the lake), taken from the same
+    pass when the plays are written (from the ``ts`` column alone when a resume finds them).
+    Memory: one batch."""
     from features.lake_scan import iter_lake
     from features.schema import EventType
 
     lo, hi = None, None
-    for t in iter_lake(ctx.config.lake_dir, ["ts"]):
+
+    def widen(t: pa.Table) -> None:
+        nonlocal lo, hi
         if t.num_rows:
             bounds = pc.min_max(t["ts"]).as_py()
             lo = bounds["min"] if lo is None else min(lo, bounds["min"])
             hi = bounds["max"] if hi is None else max(hi, bounds["max"])
+
+    if path.is_file():
+        for t in iter_lake(ctx.config.lake_dir, ["ts"]):
+            widen(t)
+    else:
+        tmp = path.with_suffix(".tmp")
+        play = pa.scalar(EventType.PLAY.value, pa.string())
+        with pq.ParquetWriter(tmp, EVENT_SCHEMA) as writer:
+            for batch in iter_lake(ctx.config.lake_dir):  # every event counts for the window, plays are kept
+                widen(batch)
+                writer.write_table(batch.filter(pc.equal(batch["event_type"], play)))
+        if lo is None:
+            tmp.unlink()
+        else:
+            tmp.replace(path)
     if lo is None or hi is None:
         raise ValueError("the lake holds no accepted events")
-    if not path.is_file():
-        tmp = path.with_suffix(".tmp")
-        with pq.ParquetWriter(tmp, EVENT_SCHEMA) as writer:
-            for batch in iter_lake(ctx.config.lake_dir, None, (EventType.PLAY.value,)):
-                writer.write_table(batch)
-        tmp.replace(path)
     return {"window_start": lo.isoformat(), "window_end": hi.isoformat()}
 
 
