@@ -1,7 +1,10 @@
-"""The pages stage's plays file and data window: one pass over the lake writes the plays and finds
-the window of every event; a resume that finds the plays reads the window alone."""
+"""The pages stage's inputs: one pass over the lake writes the plays and finds the window of every
+event (a resume that finds the plays reads the window alone); the profiles' contexts come block by
+block from history ranges computed one range ahead, the same whatever the range size."""
 
 from __future__ import annotations
+
+import threading
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -12,13 +15,13 @@ from features.lake_index import write_partitioned
 from features.schema import EventType
 from pathways.config import PathwaysConfig
 from pipelines.runner import RunContext
-from pipelines.stages import _write_plays
+from pipelines.stages import _write_plays, profile_blocks
 from world.generator import generate_world
 from world.sizes import preset
 
 
-def _ctx(tmp_path) -> RunContext:
-    config = PathwaysConfig(data_dir=tmp_path)
+def _ctx(tmp_path, **overrides) -> RunContext:
+    config = PathwaysConfig(data_dir=tmp_path).with_overrides(overrides)
     return RunContext(config, "r", config.runs_dir / "r", {}, progress=False)
 
 
@@ -54,3 +57,27 @@ def test_an_empty_lake_is_refused_and_leaves_no_file(tmp_path) -> None:
     with pytest.raises(ValueError, match="no accepted events"):
         _write_plays(ctx, path)
     assert not path.exists() and not path.with_suffix(".tmp").exists()
+
+
+def test_contexts_are_the_same_with_ranges_read_ahead_and_closing_stops_the_reader(tmp_path) -> None:
+    world = generate_world(preset("tiny"))
+    world.write(tmp_path / "raw" / "world")
+    write_partitioned(world.events, PathwaysConfig(data_dir=tmp_path).lake_dir, "a")
+
+    def contexts(shard: int) -> list:
+        ctx = _ctx(tmp_path, **{"pipeline.history_shard_profiles": shard, "pipeline.chunk_size": 7})
+        ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        total, blocks = profile_blocks(ctx)
+        out = [p for block in blocks for p in block]
+        assert len(out) == total
+        return out
+
+    whole, ranged = contexts(10**6), contexts(5)  # one range; many, each computed while the last is built
+    assert ranged == whole and sum(bool(p.history) for p in whole) > 10
+
+    ctx = _ctx(tmp_path, **{"pipeline.history_shard_profiles": 5, "pipeline.chunk_size": 7})
+    _, blocks = profile_blocks(ctx)
+    assert len(next(blocks)) == 7
+    blocks.close()  # a consumer that stops early: the reader thread ends and its shards go
+    assert not [t for t in threading.enumerate() if t.name == "history-ranges"]
+    assert not list(ctx.run_dir.glob("histories-*"))
