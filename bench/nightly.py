@@ -22,7 +22,8 @@
 5. ``quality`` (``--quality-check``): top row NDCG@20 trained on a sample vs on all (``bench/nightly_quality.py``).
    ``quality_by_size`` (``--quality-sizes``): at every size, the NDCG@20 of the top row as the nightly
    trains it (the configured sample, the rest folded in); ``quality_holds_at_scale``: the largest
-   world scores at least the smallest.
+   world scores at least the smallest, and ``quality_difference`` / ``_se`` / ``_z``: by how much,
+   in standard errors (two worlds within noise of each other read as a tie either way).
 """
 
 from __future__ import annotations
@@ -44,7 +45,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.nightly_quality import quality_check, quality_line, sample_quality, sizes_line  # noqa: E402
+from bench.nightly_quality import (  # noqa: E402
+    compare_sizes,
+    comparison_line,
+    quality_check,
+    quality_line,
+    sample_quality,
+    sizes_line,
+)
 from bench.pages import block_and_loop  # noqa: E402
 from pathways.config import PathwaysConfig  # noqa: E402
 
@@ -377,8 +385,7 @@ def main() -> int:
     if args.quality_sizes:
         by_size = {size: sample_quality(args.root / size, args.quality_sample) for size in sizes}
         result["quality_by_size"] = by_size
-        first, last = by_size[sizes[0]]["ndcg20"], by_size[sizes[-1]]["ndcg20"]  # None: no profile to test
-        result["quality_holds_at_scale"] = None if first is None or last is None else last >= first
+        result.update(compare_sizes(by_size))
     print_table(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -419,7 +426,7 @@ def print_table(r: dict[str, Any]) -> None:
     if "quality" in r:
         print(quality_line(r["quality"]))
     if "quality_by_size" in r:
-        print(sizes_line(r["quality_by_size"]), f"\nthe largest world scores at least the smallest: {r['quality_holds_at_scale']}")
+        print(sizes_line(r["quality_by_size"]), "\n" + comparison_line(r))
 
 
 if __name__ == "__main__":

@@ -169,6 +169,35 @@ def sample_quality(data: Path, sample: int) -> dict[str, Any]:
             "fit_s": round(part_s, 1), "rank_s": round(time.perf_counter() - t0, 1)}
 
 
+def compare_sizes(by_size: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The bar's comparison of ``sample_quality`` results (in size order): ``quality_holds_at_scale``
+    (the largest world scores at least the smallest; None where either tested no profile), and how
+    far apart they are: ``quality_difference`` (largest - smallest) with its standard error (the two
+    worlds' standard errors in quadrature: independent test profiles) and ``quality_difference_z``
+    (the difference in standard errors: within +-2, the two worlds are a tie, whichever way the bar's
+    "at least" reads)."""
+    sizes = list(by_size)
+    first, last = by_size[sizes[0]], by_size[sizes[-1]]
+    if first["ndcg20"] is None or last["ndcg20"] is None:
+        return {"quality_holds_at_scale": None, "quality_difference": None, "quality_difference_se": None,
+                "quality_difference_z": None}
+    diff = last["ndcg20"] - first["ndcg20"]
+    ses = [q.get("ndcg20_se") for q in (first, last)]
+    se = float(np.hypot(*ses)) if None not in ses else None
+    return {"quality_holds_at_scale": last["ndcg20"] >= first["ndcg20"], "quality_difference": round(diff, 4),
+            "quality_difference_se": None if se is None else round(se, 4),
+            "quality_difference_z": None if not se else round(diff / se, 2)}
+
+
+def comparison_line(c: dict[str, Any]) -> str:
+    """The printed line of ``compare_sizes``."""
+    line = f"the largest world scores at least the smallest: {c['quality_holds_at_scale']}"
+    if c.get("quality_difference") is not None:
+        line += (f" (largest - smallest {c['quality_difference']:+.4f}, standard error {c['quality_difference_se']}, "
+                 f"z {c['quality_difference_z']})")
+    return line
+
+
 def sizes_line(by_size: dict[str, dict[str, Any]]) -> str:
     """The printed lines of ``sample_quality`` per size (the bar: the largest scores at least the smallest)."""
     lines = ["top row NDCG@20, trained on the configured sample, on each world's next-day plays"]
