@@ -248,6 +248,9 @@ def artwork(ctx: RunContext) -> dict[str, Any]:
     }
 
 
+HISTORIES_PREFIX = "histories-"  # profile_blocks' shard folders under the run dir (a SIGKILL leaves them behind)
+
+
 def profile_blocks(ctx: RunContext, skip: set[int] | None = None) -> tuple[int, Iterator[list[ProfileContext]]]:
     """(profiles to build, blocks of ``pipeline.chunk_size`` contexts in profile id order), skipping
     the profiles in ``skip`` (done before a resume). Contexts are made one block at a time from
@@ -281,7 +284,7 @@ def profile_blocks(ctx: RunContext, skip: set[int] | None = None) -> tuple[int, 
         )
 
     def blocks() -> Iterator[list[ProfileContext]]:
-        work = Path(tempfile.mkdtemp(prefix="histories-", dir=ctx.run_dir))
+        work = Path(tempfile.mkdtemp(prefix=HISTORIES_PREFIX, dir=ctx.run_dir))
         # the next range's features are computed on a thread of their own while this range's blocks
         # are built (a range of 50,000 profiles took ~2.5 s, which the page builders had waited for)
         ranges = Prefetched(histories_by_range(cfg.lake_dir, titles, table.column("profile_id").to_numpy(),
@@ -325,6 +328,8 @@ def pages(ctx: RunContext) -> dict[str, Any]:
 
     ctx.cache.pop("training_events", None)  # training is over: its events leave memory
     shutil.rmtree(ctx.run_dir / UNSAMPLED_DIR, ignore_errors=True)  # and the left-out profiles' histories the disk
+    for stale in ctx.run_dir.glob(HISTORIES_PREFIX + "*"):  # history shards of a killed attempt (the lock: none is live)
+        shutil.rmtree(stale, ignore_errors=True)
     work = ctx.stage_dir("pages")
     upstream = json.dumps({k: v for k, v in ctx.outputs.items() if k not in ("pages", "publish")}, sort_keys=True, default=str)
     if not ctx.resume or _read(work / "upstream.json") != upstream:  # pages of other models are not resumed

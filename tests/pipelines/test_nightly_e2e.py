@@ -245,8 +245,12 @@ def test_a_pages_stage_killed_mid_way_resumes_to_the_same_pages(nightly, monkeyp
     with pytest.raises(RuntimeError, match="killed"):
         stages.pages(killed)
     monkeypatch.undo()
+    leftover = killed.run_dir / f"{stages.HISTORIES_PREFIX}sigkilled"  # a SIGKILL runs no finally: its shards stay
+    leftover.mkdir()
+    (leftover / "shard-0.parquet").write_bytes(b"history shard of a killed attempt")
     resumed = stages.pages(killed)
     assert resumed["resumed_profiles"] == 10  # two blocks of 5 were committed before the kill
+    assert not list(killed.run_dir.glob(f"{stages.HISTORIES_PREFIX}*"))  # the resume removed them, and its own
     assert {k: resumed[k] for k in ("profiles", "rows", "empty_pages")} == {k: expected[k] for k in ("profiles", "rows", "empty_pages")}
     sqlite = "pages.sqlite"
     assert pages_checksum(Path(resumed["dir"]) / sqlite) == pages_checksum(Path(expected["dir"]) / sqlite)
