@@ -271,7 +271,9 @@ def resume_check(data: Path, kills: int, seed: int = 0) -> dict[str, Any]:
             os.killpg(child.pid, signal.SIGKILL)
         child.wait()
         progress.append(_pages_done(db))
-    subprocess.run(nightly_cmd(data), env=ENV, cwd=ROOT, capture_output=True, check=True)
+    done = subprocess.run(nightly_cmd(data), env=ENV, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the nightly run after {kills} kills failed:\n{done.stderr[-3000:]}")
     got = read_manifest(current_dir(config.snapshots_dir))["pages_sha256"]
     (ctx.run_dir / "summary.json").write_text(summary)
     return {"resume_identical": got == expected, "kills": kills, "kill_targets": targets,
