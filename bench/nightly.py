@@ -40,6 +40,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -236,8 +237,11 @@ def replicas(source: Path, root: Path, sizes: list[int], redis_sizes: list[int])
 
 
 def _pages_done(db: Path) -> int:
+    """Pages committed so far. The connection is closed here: ``with sqlite3.connect(...)`` only ends
+    a transaction, and a connection left open (one that met an error stayed alive) holds the WAL,
+    so the job's publish could not settle the file ("database is locked")."""
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0) as conn:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)) as conn:
             return int(conn.execute("SELECT count(*) FROM pages").fetchone()[0])
     except sqlite3.Error:  # not created yet
         return 0
