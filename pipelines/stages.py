@@ -257,7 +257,8 @@ def profile_blocks(ctx: RunContext, skip: set[int] | None = None) -> tuple[int, 
     per-profile features (history, finished, in progress) computed per range of
     ``pipeline.history_shard_profiles`` profiles from one split pass over the lake's progress
     events (``features.history.histories_by_range``), never from the whole lake at once.
-    Cost: time linear in events; memory one range's events and features, whatever the profiles."""
+    Cost: time linear in events; memory one range's events and up to three ranges' features (the one
+    being built, the next one queued, and the one after it being computed), whatever the profiles."""
     from features.history import histories_by_range
     from pathways.parallel import Prefetched
 
